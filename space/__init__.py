@@ -1,0 +1,14 @@
+"""bneck's architecture space: specs, references, the network builder and search spaces."""
+from .model import build_model
+from .references import REFERENCES, V3_LARGE, V3_SMALL, scale_width
+from .searchspace import SearchSpace, available_spaces
+from .spec import ArchError, ArchSpec, BlockSpec, make_divisible, se_width
+from .text import format_arch, from_dict, parse_arch, to_dict, to_json
+
+load_space = SearchSpace.load
+
+__all__ = [
+    "ArchError", "ArchSpec", "BlockSpec", "REFERENCES", "SearchSpace", "V3_LARGE", "V3_SMALL",
+    "available_spaces", "build_model", "format_arch", "from_dict", "load_space", "make_divisible",
+    "parse_arch", "scale_width", "se_width", "to_dict", "to_json",
+]

@@ -1,0 +1,102 @@
+"""`load_data(cfg)`: one entry point for the four datasets the accuracy proxy trains on."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from .errors import DataError
+from .tensors import ImageTensors, check_val_fraction, stratified_split
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    train: Dataset  # yields (float tensor C x H x W, normalised; int label)
+    val: Dataset
+    num_classes: int
+    input_size: int
+    name: str
+    classes: tuple[str, ...] = ()  # class names where the source has them
+
+
+def as_dict(cfg: Any) -> dict:
+    """A plain dict from a dict or an OmegaConf config (resolving interpolations)."""
+    if cfg is None:
+        return {}
+    try:
+        from omegaconf import DictConfig, OmegaConf
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except ImportError:  # omegaconf is only needed when callers pass its configs
+        pass
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"expected a mapping, got {type(cfg).__name__}")
+    return dict(cfg)
+
+
+def load_data(cfg: Any) -> DataSplit:
+    c = as_dict(cfg)
+    name = c.get("name")
+    if name not in LOADERS:
+        raise DataError(f"data.name={name!r} is unknown: pass data.name=one of {', '.join(LOADERS)}")
+    size = c.get("input_size", 32)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 8:
+        raise DataError(f"data.input_size={size!r} is not an integer >= 8: pass e.g. data.input_size=32")
+    check_val_fraction(c.get("val_fraction", 0.2))
+    return LOADERS[name](c, size)
+
+
+def _digits(c: dict, size: int) -> DataSplit:
+    from sklearn.datasets import load_digits  # ships with scikit-learn: no download
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]  # N x 1 x 8 x 8 in [0, 1]
+    # Resizing once up front: per-item bilinear on 8x8 sources would dominate an epoch.
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    tr, va = stratified_split(d.target, c.get("val_fraction", 0.2), c.get("seed", 0), what="digits")
+    # Statistics from the training half only, so validation stays unseen.
+    mean, std = float(x[tr].mean()), float(x[tr].std())
+    make = lambda idx: ImageTensors(x[idx], y[idx], size=size, mean=[mean], std=[std])  # noqa: E731
+    return DataSplit(make(tr), make(va), 10, size, "digits", tuple(str(i) for i in range(10)))
+
+
+def _synthetic(c: dict, size: int) -> DataSplit:
+    k, n_train, n_val = c.get("num_classes", 4), c.get("n_train", 128), c.get("n_val", 64)
+    for key, v, low in (("num_classes", k, 2), ("n_train", n_train, 1), ("n_val", n_val, 1)):
+        if not isinstance(v, int) or v < low:
+            raise DataError(f"data.{key}={v!r} is not an integer >= {low}: pass e.g. data.{key}={max(low, 4)}")
+    g = torch.Generator().manual_seed(int(c.get("seed", 0)))
+    # One smooth pattern plus one colour per class: learnable both by convolutions and by
+    # a pooled head, but the noise keeps it from being solved in a single step.
+    blobs = F.interpolate(torch.randn(k, 3, 4, 4, generator=g), size=(size, size), mode="bilinear",
+                          align_corners=False)
+    templates = blobs / blobs.flatten(1).std(1).view(k, 1, 1, 1) + 0.5 * torch.randn(k, 3, 1, 1, generator=g)
+
+    def draw(n: int) -> ImageTensors:
+        y = torch.arange(n) % k  # balanced classes
+        y = y[torch.randperm(n, generator=g)]
+        x = templates[y] + 1.5 * torch.randn(n, 3, size, size, generator=g)
+        return ImageTensors(x, y, size=size, mean=[0.0] * 3, std=[1.0] * 3)
+
+    return DataSplit(draw(n_train), draw(n_val), k, size, "synthetic", tuple(f"class{i}" for i in range(k)))
+
+
+def _cifar10(c: dict, size: int) -> DataSplit:
+    from .cifar10 import load_cifar10
+    return load_cifar10(c, size)
+
+
+def _imagefolder(c: dict, size: int) -> DataSplit:
+    from .imagefolder import load_imagefolder
+    return load_imagefolder(c, size)
+
+
+LOADERS: dict[str, Callable[[dict, int], DataSplit]] = {
+    "digits": _digits, "synthetic": _synthetic, "cifar10": _cifar10, "imagefolder": _imagefolder,
+}

@@ -1,0 +1,9 @@
+"""The two ways the accuracy proxy refuses to go on: bad data, or a loss that blew up."""
+
+
+class DataError(ValueError):
+    """A dataset could not be loaded. The message names the problem and the fix, on one line."""
+
+
+class DivergedError(RuntimeError):
+    """The training loss stopped being finite. The message names the step and the loss value."""

@@ -1,0 +1,182 @@
+"""`fit`: seeded SGD + cosine training of a model on a DataSplit; `top1`: its validation accuracy."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .data import DataSplit, as_dict
+from .errors import DivergedError
+
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3  # may be fractional
+    steps: int | None = None  # if set, overrides epochs (NetAdapt finetunes for a fixed T steps)
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    schedule: str = "cosine"  # cosine | constant
+    warmup_steps: int = 0
+    seed: int = 0
+    device: str = "auto"  # auto -> cuda if available else cpu
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"train.schedule={self.schedule!r} is unknown: pass one of {', '.join(SCHEDULES)}")
+        if self.batch_size < 1:
+            raise ValueError(f"train.batch_size={self.batch_size} must be >= 1")
+        if self.steps is None and not self.epochs >= 0:
+            raise ValueError(f"train.epochs={self.epochs} must be >= 0")
+        if self.steps is not None and self.steps < 0:
+            raise ValueError(f"train.steps={self.steps} must be >= 0 (or null to use train.epochs)")
+        if self.warmup_steps < 0:
+            raise ValueError(f"train.warmup_steps={self.warmup_steps} must be >= 0")
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> "TrainConfig":
+        """Build from a dict or OmegaConf config, ignoring keys that are not fields."""
+        c = as_dict(cfg)
+        return cls(**{f.name: c[f.name] for f in dataclasses.fields(cls) if f.name in c})
+
+
+@dataclass
+class FitResult:
+    top1: float  # validation top-1 in [0, 1]
+    loss: float  # validation cross-entropy (no label smoothing)
+    steps: int  # optimiser steps taken
+    seconds: float  # wall time of training and evaluation
+    train_loss: float = math.nan  # mean training loss over the last (up to) 50 steps
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but CUDA is not available: pass train.device=auto or cpu")
+    return dev
+
+
+def total_steps(n_train: int, cfg: TrainConfig) -> int:
+    if cfg.steps is not None:
+        return int(cfg.steps)
+    return math.ceil(cfg.epochs * batches_per_epoch(n_train, cfg.batch_size))
+
+
+def batches_per_epoch(n_train: int, batch_size: int) -> int:
+    # A trailing partial batch is dropped (see `fit`), unless it is the only batch.
+    return max(1, n_train // batch_size)
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    """Multiplier of cfg.lr for 0-based `step`: linear warmup, then cosine to zero or constant."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    # Decaying BatchNorm scales and biases only fights the normalisation; decay weights only.
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def fit(model: nn.Module, data: DataSplit, cfg: TrainConfig, *, progress: bool = False,
+        desc: str = "train") -> FitResult:
+    """Train `model` in place; it ends on the CPU in eval mode. Same seed -> same weights on CPU."""
+    start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # dropout and anything else drawing from the global generator
+    n_train = len(data.train)
+    loader = DataLoader(
+        data.train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+        # Dropping the ragged last batch keeps BatchNorm away from tiny batches.
+        drop_last=n_train > cfg.batch_size, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.seed),
+        persistent_workers=cfg.num_workers > 0)
+    total = total_steps(n_train, cfg)
+    opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
+                          nesterov=cfg.nesterov and cfg.momentum > 0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg))
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    recent: list[float] = []
+    try:
+        model.to(device).train()
+        step = 0
+        with tqdm(total=total, desc=desc, disable=not progress, dynamic_ncols=True) as bar:
+            while step < total:
+                for x, y in loader:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    loss = criterion(model(x), y)
+                    value = loss.item()  # one sync per step buys an exact step number on divergence
+                    if not math.isfinite(value):
+                        raise DivergedError(f"{desc}: loss became {value} at step {step + 1}/{total} "
+                                            f"(lr={sched.get_last_lr()[0]:.3g}): lower train.lr or check the model")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    recent = (recent + [value])[-50:]
+                    bar.update(1)
+                    if progress and (step % 10 == 0 or step == total):
+                        bar.set_postfix(loss=f"{value:.3f}", lr=f"{sched.get_last_lr()[0]:.3g}")
+                    if step >= total:
+                        break
+        acc, val_loss = evaluate(model, data.val, device=device, batch_size=256,
+                                 num_workers=cfg.num_workers)
+    finally:
+        model.cpu()  # callers measure and export on the CPU
+    return FitResult(acc, val_loss, total, time.perf_counter() - start,
+                     sum(recent) / len(recent) if recent else math.nan)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 256,
+             num_workers: int = 0) -> tuple[float, float]:
+    """(top-1, mean cross-entropy) of `model` on `dataset`; leaves the model in eval mode on `device`."""
+    if len(dataset) == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+    model.to(device).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    correct, loss_sum, n = 0, 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+    return correct / n, loss_sum / n
+
+
+def top1(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, device: str = "auto") -> float:
+    """Top-1 accuracy in [0, 1]; the model goes back to its device and train/eval mode afterwards."""
+    was_training = model.training
+    home = next(model.parameters(), torch.empty(0)).device
+    try:
+        acc, _ = evaluate(model, dataset, device=resolve_device(device), batch_size=batch_size)
+    finally:
+        model.to(home).train(was_training)
+    return acc
