@@ -109,6 +109,8 @@ def fit(model: nn.Module, data: DataSplit, cfg: TrainConfig, *, progress: bool =
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # dropout and anything else drawing from the global generator
     n_train = len(data.train)
+    if n_train == 0:
+        raise ValueError(f"{desc}: the training set of {data.name!r} is empty")
     loader = DataLoader(
         data.train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
         # Dropping the ragged last batch keeps BatchNorm away from tiny batches.
