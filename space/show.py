@@ -1,0 +1,60 @@
+"""``python -m space.show ARCH``: the block table of an architecture, its size and its cost.
+
+ARCH is a reference name (v3_large, v3_small), an arch string or a path to an arch JSON file.
+"""
+from __future__ import annotations
+
+import argparse
+
+from .cli import UsageError, run
+from .text import format_block, parse_arch
+
+
+def block_table(arch) -> str:
+    rows = [f"{'#':>3}  {'in':>5} {'k':>2} {'exp':>5} {'out':>5} {'s':>2} {'SE':>3} {'act':>3}  token"]
+    rows.append(f"{'':>3}  {3:>5} {3:>2} {'':>5} {arch.stem:>5} {2:>2} {'':>3} {'HS':>3}  stem{arch.stem}")
+    for i, (cin, b) in enumerate(zip(arch.in_channels(), arch.blocks)):
+        rows.append(f"{i:>3}  {cin:>5} {b.kernel:>2} {b.expand:>5} {b.out:>5} {b.stride:>2} "
+                    f"{'yes' if b.se else '-':>3} {b.act:>3}  {format_block(b)}")
+    rows.append(f"{'':>3}  {arch.blocks[-1].out:>5} {1:>2} {'':>5} {arch.last_conv:>5} {1:>2} {'':>3} {'HS':>3}  last{arch.last_conv}")
+    rows.append(f"head: avgpool -> Linear({arch.last_conv}, {arch.head}) -> HS -> Dropout({arch.dropout:g}) -> Linear")
+    return "\n".join(rows)
+
+
+def main(argv) -> int:
+    parser = argparse.ArgumentParser(prog="python -m space.show", description=__doc__.splitlines()[0])
+    parser.add_argument("arch", help="v3_large, v3_small, an arch string or a .json path")
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--latency", choices=("none", "lut", "measured"), default="none",
+                        help="add latency: predicted by the lookup table, or measured end to end")
+    parser.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
+    parser.add_argument("--results-dir", default="results", help="where the latency table lives")
+    args = parser.parse_args(argv)
+    if args.num_classes <= 0 or args.input_size <= 0:
+        raise UsageError("--num-classes and --input-size must be positive integers")
+
+    arch = parse_arch(args.arch)
+    print(block_table(arch))
+    from .text import format_arch
+
+    print(f"string: {format_arch(arch)}")
+    from .model import build_model
+
+    params = sum(p.numel() for p in build_model(arch, args.num_classes).parameters())
+    print(f"params: {params:,} ({args.num_classes} classes)")
+    try:
+        import measure
+    except ImportError:  # measure/ not installed: the table and parameters are all we can say
+        return 0
+    print(f"MACs: {measure.count_macs(arch, input_size=args.input_size):,} at {args.input_size}x{args.input_size}")
+    if args.latency != "none":
+        cfg = {"source": args.latency, "backend": args.backend, "threads": 1,
+               "input_size": args.input_size, "batch": 1, "table": None, "measure_missing": True}
+        model = measure.latency_model(cfg, args.results_dir)
+        print(f"latency ({model.name}): {model(arch):.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
