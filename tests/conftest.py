@@ -32,3 +32,61 @@ def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 300
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def _pg_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A throwaway PostgreSQL server on loopback (Debian's package); skips when it is not installed."""
+    import getpass
+    import shutil
+    import socket
+    import time
+
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server binaries not installed (Debian package postgresql)")
+    pytest.importorskip("psycopg2")
+    import tempfile
+    from pathlib import Path as _P
+
+    # Not under pytest's tmp dir: that one is private to the current user, and the server may
+    # run as another (postgres) user.
+    root = _P(tempfile.mkdtemp(prefix="bneck-pg-"))
+    data = root / "data"
+    # initdb refuses to run as root: run the server as Debian's postgres user then.
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_user:
+        shutil.chown(root, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    user = "postgres" if as_user else getpass.getuser()
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    try:
+        url = f"postgresql+psycopg2://{user}@127.0.0.1:{port}/postgres"
+        deadline = time.time() + 20
+        import sqlalchemy
+
+        while True:
+            try:
+                with sqlalchemy.create_engine(url).connect():
+                    break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.3)
+        yield url
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
