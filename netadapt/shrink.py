@@ -1,0 +1,152 @@
+"""Weight transfer: a trained network cut down to a smaller spec of the same structure.
+
+Which channels survive: the strongest by the L2 norm of the weights that *read* them, summed over
+every layer that reads the channel (its input columns in the next 1x1 convs / linears, the SE fc1
+included). Every conv here is followed by BatchNorm, which cancels any scale of the producing filter,
+so a producer's filter norm says little; the reading weights are not normalised away and say how much
+the next layer uses the channel. A residual group is ranked once, over the readers of all its
+members, and the same channels are kept in every producer (stem or project conv + BN) and reader.
+A side effect the tests rely on: zeroing the outgoing weights of the channels to be dropped only
+lowers their own score, so the choice is stable and the transfer exact.
+
+The choice is applied through one table of layers, each naming the channel node it reads and the
+node it writes: expand conv + BN, depthwise conv + BN, SE fc1 (input columns) / fc2 (output rows),
+project conv + BN, last conv, classifier.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from space import ArchSpec, build_model, se_width
+
+from .groups import group_index, same_structure
+
+Node = tuple  # ("g", group) | ("e", block) | ("s", block) | ("last",) | ("head",) | ("rgb",) | ("cls",)
+RGB, CLASSES, LAST, HEAD = ("rgb",), ("cls",), ("last",), ("head",)
+
+
+@dataclass(frozen=True)
+class Layer:
+    path: str  # module path in the MobileNetV3 tree
+    kind: str  # "conv" (dense conv or linear) | "dw" (depthwise conv) | "bn"
+    reads: Node
+    writes: Node
+
+
+def layer_table(arch: ArchSpec) -> list[Layer]:
+    """Every weighted layer of ``build_model(arch)`` with the channel nodes it reads and writes."""
+    g = group_index(arch)
+    stem = ("g", g[-1])
+    table = [Layer("features.0.0", "conv", RGB, stem), Layer("features.0.1", "bn", stem, stem)]
+    for i, (cin, b) in enumerate(zip(arch.in_channels(), arch.blocks)):
+        p, k = f"features.{i + 1}.block", 0
+        src, out = ("g", g[i - 1]), ("g", g[i])
+        exp = src
+        if b.has_expand(cin):
+            exp = ("e", i)
+            table += [Layer(f"{p}.0.0", "conv", src, exp), Layer(f"{p}.0.1", "bn", exp, exp)]
+            k = 1
+        table += [Layer(f"{p}.{k}.0", "dw", exp, exp), Layer(f"{p}.{k}.1", "bn", exp, exp)]
+        k += 1
+        if b.se:
+            table += [Layer(f"{p}.{k}.fc1", "conv", exp, ("s", i)), Layer(f"{p}.{k}.fc2", "conv", ("s", i), exp)]
+            k += 1
+        table += [Layer(f"{p}.{k}.0", "conv", exp, out), Layer(f"{p}.{k}.1", "bn", out, out)]
+    n = len(arch.blocks) + 1
+    last_in = ("g", g[len(arch.blocks) - 1])
+    table += [
+        Layer(f"features.{n}.0", "conv", last_in, LAST), Layer(f"features.{n}.1", "bn", LAST, LAST),
+        Layer("classifier.0", "conv", LAST, HEAD), Layer("classifier.3", "conv", HEAD, CLASSES),
+    ]
+    return table
+
+
+def node_sizes(arch: ArchSpec) -> dict[Node, int]:
+    sizes: dict[Node, int] = {LAST: arch.last_conv, HEAD: arch.head}
+    g = group_index(arch)
+    sizes[("g", g[-1])] = arch.stem
+    for i, (cin, b) in enumerate(zip(arch.in_channels(), arch.blocks)):
+        sizes[("g", g[i])] = b.out
+        if b.has_expand(cin):
+            sizes[("e", i)] = b.expand
+        if b.se:
+            sizes[("s", i)] = se_width(b.expand)
+    return sizes
+
+
+def _modules(model: nn.Module) -> dict[str, nn.Module]:
+    return dict(model.named_modules())
+
+
+def channel_scores(model: nn.Module) -> dict[Node, torch.Tensor]:
+    """Per node, the summed L2 norms of each channel's columns in every layer reading it."""
+    mods = _modules(model)
+    scores: dict[Node, torch.Tensor] = {}
+    for layer in layer_table(model.arch):
+        if layer.kind != "conv" or layer.reads in (RGB,):
+            continue
+        w = mods[layer.path].weight.detach()
+        col = w.transpose(0, 1).reshape(w.shape[1], -1).norm(dim=1)
+        scores[layer.reads] = scores.get(layer.reads, 0) + col
+    return scores
+
+
+def choose_channels(model: nn.Module, new_arch: ArchSpec) -> dict[Node, torch.Tensor]:
+    """Per node, the sorted indices of the channels ``shrink`` keeps (all of them if it keeps its size)."""
+    old_arch: ArchSpec = model.arch
+    if not same_structure(old_arch, new_arch):
+        raise ValueError("shrink needs the same structure (expand convs, residual adds, SE, strides); "
+                         f"got {len(old_arch.blocks)} vs {len(new_arch.blocks)} blocks or a changed layer")
+    old, new = node_sizes(old_arch), node_sizes(new_arch)
+    scores = channel_scores(model)
+    keep: dict[Node, torch.Tensor] = {}
+    for node, n_old in old.items():
+        n_new = new[node]
+        if n_new > n_old:
+            raise ValueError(f"shrink cannot grow channels: {node} {n_old} -> {n_new}")
+        if n_new == n_old:
+            keep[node] = torch.arange(n_old)
+        else:
+            order = torch.argsort(scores[node], descending=True, stable=True)
+            keep[node] = order[:n_new].sort().values
+    return keep
+
+
+def _slice(t: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
+    if rows is not None:
+        t = t.index_select(0, rows)
+    if cols is not None and t.dim() > 1:
+        t = t.index_select(1, cols)
+    return t.clone()
+
+
+def shrink(model: nn.Module, new_arch: ArchSpec, keep: dict[Node, torch.Tensor] | None = None) -> nn.Module:
+    """A new network for ``new_arch`` holding ``model``'s strongest channels (see module doc).
+
+    ``model`` is a ``space.build_model`` network; it is not modified. The result has the same
+    number of classes and the same train/eval mode.
+    """
+    keep = choose_channels(model, new_arch) if keep is None else keep
+    fixed = lambda node: None if node in (RGB, CLASSES) else keep[node]  # noqa: E731
+    num_classes = model.classifier[-1].out_features
+    new_model = build_model(new_arch, num_classes)
+    mods = _modules(model)
+    state = {}
+    for layer in layer_table(model.arch):
+        m = mods[layer.path]
+        rows, cols = fixed(layer.writes), fixed(layer.reads)
+        if layer.kind == "conv":
+            state[f"{layer.path}.weight"] = _slice(m.weight.detach(), rows, cols)
+            if m.bias is not None:
+                state[f"{layer.path}.bias"] = _slice(m.bias.detach(), rows, None)
+        elif layer.kind == "dw":
+            state[f"{layer.path}.weight"] = _slice(m.weight.detach(), rows, None)
+        else:  # bn
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                state[f"{layer.path}.{name}"] = _slice(getattr(m, name).detach(), rows, None)
+            state[f"{layer.path}.num_batches_tracked"] = m.num_batches_tracked.detach().clone()
+    new_model.load_state_dict(state, strict=True)
+    return new_model.train(model.training)
