@@ -1,0 +1,299 @@
+"""The per-block latency lookup table (LUT), cached on disk per machine, backend, threads and input size.
+
+A network costs stem + blocks + head, each an *entry* keyed by everything that sets its cost:
+
+    stem_r224_c16                          input resolution, stem width
+    block_r112_i16_k3_e64_o24_s2_se0_RE    input resolution and channels, kernel, expand, out, stride, SE, act
+    head_r7_i160_l960_h1280_n1000          last conv, pool and classifier: in, last_conv, head, classes
+
+An entry is that part built alone (with the same ``space.model`` classes as the network) and timed
+with the ``measure_latency`` protocol on an input of its own shape. A prediction is
+``scale * sum(entries) + offset``; the calibration (scale, offset) is a least-squares fit of measured
+end-to-end latency on the sum for a few networks, stored in the table, because timing parts alone
+adds a per-call overhead and misses cache effects between parts.
+
+On disk: ``<results_dir>/lut/<machine>/<backend>_t<threads>_<input_size>.json`` (``b<batch>`` and
+``cl`` appended when not batch 1 / NCHW). ``<machine>`` is ``$BNECK_MACHINE`` if set, else
+``<hostname>-<8 hex of sha1(CPU model, logical CPU count)>``: stable across runs on one machine,
+different when a worker lands on other hardware. Writes are atomic (temporary file + ``os.replace``),
+so readers never take a lock; measuring holds an exclusive ``flock`` on ``<table>.lock`` and
+re-reads the file first, so two processes never measure the same entry (nor time each other's
+load) and never lose each other's entries. Every entry is saved as soon as it is measured, so an
+interrupted build resumes where it stopped.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import platform
+import socket
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from space import ArchSpec, BlockSpec
+from space.model import ConvBNAct, InvertedResidual
+
+from .latency import MeasureError, check_backend, measure_latency
+
+FORMAT = 1
+
+
+def machine_id() -> str:
+    """A stable name for this machine: ``$BNECK_MACHINE``, or hostname + hash of the CPU model."""
+    if os.environ.get("BNECK_MACHINE"):
+        return os.environ["BNECK_MACHINE"]
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    digest = hashlib.sha1(f"{model}|{os.cpu_count()}".encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
+
+
+def table_path(results_dir, backend: str, threads: int, input_size: int, batch: int = 1,
+               channels_last: bool = False) -> Path:
+    name = f"{backend}_t{threads}_{input_size}" + (f"_b{batch}" if batch != 1 else "") + ("_cl" if channels_last else "")
+    return Path(results_dir) / "lut" / machine_id() / f"{name}.json"
+
+
+# -- entries -------------------------------------------------------------------------------------
+def _side(input_size: int, stride: int) -> int:
+    # Padded convs with stride 2 give ceil(h / 2); repeated ceilings equal one ceil of the product.
+    return math.ceil(input_size / stride)
+
+
+class _Head(nn.Module):
+    """Last conv -> pool -> classifier, as the tail of ``space.model.MobileNetV3``."""
+
+    def __init__(self, cin: int, last_conv: int, head: int, num_classes: int):
+        super().__init__()
+        self.conv = ConvBNAct(cin, last_conv, 1, act=nn.Hardswish)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Linear(last_conv, head), nn.Hardswish(), nn.Dropout(0.2),
+                                        nn.Linear(head, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.conv(x)), 1))
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    in_channels: int
+    side: int  # input resolution (square)
+    build: Callable[[], nn.Module]
+
+    def input_shape(self, batch: int) -> tuple[int, int, int, int]:
+        return (batch, self.in_channels, self.side, self.side)
+
+
+def stem_entry(stem: int, input_size: int) -> Entry:
+    return Entry(f"stem_r{input_size}_c{stem}", 3, input_size,
+                 lambda: ConvBNAct(3, stem, 3, stride=2, act=nn.Hardswish))
+
+
+def block_entry(cin: int, side: int, b: BlockSpec) -> Entry:
+    key = f"block_r{side}_i{cin}_k{b.kernel}_e{b.expand}_o{b.out}_s{b.stride}_se{int(b.se)}_{b.act}"
+    return Entry(key, cin, side, lambda: InvertedResidual(cin, b))
+
+
+def head_entry(cin: int, side: int, last_conv: int, head: int, num_classes: int = 1000) -> Entry:
+    return Entry(f"head_r{side}_i{cin}_l{last_conv}_h{head}_n{num_classes}", cin, side,
+                 lambda: _Head(cin, last_conv, head, num_classes))
+
+
+def arch_entries(arch: ArchSpec, input_size: int) -> list[Entry]:
+    """Stem, every block and the head of ``arch``, in order."""
+    entries = [stem_entry(arch.stem, input_size)]
+    stride = 2
+    for cin, b in zip(arch.in_channels(), arch.blocks):
+        entries.append(block_entry(cin, _side(input_size, stride), b))
+        stride *= b.stride
+    entries.append(head_entry(arch.blocks[-1].out, _side(input_size, stride), arch.last_conv, arch.head))
+    return entries
+
+
+def space_entries(space, input_size: int) -> list[Entry]:
+    """Every entry some point of ``space`` (a ``SearchSpace``) contains, stem and heads included."""
+    entries = {e.key: e for e in [stem_entry(space.stem, input_size)]}
+    last_outs: set[tuple[int, int]] = set()
+    n = len(space.blocks)
+    for i, cin, stride, b in space.reachable_blocks():
+        e = block_entry(cin, _side(input_size, stride), b)
+        entries.setdefault(e.key, e)
+        if i == n - 1:
+            last_outs.add((b.out, stride * b.stride))
+    for out, stride in sorted(last_outs):
+        last = 6 * out if space.last_conv == "6x" else space.last_conv
+        e = head_entry(out, _side(input_size, stride), last, space.head)
+        entries.setdefault(e.key, e)
+    return list(entries.values())
+
+
+# -- the table -----------------------------------------------------------------------------------
+class LatencyTable:
+    """Entry latencies (ms) of one machine/backend/threads/input size, lazily measured and cached.
+
+    ``measurements`` counts the entries this object timed itself (tests check reuse with it).
+    """
+
+    def __init__(self, path, *, backend: str = "onnxruntime", threads: int = 1, input_size: int = 224,
+                 batch: int = 1, channels_last: bool = False, measure_missing: bool = True,
+                 warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05):
+        self.path = Path(path)
+        self.backend = check_backend(backend)
+        self.threads, self.input_size, self.batch, self.channels_last = threads, input_size, batch, channels_last
+        self.measure_missing = measure_missing
+        self.protocol = {"warmup": warmup, "repeats": repeats, "max_rel_spread": max_rel_spread}
+        self.entries: dict[str, dict] = {}
+        self.calibration: dict | None = None
+        self.measurements = 0
+        self._load()
+
+    @classmethod
+    def open(cls, results_dir="results", *, backend: str = "onnxruntime", threads: int = 1,
+             input_size: int = 224, batch: int = 1, channels_last: bool = False, **kw) -> "LatencyTable":
+        """The table of this machine under ``results_dir`` (created on first measurement)."""
+        path = table_path(results_dir, check_backend(backend), threads, input_size, batch, channels_last)
+        return cls(path, backend=backend, threads=threads, input_size=input_size, batch=batch,
+                   channels_last=channels_last, **kw)
+
+    @property
+    def name(self) -> str:
+        return f"lut:{self.backend}:t{self.threads}:{self.input_size}"
+
+    # -- disk ------------------------------------------------------------------------------------
+    def _header(self) -> dict:
+        return {"format": FORMAT, "machine": machine_id(), "backend": self.backend, "threads": self.threads,
+                "input_size": self.input_size, "batch": self.batch, "channels_last": self.channels_last}
+
+    def _load(self) -> None:
+        if not self.path.is_file():
+            return
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise MeasureError(f"latency table {self.path} is unreadable ({e}); delete it or pass another "
+                               f"latency.table") from None
+        for k in ("backend", "threads", "input_size", "batch", "channels_last"):
+            if k in data and data[k] != getattr(self, k):
+                raise MeasureError(f"latency table {self.path} holds {k}={data[k]}, not {getattr(self, k)}: "
+                                   f"set latency.{k}={data[k]} or use another table")
+        self.entries.update(data.get("entries", {}))
+        self.calibration = data.get("calibration") or self.calibration
+
+    def _save(self) -> None:
+        data = {**self._header(), "protocol": self.protocol, "calibration": self.calibration,
+                "entries": dict(sorted(self.entries.items()))}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @contextmanager
+    def _locked(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._load()  # pick up what others measured while we waited
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # -- measuring -------------------------------------------------------------------------------
+    def missing(self, entries: Iterable[Entry]) -> list[Entry]:
+        return [e for e in entries if e.key not in self.entries]
+
+    def fill(self, entries: Iterable[Entry], progress=None) -> int:
+        """Measure the entries not in the table yet; returns how many this call measured.
+
+        ``progress`` (e.g. a tqdm bar) gets ``update(1)`` per entry, skipped ones included.
+        """
+        entries = list({e.key: e for e in entries}.values())
+        todo = self.missing(entries)
+        if progress is not None:
+            progress.update(len(entries) - len(todo))
+        if not todo:
+            return 0
+        self._refuse(todo[0])
+        count = 0
+        with self._locked():
+            for e in todo:
+                if e.key not in self.entries:
+                    self.entries[e.key] = self._measure(e)
+                    self.measurements += 1
+                    count += 1
+                    self._save()
+                if progress is not None:
+                    progress.update(1)
+        return count
+
+    def _refuse(self, entry: Entry) -> None:
+        if not self.measure_missing:
+            raise MeasureError(f"latency table {self.path} lacks entry {entry.key} and latency.measure_missing "
+                               f"is false: fill it on the target machine with `python -m measure.lut build "
+                               f"+space=<name> latency.table={self.path}` or set latency.measure_missing=true")
+
+    def _measure(self, entry: Entry) -> dict:
+        lat = measure_latency(entry.build(), backend=self.backend, threads=self.threads,
+                              channels_last=self.channels_last, input_shape=entry.input_shape(self.batch),
+                              **self.protocol)
+        return {"ms": round(lat.median_ms, 5), "iqr": round(lat.spread_ms, 5), "n": lat.repeats}
+
+    # -- predicting ------------------------------------------------------------------------------
+    def raw_sum(self, arch: ArchSpec) -> float:
+        """Sum of the entry latencies of ``arch`` (measuring missing entries when allowed)."""
+        entries = arch_entries(arch, self.input_size)
+        self.fill(entries)
+        return sum(self.entries[e.key]["ms"] for e in entries)
+
+    def predict(self, arch: ArchSpec) -> float:
+        """Predicted end-to-end latency of ``arch`` in ms: calibrated sum of its entries."""
+        total = self.raw_sum(arch)
+        cal = self.calibration or {"scale": 1.0, "offset": 0.0}
+        return cal["scale"] * total + cal["offset"]
+
+    def calibrate(self, archs: Iterable[ArchSpec], progress=None) -> dict:
+        """Fit measured = scale * sum + offset on ``archs`` (measured end to end) and store it."""
+        archs = list(archs)
+        sums = [self.raw_sum(a) for a in archs]
+        measured = []
+        with self._locked():
+            for a in archs:
+                measured.append(measure_latency(a, backend=self.backend, threads=self.threads,
+                                                input_size=self.input_size, batch=self.batch,
+                                                channels_last=self.channels_last, **self.protocol).median_ms)
+                if progress is not None:
+                    progress.update(1)
+            scale, offset = _fit(sums, measured)
+            self.calibration = {"scale": scale, "offset": offset, "sums_ms": sums, "measured_ms": measured}
+            self._save()
+        return self.calibration
+
+
+def _fit(x: list[float], y: list[float]) -> tuple[float, float]:
+    """Least-squares line y = a x + b; a pure ratio (b = 0) when the x values do not spread."""
+    n = len(x)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((xi - mx) ** 2 for xi in x)
+    if n < 3 or sxx < 1e-9 * max(mx * mx, 1e-12):
+        return my / mx, 0.0
+    a = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
+    return a, my - a * mx
