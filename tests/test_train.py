@@ -89,6 +89,26 @@ def test_nan_loss_raises_diverged(synth):
     assert next(model.parameters()).device.type == "cpu"
 
 
+def test_bn_recalibration_uses_training_statistics(synth):
+    model = tiny_net()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.001  # like torchvision's 0.01: running stats barely move in a short run
+    stale = tiny_net()
+    stale.load_state_dict(model.state_dict())
+    for m, n in zip(model.modules(), stale.modules()):
+        if isinstance(m, nn.BatchNorm2d):
+            n.momentum = m.momentum
+    fit(model, synth, quick(steps=3))  # 128 / 32 = 4 batches <= 20: recalibrated on the whole train set
+    fit(stale, synth, quick(steps=3, bn_recal_batches=0))
+    x = torch.stack([synth.train[i][0] for i in range(len(synth.train))])
+    with torch.no_grad():
+        target = model[0](x).mean((0, 2, 3))
+    assert torch.allclose(model[1].running_mean, target, atol=1e-4)
+    assert not torch.allclose(stale[1].running_mean, target, atol=1e-2)
+    assert model[1].momentum == 0.001 and not model.training  # momentum restored
+
+
 def test_schedule_and_config():
     cfg = TrainConfig(schedule="cosine", warmup_steps=2)
     assert [lr_factor(s, 10, cfg) for s in (0, 1)] == [0.5, 1.0]
