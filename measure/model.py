@@ -10,7 +10,7 @@ from .table import LatencyTable
 
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
-        "warmup", "repeats", "max_rel_spread"}
+        "warmup", "repeats", "max_rel_spread", "max_rounds"}
 
 
 class LatencyModel:

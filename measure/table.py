@@ -150,12 +150,13 @@ class LatencyTable:
 
     def __init__(self, path, *, backend: str = "onnxruntime", threads: int = 1, input_size: int = 224,
                  batch: int = 1, channels_last: bool = False, measure_missing: bool = True,
-                 warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05):
+                 warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05, max_rounds: int = 4):
         self.path = Path(path)
         self.backend = check_backend(backend)
         self.threads, self.input_size, self.batch, self.channels_last = threads, input_size, batch, channels_last
         self.measure_missing = measure_missing
-        self.protocol = {"warmup": warmup, "repeats": repeats, "max_rel_spread": max_rel_spread}
+        self.protocol = {"warmup": warmup, "repeats": repeats, "max_rel_spread": max_rel_spread,
+                         "max_rounds": max_rounds}
         self.entries: dict[str, dict] = {}
         self.calibration: dict | None = None
         self.measurements = 0
@@ -293,7 +294,8 @@ def _fit(x: list[float], y: list[float]) -> tuple[float, float]:
     n = len(x)
     mx, my = sum(x) / n, sum(y) / n
     sxx = sum((xi - mx) ** 2 for xi in x)
-    if n < 3 or sxx < 1e-9 * max(mx * mx, 1e-12):
-        return my / mx, 0.0
-    a = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
-    return a, my - a * mx
+    if n >= 3 and sxx > 1e-9 * mx * mx:
+        a = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
+        if a > 0 and my - a * mx > -0.5 * my:  # a sane line; noise on a narrow range can tilt it
+            return a, my - a * mx
+    return my / mx, 0.0

@@ -1,0 +1,166 @@
+"""measure/: exact MACs and params, op coverage, both latency backends, the lookup table and its CLI.
+
+Real measurements throughout, kept fast with tiny inputs and few repeats; no timing thresholds.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import measure
+from measure import LatencyTable, MeasureError, count_macs, count_params, latency_model, measure_latency
+from measure.lut import main as lut_main
+from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, load_space
+from space.cli import UsageError
+
+FAST = {"warmup": 1, "repeats": 5, "max_rounds": 1}
+# Stem 8 -> block (expand 8->16, dw 3x3, project 16->8, residual) -> block (16->24, SE, HS, stride 2).
+TINY = ArchSpec(8, (BlockSpec(3, 16, 8), BlockSpec(3, 24, 16, True, "HS", 2)), 96, 32)
+TINY_SPACE = """
+name: tiny
+stem: 8
+last_conv: 6x
+head: 32
+blocks:
+  - {kernel: [3, 5], expand: 16, out: 8}
+  - {kernel: 3, expand: [16, 24], out: 16, se: [false, true], act: HS, stride: 2}
+"""
+
+
+def test_reference_macs_and_params_are_pinned():
+    # torchvision records 0.217 and 0.057 GFLOPS (multiply-adds) and these parameter counts.
+    assert count_macs(V3_LARGE) == 216_589_760
+    assert count_macs(V3_SMALL) == 56_510_400
+    assert count_params(V3_LARGE) == 5_483_032
+    assert count_params(V3_SMALL) == 2_542_856
+    assert count_params(V3_SMALL, num_classes=10) == 2_542_856 - 990 * 1024 - 990
+
+
+def test_single_layers_match_hand_counts():
+    s = 32  # input; the stem halves it, block 2 halves it again
+    stem = (s // 2) ** 2 * 8 * 3 * 3 * 3
+    hw = (s // 2) ** 2
+    block1 = hw * 16 * 8 + hw * 16 * 9 + hw * 8 * 16  # expand 1x1, depthwise 3x3, project 1x1
+    hw2 = (s // 4) ** 2
+    se = 24 * 8 + 8 * 24  # squeeze width make_divisible(24 // 4, 8) = 8; 1x1 convs on a 1x1 map
+    block2 = hw * 24 * 8 + hw2 * 24 * 9 + se + hw2 * 16 * 24  # depthwise has stride 2
+    head = hw2 * 96 * 16 + 96 * 32 + 32 * 1000  # last 1x1 conv, then the two linear layers
+    assert count_macs(TINY, input_size=s) == stem + block1 + block2 + head
+    no_se = ArchSpec(8, (TINY.blocks[0], BlockSpec(3, 24, 16, False, "HS", 2)), 96, 32)
+    assert count_macs(TINY, s) - count_macs(no_se, s) == se  # the gate multiply itself is not counted
+
+
+@pytest.mark.parametrize("name", ["v3_large", "v3_small"])
+def test_every_op_of_random_points_is_handled(name):
+    space = load_space(name)
+    for seed in range(2):
+        assert not measure.unhandled_ops(space.sample(seed), input_size=64)
+
+
+def test_import_and_count_leak_no_warnings():
+    code = "import measure, space; measure.count_macs(space.V3_SMALL, 32)"
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_both_backends_give_positive_latency_with_spread(backend):
+    lat = measure_latency(TINY, backend=backend, input_size=32, **FAST)
+    assert lat.median_ms > 0 and lat.spread_ms >= 0
+    assert lat.repeats == 5 and lat.backend == backend
+
+
+def test_torch_channels_last_and_bad_backend():
+    assert measure_latency(TINY, backend="torch", input_size=32, channels_last=True, **FAST).median_ms > 0
+    with pytest.raises(MeasureError, match="onnxruntime, torch"):
+        measure_latency(TINY, backend="tensorrt")
+    with pytest.raises(MeasureError, match="source"):
+        latency_model({"source": "guess"})
+
+
+def test_table_is_written_reused_and_predicts(tmp_path):
+    cfg = {"source": "lut", "input_size": 32, **FAST}
+    model = latency_model(cfg, tmp_path)
+    assert model.name == "lut:onnxruntime:t1:32" and model.source == "lut"
+    first = model(TINY)
+    assert first > 0
+    assert model.table.measurements == 4  # stem, 2 blocks, head
+    path = model.table.path
+    assert path.is_file() and path.is_relative_to(tmp_path / "lut" / measure.machine_id())
+    again = latency_model(cfg, tmp_path)
+    assert again(TINY) == first and again.table.measurements == 0  # read from disk, nothing re-timed
+    space = load_space(_space_file(tmp_path))
+    for seed in range(3):
+        assert again(space.sample(seed)) > 0
+
+
+def test_two_tables_on_one_file_keep_each_others_entries(tmp_path):
+    a = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
+    b = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
+    b.raw_sum(TINY)  # b fills the file after a was opened
+    other = TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]])
+    a.raw_sum(other)  # a re-reads under the lock: only the new block is timed, b's entries survive
+    assert a.measurements == 1
+    saved = json.loads((tmp_path / "t.json").read_text())["entries"]
+    assert set(a.entries) <= set(saved) and set(b.entries) <= set(saved) and len(saved) == 5
+
+
+def test_explicit_table_without_entry_and_no_measuring_fails_clearly(tmp_path):
+    table = latency_model({"input_size": 32, **FAST}, tmp_path).table
+    table.raw_sum(TINY)
+    cfg = {"input_size": 32, "table": str(table.path), "measure_missing": False}
+    model = latency_model(cfg, "/nonexistent")
+    assert model(TINY) > 0  # present entries only: fine
+    with pytest.raises(MeasureError, match=r"lacks entry block_r16_i8_k5.*measure\.lut build"):
+        model(TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]]))
+    with pytest.raises(MeasureError, match="does not exist"):
+        latency_model({**cfg, "table": str(tmp_path / "none.json")})
+    with pytest.raises(MeasureError, match="input_size"):
+        latency_model({**cfg, "input_size": 64})(TINY)
+
+
+def test_measured_source_and_describe():
+    model = latency_model({"source": "measured", "backend": "torch", "input_size": 32, **FAST})
+    assert model.name == "measured:torch:t1:32"
+    info = measure.describe(TINY, model, input_size=32)
+    assert info["params"] == count_params(TINY) and info["macs"] == count_macs(TINY, 32)
+    assert info["latency_ms"] > 0 and info["latency_source"] == model.name
+    assert set(measure.describe(TINY, input_size=32)) == {"params", "macs"}
+
+
+def _space_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
+    args = [f"space_file={_space_file(tmp_path)}", f"results_dir={tmp_path}", "latency.input_size=32",
+            "latency.repeats=5", "latency.warmup=1", "latency.max_rounds=1"]
+    assert lut_main(["build", *args, "calibrate=3"]) == 0
+    out = capsys.readouterr().out
+    assert "8 entries (8 measured now)" in out  # stem, 2 + 4 blocks, head
+    data = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())
+    assert data["calibration"]["scale"] > 0
+    assert lut_main(["build", *args]) == 0
+    assert "(0 measured now)" in capsys.readouterr().out
+    assert lut_main(["validate", *args, "n=3"]) == 0
+    out = capsys.readouterr().out
+    assert "within ±5%" in out and "within ±10%" in out
+    csv = next((tmp_path / "lut").rglob("validate_tiny_*.csv")).read_text().splitlines()
+    assert csv[0] == "arch,predicted_ms,measured_ms,error" and len(csv) == 4
+    assert next((tmp_path / "lut").rglob("validate_tiny_*.png")).stat().st_size > 0
+    assert {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()} == {"lut", "tiny.yaml"}
+
+
+def test_cli_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="build, validate"):
+        lut_main(["fill", "+space=v3_large"])
+    with pytest.raises(UsageError, match=r"\+space="):
+        lut_main(["build", f"results_dir={tmp_path}"])
+    proc = subprocess.run([sys.executable, "-m", "measure.lut", "build", "+space=v3_large", "latency.backend=tpu",
+                           f"results_dir={tmp_path}"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown latency backend 'tpu'")
+    assert "Traceback" not in proc.stderr
