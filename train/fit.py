@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from .data import DataSplit, as_dict
@@ -108,6 +108,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def shuffled_loader(dataset: Dataset, cfg: TrainConfig, device: torch.device, *, seed: int) -> DataLoader:
+    # The sampler owns its generator: DataLoader draws worker seeds from `generator`, which would
+    # otherwise make the batch order depend on num_workers.
+    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        # Dropping the ragged last batch keeps BatchNorm away from tiny batches.
+        drop_last=len(dataset) > cfg.batch_size, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed), persistent_workers=cfg.num_workers > 0)
+
+
 def fit(model: nn.Module, data: DataSplit, cfg: TrainConfig, *, progress: bool = False,
         desc: str = "train") -> FitResult:
     """Train `model` in place; it ends on the CPU in eval mode. Same seed -> same weights on CPU."""
@@ -117,12 +128,7 @@ def fit(model: nn.Module, data: DataSplit, cfg: TrainConfig, *, progress: bool =
     n_train = len(data.train)
     if n_train == 0:
         raise ValueError(f"{desc}: the training set of {data.name!r} is empty")
-    loader = DataLoader(
-        data.train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-        # Dropping the ragged last batch keeps BatchNorm away from tiny batches.
-        drop_last=n_train > cfg.batch_size, pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(cfg.seed),
-        persistent_workers=cfg.num_workers > 0)
+    loader = shuffled_loader(data.train, cfg, device, seed=cfg.seed)
     total = total_steps(n_train, cfg)
     opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
                           nesterov=cfg.nesterov and cfg.momentum > 0)
@@ -174,9 +180,7 @@ def recalibrate_bn(model: nn.Module, dataset: Dataset, cfg: TrainConfig, device:
         m.reset_running_stats()
         m.momentum = None  # cumulative average: every batch counts equally
         m.train()
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-                        drop_last=len(dataset) > cfg.batch_size, pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(cfg.seed + 1))
+    loader = shuffled_loader(dataset, cfg, device, seed=cfg.seed + 1)
     try:
         for i, (x, _) in enumerate(loader):
             if i >= cfg.bn_recal_batches:
