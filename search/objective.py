@@ -1,0 +1,96 @@
+"""What one trial does: pick an architecture, cost it, train it briefly, report its objectives.
+
+Every figure a trial produces is stored as a user attribute (``arch``, ``params``, ``macs``,
+``latency_ms``, ``top1``, ``duration_s``, ``failure``), whatever the objective mode, so results and
+plots read one place for both the multi-objective and the MnasNet-reward studies.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import optuna
+import torch
+
+import measure
+from space import ArchSpec, SearchSpace, build_model, format_arch
+from train import DataSplit, DivergedError, TrainConfig, fit
+
+METRICS = ("top1", "latency_ms", "macs")
+DIRECTIONS = {"multi": ["maximize", "minimize", "minimize"], "mnas": ["maximize"]}
+METRIC_NAMES = {"multi": list(METRICS), "mnas": ["reward"]}
+
+
+class TrialFailed(RuntimeError):
+    """A trial that ends as FAILED with its reason recorded; the study goes on."""
+
+
+def mnas_reward(top1: float, latency_ms: float, target_ms: float, w: float) -> float:
+    """MnasNet / MobileNetV3 search reward ACC x (LAT / TARGET)^w (w < 0 favours fast networks)."""
+    return top1 * (latency_ms / target_ms) ** w
+
+
+@dataclass
+class Costs:
+    latency_ms: float
+    macs: int
+    params: int
+
+
+class Objective:
+    """``objective(trial)`` for ``study.optimize``.
+
+    MACs and parameters are those of the deployed network the latency is for: ``input_size`` of the
+    latency model and 1000 classes, so they compare with published figures; the proxy training
+    uses the data's own resolution and classes.
+    """
+
+    def __init__(self, space: SearchSpace, data: DataSplit, train_cfg: TrainConfig, latency, *,
+                 mode: str = "multi", input_size: int = 224, target_ms: float | None = None,
+                 w: float = -0.07, max_latency_ms: float | None = None, max_macs: float | None = None,
+                 worker: str = ""):
+        self.space, self.data, self.train_cfg, self.latency = space, data, train_cfg, latency
+        self.mode, self.input_size, self.target_ms, self.w = mode, input_size, target_ms, w
+        self.max_latency_ms, self.max_macs, self.worker = max_latency_ms, max_macs, worker
+
+    def costs(self, arch: ArchSpec) -> Costs:
+        return Costs(float(self.latency(arch)), int(measure.count_macs(arch, input_size=self.input_size)),
+                     int(measure.count_params(arch, num_classes=1000)))
+
+    def __call__(self, trial: optuna.Trial):
+        start = time.perf_counter()
+        trial.set_user_attr("worker", self.worker)  # first: tells a dead worker's trial apart
+        try:
+            arch = self.space.suggest(trial)
+            trial.set_user_attr("arch", format_arch(arch))
+            c = self.costs(arch)
+            for key, value in (("latency_ms", round(c.latency_ms, 5)), ("macs", c.macs), ("params", c.params)):
+                trial.set_user_attr(key, value)
+            # Same set of constraints on every trial, set before training: samplers need both.
+            if self.max_latency_ms is not None:
+                trial.set_constraint("latency_ms", c.latency_ms - self.max_latency_ms)
+            if self.max_macs is not None:
+                trial.set_constraint("macs", c.macs - self.max_macs)
+            top1 = self.accuracy(arch, trial.number)
+            trial.set_user_attr("top1", top1)
+        except (DivergedError, TrialFailed) as e:
+            trial.set_user_attr("failure", str(e).splitlines()[0] if str(e) else type(e).__name__)
+            raise TrialFailed(str(e)) from None
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)  # redone on the next run, like a dead worker's
+            raise
+        finally:
+            trial.set_user_attr("duration_s", round(time.perf_counter() - start, 2))
+        if self.mode == "mnas":
+            return mnas_reward(top1, c.latency_ms, self.target_ms, self.w)
+        return top1, c.latency_ms, float(c.macs)
+
+    def accuracy(self, arch: ArchSpec, number: int) -> float:
+        # One initialisation seed for every trial: differences come from the architecture.
+        torch.manual_seed(self.train_cfg.seed)
+        model = build_model(arch, num_classes=self.data.num_classes)
+        result = fit(model, self.data, self.train_cfg, desc=f"trial {number}")
+        if not math.isfinite(result.top1) or not math.isfinite(result.loss):
+            raise TrialFailed(f"trial {number}: validation loss {result.loss} / top-1 {result.top1} is not finite")
+        return round(float(result.top1), 6)

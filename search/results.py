@@ -1,0 +1,182 @@
+"""The study's tables, rebuilt from its storage: ``trials.csv``, ``pareto.csv``, ``hypervolume.csv``.
+
+Everything here is a pure function of the storage's trials, so any worker (or ``search.plot``)
+rebuilds the same files; each is written to a temporary file and moved into place, so a reader or
+a crash never sees half a table.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from optuna.trial import FrozenTrial, TrialState
+
+from .pareto import HVRef, front_mask, hypervolume_history
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+COLUMNS = ("number", "state", "arch", "top1", "latency_ms", "macs", "params", "reference", "duration_s", "failure")
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; results are for everyone
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def retried(trials: Iterable[FrozenTrial]) -> dict[int, int]:
+    """{number of a stale/interrupted trial: number of the trial that redoes it}."""
+    out = {}
+    for t in trials:
+        orig = t.user_attrs.get("retry_of", t.system_attrs.get("failed_trial"))
+        if orig is not None:
+            out.setdefault(orig, t.number)
+    return out
+
+
+def counts(t: FrozenTrial, redone: dict[int, int]) -> bool:
+    """Whether a trial uses up budget: finished with a result (a divergence is one), or running.
+
+    Not counted: a dead worker's or interrupted trial (it is redone), a surplus one (PRUNED when
+    other workers had already filled the budget), a crash without a recorded reason.
+    """
+    if t.state in (TrialState.COMPLETE, TrialState.RUNNING):
+        return t.number not in redone
+    return t.state == TrialState.FAIL and bool(t.user_attrs.get("failure"))
+
+
+def finished(t: FrozenTrial, redone: dict[int, int]) -> bool:
+    return t.state != TrialState.RUNNING and counts(t, redone)
+
+
+def _failure(t: FrozenTrial, redone: dict[int, int]) -> str:
+    if t.user_attrs.get("failure"):
+        return t.user_attrs["failure"]
+    if t.state == TrialState.PRUNED:
+        return "surplus: the budget was already filled by other workers"
+    if t.state != TrialState.FAIL:
+        return ""
+    why = "interrupted" if t.user_attrs.get("interrupted") else "its worker died"
+    if t.number in redone:
+        return f"{why}; redone as trial {redone[t.number]}"
+    return f"{why}; will be redone" if t.user_attrs.get("interrupted") else "error: see the worker's output"
+
+
+def trial_rows(trials: Sequence[FrozenTrial]) -> list[dict]:
+    """One row per started trial (waiting ones are left out), by number."""
+    redone = retried(trials)
+    rows = []
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state == TrialState.WAITING:
+            continue
+        a = t.user_attrs
+        rows.append({"number": t.number, "state": t.state.name, "arch": a.get("arch", ""),
+                     "top1": a.get("top1") if t.state == TrialState.COMPLETE else None,
+                     "latency_ms": a.get("latency_ms"), "macs": a.get("macs"), "params": a.get("params"),
+                     "reference": a.get("reference", ""), "duration_s": a.get("duration_s"),
+                     "failure": _failure(t, redone)})
+    return rows
+
+
+def feasible(row: dict, max_latency_ms: float | None = None, max_macs: float | None = None) -> bool:
+    return ((max_latency_ms is None or row["latency_ms"] <= max_latency_ms)
+            and (max_macs is None or row["macs"] <= max_macs))
+
+
+def complete(rows: Sequence[dict], **limits) -> list[dict]:
+    """Rows with all three metrics that meet the constraints: the candidates for the front."""
+    out = []
+    for r in rows:
+        if r["state"] == "COMPLETE" and all(_num(r[k]) for k in ("top1", "latency_ms", "macs")):
+            if feasible(r, **limits):
+                out.append(r)
+    return out
+
+
+def pareto_rows(rows: Sequence[dict], **limits) -> list[dict]:
+    """The non-dominated complete, feasible rows (top-1 up, latency and MACs down), fastest first."""
+    cand = complete(rows, **limits)
+    if not cand:
+        return []
+    mask = front_mask([r["top1"] for r in cand], [r["latency_ms"] for r in cand], [r["macs"] for r in cand])
+    return sorted((r for r, m in zip(cand, mask) if m), key=lambda r: (r["latency_ms"], -r["top1"]))
+
+
+def hypervolume_rows(rows: Sequence[dict], ref: HVRef, **limits) -> list[dict]:
+    """Hypervolume (normalised, see ``search.pareto``) after each complete trial, by number."""
+    cand = complete(rows, **limits)
+    hv = hypervolume_history(ref, [r["top1"] for r in cand], [r["latency_ms"] for r in cand],
+                             [r["macs"] for r in cand])
+    return [{"number": r["number"], "completed": i + 1, "hypervolume": round(h, 6)}
+            for i, (r, h) in enumerate(zip(cand, hv))]
+
+
+def to_csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def read_csv(path: Path) -> list[dict]:
+    """Rows of a ``trials.csv``/``pareto.csv`` with numbers parsed back."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in ("number", "macs", "params"):
+            if r.get(k) not in (None, ""):
+                r[k] = int(float(r[k]))
+        for k in ("top1", "latency_ms", "duration_s", "hypervolume"):
+            if r.get(k) not in (None, ""):
+                r[k] = float(r[k])
+        for k in COLUMNS:
+            if r.get(k) == "":
+                r[k] = None if k not in ("arch", "reference", "failure", "state") else ""
+    return rows
+
+
+@dataclass
+class Written:
+    trials: Path
+    pareto: Path
+    hypervolume: Path
+    png: Path
+
+
+def write_results(folder: Path, trials: Sequence[FrozenTrial], ref: HVRef, *, title: str = "",
+                  max_latency_ms: float | None = None, max_macs: float | None = None, png: bool = True) -> Written:
+    """Rebuild every results file of a study in ``folder`` from its trials."""
+    from .plot import draw_pareto, pareto_info
+
+    folder = Path(folder)
+    limits = {"max_latency_ms": max_latency_ms, "max_macs": max_macs}
+    rows = trial_rows(trials)
+    front = pareto_rows(rows, **limits)
+    hv = hypervolume_rows(rows, ref, **limits)
+    out = Written(folder / "trials.csv", folder / "pareto.csv", folder / "hypervolume.csv", folder / "pareto.png")
+    write_atomic(out.trials, to_csv(rows, COLUMNS))
+    write_atomic(out.pareto, to_csv(front, COLUMNS))
+    write_atomic(out.hypervolume, to_csv(hv, ("number", "completed", "hypervolume")))
+    if png:
+        write_atomic(out.png, draw_pareto(pareto_info(rows, hv, title=title, **limits)))
+    return out
+
+
+def _num(v) -> bool:
+    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)

@@ -1,0 +1,52 @@
+"""``python -m search.run +space=<name> [key=value ...]``: run or resume a study (conf/search.yaml)."""
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Sequence
+
+from space import available_spaces
+from space.cli import CONF_DIR, UsageError, compose, require_group, run
+
+COMMAND = "python -m search.run"
+GROUPS = ("space", "data", "sampler", "latency")
+
+
+def check_groups(overrides: Sequence[str]) -> None:
+    """Name the options of a config group when an override asks for one that does not exist."""
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key in GROUPS and value and not value.endswith((".yaml", ".yml")):
+            options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+            if value not in options:
+                raise UsageError(f"unknown {key} {value!r}: use {'+' if key == 'space' else ''}{key}=one of "
+                                 f"{', '.join(options)}")
+
+
+def main(argv: Sequence[str]) -> int:
+    check_groups(argv)
+    cfg = compose("search", argv)
+    require_group(cfg, "space", available_spaces(), COMMAND)
+    warnings.filterwarnings("ignore", message=".*ExperimentalWarning.*")
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    from search.study import Search
+
+    out = Search(cfg).run(progress=bool(cfg.get("progress", True)))
+    print(f"{out.finished} finished trials ({out.ran} run now) in {out.seconds / 60:.1f} min; "
+          f"study {out.study_name} in {out.storage}")
+    ref = out.reference
+    if ref and ref.get("top1") is not None:
+        print(f"reference {ref['reference']}: top1 {ref['top1']:.1%}, {ref['latency_ms']:.2f} ms, "
+              f"{ref['macs'] / 1e6:.0f}M MACs")
+    print(f"Pareto front: {len(out.front)} trials, hypervolume {out.hypervolume:.4f}")
+    for r in out.front[:12]:
+        print(f"  #{r['number']:<4} top1 {r['top1']:.1%}  {r['latency_ms']:7.2f} ms  {r['macs'] / 1e6:6.0f}M MACs  "
+              f"{r['params'] / 1e6:5.2f}M params{'  (reference)' if r['reference'] else ''}")
+    print(f"results: {out.folder}/ (trials.csv, pareto.csv, pareto.png, hypervolume.csv)")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,261 @@
+"""Run (or resume) one study: open it, enqueue the reference, optimise to the budget, write results.
+
+Budget: ``n_trials`` is the total the study should hold, counted by ``results.counts`` (finished
+with a result, divergences included, or running). Each worker checks it before a trial starts and
+again right after its trial is created -- a trial that finds ``n_trials`` counted trials ahead of it
+is surplus and ends PRUNED -- so workers sharing a storage stop together at exactly ``n_trials``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+import measure
+import train
+from space import SearchSpace
+
+from . import SearchError
+from .objective import DIRECTIONS, METRIC_NAMES, Objective, TrialFailed
+from .pareto import HVRef
+from .results import counts, finished, pareto_rows, retried, trial_rows, write_results
+from .samplers import make_sampler
+from .storage import new_worker_id, open_storage, recover
+
+# Settings a study is bound to: every worker and every rerun must agree on them, or the trials
+# would not be comparable. n_trials, seed, sampler and storage may change between runs.
+BOUND = ("space", "objective", "data", "latency", "train", "target_ms", "w", "max_latency_ms", "max_macs")
+
+
+@dataclass
+class Outcome:
+    study_name: str
+    folder: Path
+    storage: str
+    finished: int
+    front: list[dict]
+    reference: dict | None
+    hypervolume: float
+    seconds: float
+    ran: int  # trials this process ran
+
+
+def study_folder(results_dir, space_name: str, study_name: str) -> Path:
+    return Path(results_dir) / "search" / space_name / study_name
+
+
+def _plain(cfg):
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg or {})
+
+
+def _opt_float(cfg, key):
+    v = cfg.get(key)
+    if v is None:
+        return None
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        raise SearchError(f"{key}={v!r} is not a number") from None
+    if not v > 0:
+        raise SearchError(f"{key}={v} must be positive (or null)")
+    return v
+
+
+class Search:
+    """A study bound to one space, dataset, proxy training and latency model, run by this worker."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        if cfg.get("objective") not in DIRECTIONS:
+            raise SearchError(f"objective={cfg.get('objective')!r}: use objective=multi or objective=mnas")
+        n = cfg.get("n_trials")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise SearchError(f"n_trials={n!r} must be a positive integer (the total wanted in the study)")
+        self.n_trials, self.mode = n, cfg.objective
+        self.limits = {"max_latency_ms": _opt_float(cfg, "max_latency_ms"), "max_macs": _opt_float(cfg, "max_macs")}
+        self.space = SearchSpace.from_config(_plain(cfg.space))
+        try:
+            self.train_cfg = train.TrainConfig.from_cfg(_plain(cfg.train))
+        except (TypeError, ValueError) as e:
+            raise SearchError(str(e).splitlines()[0]) from None
+        self.results_dir = Path(cfg.results_dir)
+        self.folder = study_folder(self.results_dir, self.space.name, str(cfg.study_name))
+        self.data = train.load_data(cfg.data)
+        self.latency = measure.latency_model(_plain(cfg.latency), self.results_dir)
+        self.worker = new_worker_id()
+        self.storage, self.journal = open_storage(cfg.get("storage"), self.folder / "study.log")
+        self.storage_name = str(cfg.get("storage") or self.folder / "study.log")
+        if self.journal is not None:
+            self.journal.register(self.worker)
+
+    # -- the study ---------------------------------------------------------------------------------
+    def settings(self) -> dict:
+        tc = dataclasses.asdict(self.train_cfg)
+        for k in ("device", "num_workers"):  # where it runs, not what it computes
+            tc.pop(k, None)
+        return {"space": self.space.name, "objective": self.mode,
+                "data": {k: v for k, v in _plain(self.cfg.data).items() if k != "root"},
+                "latency": self.latency.name, "train": tc,
+                "target_ms": self.cfg.get("target_ms"), "w": float(self.cfg.w) if self.mode == "mnas" else None,
+                **self.limits}
+
+    def open(self) -> optuna.Study:
+        seed = self.cfg.get("seed")
+        name = str(self.cfg.study_name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                study = optuna.create_study(study_name=name, storage=self.storage, directions=DIRECTIONS[self.mode],
+                                            sampler=make_sampler(self.cfg.sampler, seed))
+                study.set_metric_names(METRIC_NAMES[self.mode])
+            except optuna.exceptions.DuplicatedStudyError:
+                # Joining or resuming: a seed of its own, or this worker would replay the
+                # creator's random start-up points.
+                salt = None if seed is None else int(hashlib.sha1(f"{seed}:{self.worker}".encode()).hexdigest()[:8], 16)
+                study = optuna.load_study(study_name=name, storage=self.storage,
+                                          sampler=make_sampler(self.cfg.sampler, salt))
+        self._bind(study)
+        return study
+
+    def _bind(self, study: optuna.Study) -> None:
+        """Store the settings and the hypervolume reference on first use; check them after."""
+        attrs = study.user_attrs
+        mine = self.settings()
+        if [d.name.lower() for d in study.directions] != DIRECTIONS[self.mode]:
+            raise SearchError(f"study {study.study_name} has directions {[d.name.lower() for d in study.directions]}, "
+                              f"not those of objective={self.mode}: pass another study_name")
+        if "settings" in attrs:
+            theirs, ours = _flat({k: attrs["settings"].get(k) for k in BOUND}), _flat({k: mine.get(k) for k in BOUND})
+            diff = [k for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
+            if diff:
+                k = diff[0]
+                raise SearchError(f"study {study.study_name} was run with {k}={_short(theirs.get(k))}, not "
+                                  f"{_short(ours.get(k))}: use the same settings or pass another study_name")
+        else:
+            study.set_user_attr("settings", mine)
+        ref = self.space.reference
+        if "hv_ref" not in attrs:
+            if ref is None:
+                raise SearchError(f"space {self.space.name} has no reference network: add `reference:` to its YAML "
+                                  f"(needed to fix the hypervolume box)")
+            c = Objective(self.space, self.data, self.train_cfg, self.latency, input_size=self._input_size()).costs(ref)
+            study.set_user_attr("hv_ref", {"latency_ms": c.latency_ms, "macs": c.macs})
+            study.set_user_attr("reference", ref.name or self.space.name)
+        if ref is not None and not any(t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False)):
+            # First, so every front is compared with the network it should beat.
+            study.enqueue_trial(self.space.params_of(ref), user_attrs={"reference": ref.name or self.space.name})
+
+    def _input_size(self) -> int:
+        return int(self.cfg.latency.get("input_size") or 224)
+
+    def hv_ref(self, study) -> HVRef:
+        r = study.user_attrs["hv_ref"]
+        return HVRef(float(r["latency_ms"]), float(r["macs"]))
+
+    def objective(self, study) -> Objective:
+        target = self.cfg.get("target_ms")
+        if self.mode == "mnas" and target is None:
+            target = self.hv_ref(study).latency_ms  # the reference network's latency
+        return Objective(self.space, self.data, self.train_cfg, self.latency, mode=self.mode,
+                         input_size=self._input_size(), target_ms=None if target is None else float(target),
+                         w=float(self.cfg.w), worker=self.worker, **self.limits)
+
+    # -- running -----------------------------------------------------------------------------------
+    def tally(self, study) -> tuple[int, int]:
+        """(finished, counted) trials: counted also includes the running ones."""
+        trials = study.get_trials(deepcopy=False)
+        redone = retried(trials)
+        return sum(finished(t, redone) for t in trials), sum(counts(t, redone) for t in trials)
+
+    def write(self, study):
+        return write_results(self.folder, study.get_trials(deepcopy=False), self.hv_ref(study),
+                             title=f"{self.space.name} / {study.study_name} ({self.mode})", **self.limits)
+
+    def run(self, progress: bool = True) -> Outcome:
+        start = time.perf_counter()
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported on the bar instead
+        study = self.open()
+        recover(study, self.journal)
+        done, counted = self.tally(study)
+        objective = self.objective(study)
+        ran = 0
+
+        def guarded(trial: optuna.Trial):
+            trials = study.get_trials(deepcopy=False)
+            redone = retried(trials)
+            ahead = sum(counts(t, redone) for t in trials if t.number < trial.number)
+            if ahead >= self.n_trials:
+                trial.set_user_attr("worker", self.worker)
+                fixed = trial.system_attrs.get("fixed_params")
+                if fixed:  # an enqueued point (reference, redo) goes back to the queue, not lost
+                    keep = {k: v for k, v in trial.user_attrs.items() if k in ("reference", "retry_of")}
+                    study.enqueue_trial(fixed, user_attrs=keep)
+                raise optuna.TrialPruned("surplus")
+            return objective(trial)
+
+        bar = tqdm(total=self.n_trials, initial=min(done, self.n_trials), desc=f"search {self.space.name}",
+                   disable=not progress, dynamic_ncols=True, unit="trial")
+
+        def after(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            nonlocal ran
+            ran += 1
+            if trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("failure"):
+                bar.write(f"trial {trial.number} failed: {trial.user_attrs['failure']}")
+            out = self.write(study)
+            recover(study, self.journal)
+            n_done, n_counted = self.tally(study)
+            bar.n = min(n_done, self.n_trials)
+            bar.set_postfix_str(_postfix(out.pareto), refresh=True)
+            if n_counted >= self.n_trials:
+                study.stop()
+
+        try:
+            self.write(study)
+            if counted < self.n_trials:
+                study.optimize(guarded, callbacks=[after], catch=(TrialFailed,), gc_after_trial=True)
+        finally:
+            bar.close()
+            out = self.write(study)
+        rows = trial_rows(study.get_trials(deepcopy=False))
+        from .results import hypervolume_rows
+
+        hv = hypervolume_rows(rows, self.hv_ref(study), **self.limits)
+        return Outcome(study.study_name, self.folder, self.storage_name, self.tally(study)[0],
+                       pareto_rows(rows, **self.limits), next((r for r in rows if r["reference"]), None),
+                       hv[-1]["hypervolume"] if hv else 0.0, time.perf_counter() - start, ran)
+
+
+def _postfix(pareto_csv: Path) -> str:
+    from .results import read_csv
+
+    front = read_csv(pareto_csv)
+    if not front:
+        return "front: none yet"
+    best = max(front, key=lambda r: r["top1"])
+    fast = min(front, key=lambda r: r["latency_ms"])
+    return (f"front {len(front)} | best {best['top1']:.1%}@{best['latency_ms']:.2f}ms | "
+            f"fastest {fast['top1']:.1%}@{fast['latency_ms']:.2f}ms")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"train.epochs": 2, ...}; whole floats as ints, so 2.0 (from JSON) equals 2."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = int(v) if isinstance(v, float) and math.isfinite(v) and v == int(v) else v
+    return out
+
+
+def _short(v) -> str:
+    s = str(v)
+    return s if len(s) <= 80 else s[:77] + "..."
