@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from .cli import UsageError, run
-from .text import format_block, parse_arch
+from .text import format_arch, format_block, parse_arch
 
 
 def block_table(arch) -> str:
@@ -24,29 +24,31 @@ def block_table(arch) -> str:
 def main(argv) -> int:
     parser = argparse.ArgumentParser(prog="python -m space.show", description=__doc__.splitlines()[0])
     parser.add_argument("arch", help="v3_large, v3_small, an arch string or a .json path")
-    parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--latency", choices=("none", "lut", "measured"), default="none",
                         help="add latency: predicted by the lookup table, or measured end to end")
     parser.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
     parser.add_argument("--results-dir", default="results", help="where the latency table lives")
     args = parser.parse_args(argv)
-    if args.num_classes <= 0 or args.input_size <= 0:
-        raise UsageError("--num-classes and --input-size must be positive integers")
+    if args.input_size <= 0:
+        raise UsageError(f"--input-size must be a positive integer, got {args.input_size}")
 
     arch = parse_arch(args.arch)
     print(block_table(arch))
-    from .text import format_arch
-
     print(f"string: {format_arch(arch)}")
-    from .model import build_model
 
-    params = sum(p.numel() for p in build_model(arch, args.num_classes).parameters())
-    print(f"params: {params:,} ({args.num_classes} classes)")
-    try:
-        import measure
-    except ImportError:  # measure/ not installed: the table and parameters are all we can say
-        return 0
+    import measure  # here, not at the top: the table above needs only space/
+
+    latency = None
+    if args.latency != "none":
+        latency = measure.latency_model({"source": args.latency, "backend": args.backend,
+                                         "input_size": args.input_size}, args.results_dir)
+    info = measure.describe(arch, latency=latency, input_size=args.input_size)
+    print(f"params: {info['params']:,} (1000 classes)")
+    print(f"MACs: {info['macs']:,} at {args.input_size}x{args.input_size}")
+    if latency is not None:
+        print(f"latency: {info['latency_ms']:.3f} ms ({info['latency_source']})")
+    return 0
     print(f"MACs: {measure.count_macs(arch, input_size=args.input_size):,} at {args.input_size}x{args.input_size}")
     if args.latency != "none":
         cfg = {"source": args.latency, "backend": args.backend, "threads": 1,

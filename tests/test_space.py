@@ -275,7 +275,7 @@ def test_custom_space_with_open_widths_and_6x_last_conv(tmp_path):
 def test_show_prints_table_and_params(cli):
     res = cli("space.show", "v3_small")
     assert res.returncode == 0, res.stderr
-    assert "2,542,856" in res.stdout and "k5_e576_c96_se_hs" not in res.stdout.splitlines()[0]
+    assert "params: 2,542,856" in res.stdout and "MACs: 56,510,400 at 224x224" in res.stdout
     assert len([ln for ln in res.stdout.splitlines() if ln.strip().startswith(("0 ", "10 "))]) >= 2
 
 
