@@ -132,7 +132,7 @@ def shrink(model: nn.Module, new_arch: ArchSpec, keep: dict[Node, torch.Tensor] 
     keep = choose_channels(model, new_arch) if keep is None else keep
     fixed = lambda node: None if node in (RGB, CLASSES) else keep[node]  # noqa: E731
     num_classes = model.classifier[-1].out_features
-    new_model = build_model(new_arch, num_classes)
+    new_model = build_model(new_arch, num_classes).to(next(model.parameters()).dtype)
     mods = _modules(model)
     state = {}
     for layer in layer_table(model.arch):
