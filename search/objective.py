@@ -65,7 +65,8 @@ class Objective:
             arch = self.space.suggest(trial)
             trial.set_user_attr("arch", format_arch(arch))
             c = self.costs(arch)
-            for key, value in (("latency_ms", round(c.latency_ms, 5)), ("macs", c.macs), ("params", c.params)):
+            c.latency_ms = round(c.latency_ms, 5)  # the value reported is the value stored
+            for key, value in (("latency_ms", c.latency_ms), ("macs", c.macs), ("params", c.params)):
                 trial.set_user_attr(key, value)
             # Same set of constraints on every trial, set before training: samplers need both.
             if self.max_latency_ms is not None:

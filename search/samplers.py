@@ -24,8 +24,6 @@ def make_sampler(cfg: Mapping[str, Any], seed: int | None) -> optuna.samplers.Ba
             import scipy  # noqa: F401  (GPSampler imports it lazily, on the first suggestion)
         except ImportError:
             raise SearchError("sampler=gp needs scipy: pip install scipy, or use sampler=tpe") from None
-    if name == "tpe":
-        opts.setdefault("warn_independent_sampling", False)
     try:
         return cls(seed=seed, **opts)
     except (TypeError, ValueError) as e:

@@ -86,6 +86,7 @@ class Search:
             self.train_cfg = train.TrainConfig.from_cfg(_plain(cfg.train))
         except (TypeError, ValueError) as e:
             raise SearchError(str(e).splitlines()[0]) from None
+        _check_numbers(self.train_cfg)
         self.results_dir = Path(cfg.results_dir)
         self.folder = study_folder(self.results_dir, self.space.name, str(cfg.study_name))
         self.data = train.load_data(cfg.data)
@@ -243,6 +244,15 @@ def _postfix(pareto_csv: Path) -> str:
     fast = min(front, key=lambda r: r["latency_ms"])
     return (f"front {len(front)} | best {best['top1']:.1%}@{best['latency_ms']:.2f}ms | "
             f"fastest {fast['top1']:.1%}@{fast['latency_ms']:.2f}ms")
+
+
+def _check_numbers(tc) -> None:
+    """TrainConfig takes what it is given; a string lr would only fail deep inside the optimiser."""
+    for f in dataclasses.fields(tc):
+        v = getattr(tc, f.name)
+        if isinstance(f.default, (int, float)) and not isinstance(f.default, bool) and v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise SearchError(f"train.{f.name}={v!r} is not a number")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -1,0 +1,165 @@
+"""search.run end to end: real Optuna journal storage, real training (synthetic), real latency.
+
+The tests of this module share one study folder and run in order: a 3-trial study, its resumes,
+a dead worker's trial redone. Each trial trains 1 step on 64 synthetic images; latency comes from
+one lookup table at 32 px shared by all tests (so two studies see identical latencies).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.run import main
+
+BASE = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",
+        "train.steps=1", "train.bn_recal_batches=1", "latency.input_size=32", "latency.warmup=1",
+        "latency.repeats=5", "sampler.n_startup_trials=2", "progress=false"]
+STUDY = Path("search/v3_small/synthetic-multi")
+
+
+@pytest.fixture(scope="module")
+def lut(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("lut") / "table.json"
+
+
+def args(results_dir, lut, *extra) -> list[str]:
+    return [*BASE, f"latency.table={lut}", f"results_dir={results_dir}", *extra]
+
+
+def search(results_dir, lut, *extra) -> int:
+    return main(args(results_dir, lut, *extra))
+
+
+def rows(folder: Path, name="trials.csv") -> list[dict]:
+    with open(folder / name, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load(folder: Path) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "study.log")))
+    return optuna.load_study(study_name=folder.name, storage=storage)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return tmp_path_factory.mktemp("search")
+
+
+def test_three_trial_study_writes_every_file(results, lut, capsys):
+    assert search(results, lut, "n_trials=3") == 0
+    folder = results / STUDY
+    for name in ("study.log", "trials.csv", "pareto.csv", "pareto.png", "hypervolume.csv"):
+        assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
+    assert not list(folder.glob(".*.tmp"))
+    trials = rows(folder)
+    assert list(trials[0]) == ["number", "state", "arch", "top1", "latency_ms", "macs", "params", "reference",
+                               "duration_s", "failure"]
+    assert [r["state"] for r in trials] == ["COMPLETE"] * 3
+    assert trials[0]["reference"] == "v3_small" and not trials[1]["reference"]
+    assert int(trials[0]["params"]) == 2_542_856  # the reference, counted with 1000 classes
+    front = rows(folder, "pareto.csv")
+    assert 1 <= len(front) <= 3 and {r["number"] for r in front} <= {r["number"] for r in trials}
+    assert len(rows(folder, "hypervolume.csv")) == 3
+    assert (folder / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    study = load(folder)
+    assert study.metric_names == ["top1", "latency_ms", "macs"]
+    assert study.user_attrs["settings"]["space"] == "v3_small"
+    t0 = study.trials[0]
+    assert t0.values == [float(t0.user_attrs["top1"]), t0.user_attrs["latency_ms"], float(t0.user_attrs["macs"])]
+    out = capsys.readouterr().out
+    assert "3 finished trials" in out and str(folder) in out
+
+
+def test_rerun_resumes_without_repeating(results, lut):
+    folder = results / STUDY
+    before = rows(folder)
+    assert search(results, lut, "n_trials=3") == 0  # budget met: nothing runs
+    assert rows(folder) == before
+    assert search(results, lut, "n_trials=4") == 0  # one more, the first three untouched
+    after = rows(folder)
+    assert after[:3] == before and len(after) == 4 and after[3]["state"] == "COMPLETE"
+    assert len({r["arch"] for r in after}) == 4
+
+
+def test_dead_workers_trial_is_failed_and_redone(results, lut):
+    folder = results / STUDY
+    study = load(folder)
+    ghost = study.ask()  # a worker that died mid-trial: RUNNING, and its lock is gone
+    from space import load_space
+
+    load_space("v3_small").suggest(ghost)
+    ghost.set_user_attr("worker", "ghost-host-1-abc")
+    assert search(results, lut, "n_trials=5") == 0
+    by_number = {int(r["number"]): r for r in rows(folder)}
+    assert by_number[4]["state"] == "FAIL"
+    assert by_number[4]["failure"] == "its worker died; redone as trial 5"
+    assert by_number[5]["state"] == "COMPLETE"
+    assert load(folder).trials[5].params == ghost.params
+    assert sum(r["state"] == "COMPLETE" for r in by_number.values()) == 5
+
+
+def test_same_seed_gives_same_trials(results, lut, tmp_path):
+    assert search(tmp_path, lut, "n_trials=3") == 0  # a fresh study, same seed as the first test's
+    first = [r["arch"] for r in rows(results / STUDY)][:3]
+    assert [r["arch"] for r in rows(tmp_path / STUDY)] == first
+
+
+def test_diverging_trial_fails_cleanly_and_study_goes_on(tmp_path, lut, capsys):
+    assert search(tmp_path, lut, "n_trials=2", "train.lr=1e30", "train.steps=3") == 0
+    trials = rows(tmp_path / STUDY)
+    assert [r["state"] for r in trials] == ["FAIL", "FAIL"]  # the second ran after the first failed
+    assert all("loss became" in r["failure"] for r in trials)
+    assert rows(tmp_path / STUDY, "pareto.csv") == []
+
+
+def test_constraints_mnas_and_sqlite_storage(tmp_path, lut):
+    db = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert search(tmp_path, lut, "n_trials=2", "max_latency_ms=0.001", f"storage={db}", "objective=mnas") == 0
+    folder = tmp_path / "search/v3_small/synthetic-mnas"
+    assert [r["state"] for r in rows(folder)] == ["COMPLETE", "COMPLETE"]
+    assert rows(folder, "pareto.csv") == []  # nothing meets 1 microsecond
+    study = optuna.load_study(study_name="synthetic-mnas", storage=db)
+    t = study.trials[0]
+    assert t.system_attrs["constraints:latency_ms"] > 0
+    ref_ms = study.user_attrs["hv_ref"]["latency_ms"]
+    assert t.value == pytest.approx(t.user_attrs["top1"] * (t.user_attrs["latency_ms"] / ref_ms) ** -0.07)
+
+
+# -- bad input: one line on stderr, exit status 2 ----------------------------------------------------
+@pytest.mark.parametrize("args,words", [
+    ([], "no space given"),
+    (["+space=v3_tiny"], "unknown space 'v3_tiny'"),
+    (["+space=v3_small", "sampler=annealing"], "unknown sampler 'annealing'"),
+    (["+space=v3_small", "storage=postgresql://bneck:secret@127.0.0.1:9/none"], "cannot open storage"),
+])
+def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, words):
+    # As a user runs it: a subprocess, so exit status and stderr are the real ones.
+    p = cli("search.run", *args, "data=synthetic", "latency=measured", f"results_dir={tmp_path}", timeout=120)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], p.stderr
+    assert "secret" not in p.stderr
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["storage=nosuch://x/y"], "storage=nosuch://x/y: unknown scheme 'nosuch'"),
+    (["n_trials=0"], "n_trials=0 must be a positive integer"),
+    (["objective=best"], "objective='best': use objective=multi or objective=mnas"),
+    (["max_macs=-1"], "max_macs=-1.0 must be positive"),
+    (["train.lr=x"], "train.lr='x' is not a number"),
+    (["no_such_key=1"], "bad override"),
+    (["n_trials=5", "train.steps=2"], "study synthetic-multi was run with train.steps=1, not 2: use the same "
+                                      "settings or pass another study_name"),
+])
+def test_bad_settings_exit_2_in_process(results, lut, capsys, extra, message):
+    # The same contract through space.cli.run, without a new interpreter per case.
+    from space.cli import run
+
+    with pytest.raises(SystemExit) as e:
+        run(main, args(results, lut, *extra))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
