@@ -93,14 +93,15 @@ def _first_cut(arch: ArchSpec, candidates, make, resource: Resource, target: flo
     return None
 
 
-def propose(arch: ArchSpec, resource: Resource, delta: float) -> Proposals:
+def propose(arch: ArchSpec, resource: Resource, delta: float, current: float | None = None) -> Proposals:
     """All proposals for ``arch`` that cut ``resource`` by at least ``delta``.
 
-    ``resource`` maps an arch to its cost (latency in ms, or MACs); ``delta > 0``.
+    ``resource`` maps an arch to its cost (latency in ms, or MACs); ``delta > 0``. ``current`` is
+    ``arch``'s cost when already known (a measured latency is not re-measured with fresh noise).
     """
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta}")
-    target = resource(arch) - delta
+    target = (resource(arch) if current is None else current) - delta
     out = Proposals()
     for i, (cin, b) in enumerate(zip(arch.in_channels(), arch.blocks)):
         if not b.has_expand(cin):

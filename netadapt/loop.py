@@ -1,0 +1,297 @@
+"""The NetAdapt loop: pretrain, shrink proposal by proposal down to the budget, long finetune,
+and the width-multiplier baseline trained with the same number of steps.
+
+Iteration 0 is the (pre)trained start network. Every later iteration makes the proposals of the
+current network, gives each the current weights (``shrink``), finetunes it ``short_steps`` steps and
+keeps the best. Each finished iteration is durable (``store``), so rerunning resumes after it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from space import ArchSpec, build_model, format_arch, parse_arch, to_json
+from space.cli import UsageError
+
+from . import NetAdaptError
+from .baseline import match_multiplier
+from .proposals import Proposal, propose
+from .report import onnx_bytes, write_report
+from .resources import RESOURCES, resource_fn, spec_macs
+from .shrink import shrink
+from .start import load_weights, resolve_start
+from .store import RunFolder, save_torch, write_atomic
+
+SELECT = ("ratio", "accuracy")
+
+
+@dataclass
+class Outcome:
+    folder: Path
+    history: list[dict]
+    summary: dict
+    baseline: dict | None
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}".replace(".", "p")
+
+
+class NetAdapt:
+    """One run, set up from the composed ``conf/netadapt.yaml`` (a plain dict here)."""
+
+    def __init__(self, cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print):
+        from measure import latency_model
+        from train import TrainConfig, load_data
+
+        self.cfg, self.progress, self.log = cfg, progress, log
+        self.select, self.resource_name = cfg.get("select", "ratio"), cfg.get("resource", "latency")
+        if self.select not in SELECT:
+            raise UsageError(f"select={self.select!r} is unknown: use one of {', '.join(SELECT)}")
+        if self.resource_name not in RESOURCES:
+            raise UsageError(f"resource={self.resource_name!r} is unknown: use one of {', '.join(RESOURCES)}")
+        self.step = _number(cfg, "step", 0, 1)
+        self.short_steps = _count(cfg, "short_steps", 1)
+        self.pretrain_epochs = _number(cfg, "pretrain_epochs", 0, math.inf, low_ok=True)
+        self.long_epochs = _number(cfg, "long_epochs", 0, math.inf, low_ok=True)
+        max_it = cfg.get("max_iterations")
+        self.max_iterations = None if max_it is None else _count(cfg, "max_iterations", 1)
+        self.seed = int(cfg.get("seed", 0))
+        if cfg.get("threads"):
+            torch.set_num_threads(_count(cfg, "threads", 1))
+        try:
+            self.train_cfg = TrainConfig.from_cfg(cfg.get("train") or {})
+        except (TypeError, ValueError) as e:
+            raise UsageError(str(e)) from None
+        self.finetune_lr = float(cfg.get("finetune_lr") or self.train_cfg.lr)
+
+        self.start, start_name = resolve_start(cfg.get("start"), cfg.get("start_study"), cfg.get("start_trial"))
+        self.data = load_data(cfg.get("data") or {})
+        results_dir = Path(str(cfg.get("results_dir", "results")))
+        self.latency = _memo(latency_model(cfg.get("latency") or {}, results_dir))
+        self.input_size = int((cfg.get("latency") or {}).get("input_size", 224))
+        self.cost = resource_fn(self.resource_name, self.latency, self.input_size)
+        self.cost0 = self.cost(self.start)
+        self.target, budget_tag = self._budget(cfg)
+        self.delta = self.step * self.cost0
+
+        self.weights = cfg.get("weights")
+        self.start_model = None
+        if self.weights:  # checked now: a bad file must fail before the run folder exists
+            self.start_model = self._fresh(self.start)
+            self.weights_note = load_weights(self.start_model, self.weights)
+        run_name = cfg.get("run_name") or "-".join(
+            [start_name, self.data.name, budget_tag] + (["macs"] if self.resource_name == "macs" else []))
+        self.folder = RunFolder(results_dir / "netadapt" / str(run_name))
+        self.settings = {
+            "start": format_arch(self.start), "weights": str(self.weights) if self.weights else None,
+            "data": dict(cfg.get("data") or {}), "latency": self.latency.name, "resource": self.resource_name,
+            "budget": cfg.get("budget"), "budget_ms": cfg.get("budget_ms"), "step": self.step,
+            "short_steps": self.short_steps, "pretrain_epochs": self.pretrain_epochs,
+            "long_epochs": self.long_epochs, "select": self.select, "seed": self.seed,
+            "finetune_lr": self.finetune_lr, "train": dataclasses.asdict(self.train_cfg),
+            "baseline": bool(cfg.get("baseline", True)),
+        }
+        self.resuming = self.folder.check_settings(self.settings)
+        self.title = (f"NetAdapt {start_name} on {self.data.name}: budget {self.target:.4g} "
+                      f"{'ms' if self.resource_name == 'latency' else 'MACs'} ({self.latency.name})")
+
+    # -- set-up helpers ------------------------------------------------------------------------------
+    def _budget(self, cfg: dict) -> tuple[float, str]:
+        unit = "ms" if self.resource_name == "latency" else "MACs"
+        budget_ms = cfg.get("budget_ms")
+        if budget_ms is not None:
+            if self.resource_name != "latency":
+                raise UsageError("budget_ms needs resource=latency: with resource=macs give budget=<fraction>")
+            target = float(budget_ms)
+            if not 0 < target < self.cost0:
+                raise UsageError(f"budget_ms={budget_ms} must be > 0 and below the start latency "
+                                 f"{self.cost0:.4g} ms ({self.latency.name})")
+            return target, f"{_fmt(target)}ms"
+        budget = cfg.get("budget")
+        if budget is None or isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < 1:
+            raise UsageError(f"budget={budget!r} must be a fraction of the start {unit} in (0, 1) "
+                             f"(e.g. budget=0.8), or give budget_ms")
+        return float(budget) * self.cost0, f"b{_fmt(float(budget))}"
+
+    def _fresh(self, arch: ArchSpec) -> torch.nn.Module:
+        torch.manual_seed(self.train_cfg.seed)  # same initialisation for the same arch and seed
+        return build_model(arch, num_classes=self.data.num_classes)
+
+    def _train(self, model, desc: str, **changes):
+        from train import DivergedError, fit
+
+        tc = dataclasses.replace(self.train_cfg, **changes)
+        try:
+            return fit(model, self.data, tc, progress=False, desc=desc)
+        except DivergedError as e:
+            raise NetAdaptError(str(e)) from None
+
+    def _point(self, arch: ArchSpec) -> dict:
+        return {"arch": format_arch(arch), "latency_ms": round(float(self.latency(arch)), 5),
+                "macs": int(spec_macs(arch, self.input_size))}
+
+    # -- the run -------------------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        if not self.resuming:
+            self.folder.create(self.settings)
+        history = self.folder.history()
+        if history:
+            self.log(f"resuming {self.folder.folder} after iteration {history[-1]['iteration']}")
+        else:
+            history.append(self._iteration_zero())
+        history, stopped = self._shrink_loop(history)
+        summary = self._final(history, stopped)
+        baseline = self._baseline(history, summary) if self.settings["baseline"] else None
+        write_report(self.folder.folder, history, summary, baseline, self.title)
+        return Outcome(self.folder.folder, history, summary, baseline)
+
+    def _iteration_zero(self) -> dict:
+        t0 = time.perf_counter()
+        model = self.start_model if self.start_model is not None else self._fresh(self.start)
+        if self.weights:
+            self.log(self.weights_note)
+        res = self._train(model, "pretrain", epochs=self.pretrain_epochs, steps=None)
+        record = {"iteration": 0, **self._point(self.start), "cost": self.cost0, "top1": round(res.top1, 6),
+                  "resource": self.resource_name, "chosen": "start", "proposals": [], "skipped": [],
+                  "train_steps": res.steps, "seconds": round(time.perf_counter() - t0, 2)}
+        self.folder.commit(record, model.state_dict())
+        self.log(f"iteration 0: {record['latency_ms']:.4g} ms, {record['macs'] / 1e6:.1f}M MACs, "
+                 f"top1 {record['top1']:.1%} after {res.steps} pretraining steps")
+        return record
+
+    def _shrink_loop(self, history: list[dict]) -> tuple[list[dict], str | None]:
+        from tqdm.auto import tqdm
+
+        gap = self.cost0 - self.target
+        closed = lambda cost: min(100.0, max(0.0, 100 * (self.cost0 - cost) / gap))  # noqa: E731
+        stopped = None
+        arch, state = self.folder.current()
+        model = build_model(arch, self.data.num_classes)
+        model.load_state_dict(state)
+        with tqdm(total=100.0, initial=round(closed(history[-1]["cost"]), 2), desc="netadapt", unit="% of gap",
+                  disable=not self.progress, dynamic_ncols=True,
+                  bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% of the gap [{elapsed}<{remaining}]{postfix}") as bar:
+            while history[-1]["cost"] > self.target:
+                k = history[-1]["iteration"] + 1
+                if self.max_iterations is not None and k > self.max_iterations:
+                    stopped = f"stopped after max_iterations={self.max_iterations} above the budget"
+                    break
+                record, model = self._iteration(k, history[-1], model, bar)
+                if record is None:
+                    stopped = model  # the message
+                    break
+                self.folder.commit(record, model.state_dict())
+                history.append(record)
+                bar.update(round(closed(record["cost"]) - bar.n, 2))
+                self.log(f"iteration {k}: {record['chosen']} -> {record['latency_ms']:.4g} ms, "
+                         f"{record['macs'] / 1e6:.1f}M MACs, top1 {record['top1']:.1%}")
+        if stopped:
+            self.log(f"netadapt: {stopped}")
+        return history, stopped
+
+    def _iteration(self, k: int, cur: dict, model, bar):
+        t0 = time.perf_counter()
+        arch = parse_arch(cur["arch"])
+        props = propose(arch, self.cost, self.delta, current=cur["cost"])
+        if not props.made:
+            return None, (f"no proposal cuts {self.delta:.4g} {'ms' if self.resource_name == 'latency' else 'MACs'} "
+                          f"from iteration {k - 1} ({cur['cost']:.4g} > budget {self.target:.4g}): "
+                          "lower step or accept a larger budget")
+        best: tuple[float, Proposal, torch.nn.Module, dict] | None = None
+        tried = []
+        for j, p in enumerate(props.made):
+            bar.set_postfix_str(f"iteration {k}: proposal {j + 1}/{len(props.made)} {p.label}")
+            cand = shrink(model, p.arch)
+            res = self._train(cand, f"iteration {k} {p.label}", steps=self.short_steps, lr=self.finetune_lr,
+                              seed=self.train_cfg.seed + k)
+            entry = {"kind": p.kind, "blocks": list(p.blocks), "old": p.old, "new": p.new, "label": p.label,
+                     **self._point(p.arch), "cost": p.cost, "top1": round(res.top1, 6)}
+            tried.append(entry)
+            score = (res.top1 if self.select == "accuracy"
+                     else (res.top1 - cur["top1"]) / max(cur["cost"] - p.cost, 1e-12))
+            if best is None or score > best[0]:
+                best = (score, p, cand, entry)
+        _, p, cand, entry = best
+        record = {"iteration": k, "arch": entry["arch"], "latency_ms": entry["latency_ms"], "macs": entry["macs"],
+                  "cost": p.cost, "top1": entry["top1"], "resource": self.resource_name, "chosen": p.label,
+                  "proposals": tried, "skipped": props.skipped,
+                  "train_steps": cur["train_steps"] + self.short_steps,
+                  "seconds": round(time.perf_counter() - t0, 2)}
+        return record, cand
+
+    def _final(self, history: list[dict], stopped: str | None) -> dict:
+        summary = self.folder.read_json("summary.json") or {}
+        if "final" in summary:
+            return summary
+        arch, state = self.folder.current()
+        model = build_model(arch, self.data.num_classes)
+        model.load_state_dict(state)
+        res = self._train(model, "long finetune", epochs=self.long_epochs, steps=None, lr=self.finetune_lr)
+        f = self.folder
+        write_atomic(f.path("final.onnx"), onnx_bytes(model, self.data.input_size))
+        write_atomic(f.path("final.json"), to_json(arch) + "\n")
+        save_torch(f.path("final.pt"), model.state_dict())
+        last = history[-1]
+        summary = {
+            "start": {k: history[0][k] for k in ("arch", "latency_ms", "macs", "top1", "train_steps")},
+            "final": {**self._point(arch), "top1": round(res.top1, 6), "top1_before_long": last["top1"],
+                      "iterations": last["iteration"], "train_steps": last["train_steps"] + res.steps},
+            "budget": self.target, "resource": self.resource_name, "latency_model": self.latency.name,
+            "reached_budget": last["cost"] <= self.target, "stopped": stopped,
+        }
+        f.write_json("summary.json", summary)
+        return summary
+
+    def _baseline(self, history: list[dict], summary: dict) -> dict:
+        done = self.folder.read_json("baseline.json")
+        if done is not None:
+            return done
+        final_arch = parse_arch(summary["final"]["arch"])
+        m, arch, cost = match_multiplier(self.start, self.cost, self.cost(final_arch))
+        steps = summary["final"]["train_steps"]
+        model = self._fresh(arch)
+        res = self._train(model, f"baseline x{m:.3g}", steps=steps)
+        baseline = {"multiplier": round(m, 6), **self._point(arch), "cost": cost, "top1": round(res.top1, 6),
+                    "train_steps": res.steps}
+        self.folder.write_json("baseline.json", baseline)
+        return baseline
+
+
+def _memo(latency):
+    """The latency model with one number per arch: a measured latency is not re-drawn."""
+    cache: dict[ArchSpec, float] = {}
+
+    def cost(arch: ArchSpec) -> float:
+        if arch not in cache:
+            cache[arch] = float(latency(arch))
+        return cache[arch]
+
+    cost.name = latency.name
+    return cost
+
+
+def _number(cfg: dict, key: str, low: float, high: float, low_ok: bool = False) -> float:
+    v = cfg.get(key)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (low <= v if low_ok else low < v) and v < high
+    if not ok:
+        bound = f"{'>=' if low_ok else '>'} {low:g}" + ("" if high == math.inf else f" and < {high:g}")
+        raise UsageError(f"{key}={v!r} must be a number {bound}")
+    return float(v)
+
+
+def _count(cfg: dict, key: str, low: int) -> int:
+    v = cfg.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise UsageError(f"{key}={v!r} must be an integer >= {low}")
+    return v
+
+
+def run_netadapt(cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print) -> Outcome:
+    return NetAdapt(cfg, progress=progress, log=log).run()

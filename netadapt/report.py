@@ -1,0 +1,96 @@
+"""What a run leaves for people: the trajectory plot and the ONNX export of the final network."""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TrajectoryInfo:
+    """Everything ``draw_trajectory`` shows, computed first so tests can compare it (no pixels)."""
+
+    title: str
+    latency_ms: tuple[float, ...]  # kept network per iteration (after its short finetune)
+    top1: tuple[float, ...]
+    final: tuple[float, float] | None  # (latency_ms, top1) after the long finetune
+    baseline: tuple[float, float, float] | None  # (latency_ms, top1, multiplier)
+
+
+def trajectory_info(history: list[dict], summary: dict | None, baseline: dict | None, title: str) -> TrajectoryInfo:
+    final = (summary or {}).get("final")
+    return TrajectoryInfo(
+        title,
+        tuple(float(r["latency_ms"]) for r in history),
+        tuple(float(r["top1"]) for r in history),
+        (float(final["latency_ms"]), float(final["top1"])) if final else None,
+        (float(baseline["latency_ms"]), float(baseline["top1"]), float(baseline["multiplier"])) if baseline else None,
+    )
+
+
+def draw_trajectory(info: TrajectoryInfo) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    ax.plot(info.latency_ms, info.top1, "o-", color="tab:blue", ms=4, label="NetAdapt iterations (short finetune)")
+    if info.latency_ms:
+        ax.annotate("start", (info.latency_ms[0], info.top1[0]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if info.final:
+        ax.plot(*info.final, "*", color="tab:blue", ms=13, label="NetAdapt final (long finetune)")
+    if info.baseline:
+        lat, acc, m = info.baseline
+        ax.plot(lat, acc, "s", color="tab:red", ms=8, label=f"width multiplier {m:.3g}")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("top-1 (validation)")
+    ax.set_title(info.title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def onnx_bytes(model: nn.Module, input_size: int) -> bytes:
+    """ONNX of ``model`` (batch dimension dynamic), checked against torch under onnxruntime.
+
+    The TorchScript exporter (``dynamo=False``) works offline in torch 2.13 and takes well under a
+    second; the dynamo exporter is the fallback should it be removed.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    model = model.eval()
+    x = torch.randn(2, 3, input_size, input_size)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            data = buf.getvalue()
+        except (TypeError, RuntimeError, AttributeError):
+            program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},))
+            data = program.model_proto.SerializeToString()
+        expected = model(x).numpy()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    if not np.allclose(got, expected, rtol=1e-3, atol=1e-4):
+        raise RuntimeError(f"ONNX export differs from torch by {np.abs(got - expected).max():.3g}")
+    return data
+
+
+def write_report(folder: Path, history, summary, baseline, title: str) -> Path:
+    from .store import write_atomic
+
+    path = Path(folder) / "trajectory.png"
+    write_atomic(path, draw_trajectory(trajectory_info(history, summary, baseline, title)))
+    return path

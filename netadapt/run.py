@@ -1,0 +1,43 @@
+"""``python -m netadapt.run [key=value ...]``: a NetAdapt run, resumed when rerun (conf/netadapt.yaml)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from space.cli import CONF_DIR, UsageError, compose, run
+
+GROUPS = ("data", "latency")
+
+
+def check_groups(overrides: Sequence[str]) -> None:
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key in GROUPS and value and not value.endswith((".yaml", ".yml")):
+            options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+            if value not in options:
+                raise UsageError(f"unknown {key} {value!r}: use {key}=one of {', '.join(options)}")
+
+
+def main(argv: Sequence[str]) -> int:
+    from omegaconf import OmegaConf
+
+    check_groups(argv)
+    cfg = OmegaConf.to_container(compose("netadapt", argv), resolve=True)
+    from netadapt.loop import run_netadapt
+
+    out = run_netadapt(cfg, progress=bool(cfg.get("progress", True)))
+    s, b = out.summary, out.baseline
+    start, final = s["start"], s["final"]
+    print(f"start  {start['latency_ms']:8.3f} ms {start['macs'] / 1e6:7.1f}M MACs  top1 {start['top1']:.1%}")
+    print(f"final  {final['latency_ms']:8.3f} ms {final['macs'] / 1e6:7.1f}M MACs  top1 {final['top1']:.1%} "
+          f"after {final['iterations']} iterations ({final['train_steps']} training steps)")
+    if b:
+        print(f"x{b['multiplier']:.3f} {b['latency_ms']:8.3f} ms {b['macs'] / 1e6:7.1f}M MACs  top1 {b['top1']:.1%} "
+              f"(width-multiplier baseline, same steps)")
+    if s.get("stopped"):
+        print(f"note: {s['stopped']}")
+    print(f"results: {out.folder}/ (history.jsonl, final.json/.pt/.onnx, baseline.json, trajectory.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

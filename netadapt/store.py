@@ -1,0 +1,148 @@
+"""A run folder that survives a kill at any moment.
+
+Order of writes for iteration k: first ``checkpoint.pt`` (state dict, arch, and the history record
+of k), atomically (temp file, fsync, rename); then the record is appended to ``history.jsonl``. So
+the checkpoint is never behind the history. On resume a torn last history line is cut off, and a
+record that made it into the checkpoint but not into the history is appended from the checkpoint.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from space import ArchSpec, parse_arch
+
+from . import NetAdaptError
+
+HISTORY, CHECKPOINT, SETTINGS = "history.jsonl", "checkpoint.pt", "run.json"
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_torch(path: Path, obj) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
+
+
+class RunFolder:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    # -- settings: a rerun must ask for the same run ---------------------------------------------
+    def check_settings(self, settings: dict) -> bool:
+        """True when the folder holds a run started with ``settings``; False when it is new.
+
+        Raises when it holds a different run, so a changed command never mixes two runs.
+        """
+        p = self.path(SETTINGS)
+        if not p.is_file():
+            return False
+        try:
+            old = json.loads(p.read_text())
+        except json.JSONDecodeError:
+            raise NetAdaptError(f"{p} is unreadable: remove {self.folder} to start over") from None
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if diff:
+            raise NetAdaptError(f"{self.folder} holds a run with other settings ({', '.join(diff)}): "
+                                "rerun with the same settings to resume, or pass another run_name")
+        return True
+
+    def create(self, settings: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path(SETTINGS), json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+    # -- history + checkpoint ----------------------------------------------------------------------
+    def history(self) -> list[dict]:
+        """Records in order, after repairing a kill between checkpoint and history (see module doc)."""
+        hist_path = self.path(HISTORY)
+        records: list[dict] = []
+        if hist_path.is_file():
+            raw = hist_path.read_bytes()
+            good = 0
+            for line in raw.splitlines(keepends=True):
+                if not line.endswith(b"\n"):
+                    break  # torn last line
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+                good += len(line)
+            if good < len(raw):
+                with open(hist_path, "r+b") as f:
+                    f.truncate(good)
+        ckpt = self.checkpoint()
+        if ckpt is not None:
+            last = records[-1]["iteration"] if records else -1
+            rec = ckpt["record"]
+            if rec["iteration"] == last + 1:
+                self.append(rec)
+                records.append(rec)
+            elif rec["iteration"] != last:
+                raise NetAdaptError(f"{self.folder}: checkpoint is at iteration {rec['iteration']} but the "
+                                    f"history at {last}: remove the folder to start over")
+        for i, r in enumerate(records):
+            if r.get("iteration") != i:
+                raise NetAdaptError(f"{hist_path}: line {i + 1} is iteration {r.get('iteration')}, expected {i}")
+        return records
+
+    def checkpoint(self) -> dict | None:
+        p = self.path(CHECKPOINT)
+        if not p.is_file():
+            return None
+        try:
+            return torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 -- written atomically, so this is outside damage
+            raise NetAdaptError(f"{p} is unreadable: remove {self.folder} to start over") from None
+
+    def commit(self, record: dict, state_dict: dict) -> None:
+        """Make iteration ``record`` durable: checkpoint first, then the history line."""
+        save_torch(self.path(CHECKPOINT), {"arch": record["arch"], "state_dict": state_dict, "record": record})
+        self.append(record)
+
+    def append(self, record: dict) -> None:
+        with open(self.path(HISTORY), "ab") as f:
+            f.write((json.dumps(record) + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+
+    def current(self) -> tuple[ArchSpec, dict]:
+        ckpt = self.checkpoint()
+        return parse_arch(ckpt["arch"]), ckpt["state_dict"]
+
+    # -- end of run ---------------------------------------------------------------------------------
+    def read_json(self, name: str) -> dict | None:
+        p = self.path(name)
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError:
+            return None  # written atomically; a bad file is redone
+
+    def write_json(self, name: str, data: dict) -> None:
+        write_atomic(self.path(name), json.dumps(data, indent=2) + "\n")
