@@ -21,8 +21,11 @@ def resolve_start(start, study=None, trial=None) -> tuple[ArchSpec, str]:
     text = str(start).strip() if start is not None else ""
     if not text:
         raise UsageError("no start network: pass start=v3_small|v3_large|<arch string>|<file.json>|<study folder>:<trial>")
-    if (m := re.fullmatch(r"(.+):(\d+)", text)) and Path(m[1]).is_dir():
+    if m := re.fullmatch(r"(.+):(\d+)", text):
         return trial_arch(Path(m[1]), int(m[2]))
+    if text not in REFERENCES and " " not in text and not text.endswith(".json") and not text.startswith("{"):
+        raise UsageError(f"unknown start {text!r}: use {', '.join(REFERENCES)}, an arch string, a .json file "
+                         "or <study folder>:<trial number>")
     arch = parse_arch(text)
     if text in REFERENCES:
         return arch, text

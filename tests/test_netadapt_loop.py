@@ -1,0 +1,154 @@
+"""The NetAdapt loop end to end on a tiny network: budget, results, kill-and-resume, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+import torch
+
+from netadapt.run import main
+from netadapt.start import resolve_start
+from space import V3_SMALL, build_model, format_arch, parse_arch
+from space.cli import UsageError, run
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = "stem8 k3_e16_c8_re k3_e32_c16_s2_re k3_e48_c16_re k3_e64_c24_s2_se_hs k3_e72_c24_se_hs last96 head64"
+# Real training and real (briefly timed) latency, kept small: MACs are the resource, so the
+# proposals and the stopping point do not depend on timing noise.
+QUICK = [f"start={TINY}", "data=synthetic", "data.input_size=16", "data.n_train=64", "data.n_val=32",
+         "resource=macs", "latency=measured", "latency.input_size=32", "latency.repeats=5", "latency.warmup=1",
+         "pretrain_epochs=2", "long_epochs=1", "short_steps=3", "step=0.05", "threads=1", "progress=false",
+         "train.batch_size=32", "train.bn_recal_batches=1"]
+
+
+def history(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+
+
+def run_dir(results: Path) -> Path:
+    (folder,) = (results / "netadapt").iterdir()
+    return folder
+
+
+def test_loop_stops_at_the_budget_and_writes_every_result(tmp_path, capsys):
+    assert main(QUICK + ["budget=0.8", f"results_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    folder = run_dir(tmp_path)
+    assert f"results: {folder}/" in out
+    h = history(folder)
+    assert [r["iteration"] for r in h] == list(range(len(h))) and len(h) >= 2
+    target = 0.8 * h[0]["cost"]
+    assert h[-1]["cost"] <= target < h[-2]["cost"]  # stopped exactly when the budget was met
+    delta = 0.05 * h[0]["cost"]
+    for prev, rec in zip(h, h[1:]):
+        assert rec["proposals"] and rec["arch"] in [p["arch"] for p in rec["proposals"]]
+        assert all(prev["cost"] - p["cost"] >= delta for p in rec["proposals"])
+        assert all(isinstance(p[k], (int, float)) for p in rec["proposals"] for k in ("latency_ms", "macs", "top1"))
+        # ratio rule: the kept one has the best accuracy change per MAC cut
+        ratio = lambda p: (p["top1"] - prev["top1"]) / (prev["cost"] - p["cost"])  # noqa: E731
+        assert ratio(next(p for p in rec["proposals"] if p["arch"] == rec["arch"])) == max(map(ratio, rec["proposals"]))
+    final = parse_arch(str(folder / "final.json"))
+    assert format_arch(final) == h[-1]["arch"]
+    model = build_model(final, num_classes=4)
+    model.load_state_dict(torch.load(folder / "final.pt", weights_only=True))
+    session = ort.InferenceSession(str(folder / "final.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 3, 16, 16)
+    logits = session.run(None, {"input": x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(logits), model.eval()(x).detach(), rtol=1e-3, atol=1e-4)
+    base = json.loads((folder / "baseline.json").read_text())
+    assert {"multiplier", "arch", "latency_ms", "macs", "top1"} <= set(base)
+    assert base["cost"] <= h[-1]["cost"] and 0 < base["multiplier"] < 1
+    summary = json.loads((folder / "summary.json").read_text())
+    assert base["train_steps"] == summary["final"]["train_steps"]  # same training budget
+    assert (folder / "trajectory.png").stat().st_size > 1000
+
+
+def test_killed_run_resumes_without_gaps_or_repeats(tmp_path):
+    cmd = [sys.executable, "-m", "netadapt.run", *QUICK, "budget=0.7", "baseline=false", f"results_dir={tmp_path}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 150
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            hist = next((tmp_path / "netadapt").glob("*/history.jsonl"), None) if (tmp_path / "netadapt").exists() else None
+            if hist and len(hist.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"run ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    folder = run_dir(tmp_path)
+    before = history(folder)
+    assert len(before) >= 2
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-800:]
+    assert f"resuming {folder} after iteration {before[-1]['iteration']}" in done.stdout
+    after = history(folder)
+    assert [r["iteration"] for r in after] == list(range(len(after)))
+    assert after[:len(before)] == before and after[-1]["cost"] <= 0.7 * after[0]["cost"]
+    assert (folder / "final.pt").is_file() and not (folder / "baseline.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["start=v3_tiny"], "unknown start 'v3_tiny'"),
+    (["start=stem8 k4_e16_c8_re last96 head64"], "kernel"),
+    (["budget=1.0"], "budget=1.0 must be"),
+    (["budget=0"], "budget=0 must be"),
+    (["budget_ms=5"], "budget_ms needs resource=latency"),
+    (["resource=latency", "budget_ms=1000"], "below the start latency"),
+    (["weights=/nonexistent/w.pt"], "weights file /nonexistent/w.pt does not exist"),
+    (["select=best"], "select='best' is unknown"),
+    (["start=/nonexistent/study:3"], "does not exist"),
+])
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        run(main, QUICK + [f"results_dir={tmp_path}"] + args)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err, err
+    assert not (tmp_path / "netadapt").exists()
+
+
+def test_mismatched_weights_and_changed_settings_exit_2_and_leave_results(tmp_path, capsys):
+    wrong = tmp_path / "v3_small.pt"
+    torch.save(build_model(V3_SMALL, 4).state_dict(), wrong)
+    with pytest.raises(SystemExit) as e:
+        run(main, QUICK + [f"results_dir={tmp_path}", f"weights={wrong}"])
+    assert e.value.code == 2 and "do not fit the start network" in capsys.readouterr().err
+    assert not (tmp_path / "netadapt").exists()
+    # a finished run asked again with other settings is refused, byte for byte untouched
+    right = tmp_path / "tiny.pt"
+    torch.save(build_model(parse_arch(TINY), 4).state_dict(), right)
+    common = QUICK + [f"results_dir={tmp_path}", f"weights={right}", "pretrain_epochs=0", "budget=0.9",
+                      "run_name=r", "baseline=false"]
+    assert main(common) == 0
+    folder = tmp_path / "netadapt" / "r"
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(SystemExit) as e:
+        run(main, common + ["short_steps=4"])
+    assert e.value.code == 2 and "other settings (short_steps)" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+
+
+def test_start_from_a_study_trial(tmp_path):
+    study = tmp_path / "search" / "v3_small" / "digits-multi"
+    study.mkdir(parents=True)
+    (study / "trials.csv").write_text(
+        "number,state,arch,top1,latency_ms,macs\n"
+        f"0,COMPLETE,{format_arch(V3_SMALL)},0.9,1.0,100\n"
+        f"1,COMPLETE,{TINY},0.8,0.5,50\n"
+        "2,FAIL,,,,\n")
+    arch, name = resolve_start(f"{study}:1")
+    assert arch == parse_arch(TINY) and name == "digits-multi-t1"
+    assert resolve_start(None, study=str(study), trial=0) == (V3_SMALL, "digits-multi-t0")
+    with pytest.raises(UsageError, match="FAIL"):
+        resolve_start(f"{study}:2")
+    with pytest.raises(UsageError, match="no trial 7"):
+        resolve_start(f"{study}:7")
