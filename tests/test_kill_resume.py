@@ -1,0 +1,103 @@
+"""SIGKILL a long run at several moments, rerun the same command, and lose nothing.
+
+Each kill is triggered by what the run is doing, watched from outside: right after a latency-table
+entry lands (so, amid measuring the next), right after a results table is rewritten (amid writing
+the rest and the plot), and at fixed delays (start-up, training). Whatever it hits, the rerun must
+finish the study with every finished trial kept exactly once and every results file readable.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import REPO
+
+SEARCH = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",
+          "train.steps=6", "train.bn_recal_batches=1", "latency.input_size=32", "latency.warmup=1",
+          "latency.repeats=5", "sampler.n_startup_trials=2", "progress=false", "n_trials=5", "study_name=k"]
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+
+
+def _stamp(paths) -> tuple:
+    return tuple((str(p), p.stat().st_mtime_ns) for p in sorted(paths) if p.exists())
+
+
+def kill_when(module: str, args: list[str], *, watch=None, delay: float = 120.0) -> bool:
+    """Start ``module``; SIGKILL it when a file from ``watch()`` changes, or after ``delay`` s.
+
+    Returns False when the run ended on its own first.
+    """
+    p = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start, first = time.monotonic(), _stamp(watch()) if watch else ()
+    while p.poll() is None:
+        if time.monotonic() - start > delay or (watch and _stamp(watch()) != first):
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def kill_after(module: str, args: list[str], delay: float) -> bool:
+    return kill_when(module, args, delay=delay)
+
+
+def run_to_end(module: str, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=_env(), capture_output=True,
+                          text=True, timeout=600)
+
+
+def parse_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    header = path.read_text().splitlines()[0].split(",")
+    assert all(len(r) == len(header) and None not in r for r in rows), f"{path} is torn"
+    return rows
+
+
+@pytest.mark.timeout(900)
+def test_search_killed_at_any_moment_resumes(tmp_path):
+    args = [*SEARCH, f"results_dir={tmp_path}"]
+    folder = tmp_path / "search" / "v3_small" / "k"
+    lut = lambda: list((tmp_path / "lut").rglob("*.json"))  # noqa: E731
+    tables = lambda: [folder / "trials.csv"]  # noqa: E731
+    assert kill_after("search.run", args, 3.0)  # start-up: imports, opening the study
+    assert kill_when("search.run", args, watch=lut)  # measuring latency-table entries
+    assert kill_when("search.run", args, watch=tables)  # writing results after a trial
+    assert kill_when("search.run", args, watch=tables)
+    assert kill_after("search.run", args, 12.0)  # somewhere in training
+    assert kill_when("search.run", args, watch=lut)
+    done = run_to_end("search.run", args)
+    assert done.returncode == 0, done.stderr
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "study.log")))
+    trials = optuna.load_study(study_name="k", storage=storage).get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 5
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    # Nothing done twice: a redo exists only for a trial that did not finish.
+    by_number = {t.number: t for t in trials}
+    for t in trials:
+        if "retry_of" in t.user_attrs:
+            assert by_number[t.user_attrs["retry_of"]].state != optuna.trial.TrialState.COMPLETE
+    assert sum(1 for t in complete if t.user_attrs.get("reference")) == 1
+    rows = parse_csv(folder / "trials.csv")
+    assert sorted(int(r["number"]) for r in rows) == sorted(by_number)
+    parse_csv(folder / "pareto.csv")
+    parse_csv(folder / "hypervolume.csv")
+    assert (folder / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    for table in (tmp_path / "lut").rglob("*.json"):
+        assert json.loads(table.read_text())["entries"]
+    assert not [p for p in folder.rglob("*.tmp")]
