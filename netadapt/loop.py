@@ -99,7 +99,7 @@ class NetAdapt:
             "baseline": bool(cfg.get("baseline", True)),
         }
         self.resuming = self.folder.check_settings(self.settings)
-        self.title = (f"NetAdapt {start_name} on {self.data.name}: budget {self.target:.4g} "
+        self.title = (f"NetAdapt {start_name} on {self.data.name}\nbudget {self.target:.4g} "
                       f"{'ms' if self.resource_name == 'latency' else 'MACs'} ({self.latency.name})")
 
     # -- set-up helpers ------------------------------------------------------------------------------

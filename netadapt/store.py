@@ -79,6 +79,8 @@ class RunFolder:
     # -- history + checkpoint ----------------------------------------------------------------------
     def history(self) -> list[dict]:
         """Records in order, after repairing a kill between checkpoint and history (see module doc)."""
+        for tmp in self.folder.glob(".*.tmp*"):  # a write cut short by a kill; its target is intact
+            tmp.unlink(missing_ok=True)
         hist_path = self.path(HISTORY)
         records: list[dict] = []
         if hist_path.is_file():
