@@ -31,6 +31,10 @@ from .store import RunFolder, save_torch, write_atomic
 SELECT = ("ratio", "accuracy")
 
 
+class _Exhausted(Exception):
+    """No proposal reaches the cut: the loop ends above the budget."""
+
+
 @dataclass
 class Outcome:
     folder: Path
@@ -183,9 +187,10 @@ class NetAdapt:
                 if self.max_iterations is not None and k > self.max_iterations:
                     stopped = f"stopped after max_iterations={self.max_iterations} above the budget"
                     break
-                record, model = self._iteration(k, history[-1], model, bar)
-                if record is None:
-                    stopped = model  # the message
+                try:
+                    record, model = self._iteration(k, history[-1], model, bar)
+                except _Exhausted as e:
+                    stopped = str(e)
                     break
                 self.folder.commit(record, model.state_dict())
                 history.append(record)
@@ -201,9 +206,9 @@ class NetAdapt:
         arch = parse_arch(cur["arch"])
         props = propose(arch, self.cost, self.delta, current=cur["cost"])
         if not props.made:
-            return None, (f"no proposal cuts {self.delta:.4g} {'ms' if self.resource_name == 'latency' else 'MACs'} "
-                          f"from iteration {k - 1} ({cur['cost']:.4g} > budget {self.target:.4g}): "
-                          "lower step or accept a larger budget")
+            unit = "ms" if self.resource_name == "latency" else "MACs"
+            raise _Exhausted(f"no proposal cuts {self.delta:.4g} {unit} from iteration {k - 1} "
+                             f"({cur['cost']:.4g} > budget {self.target:.4g}): lower step or raise the budget")
         best: tuple[float, Proposal, torch.nn.Module, dict] | None = None
         tried = []
         for j, p in enumerate(props.made):

@@ -70,6 +70,16 @@ def test_loop_stops_at_the_budget_and_writes_every_result(tmp_path, capsys):
     assert (folder / "trajectory.png").stat().st_size > 1000
 
 
+def test_no_proposal_reaching_the_cut_stops_with_a_message(tmp_path, capsys):
+    assert main(QUICK + ["step=0.9", "budget=0.05", "baseline=false", f"results_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "netadapt: no proposal cuts" in out and "lower step or raise the budget" in out
+    folder = run_dir(tmp_path)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["reached_budget"] is False and summary["stopped"].startswith("no proposal")
+    assert len(history(folder)) == 1 and (folder / "final.onnx").is_file()
+
+
 def test_killed_run_resumes_without_gaps_or_repeats(tmp_path):
     cmd = [sys.executable, "-m", "netadapt.run", *QUICK, "budget=0.7", "baseline=false", f"results_dir={tmp_path}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
