@@ -20,7 +20,7 @@ from space.cli import compose, quiet_warnings
 
 OVERRIDES = [
     "start=v3_small", "data=digits", "data.input_size=16", "latency=lut", "resource=latency",
-    "budget=0.75", "step=0.08", "short_steps=15", "pretrain_epochs=8", "long_epochs=5", "select=ratio",
+    "budget=0.8", "step=0.04", "short_steps=10", "pretrain_epochs=6", "long_epochs=4", "select=ratio",
     "threads=1", "run_name=bench-v3_small-digits", "seed=0",
 ]
 
@@ -47,7 +47,7 @@ def main(extra: list[str]) -> None:
         "resumed part). Overrides: `" + " ".join(OVERRIDES + extra) + "`.",
         "",
         f"Latency: {s['latency_model']} (lookup table, onnxruntime, 1 thread, 224x224); MACs at 224x224. "
-        f"Budget {s['budget']:.3f} ms = 0.75 x start. Accuracy: top-1 on the digits validation split (360 images), "
+        f"Budget {s['budget']:.3f} ms = {cfg['budget']} x start, step {cfg['step']}. Accuracy: top-1 on the digits validation split (360 images), "
         "one seed.",
         "",
         "| network | top-1 | latency (ms) | MACs | training steps |",
