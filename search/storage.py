@@ -20,8 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import random
 import re
 import socket
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,13 +128,25 @@ def open_storage(url: str | None, default_journal: Path):
     if scheme not in RDB_SCHEMES:
         raise SearchError(f"storage={redact(url)}: unknown scheme {scheme!r}; use a journal file path or a "
                           f"database URL ({', '.join(s + '://' for s in RDB_SCHEMES[:3])}...)")
-    try:
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                             heartbeat_stale_trial_callback=requeue)
-    except Exception as e:  # sqlalchemy/driver errors: unreachable host, bad URL, missing driver
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SearchError(f"cannot open storage {redact(url)}: {first}") from None
-    return storage, None
+    for attempt in range(5):
+        try:
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                                 heartbeat_stale_trial_callback=requeue)
+            return storage, None
+        except Exception as e:  # sqlalchemy/driver errors: unreachable host, bad URL, missing driver
+            # Workers started together on an empty database race to create Optuna's tables; the
+            # losers see a duplicate-key error from the catalog and succeed on a second try.
+            if _lost_schema_race(e) and attempt < 4:
+                time.sleep(0.2 + random.random())
+                continue
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SearchError(f"cannot open storage {redact(url)}: {first}") from None
+    raise AssertionError("unreachable")
+
+
+def _lost_schema_race(e: Exception) -> bool:
+    text = str(e).lower()
+    return "already exists" in text or "duplicate key" in text or "uniqueviolation" in text
 
 
 def recover(study: optuna.Study, journal: Journal | None, *, now: Callable[[], dt.datetime] | None = None) -> list[int]:

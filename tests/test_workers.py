@@ -55,7 +55,7 @@ def check_shared_study(study: optuna.Study, folder: Path, n_trials: int) -> None
 def test_two_workers_share_one_journal_file(tmp_path):
     lut = tmp_path / "lut.json"
     common = [f"results_dir={tmp_path}", f"latency.table={lut}", "study_name=shared", "n_trials=6"]
-    procs = [start_worker(*common, "seed=0"), start_worker(*common, "seed=1")]
+    procs = [start_worker(*common), start_worker(*common)]  # the same command, as a user starts N workers
     finish(procs)
     folder = tmp_path / "search" / "v3_small" / "shared"
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "study.log")))
@@ -72,7 +72,7 @@ def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
     lut = tmp_path / "lut.json"
     common = [f"results_dir={tmp_path}", f"latency.table={lut}", "study_name=pg", "n_trials=5",
               f"storage={postgres_url}"]
-    finish([start_worker(*common, "seed=0"), start_worker(*common, "seed=1")])
+    finish([start_worker(*common), start_worker(*common)])
     study = optuna.load_study(study_name="pg", storage=postgres_url)
     check_shared_study(study, tmp_path / "search" / "v3_small" / "pg", 5)
 
