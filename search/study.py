@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ class Search:
         except (TypeError, ValueError) as e:
             raise SearchError(str(e).splitlines()[0]) from None
         _check_numbers(self.train_cfg)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._=+-]*", str(cfg.study_name)):
+            raise SearchError(f"study_name={cfg.study_name!r}: use letters, digits and . _ = + - (it names a folder)")
         self.results_dir = Path(cfg.results_dir)
         self.folder = study_folder(self.results_dir, self.space.name, str(cfg.study_name))
         self.data = train.load_data(cfg.data)

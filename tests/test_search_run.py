@@ -73,6 +73,27 @@ def test_three_trial_study_writes_every_file(results, lut, capsys):
     assert "3 finished trials" in out and str(folder) in out
 
 
+def test_plot_draws_every_front_and_netadapt_trajectories(results, capsys):
+    from search.plot import main as plot_main, overview_info
+
+    run = results / "netadapt" / "run1"
+    run.mkdir(parents=True)
+    run.joinpath("history.jsonl").write_text(
+        '{"iteration": 0, "arch": "a", "latency_ms": 1.3, "macs": 3000000, "top1": 0.5, "proposals": 4}\n'
+        '{"iteration": 1, "arch": "b", "latency_ms": 1.1, "macs": 2500000, "top1": 0.45, "proposals": 4}\n{"iter')
+    info = overview_info(results)
+    assert [label for label, _ in info.fronts] == ["v3_small/synthetic-multi"]
+    assert info.fronts[0][1].reference[0] == "v3_small"
+    assert info.trajectories[0].latency_ms == (1.3, 1.1) and info.trajectories[0].top1 == (0.5, 0.45)
+    assert plot_main([f"results_dir={results}", "studies=[synthetic-multi]"]) == 0
+    out = results / "plots" / "fronts.png"
+    assert out.read_bytes()[:4] == b"\x89PNG" and str(out) in capsys.readouterr().out
+    from space.cli import UsageError
+
+    with pytest.raises(UsageError, match="no study 'nope'"):
+        plot_main([f"results_dir={results}", "studies=[nope]"])
+
+
 def test_rerun_resumes_without_repeating(results, lut):
     folder = results / STUDY
     before = rows(folder)
@@ -151,6 +172,7 @@ def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, words):
     (["max_macs=-1"], "max_macs=-1.0 must be positive"),
     (["train.lr=x"], "train.lr='x' is not a number"),
     (["no_such_key=1"], "bad override"),
+    (["study_name=../x"], "study_name='../x'"),
     (["n_trials=5", "train.steps=2"], "study synthetic-multi was run with train.steps=1, not 2: use the same "
                                       "settings or pass another study_name"),
 ])
