@@ -54,7 +54,7 @@ def validate(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0
         arch = space.sample(rng)
         predicted = table.predict(arch)
         measured = measure_latency(arch, backend=table.backend, threads=table.threads, input_size=table.input_size,
-                                   batch=table.batch, channels_last=table.channels_last, **table.protocol).median_ms
+                                   batch=table.batch, channels_last=table.channels_last, **table.protocol).value(table.statistic)
         rows.append({"arch": format_arch(arch), "predicted_ms": round(predicted, 4), "measured_ms": round(measured, 4),
                      "error": round((predicted - measured) / measured, 5)})
     return rows

@@ -5,12 +5,12 @@ from collections.abc import Mapping
 
 from space import ArchSpec
 
-from .latency import Latency, MeasureError, check_backend, measure_latency
+from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
 from .table import LatencyTable
 
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
-        "warmup", "repeats", "max_rel_spread", "max_rounds"}
+        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic"}
 
 
 class LatencyModel:
@@ -27,11 +27,13 @@ class LatencyModel:
 
 
 class MeasuredLatency(LatencyModel):
-    """Times the whole network end to end on every call (median ms)."""
+    """Times the whole network end to end on every call (``statistic``: p10 or median ms)."""
 
     source = "measured"
 
-    def __init__(self, backend="onnxruntime", threads=1, input_size=224, batch=1, channels_last=False, **protocol):
+    def __init__(self, backend="onnxruntime", threads=1, input_size=224, batch=1, channels_last=False,
+                 statistic="p10", **protocol):
+        self.statistic = check_statistic(statistic)
         self.options = dict(backend=check_backend(backend), threads=threads, input_size=input_size, batch=batch,
                             channels_last=channels_last, **protocol)
         self.name = f"measured:{backend}:t{threads}:{input_size}"
@@ -40,7 +42,7 @@ class MeasuredLatency(LatencyModel):
         return measure_latency(arch, **self.options)
 
     def __call__(self, arch: ArchSpec) -> float:
-        return self.measure(arch).median_ms
+        return self.measure(arch).value(self.statistic)
 
 
 class TableLatency(LatencyModel):

@@ -42,7 +42,7 @@ from torch import nn
 from space import ArchSpec, BlockSpec
 from space.model import ConvBNAct, InvertedResidual
 
-from .latency import MeasureError, check_backend, measure_latency
+from .latency import MeasureError, check_backend, check_statistic, measure_latency
 
 FORMAT = 1
 
@@ -150,9 +150,11 @@ class LatencyTable:
 
     def __init__(self, path, *, backend: str = "onnxruntime", threads: int = 1, input_size: int = 224,
                  batch: int = 1, channels_last: bool = False, measure_missing: bool = True,
-                 warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05, max_rounds: int = 4):
+                 warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05, max_rounds: int = 4,
+                 statistic: str = "p10"):
         self.path = Path(path)
         self.backend = check_backend(backend)
+        self.statistic = check_statistic(statistic)  # which figure of an entry predictions sum
         self.threads, self.input_size, self.batch, self.channels_last = threads, input_size, batch, channels_last
         self.measure_missing = measure_missing
         self.protocol = {"warmup": warmup, "repeats": repeats, "max_rel_spread": max_rel_spread,
@@ -202,6 +204,7 @@ class LatencyTable:
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(data, f, indent=1)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a table is meant to be copied and shared
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -219,8 +222,11 @@ class LatencyTable:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- measuring -------------------------------------------------------------------------------
+    def _has(self, key: str) -> bool:
+        return self.statistic in self.entries.get(key, {})
+
     def missing(self, entries: Iterable[Entry]) -> list[Entry]:
-        return [e for e in entries if e.key not in self.entries]
+        return [e for e in entries if not self._has(e.key)]
 
     def fill(self, entries: Iterable[Entry], progress=None) -> int:
         """Measure the entries not in the table yet; returns how many this call measured.
@@ -237,7 +243,7 @@ class LatencyTable:
         count = 0
         with self._locked():
             for e in todo:
-                if e.key not in self.entries:
+                if not self._has(e.key):
                     self.entries[e.key] = self._measure(e)
                     self.measurements += 1
                     count += 1
@@ -256,20 +262,26 @@ class LatencyTable:
         lat = measure_latency(entry.build(), backend=self.backend, threads=self.threads,
                               channels_last=self.channels_last, input_shape=entry.input_shape(self.batch),
                               **self.protocol)
-        return {"ms": round(lat.median_ms, 5), "iqr": round(lat.spread_ms, 5), "n": lat.repeats}
+        return {"median": round(lat.median_ms, 5), "p10": round(lat.p10_ms, 5), "iqr": round(lat.spread_ms, 5),
+                "n": lat.repeats}
 
     # -- predicting ------------------------------------------------------------------------------
     def raw_sum(self, arch: ArchSpec) -> float:
         """Sum of the entry latencies of ``arch`` (measuring missing entries when allowed)."""
         entries = arch_entries(arch, self.input_size)
         self.fill(entries)
-        return sum(self.entries[e.key]["ms"] for e in entries)
+        return sum(self.entries[e.key][self.statistic] for e in entries)
 
     def predict(self, arch: ArchSpec) -> float:
         """Predicted end-to-end latency of ``arch`` in ms: calibrated sum of its entries."""
         total = self.raw_sum(arch)
-        cal = self.calibration or {"scale": 1.0, "offset": 0.0}
+        cal = self._calibration() or {"scale": 1.0, "offset": 0.0}
         return cal["scale"] * total + cal["offset"]
+
+    def _calibration(self) -> dict | None:
+        # A calibration fitted on another statistic does not apply to this one.
+        cal = self.calibration
+        return cal if cal and cal.get("statistic", "median") == self.statistic else None
 
     def calibrate(self, archs: Iterable[ArchSpec], progress=None) -> dict:
         """Fit measured = scale * sum + offset on ``archs`` (measured end to end) and store it."""
@@ -280,11 +292,13 @@ class LatencyTable:
             for a in archs:
                 measured.append(measure_latency(a, backend=self.backend, threads=self.threads,
                                                 input_size=self.input_size, batch=self.batch,
-                                                channels_last=self.channels_last, **self.protocol).median_ms)
+                                                channels_last=self.channels_last,
+                                                **self.protocol).value(self.statistic))
                 if progress is not None:
                     progress.update(1)
             scale, offset = _fit(sums, measured)
-            self.calibration = {"scale": scale, "offset": offset, "sums_ms": sums, "measured_ms": measured}
+            self.calibration = {"scale": scale, "offset": offset, "statistic": self.statistic, "sums_ms": sums,
+                                "measured_ms": measured}
             self._save()
         return self.calibration
 
