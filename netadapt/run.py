@@ -3,24 +3,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from space.cli import CONF_DIR, UsageError, compose, run
+from space.cli import check_group_choices, compose, run
 
 GROUPS = ("data", "latency")
-
-
-def check_groups(overrides: Sequence[str]) -> None:
-    for o in overrides:
-        key, _, value = o.lstrip("+~").partition("=")
-        if key in GROUPS and value and not value.endswith((".yaml", ".yml")):
-            options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
-            if value not in options:
-                raise UsageError(f"unknown {key} {value!r}: use {key}=one of {', '.join(options)}")
 
 
 def main(argv: Sequence[str]) -> int:
     from omegaconf import OmegaConf
 
-    check_groups(argv)
+    check_group_choices(argv, GROUPS)
     cfg = OmegaConf.to_container(compose("netadapt", argv), resolve=True)
     from netadapt.loop import run_netadapt
 

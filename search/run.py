@@ -1,30 +1,18 @@
 """``python -m search.run +space=<name> [key=value ...]``: run or resume a study (conf/search.yaml)."""
 from __future__ import annotations
 
-import sys
 import warnings
 from typing import Sequence
 
 from space import available_spaces
-from space.cli import CONF_DIR, UsageError, compose, require_group, run
+from space.cli import check_group_choices, compose, require_group, run
 
 COMMAND = "python -m search.run"
 GROUPS = ("space", "data", "sampler", "latency")
 
 
-def check_groups(overrides: Sequence[str]) -> None:
-    """Name the options of a config group when an override asks for one that does not exist."""
-    for o in overrides:
-        key, _, value = o.lstrip("+~").partition("=")
-        if key in GROUPS and value and not value.endswith((".yaml", ".yml")):
-            options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
-            if value not in options:
-                raise UsageError(f"unknown {key} {value!r}: use {'+' if key == 'space' else ''}{key}=one of "
-                                 f"{', '.join(options)}")
-
-
 def main(argv: Sequence[str]) -> int:
-    check_groups(argv)
+    check_group_choices(argv, GROUPS, plus=("space",))
     cfg = compose("search", argv)
     require_group(cfg, "space", available_spaces(), COMMAND)
     warnings.filterwarnings("ignore", message=".*ExperimentalWarning.*")

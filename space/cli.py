@@ -42,6 +42,21 @@ def require_group(cfg, group: str, choices: Sequence[str], command: str) -> None
                          f"(e.g. {command} +{group}={choices[0] if choices else 'NAME'})")
 
 
+def check_group_choices(overrides: Sequence[str], groups: Sequence[str], plus: Sequence[str] = ()) -> None:
+    """Name the options of a config group when an override picks one that does not exist.
+
+    Hydra's own message for this is several lines about search paths; ours lists the choices.
+    ``plus`` names groups that are added with ``+group=`` (absent from the defaults list).
+    """
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key in groups and value and not value.endswith((".yaml", ".yml")):
+            options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+            if value not in options:
+                raise UsageError(f"unknown {key} {value!r}: use {'+' if key in plus else ''}{key}=one of "
+                                 f"{', '.join(options)}")
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input: reported in one line, exit 2, never a traceback."""
     from space.spec import ArchError
