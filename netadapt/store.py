@@ -67,6 +67,8 @@ class RunFolder:
         except json.JSONDecodeError:
             raise NetAdaptError(f"{p} is unreadable: remove {self.folder} to start over") from None
         diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if diff and not (self.path(HISTORY).is_file() or self.path(CHECKPOINT).is_file()):
+            return False  # a run that failed before its first result (a NaN, say): nothing to protect
         if diff:
             raise NetAdaptError(f"{self.folder} holds a run with other settings ({', '.join(diff)}): "
                                 "rerun with the same settings to resume, or pass another run_name")

@@ -34,5 +34,8 @@ def test_other_settings_are_refused(tmp_path):
     assert folder.check_settings({"a": 1}) is False
     folder.create({"a": 1, "b": 2})
     assert folder.check_settings({"a": 1, "b": 2}) is True
+    # Nothing done yet (it failed at once, e.g. a diverging pretraining): a fixed command starts over.
+    assert folder.check_settings({"a": 1, "b": 3}) is False
+    (tmp_path / HISTORY).write_text("{}\n")
     with pytest.raises(NetAdaptError, match=r"other settings \(b\)"):
         folder.check_settings({"a": 1, "b": 3})
