@@ -101,3 +101,32 @@ def test_search_killed_at_any_moment_resumes(tmp_path):
     for table in (tmp_path / "lut").rglob("*.json"):
         assert json.loads(table.read_text())["entries"]
     assert not [p for p in folder.rglob("*.tmp")]
+
+
+TINY = "stem8 k3_e16_c8_re k3_e32_c16_s2_re k3_e48_c16_re k3_e64_c24_s2_se_hs k3_e72_c24_se_hs last96 head64"
+NETADAPT = [f"start={TINY}", "data=synthetic", "data.input_size=16", "data.n_train=64", "data.n_val=32",
+            "latency.input_size=160", "latency.repeats=5", "latency.warmup=1", "pretrain_epochs=3", "long_epochs=1",
+            "short_steps=3", "step=0.05", "budget=0.8", "threads=1", "progress=false", "train.batch_size=32",
+            "train.bn_recal_batches=1", "baseline=false", "run_name=k"]
+
+
+@pytest.mark.timeout(900)
+def test_netadapt_killed_at_any_moment_resumes(tmp_path):
+    lut = tmp_path / "lut.json"
+    args = [*NETADAPT, f"latency.table={lut}", f"results_dir={tmp_path}"]
+    folder = tmp_path / "netadapt" / "k"
+    written = lambda: [folder / "history.jsonl", folder / "checkpoint.pt"]  # noqa: E731
+    assert kill_after("netadapt.run", args, 4.0)  # start-up or pretraining
+    assert kill_when("netadapt.run", args, watch=lambda: [lut])  # measuring latency-table entries
+    assert kill_when("netadapt.run", args, watch=written)  # writing an iteration
+    kill_when("netadapt.run", args, watch=written)  # may finish first on a fast machine
+    done = run_to_end("netadapt.run", args)
+    assert done.returncode == 0, done.stderr[-800:]
+    lines = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in lines] == list(range(len(lines)))  # no gap, nothing twice
+    assert lines[-1]["latency_ms"] <= 0.8 * lines[0]["latency_ms"] + 1e-9
+    import space
+
+    assert space.parse_arch(str(folder / "final.json")) == space.parse_arch(lines[-1]["arch"])
+    assert (folder / "final.onnx").stat().st_size > 0 and (folder / "trajectory.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(folder.glob("*.tmp")) and not list(folder.glob(".*.tmp"))
