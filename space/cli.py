@@ -57,18 +57,18 @@ def check_group_choices(overrides: Sequence[str], groups: Sequence[str], plus: S
                                  f"{', '.join(options)}")
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean bad input: reported in one line, exit 2, never a traceback."""
-    from space.spec import ArchError
+# Our exception types that mean bad input (or a run the user must fix, such as a diverging loss).
+# Matched by name and package rather than imported, so a usage error never waits for torch.
+_USER_ERRORS = {"UsageError", "ArchError", "DataError", "DivergedError", "MeasureError", "SearchError",
+                "NetAdaptError"}
+_PACKAGES = {"space", "train", "measure", "search", "netadapt"}
 
-    errors: list[type[BaseException]] = [UsageError, ArchError, FileNotFoundError, PermissionError]
-    for module, name in (("train", "DataError"), ("measure", "MeasureError"), ("search", "SearchError"),
-                         ("netadapt", "NetAdaptError")):
-        try:
-            errors.append(getattr(__import__(module), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
+
+def is_user_error(e: BaseException) -> bool:
+    """Whether ``e`` is reported in one line with exit 2 rather than as a crash."""
+    if isinstance(e, (FileNotFoundError, PermissionError)):
+        return True
+    return any(c.__name__ in _USER_ERRORS and c.__module__.split(".")[0] in _PACKAGES for c in type(e).__mro__)
 
 
 def quiet_warnings() -> None:
@@ -85,7 +85,9 @@ def run(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         code = main(argv)
-    except user_errors() as e:
+    except Exception as e:
+        if not is_user_error(e):
+            raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, (FileNotFoundError, PermissionError)) and e.filename:
             msg = f"{e.strerror or type(e).__name__}: {e.filename}"
