@@ -30,7 +30,6 @@ import math
 import os
 import platform
 import socket
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 from torch import nn
 
 from space import ArchSpec, BlockSpec
+from space.files import write_atomic
 from space.model import ConvBNAct, InvertedResidual
 
 from .latency import MeasureError, check_backend, check_statistic, measure_latency
@@ -199,16 +199,7 @@ class LatencyTable:
     def _save(self) -> None:
         data = {**self._header(), "protocol": self.protocol, "calibration": self.calibration,
                 "entries": dict(sorted(self.entries.items()))}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a table is meant to be copied and shared
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(data, indent=1))
 
     @contextmanager
     def _locked(self):

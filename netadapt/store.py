@@ -15,29 +15,11 @@ from pathlib import Path
 import torch
 
 from space import ArchSpec, parse_arch
+from space.files import write_atomic
 
 from . import NetAdaptError
 
 HISTORY, CHECKPOINT, SETTINGS = "history.jsonl", "checkpoint.pt", "run.json"
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_torch(path: Path, obj) -> None:

@@ -9,57 +9,17 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
+from space.files import write_atomic
+
 from .pareto import HVRef, front_mask, hypervolume_history
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 COLUMNS = ("number", "state", "arch", "top1", "latency_ms", "macs", "params", "reference", "duration_s", "failure")
-
-
-_HOST = socket.gethostname()
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_dead_temps(path)
-    # host and pid in the name: a writer killed mid-write leaves its temporary file behind, and
-    # the next writer can tell it from a live worker's by that pid.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; results are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _sweep_dead_temps(path: Path) -> None:
-    for tmp in path.parent.glob(f".{path.name}.{_HOST}-*.tmp"):
-        pid = tmp.name[len(f".{path.name}.{_HOST}-"):].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def retried(trials: Iterable[FrozenTrial]) -> dict[int, int]:

@@ -227,7 +227,7 @@ class Search:
                 study.optimize(guarded, callbacks=[after], catch=(TrialFailed,), gc_after_trial=True)
         finally:
             bar.close()
-            out = self.write(study)
+            self.write(study)
         rows = trial_rows(study.get_trials(deepcopy=False))
         from .results import hypervolume_rows
 
