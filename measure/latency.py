@@ -13,6 +13,9 @@ and the ``measured`` latency model use it by default (``latency.statistic``).
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import io
 import statistics
 import time
@@ -78,16 +81,29 @@ def measure_latency(arch_or_module, *, backend: str = "onnxruntime", input_size:
                              ("warmup", warmup, 0), ("max_rounds", max_rounds, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise MeasureError(f"{name} must be an integer >= {low}, got {value!r}")
+    shape = tuple(input_shape) if input_shape is not None else (batch, 3, input_size, input_size)
+    run = make_runner(arch_or_module, backend=backend, shape=shape, threads=threads, channels_last=channels_last)
+    return time_runner(run, backend=backend, threads=threads, warmup=warmup, repeats=repeats,
+                       max_rel_spread=max_rel_spread, max_rounds=max_rounds)
+
+
+def make_runner(arch_or_module, *, backend: str, shape: tuple[int, ...], threads: int = 1,
+                channels_last: bool = False):
+    """A no-argument callable running one forward pass on a fixed random input of ``shape``; build it
+    once to time the same network again without re-exporting it (the lookup table's probe does)."""
     module = build_model(arch_or_module) if isinstance(arch_or_module, ArchSpec) else arch_or_module
     if not isinstance(module, nn.Module):
         raise TypeError(f"measure_latency needs an ArchSpec or nn.Module, got {type(arch_or_module).__name__}")
     module = module.eval()
-    shape = tuple(input_shape) if input_shape is not None else (batch, 3, input_size, input_size)
     x = torch.randn(*shape)
-    if backend == "torch":
-        run = _torch_runner(module, x, channels_last)
-    else:
-        run = _ort_runner(module, x, threads)
+    if check_backend(backend) == "torch":
+        return _torch_runner(module, x, channels_last)
+    return _ort_runner(module, x, threads)
+
+
+def time_runner(run, *, backend: str, threads: int = 1, warmup: int = 10, repeats: int = 50,
+                max_rel_spread: float = 0.05, max_rounds: int = 4) -> Latency:
+    """Time ``run`` (from ``make_runner``) with the protocol of the module docstring."""
     with _torch_threads(threads), torch.inference_mode():
         return _time(run, backend, warmup, repeats, max_rel_spread, max_rounds)
 
@@ -123,7 +139,28 @@ def _torch_threads(threads: int):
         torch.set_num_threads(before)
 
 
+@functools.cache
+def steady_allocator() -> bool:
+    """Pin glibc malloc's mmap and trim thresholds for this process; True when applied.
+
+    By default glibc serves a large block (an expanded activation at 112x112 is ~3 MB) with a fresh
+    ``mmap`` or from the heap depending on the history of earlier frees, so the same block timed twice
+    in eager torch takes 0.8 ms or 3.7 ms (page faults on every call), and a table entry timed alone
+    disagrees with the same block inside a network. Fixed thresholds keep freed activations in the
+    heap, as the caching allocators (jemalloc, tcmalloc) of a deployed runtime do; the cost is memory
+    kept by the process. onnxruntime has its own arena and needs none of this.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 256 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl): nothing to pin
+        return False
+
+
 def _torch_runner(module: nn.Module, x: torch.Tensor, channels_last: bool):
+    steady_allocator()
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)

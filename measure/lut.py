@@ -1,9 +1,11 @@
 """``python -m measure.lut build|validate +space=<name> [results_dir=..] [latency.backend=torch] [n=50]``
 
-build     measures every table entry a point of the space can contain (stem, blocks, heads), with a
-          progress bar; resumable (present entries are skipped), then fits the calibration on
-          ``calibrate`` seeded random points of the space, measured end to end.
-validate  measures ``n`` seeded random points end to end, compares with the prediction, writes
+build     times every table entry a point of the space can contain (stem, blocks, heads) and
+          ``calibrate`` seeded random points of the space end to end, in the same shuffled sweeps
+          (``latency.passes`` of them), with a progress bar; resumable (present timings are kept);
+          then fits the calibration (scale, offset) of the sum of entries on the networks.
+validate  measures ``n`` seeded random points end to end (as the table's entries: fastest of
+          ``latency.passes`` shuffled sweeps), compares with the prediction, writes
           ``validate_<space>_<backend>_t<threads>_<size>.csv`` (arch, predicted_ms, measured_ms, error)
           and a scatter PNG beside the table, and prints the share within +-5% and +-10%.
 
@@ -21,27 +23,28 @@ from typing import Sequence
 from space import SearchSpace, available_spaces, format_arch
 from space.cli import UsageError, compose, require_group, run
 
-from .latency import measure_latency
 from .model import TableLatency, latency_model
-from .table import LatencyTable, space_entries
+from .table import LatencyTable, network_entry, space_entries
 
 COMMANDS = ("build", "validate")
 USAGE = "python -m measure.lut build|validate +space=<name> [results_dir=results] [latency.backend=onnxruntime]"
 
 
-def build(space: SearchSpace, table: LatencyTable, calibrate: int = 8, seed: int = 0, progress: bool = True) -> int:
-    """Fill ``table`` for every entry of ``space``, then calibrate; returns entries measured now."""
+def build(space: SearchSpace, table: LatencyTable, calibrate: int = 12, seed: int = 0, progress: bool = True) -> int:
+    """Fill ``table`` for every entry of ``space`` and ``calibrate`` random networks in the same sweeps,
+    then fit the calibration; returns how many entries and networks were timed now."""
     from tqdm import tqdm
 
     entries = space_entries(space, table.input_size)
-    with tqdm(total=len(entries), desc=f"{table.name} entries", unit="entry", disable=not progress) as bar:
-        measured = table.fill(entries, progress=bar)
-    if calibrate and (measured or table.calibration is None):
-        rng = random.Random(f"calibrate-{seed}")  # a stream apart from validate's points
-        archs = [space.sample(rng) for _ in range(calibrate)]
-        with tqdm(total=len(archs), desc="calibration (end to end)", unit="net", disable=not progress) as bar:
-            table.calibrate(archs, progress=bar)
-    return measured
+    rng = random.Random(f"calibrate-{seed}")  # a stream apart from validate's points
+    archs = [space.sample(rng) for _ in range(calibrate)]
+    nets = [network_entry(a, table.input_size) for a in archs]
+    with tqdm(total=(len(entries) + len(nets)) * table.passes, desc=f"{table.name} x {table.passes} passes",
+              unit="timing", disable=not progress) as bar:
+        timed = table.fill(entries + nets, progress=bar)
+    if archs and (timed or table.calibration is None):
+        table.calibrate(archs)
+    return timed
 
 
 def validate(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, progress: bool = True) -> list[dict]:
@@ -49,15 +52,13 @@ def validate(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0
     from tqdm import tqdm
 
     rng = random.Random(seed)
-    rows = []
-    for _ in tqdm(range(n), desc="validate (end to end)", unit="net", disable=not progress):
-        arch = space.sample(rng)
-        predicted = table.predict(arch)
-        measured = measure_latency(arch, backend=table.backend, threads=table.threads, input_size=table.input_size,
-                                   batch=table.batch, channels_last=table.channels_last, **table.protocol).value(table.statistic)
-        rows.append({"arch": format_arch(arch), "predicted_ms": round(predicted, 4), "measured_ms": round(measured, 4),
-                     "error": round((predicted - measured) / measured, 5)})
-    return rows
+    archs = [space.sample(rng) for _ in range(n)]
+    predicted = [table.predict(a) for a in archs]
+    # Timed as the table's entries are: the fastest of `passes` sweeps over all n networks.
+    with tqdm(total=n * table.passes, desc="validate (end to end)", unit="timing", disable=not progress) as bar:
+        measured = table.measure_networks(archs, progress=bar)
+    return [{"arch": format_arch(a), "predicted_ms": round(p, 4), "measured_ms": round(m, 4),
+             "error": round((p - m) / m, 5)} for a, p, m in zip(archs, predicted, measured)]
 
 
 def within(rows: list[dict], tolerance: float) -> float:
@@ -115,9 +116,10 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError("measure.lut works on the lookup table: use latency=lut (the default)")
     table = model.table
     if command == "build":
-        measured = build(space, table, calibrate=int(cfg.calibrate), seed=int(cfg.seed))
+        timed = build(space, table, calibrate=int(cfg.calibrate), seed=int(cfg.seed))
         cal = table.calibration or {}
-        print(f"{len(table.entries)} entries ({measured} measured now) in {table.path}; "
+        print(f"{len(space_entries(space, table.input_size))} entries and {cfg.calibrate} calibration networks "
+              f"({timed} timed now) in {table.path}; "
               f"calibration scale {cal.get('scale', 1):.3f} offset {cal.get('offset', 0):.3f} ms")
         return 0
     n = int(cfg.n)

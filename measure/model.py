@@ -10,7 +10,7 @@ from .table import LatencyTable
 
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
-        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic"}
+        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes"}
 
 
 class LatencyModel:
@@ -71,6 +71,9 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
     measure_missing = cfg.pop("measure_missing", True)
     opts = {k: v for k, v in cfg.items() if v is not None}
     if source == "measured":
+        if opts.pop("passes", None) not in (None, 1):
+            raise MeasureError("latency.passes applies to the lookup table (latency=lut): the measured source "
+                               "times each network once per call")
         return MeasuredLatency(**opts)
     if source != "lut":
         raise MeasureError(f"unknown latency source {source!r}: use latency=lut or latency=measured")

@@ -12,6 +12,13 @@ with the ``measure_latency`` protocol on an input of its own shape. A prediction
 end-to-end latency on the sum for a few networks, stored in the table, because timing parts alone
 adds a per-call overhead and misses cache effects between parts.
 
+Every entry is timed in ``passes`` shuffled sweeps over the entries being filled, and keeps the
+fastest: a colleague's job that slows one sweep down for a second or two rarely lands on the same
+entry in the next one, and noise only ever adds time. Each timing is converted to the table's
+reference speed with a probe network timed around it (``measure.probe``), so entries timed at noon
+and a network timed at night are in one unit. Calibration and validation networks are timed the
+same way: ``net_...`` entries.
+
 On disk: ``<results_dir>/lut/<machine>/<backend>_t<threads>_<input_size>.json`` (``b<batch>`` and
 ``cl`` appended when not batch 1 / NCHW). ``<machine>`` is ``$BNECK_MACHINE`` if set, else
 ``<hostname>-<8 hex of sha1(CPU model, logical CPU count)>``: stable across runs on one machine,
@@ -29,6 +36,7 @@ import json
 import math
 import os
 import platform
+import random
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,13 +46,14 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from space import ArchSpec, BlockSpec
+from space import ArchSpec, BlockSpec, build_model, format_arch
 from space.files import write_atomic
 from space.model import ConvBNAct, InvertedResidual
 
-from .latency import MeasureError, check_backend, check_statistic, measure_latency
+from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
+from .probe import PROBE, SpeedProbe
 
-FORMAT = 1
+FORMAT = 2  # 2: entries at the probe's reference speed, one record per pass
 
 
 def machine_id() -> str:
@@ -113,6 +122,11 @@ def head_entry(cin: int, side: int, last_conv: int, head: int, num_classes: int 
                  lambda: _Head(cin, last_conv, head, num_classes))
 
 
+def network_entry(arch: ArchSpec, input_size: int) -> Entry:
+    """The whole network, timed end to end (calibration networks are kept in the table this way)."""
+    return Entry(f"net_r{input_size} {format_arch(arch)}", 3, input_size, lambda: build_model(arch))
+
+
 def arch_entries(arch: ArchSpec, input_size: int) -> list[Entry]:
     """Stem, every block and the head of ``arch``, in order."""
     entries = [stem_entry(arch.stem, input_size)]
@@ -151,16 +165,21 @@ class LatencyTable:
     def __init__(self, path, *, backend: str = "onnxruntime", threads: int = 1, input_size: int = 224,
                  batch: int = 1, channels_last: bool = False, measure_missing: bool = True,
                  warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05, max_rounds: int = 4,
-                 statistic: str = "p10"):
+                 statistic: str = "p10", passes: int = 2):
         self.path = Path(path)
         self.backend = check_backend(backend)
         self.statistic = check_statistic(statistic)  # which figure of an entry predictions sum
         self.threads, self.input_size, self.batch, self.channels_last = threads, input_size, batch, channels_last
         self.measure_missing = measure_missing
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+            raise MeasureError(f"passes must be an integer >= 1, got {passes!r}")
+        self.passes = passes
         self.protocol = {"warmup": warmup, "repeats": repeats, "max_rel_spread": max_rel_spread,
                          "max_rounds": max_rounds}
         self.entries: dict[str, dict] = {}
         self.calibration: dict | None = None
+        self.reference_ms: float | None = None  # the probe's latency that defines the table's unit
+        self._probe: SpeedProbe | None = None
         self.measurements = 0
         self._load()
 
@@ -189,15 +208,20 @@ class LatencyTable:
         except (OSError, json.JSONDecodeError) as e:
             raise MeasureError(f"latency table {self.path} is unreadable ({e}); delete it or pass another "
                                f"latency.table") from None
+        if data.get("format") != FORMAT:
+            raise MeasureError(f"latency table {self.path} has format {data.get('format')}, this bneck reads "
+                               f"{FORMAT}: delete it and rebuild with `python -m measure.lut build +space=<name>`")
         for k in ("backend", "threads", "input_size", "batch", "channels_last"):
             if k in data and data[k] != getattr(self, k):
                 raise MeasureError(f"latency table {self.path} holds {k}={data[k]}, not {getattr(self, k)}: "
                                    f"set latency.{k}={data[k]} or use another table")
         self.entries.update(data.get("entries", {}))
         self.calibration = data.get("calibration") or self.calibration
+        self.reference_ms = data.get("reference", {}).get("ms", self.reference_ms)
 
     def _save(self) -> None:
-        data = {**self._header(), "protocol": self.protocol, "calibration": self.calibration,
+        data = {**self._header(), "protocol": {**self.protocol, "passes": self.passes}, "calibration": self.calibration,
+                "reference": {"probe": PROBE, "ms": self.reference_ms},
                 "entries": dict(sorted(self.entries.items()))}
         write_atomic(self.path, json.dumps(data, indent=1))
 
@@ -212,36 +236,72 @@ class LatencyTable:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    # -- measuring -------------------------------------------------------------------------------
+    # -- measuring -------------------------------------------------------------------------------------
+    def passes_done(self, key: str) -> int:
+        return _passes(self.entries.get(key))
+
     def _has(self, key: str) -> bool:
-        return self.statistic in self.entries.get(key, {})
+        return self.passes_done(key) >= self.passes
 
     def missing(self, entries: Iterable[Entry]) -> list[Entry]:
         return [e for e in entries if not self._has(e.key)]
 
     def fill(self, entries: Iterable[Entry], progress=None) -> int:
-        """Measure the entries not in the table yet; returns how many this call measured.
+        """Time the entries lacking passes and save each timing; returns how many entries this call timed.
 
-        ``progress`` (e.g. a tqdm bar) gets ``update(1)`` per entry, skipped ones included.
+        ``progress`` (e.g. a tqdm bar with ``total = passes * len(entries)``) gets ``update(1)`` per
+        timing, done ones included.
         """
         entries = list({e.key: e for e in entries}.values())
         todo = self.missing(entries)
         if progress is not None:
-            progress.update(len(entries) - len(todo))
+            progress.update(sum(min(self.passes_done(e.key), self.passes) for e in entries))
         if not todo:
             return 0
         self._refuse(todo[0])
-        count = 0
         with self._locked():
-            for e in todo:
-                if not self._has(e.key):
-                    self.entries[e.key] = self._measure(e)
-                    self.measurements += 1
-                    count += 1
-                    self._save()
+            timed = self._sweep(todo, self.entries, save=True, progress=progress)
+        self.measurements += len(timed)
+        return len(timed)
+
+    def _sweep(self, entries: list[Entry], records: dict, save: bool, progress=None) -> set[str]:
+        """Bring every entry to ``passes`` timings in ``records``, one sweep over all of them per pass.
+
+        Each sweep visits the entries in a fresh shuffled order (as Google Benchmark's random
+        interleaving does), so a slow spell of the machine spreads over unrelated entries instead of
+        hitting neighbours. Timings are held until the probe is timed again (``measure.probe``), then
+        stored at the reference speed using the mean of the two probe timings around them. Called
+        under the lock.
+        """
+        timed = set()
+        for p in range(self.passes):
+            order = [e for e in entries if _passes(records.get(e.key)) <= p]
+            random.Random(f"{self.path.name}-{p}-{len(order)}").shuffle(order)
+            before, pending = self._probe_ms(), []
+            for i, e in enumerate(order):
+                if _passes(records.get(e.key)) <= p:  # another process may have timed it while we waited
+                    pending.append((e, self._measure(e)))
+                if pending and (self._probe.due() or i == len(order) - 1):
+                    after = self._probe_ms()
+                    factor = self.reference_ms / ((before + after) / 2)  # < 1 while the machine runs slow
+                    for entry, lat in pending:
+                        records[entry.key] = _with_pass(records.get(entry.key), _timing(lat, factor))
+                        timed.add(entry.key)
+                    if save:
+                        self._save()
+                    before, pending = after, []
                 if progress is not None:
                     progress.update(1)
-        return count
+        return timed
+
+    def _probe_ms(self) -> float:
+        if self._probe is None:
+            self._probe = SpeedProbe(backend=self.backend, threads=self.threads, input_size=self.input_size,
+                                     batch=self.batch, channels_last=self.channels_last)
+        ms = self._probe.time()
+        if self.reference_ms is None:  # the table's first probe timing sets its unit for good
+            self.reference_ms = ms
+        return ms
 
     def _refuse(self, entry: Entry) -> None:
         if not self.measure_missing:
@@ -249,12 +309,10 @@ class LatencyTable:
                                f"is false: fill it on the target machine with `python -m measure.lut build "
                                f"+space=<name> latency.table={self.path}` or set latency.measure_missing=true")
 
-    def _measure(self, entry: Entry) -> dict:
-        lat = measure_latency(entry.build(), backend=self.backend, threads=self.threads,
-                              channels_last=self.channels_last, input_shape=entry.input_shape(self.batch),
-                              **self.protocol)
-        return {"median": round(lat.median_ms, 5), "p10": round(lat.p10_ms, 5), "iqr": round(lat.spread_ms, 5),
-                "n": lat.repeats}
+    def _measure(self, entry: Entry) -> Latency:
+        return measure_latency(entry.build(), backend=self.backend, threads=self.threads,
+                               channels_last=self.channels_last, input_shape=entry.input_shape(self.batch),
+                               **self.protocol)
 
     # -- predicting ------------------------------------------------------------------------------
     def raw_sum(self, arch: ArchSpec) -> float:
@@ -274,24 +332,48 @@ class LatencyTable:
         cal = self.calibration
         return cal if cal and cal.get("statistic", "median") == self.statistic else None
 
+    def measure_networks(self, archs: list[ArchSpec], progress=None) -> list[float]:
+        """End-to-end latency (the table's statistic, ms) of each of ``archs``, timed as entries are
+        (the fastest of ``passes`` shuffled sweeps) but not stored. ``progress``: one update per timing."""
+        records: dict[str, dict] = {}
+        nets = [network_entry(a, self.input_size) for a in archs]
+        with self._locked():  # no other table process times entries on this machine meanwhile
+            self._sweep(list({e.key: e for e in nets}.values()), records, save=False, progress=progress)
+        return [records[e.key][self.statistic] for e in nets]
+
     def calibrate(self, archs: Iterable[ArchSpec], progress=None) -> dict:
-        """Fit measured = scale * sum + offset on ``archs`` (measured end to end) and store it."""
+        """Fit measured = scale * sum + offset on ``archs`` measured end to end, and store it.
+
+        The networks' timings are entries of the table (``net_...``): a build fills them in the same
+        sweeps as the blocks, so both see the same spells of the machine, and a resumed build keeps them.
+        """
         archs = list(archs)
+        nets = [network_entry(a, self.input_size) for a in archs]
+        self.fill(nets, progress)
         sums = [self.raw_sum(a) for a in archs]
-        measured = []
+        measured = [self.entries[e.key][self.statistic] for e in nets]
+        scale, offset = _fit(sums, measured)
         with self._locked():
-            for a in archs:
-                measured.append(measure_latency(a, backend=self.backend, threads=self.threads,
-                                                input_size=self.input_size, batch=self.batch,
-                                                channels_last=self.channels_last,
-                                                **self.protocol).value(self.statistic))
-                if progress is not None:
-                    progress.update(1)
-            scale, offset = _fit(sums, measured)
             self.calibration = {"scale": scale, "offset": offset, "statistic": self.statistic, "sums_ms": sums,
                                 "measured_ms": measured}
             self._save()
         return self.calibration
+
+
+def _passes(record: dict | None) -> int:
+    return len(record["passes"]) if record else 0
+
+
+def _timing(lat: Latency, factor: float) -> dict:
+    """One timing converted to the reference speed (ms), with the factor it was converted by."""
+    return {"p10": round(lat.p10_ms * factor, 5), "median": round(lat.median_ms * factor, 5),
+            "iqr": round(lat.spread_ms * factor, 5), "n": lat.repeats, "factor": round(factor, 5)}
+
+
+def _with_pass(record: dict | None, timing: dict) -> dict:
+    """``record`` with one more timing; an entry's figures are the fastest of its passes."""
+    passes = (record["passes"] if record else []) + [timing]
+    return {"p10": min(t["p10"] for t in passes), "median": min(t["median"] for t in passes), "passes": passes}
 
 
 def _fit(x: list[float], y: list[float]) -> tuple[float, float]:

@@ -12,7 +12,7 @@ import pytest
 import measure
 from measure import LatencyTable, MeasureError, count_macs, count_params, latency_model, measure_latency
 from measure.lut import main as lut_main
-from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, load_space
+from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, format_arch, load_space
 from space.cli import UsageError
 
 FAST = {"warmup": 1, "repeats": 5, "max_rounds": 1}
@@ -142,11 +142,12 @@ def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
             "latency.repeats=5", "latency.warmup=1", "latency.max_rounds=1"]
     assert lut_main(["build", *args, "calibrate=3"]) == 0
     out = capsys.readouterr().out
-    assert "8 entries (8 measured now)" in out  # stem, 2 + 4 blocks, head
+    # stem, 2 + 4 blocks, head; the 8-point space draws two equal calibration networks: 10 timed
+    assert "8 entries and 3 calibration networks (10 timed now)" in out
     data = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())
     assert data["calibration"]["scale"] > 0
-    assert lut_main(["build", *args]) == 0
-    assert "(0 measured now)" in capsys.readouterr().out
+    assert lut_main(["build", *args, "calibrate=3"]) == 0
+    assert "(0 timed now)" in capsys.readouterr().out
     assert lut_main(["validate", *args, "n=3"]) == 0
     out = capsys.readouterr().out
     assert "within ±5%" in out and "within ±10%" in out
@@ -167,3 +168,48 @@ def test_cli_usage_errors(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == ["error: unknown latency backend 'tpu': use one of onnxruntime, torch "
                                         "(e.g. latency.backend=onnxruntime)"]
+
+
+def test_entries_keep_every_pass_and_a_table_resumes_to_more_passes(tmp_path):
+    one = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
+    one.raw_sum(TINY)
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["protocol"]["passes"] == 1
+    assert all(len(e["passes"]) == 1 for e in saved["entries"].values()) and len(saved["entries"]) == 4
+    two = LatencyTable(tmp_path / "t.json", input_size=32, passes=2, **FAST)
+    assert two.missing(measure.table.arch_entries(TINY, 32))  # one pass is not enough for it
+    two.raw_sum(TINY)
+    assert two.measurements == 4  # each entry timed once more, not twice
+    for key, entry in json.loads((tmp_path / "t.json").read_text())["entries"].items():
+        assert len(entry["passes"]) == 2 and entry["passes"][0] == saved["entries"][key]["passes"][0]
+        assert entry["p10"] == min(p["p10"] for p in entry["passes"])  # the fastest pass counts
+
+
+def test_calibration_networks_are_kept_in_the_table_and_validation_ones_are_not(tmp_path):
+    table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
+    other = TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]])
+    cal = table.calibrate([TINY, other, TINY.with_blocks([BlockSpec(5, 24, 8), TINY.blocks[1]])])
+    assert cal["scale"] > 0 and len(cal["measured_ms"]) == 3
+    nets = [k for k in json.loads((tmp_path / "t.json").read_text())["entries"] if k.startswith("net_")]
+    assert nets == sorted(["net_r32 " + format_arch(a) for a in (TINY, other, TINY.with_blocks(
+        [BlockSpec(5, 24, 8), TINY.blocks[1]]))])
+    before = (tmp_path / "t.json").read_text()
+    big = TINY.with_blocks([TINY.blocks[0], BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 48, 16)])
+    assert all(v > 0 for v in table.measure_networks([big, TINY]))
+    assert "net_r32 " + format_arch(big) not in (tmp_path / "t.json").read_text()
+    assert json.loads((tmp_path / "t.json").read_text())["entries"] == json.loads(before)["entries"]
+
+
+def test_bad_passes_are_refused(tmp_path):
+    with pytest.raises(MeasureError, match="passes must be an integer >= 1"):
+        LatencyTable(tmp_path / "t.json", passes=0)
+    with pytest.raises(MeasureError, match="latency=lut"):
+        latency_model({"source": "measured", "passes": 3})
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
+def test_torch_backend_pins_the_allocator():
+    from measure.latency import steady_allocator
+
+    measure_latency(TINY, backend="torch", input_size=32, **FAST)
+    assert steady_allocator() is True

@@ -1,0 +1,44 @@
+"""How fast the machine runs right now, read off a fixed probe network timed between measurements.
+
+On a shared VM the speed of the whole machine drifts: here the fastest of six timings of the same
+twelve networks came out 10% slower, all twelve alike, half a minute later (benchmarks/latency_lut.md).
+A table built at one speed then mispredicts networks timed at another by that much. So every timing
+the lookup table makes is bracketed by timings of the probe (MobileNetV3-Large at the table's input
+size and backend), and stored converted to the table's *reference speed*: the probe's latency when
+the table was started. Entries, calibration networks and validation networks all land in the same
+unit, "ms at the reference speed", whatever the machine did in between.
+"""
+from __future__ import annotations
+
+import time
+
+from space import V3_LARGE
+
+from .latency import make_runner, time_runner
+
+PROBE = "v3_large"
+INTERVAL_S = 1.0  # re-time the probe after this much measuring; the drift seen here takes tens of seconds
+
+
+class SpeedProbe:
+    """Times the probe (warm, few repeats: its p10 is what counts) and says when it is due again."""
+
+    def __init__(self, *, backend: str, threads: int, input_size: int, batch: int, channels_last: bool,
+                 interval_s: float = INTERVAL_S, repeats: int = 20):
+        self.options = dict(backend=backend, threads=threads)
+        self.shape = (batch, 3, input_size, input_size)
+        self.channels_last, self.interval_s, self.repeats = channels_last, interval_s, repeats
+        self._run = None
+        self._last = -float("inf")
+
+    def time(self) -> float:
+        """The probe's latency now (p10, ms)."""
+        first = self._run is None
+        if first:  # exported once: re-exporting each time would cost more than timing it
+            self._run = make_runner(V3_LARGE, shape=self.shape, channels_last=self.channels_last, **self.options)
+        lat = time_runner(self._run, warmup=10 if first else 3, repeats=self.repeats, max_rounds=1, **self.options)
+        self._last = time.monotonic()
+        return lat.p10_ms
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.interval_s
