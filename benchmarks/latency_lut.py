@@ -1,11 +1,13 @@
 """How well the per-block latency table predicts end-to-end latency, per backend.
 
-For each backend: fill the table for every entry of the v3_large space (resumable, cached under
-``results_dir``), calibrate on 8 random points, then predict and measure 50 other random points
-(seed 0) end to end; report the share within +-5% / +-10%, and the run-to-run spread of measuring
-the reference network several times. Writes benchmarks/latency_lut.md.
+For each backend: build the table for every entry of the v3_large space with 12 calibration networks
+(``python -m measure.lut build``), then predict and measure 50 other random points (seed 0) end to
+end twice (``validate``), and report the share within +-5% / +-10%. Measured latencies are at the
+table's reference speed (``measure.probe``); the shares against the latencies as timed, before that
+conversion, are reported beside them. Run-to-run spread: the reference network timed five times, as
+timed and converted. Writes benchmarks/latency_lut.md.
 
-    python benchmarks/latency_lut.py [--results-dir results] [--n 50] [--backends onnxruntime torch]
+    python benchmarks/latency_lut.py [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
 """
 from __future__ import annotations
 
@@ -20,10 +22,41 @@ from space.cli import quiet_warnings
 
 quiet_warnings()
 from measure import LatencyTable, measure_latency  # noqa: E402
-from measure.lut import build, validate, within, write_report  # noqa: E402
+from measure.lut import build, validate, within  # noqa: E402
 
-# The torch backend is ~3x slower per network: fewer pooled rounds keep the benchmark under ~15 min.
-PROTOCOL = {"onnxruntime": dict(warmup=10, repeats=50, max_rounds=3), "torch": dict(warmup=5, repeats=30, max_rounds=2)}
+
+def spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def share(errors: list[float], tolerance: float) -> str:
+    return f"{sum(abs(e) <= tolerance for e in errors) / len(errors):.0%}"
+
+
+def bench(backend: str, results_dir: str, n: int, repeat_ref: int) -> str:
+    space = load_space("v3_large")
+    table = LatencyTable.open(results_dir, backend=backend)  # the defaults of conf/latency/lut.yaml
+    t0 = time.time()
+    build(space, table, calibrate=12, seed=0)
+    build_s = time.time() - t0
+    runs = []
+    for _ in range(2):
+        t0 = time.time()
+        runs.append(validate(space, table, n=n, seed=0))
+        validate_s = time.time() - t0
+    converted = [table.measure_networks([V3_LARGE])[0] for _ in range(repeat_ref)]
+    as_timed = [measure_latency(V3_LARGE, backend=backend).p10_ms for _ in range(repeat_ref)]
+    again = [b["measured_ms"] / a["measured_ms"] - 1 for a, b in zip(*runs)]
+    cal = table.calibration
+    cells = [backend, f"{build_s:.0f}", f"{validate_s:.0f}", f"{cal['scale']:.3f}, {cal['offset']:.2f}"]
+    for rows in runs:
+        errors = [r["error"] for r in rows]
+        raw = [r["predicted_ms"] / r["measured_raw_ms"] - 1 for r in rows]
+        cells += [f"{within(rows, 0.05):.0%} / {within(rows, 0.10):.0%}",
+                  f"{statistics.mean(errors):+.1%} ± {statistics.pstdev(errors):.1%}",
+                  f"{share(raw, 0.05)} / {share(raw, 0.10)}"]
+    cells += [f"{statistics.pstdev(again):.1%}", f"{spread(converted):.1%}", f"{spread(as_timed):.1%}"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -34,37 +67,19 @@ def main() -> None:
     p.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"])
     p.add_argument("--out", default="latency_lut.md", help="file name beside this script")
     args = p.parse_args()
-    space = load_space("v3_large")
     lines = ["# Latency lookup table vs end-to-end measurement (v3_large space, 224x224, batch 1, 1 thread)", "",
-             f"Machine: 2-core VM, load average {os.getloadavg()[0]:.2f} at the start. Entries and networks are "
-             "timed with the table's statistic (p10, the fastest decile of the timed runs).",
+             f"Machine: 2-core VM, load average {os.getloadavg()[0]:.2f} at the start. Table defaults: p10 statistic, "
+             "2 shuffled passes, 12 calibration networks, timings converted to the reference speed of the probe.",
              "`python benchmarks/latency_lut.py --results-dir <empty dir>` regenerates this file.", "",
-             "| backend | entries | build s | calibration (scale, offset ms) | within ±5% | within ±10% | median abs error | "
-             "reference p10 over runs (ms) | run-to-run (max-min)/value, p10 | same, median | median IQR/median |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| backend | build s | validate s | calibration (scale, offset ms) | run 1: ±5% / ±10% | run 1: error mean ± sd "
+             "| run 1 as timed: ±5% / ±10% | run 2: ±5% / ±10% | run 2: error mean ± sd | run 2 as timed: ±5% / ±10% "
+             "| run 2 / run 1 measured, sd | reference net, 5 runs (max-min)/median, converted | same, as timed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for backend in args.backends:
-        table = LatencyTable.open(args.results_dir, backend=backend, threads=1, input_size=224, **PROTOCOL[backend])
-        t0 = time.time()
-        build(space, table, calibrate=8, seed=0)
-        build_s = time.time() - t0
-        rows = validate(space, table, n=args.n, seed=0)
-        csv_path, png_path = write_report(rows, table, space.name)
-        refs = [measure_latency(V3_LARGE, backend=backend, **PROTOCOL[backend]) for _ in range(args.repeat_ref)]
-        lows, meds = [r.p10_ms for r in refs], [r.median_ms for r in refs]
-        cal = table.calibration
-
-        def spread(values):
-            return (max(values) - min(values)) / statistics.median(values)
-
-        lines.append(
-            f"| {backend} | {len(table.entries)} | {build_s:.0f} | {cal['scale']:.3f}, {cal['offset']:.2f} | "
-            f"{within(rows, 0.05):.0%} | {within(rows, 0.10):.0%} | "
-            f"{statistics.median(abs(r['error']) for r in rows):.1%} | {', '.join(f'{m:.2f}' for m in lows)} | "
-            f"{spread(lows):.1%} | {spread(meds):.1%} | {statistics.median(r.spread_ms / r.median_ms for r in refs):.1%} |")
+        lines.append(bench(backend, args.results_dir, args.n, args.repeat_ref))
         print(lines[-1], flush=True)
-        print(f"  {csv_path}\n  {png_path}", flush=True)
-    out = Path(__file__).with_name(args.out)
     lines += ["", f"Load average at the end: {os.getloadavg()[0]:.2f}."]
+    out = Path(__file__).with_name(args.out)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 

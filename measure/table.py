@@ -332,14 +332,20 @@ class LatencyTable:
         cal = self.calibration
         return cal if cal and cal.get("statistic", "median") == self.statistic else None
 
-    def measure_networks(self, archs: list[ArchSpec], progress=None) -> list[float]:
-        """End-to-end latency (the table's statistic, ms) of each of ``archs``, timed as entries are
-        (the fastest of ``passes`` shuffled sweeps) but not stored. ``progress``: one update per timing."""
+    def measure_networks(self, archs: list[ArchSpec], progress=None) -> list[dict]:
+        """Time each of ``archs`` end to end as entries are timed (fastest of ``passes`` shuffled sweeps,
+        probe around them), without storing them. Per network: ``ms`` (the table's statistic at the
+        reference speed) and ``as_timed_ms`` (the same pass before conversion). ``progress``: one update
+        per timing."""
         records: dict[str, dict] = {}
         nets = [network_entry(a, self.input_size) for a in archs]
         with self._locked():  # no other table process times entries on this machine meanwhile
             self._sweep(list({e.key: e for e in nets}.values()), records, save=False, progress=progress)
-        return [records[e.key][self.statistic] for e in nets]
+        out = []
+        for e in nets:
+            fastest = min(records[e.key]["passes"], key=lambda t: t[self.statistic])
+            out.append({"ms": fastest[self.statistic], "as_timed_ms": fastest[self.statistic] / fastest["factor"]})
+        return out
 
     def calibrate(self, archs: Iterable[ArchSpec], progress=None) -> dict:
         """Fit measured = scale * sum + offset on ``archs`` measured end to end, and store it.

@@ -152,7 +152,7 @@ def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "within ±5%" in out and "within ±10%" in out
     csv = next((tmp_path / "lut").rglob("validate_tiny_*.csv")).read_text().splitlines()
-    assert csv[0] == "arch,predicted_ms,measured_ms,error" and len(csv) == 4
+    assert csv[0] == "arch,predicted_ms,measured_ms,error,measured_raw_ms" and len(csv) == 4
     assert next((tmp_path / "lut").rglob("validate_tiny_*.png")).stat().st_size > 0
     assert {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()} == {"lut", "tiny.yaml"}
 
@@ -195,7 +195,8 @@ def test_calibration_networks_are_kept_in_the_table_and_validation_ones_are_not(
         [BlockSpec(5, 24, 8), TINY.blocks[1]]))])
     before = (tmp_path / "t.json").read_text()
     big = TINY.with_blocks([TINY.blocks[0], BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 48, 16)])
-    assert all(v > 0 for v in table.measure_networks([big, TINY]))
+    timed = table.measure_networks([big, TINY])
+    assert all(t["ms"] > 0 and t["as_timed_ms"] > 0 for t in timed)
     assert "net_r32 " + format_arch(big) not in (tmp_path / "t.json").read_text()
     assert json.loads((tmp_path / "t.json").read_text())["entries"] == json.loads(before)["entries"]
 
@@ -213,3 +214,21 @@ def test_torch_backend_pins_the_allocator():
 
     measure_latency(TINY, backend="torch", input_size=32, **FAST)
     assert steady_allocator() is True
+
+
+def test_timings_are_converted_to_the_reference_speed_of_the_probe(tmp_path):
+    table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
+    table.raw_sum(TINY)
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["format"] == 2 and saved["reference"]["probe"] == "v3_large" and saved["reference"]["ms"] > 0
+    for entry in saved["entries"].values():
+        assert all(p["factor"] > 0 for p in entry["passes"])
+    [timed] = table.measure_networks([TINY])
+    assert timed["ms"] > 0 and 0.2 < timed["ms"] / timed["as_timed_ms"] < 5  # a speed factor, not a unit slip
+
+
+def test_table_of_an_older_format_is_refused_with_the_fix(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"format": 1, "backend": "onnxruntime", "entries": {}}))
+    with pytest.raises(MeasureError, match=r"format 1.*delete it and rebuild"):
+        LatencyTable(path)
