@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 from space import ArchSpec
 
-from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
+from .latency import MeasureError
 from .table import LatencyTable
 
 SOURCES = ("lut", "measured")
@@ -27,22 +27,19 @@ class LatencyModel:
 
 
 class MeasuredLatency(LatencyModel):
-    """Times the whole network end to end on every call (``statistic``: p10 or median ms)."""
+    """Times the whole network end to end on every call, as the lookup table times its calibration
+    networks: fastest of ``passes`` timings, converted to the table's reference speed by the probe, so
+    networks timed an hour apart on a drifting machine compare (and compare with table predictions).
+    Nothing but the table's reference is written to it."""
 
     source = "measured"
 
-    def __init__(self, backend="onnxruntime", threads=1, input_size=224, batch=1, channels_last=False,
-                 statistic="p10", **protocol):
-        self.statistic = check_statistic(statistic)
-        self.options = dict(backend=check_backend(backend), threads=threads, input_size=input_size, batch=batch,
-                            channels_last=channels_last, **protocol)
-        self.name = f"measured:{backend}:t{threads}:{input_size}"
-
-    def measure(self, arch: ArchSpec) -> Latency:
-        return measure_latency(arch, **self.options)
+    def __init__(self, table: LatencyTable):
+        self.table = table
+        self.name = f"measured:{table.backend}:t{table.threads}:{table.input_size}"
 
     def __call__(self, arch: ArchSpec) -> float:
-        return self.measure(arch).value(self.statistic)
+        return self.table.measure_networks([arch])[0]["ms"]
 
 
 class TableLatency(LatencyModel):
@@ -70,19 +67,16 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
     table = cfg.pop("table", None)
     measure_missing = cfg.pop("measure_missing", True)
     opts = {k: v for k, v in cfg.items() if v is not None}
-    if source == "measured":
-        if opts.pop("passes", None) not in (None, 1):
-            raise MeasureError("latency.passes applies to the lookup table (latency=lut): the measured source "
-                               "times each network once per call")
-        return MeasuredLatency(**opts)
-    if source != "lut":
+    if source not in SOURCES:
         raise MeasureError(f"unknown latency source {source!r}: use latency=lut or latency=measured")
     if table:
         from pathlib import Path
 
         path = Path(str(table))
-        if not path.is_file() and not measure_missing:
+        if not path.is_file() and not measure_missing and source == "lut":
             raise MeasureError(f"latency table {path} does not exist: build it with `python -m measure.lut build "
                                f"+space=<name>` or fix latency.table")
-        return TableLatency(LatencyTable(path, measure_missing=bool(measure_missing), **opts))
-    return TableLatency(LatencyTable.open(results_dir, measure_missing=bool(measure_missing), **opts))
+        lut = LatencyTable(path, measure_missing=bool(measure_missing), **opts)
+    else:
+        lut = LatencyTable.open(results_dir, measure_missing=bool(measure_missing), **opts)
+    return MeasuredLatency(lut) if source == "measured" else TableLatency(lut)

@@ -340,7 +340,10 @@ class LatencyTable:
         records: dict[str, dict] = {}
         nets = [network_entry(a, self.input_size) for a in archs]
         with self._locked():  # no other table process times entries on this machine meanwhile
+            new_unit = self.reference_ms is None
             self._sweep(list({e.key: e for e in nets}.values()), records, save=False, progress=progress)
+            if new_unit:  # keep the unit these figures are in for the next call, worker or run
+                self._save()
         out = []
         for e in nets:
             fastest = min(records[e.key]["passes"], key=lambda t: t[self.statistic])
