@@ -24,6 +24,7 @@ from space import SearchSpace, available_spaces, format_arch
 from space.cli import UsageError, compose, require_group, run
 
 from .model import TableLatency, latency_model
+from .probe import PROBE
 from .table import LatencyTable, network_entry, space_entries
 
 COMMANDS = ("build", "validate")
@@ -126,10 +127,16 @@ def main(argv: Sequence[str]) -> int:
     n = int(cfg.n)
     if n < 1:
         raise UsageError(f"n must be >= 1, got {n}")
+    if table.calibration_fit() is None:  # an uncalibrated sum misses the per-network overhead: a useless check
+        raise UsageError(f"latency table {table.path} is not calibrated: run `python -m measure.lut build` with the "
+                         f"same arguments first")
     rows = validate(space, table, n=n, seed=int(cfg.seed))
     csv_path, png_path = write_report(rows, table, space.name)
     print(f"{n} architectures: {within(rows, 0.05):.0%} within ±5%, {within(rows, 0.10):.0%} within ±10% "
           f"of measured ({table.name})")
+    speed = [r["measured_ms"] / r["measured_raw_ms"] for r in rows]  # < 1: slower than the table's reference
+    print(f"the machine ran at {min(speed):.2f}-{max(speed):.2f}x the table's reference speed (probe "
+          f"{PROBE}, {table.reference_ms:.3f} ms at reference); measured_ms is converted to it")
     print(f"wrote {csv_path} and {png_path}")
     return 0
 

@@ -324,10 +324,10 @@ class LatencyTable:
     def predict(self, arch: ArchSpec) -> float:
         """Predicted end-to-end latency of ``arch`` in ms: calibrated sum of its entries."""
         total = self.raw_sum(arch)
-        cal = self._calibration() or {"scale": 1.0, "offset": 0.0}
+        cal = self.calibration_fit() or {"scale": 1.0, "offset": 0.0}
         return cal["scale"] * total + cal["offset"]
 
-    def _calibration(self) -> dict | None:
+    def calibration_fit(self) -> dict | None:
         # A calibration fitted on another statistic does not apply to this one.
         cal = self.calibration
         return cal if cal and cal.get("statistic", "median") == self.statistic else None
