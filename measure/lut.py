@@ -37,8 +37,7 @@ def build(space: SearchSpace, table: LatencyTable, calibrate: int = 12, seed: in
     from tqdm import tqdm
 
     entries = space_entries(space, table.input_size)
-    rng = random.Random(f"calibrate-{seed}")  # a stream apart from validate's points
-    archs = [space.sample(rng) for _ in range(calibrate)]
+    archs = calibration_archs(space, calibrate, seed)
     nets = [network_entry(a, table.input_size) for a in archs]
     with tqdm(total=(len(entries) + len(nets)) * table.passes, desc=f"{table.name} x {table.passes} passes",
               unit="timing", disable=not progress) as bar:
@@ -46,6 +45,12 @@ def build(space: SearchSpace, table: LatencyTable, calibrate: int = 12, seed: in
     if archs and (timed or table.calibration is None):
         table.calibrate(archs)
     return timed
+
+
+def calibration_archs(space: SearchSpace, n: int = 12, seed: int = 0) -> list:
+    """The ``n`` seeded random points of ``space`` a table is calibrated on (apart from validate's)."""
+    rng = random.Random(f"calibrate-{seed}")
+    return [space.sample(rng) for _ in range(n)]
 
 
 def validate(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, progress: bool = True) -> list[dict]:

@@ -54,6 +54,14 @@ class TableLatency(LatencyModel):
     def __call__(self, arch: ArchSpec) -> float:
         return self.table.predict(arch)
 
+    def calibrate_on(self, archs) -> bool:
+        """Fit the table's calibration on ``archs`` unless it has one (or may not measure); True when
+        fitted now. Run before the first prediction, or predictions within one run would mix units."""
+        if self.table.calibration_fit() is not None or not self.table.measure_missing:
+            return False
+        self.table.calibrate(list(archs))
+        return True
+
 
 def latency_model(cfg, results_dir="results") -> LatencyModel:
     """The latency model the Hydra group ``latency`` describes (``conf/latency/*.yaml``)."""

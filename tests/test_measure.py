@@ -236,3 +236,22 @@ def test_table_of_an_older_format_is_refused_with_the_fix(tmp_path):
     path.write_text(json.dumps({"format": 1, "backend": "onnxruntime", "entries": {}}))
     with pytest.raises(MeasureError, match=r"format 1.*delete it and rebuild"):
         LatencyTable(path)
+
+
+def test_a_table_model_calibrates_once_on_the_networks_it_is_given(tmp_path):
+    from measure.lut import calibration_archs
+
+    model = latency_model({"input_size": 32, **FAST}, tmp_path)
+    space = load_space(_space_file(tmp_path))
+    archs = calibration_archs(space, 4, seed=0)
+    assert archs == calibration_archs(space, 4, seed=0) and archs != calibration_archs(space, 4, seed=1)
+    raw = model(TINY)
+    assert model.calibrate_on(archs) is True
+    cal = json.loads(model.table.path.read_text())["calibration"]
+    assert model(TINY) == pytest.approx(cal["scale"] * raw + cal["offset"])
+    assert model.calibrate_on(archs) is False  # already calibrated: nothing re-timed, nothing refitted
+    assert json.loads(model.table.path.read_text())["calibration"] == cal
+    empty = LatencyTable(tmp_path / "other.json", input_size=32, **FAST)
+    empty.raw_sum(TINY)
+    fixed = latency_model({"input_size": 32, "table": str(empty.path), "measure_missing": False, **FAST})
+    assert fixed.calibrate_on(archs) is False and fixed.table.calibration is None  # may not measure: left as is
