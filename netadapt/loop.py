@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from space import ArchSpec, build_model, format_arch, parse_arch, to_json
+from space import REFERENCES, ArchSpec, build_model, format_arch, parse_arch, to_json
 from space.cli import UsageError
 
 from . import NetAdaptError
@@ -234,6 +234,9 @@ class NetAdapt:
     def _final(self, history: list[dict], stopped: str | None) -> dict:
         summary = self.folder.read_json("summary.json") or {}
         if "final" in summary:
+            if "references" not in summary:  # a run finished before references were recorded
+                summary["references"] = self._references()
+                self.folder.write_json("summary.json", summary)
             return summary
         arch, state = self.folder.current()
         model = build_model(arch, self.data.num_classes)
@@ -250,9 +253,24 @@ class NetAdapt:
                       "iterations": last["iteration"], "train_steps": last["train_steps"] + res.steps},
             "budget": self.target, "resource": self.resource_name, "latency_model": self.latency.name,
             "reached_budget": last["cost"] <= self.target, "stopped": stopped,
+            "references": self._references(),
         }
         f.write_json("summary.json", summary)
         return summary
+
+    def _references(self) -> dict:
+        """Both reference networks' latency (this run's model) and MACs: marked on the plot, not trained."""
+        from measure import MeasureError
+
+        out = {}
+        for name, arch in REFERENCES.items():
+            try:
+                latency = round(float(self.latency(arch)), 5)
+            except MeasureError as e:  # a table lacking their entries with measure_missing=false: not worth failing
+                self.log(f"netadapt: {name} is not marked on the plot: {str(e).splitlines()[0]}")
+                latency = None
+            out[name] = {"latency_ms": latency, "macs": int(spec_macs(arch, self.input_size))}
+        return out
 
     def _baseline(self, history: list[dict], summary: dict) -> dict:
         done = self.folder.read_json("baseline.json")

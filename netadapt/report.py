@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from space import reference_title
+
 
 @dataclass(frozen=True)
 class TrajectoryInfo:
@@ -19,16 +21,19 @@ class TrajectoryInfo:
     top1: tuple[float, ...]
     final: tuple[float, float] | None  # (latency_ms, top1) after the long finetune
     baseline: tuple[float, float, float] | None  # (latency_ms, top1, multiplier)
+    references: tuple[tuple[str, float], ...] = ()  # (name, latency_ms): costed with the run's model, not trained
 
 
 def trajectory_info(history: list[dict], summary: dict | None, baseline: dict | None, title: str) -> TrajectoryInfo:
     final = (summary or {}).get("final")
+    refs = (summary or {}).get("references") or {}
     return TrajectoryInfo(
         title,
         tuple(float(r["latency_ms"]) for r in history),
         tuple(float(r["top1"]) for r in history),
         (float(final["latency_ms"]), float(final["top1"])) if final else None,
         (float(baseline["latency_ms"]), float(baseline["top1"]), float(baseline["multiplier"])) if baseline else None,
+        tuple((name, float(r["latency_ms"])) for name, r in sorted(refs.items()) if r.get("latency_ms") is not None),
     )
 
 
@@ -47,6 +52,9 @@ def draw_trajectory(info: TrajectoryInfo) -> bytes:
     if info.baseline:
         lat, acc, m = info.baseline
         ax.plot(lat, acc, "s", color="tab:red", ms=8, label=f"width multiplier {m:.3g}")
+    for i, (name, lat) in enumerate(info.references):  # by cost only: NetAdapt does not train them
+        ax.axvline(lat, ls="--", lw=1, color=("tab:green", "tab:purple")[i % 2],
+                   label=f"{reference_title(name)} {lat:.3g} ms")
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("top-1 (validation)")
     ax.set_title(info.title, fontsize=10)

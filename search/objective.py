@@ -3,6 +3,9 @@
 Every figure a trial produces is stored as a user attribute (``arch``, ``params``, ``macs``,
 ``latency_ms``, ``top1``, ``duration_s``, ``failure``), whatever the objective mode, so results and
 plots read one place for both the multi-objective and the MnasNet-reward studies.
+
+``Objective.evaluate`` produces the same figures for a network outside the space (the other
+reference network), without an Optuna trial: same costs, same seeded training.
 """
 from __future__ import annotations
 
@@ -73,7 +76,7 @@ class Objective:
                 trial.set_constraint("latency_ms", c.latency_ms - self.max_latency_ms)
             if self.max_macs is not None:
                 trial.set_constraint("macs", c.macs - self.max_macs)
-            top1 = self.accuracy(arch, trial.number)
+            top1 = self.accuracy(arch, f"trial {trial.number}")
             trial.set_user_attr("top1", top1)
         except (DivergedError, TrialFailed) as e:
             trial.set_user_attr("failure", str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -87,11 +90,27 @@ class Objective:
             return mnas_reward(top1, c.latency_ms, self.target_ms, self.w)
         return top1, c.latency_ms, float(c.macs)
 
-    def accuracy(self, arch: ArchSpec, number: int) -> float:
+    def evaluate(self, arch: ArchSpec, label: str) -> dict:
+        """What a trial records (arch, costs, top1, duration_s, failure) for any network, with no trial.
+
+        A divergence is a result, as for a trial: ``top1`` None and ``failure`` saying why.
+        """
+        start = time.perf_counter()
+        c = self.costs(arch)
+        out = {"arch": format_arch(arch), "top1": None, "latency_ms": round(c.latency_ms, 5), "macs": c.macs,
+               "params": c.params, "failure": ""}
+        try:
+            out["top1"] = self.accuracy(arch, label)
+        except (DivergedError, TrialFailed) as e:
+            out["failure"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        out["duration_s"] = round(time.perf_counter() - start, 2)
+        return out
+
+    def accuracy(self, arch: ArchSpec, label: str) -> float:
         # One initialisation seed for every trial: differences come from the architecture.
         torch.manual_seed(self.train_cfg.seed)
         model = build_model(arch, num_classes=self.data.num_classes)
-        result = fit(model, self.data, self.train_cfg, desc=f"trial {number}")
+        result = fit(model, self.data, self.train_cfg, desc=label)
         if not math.isfinite(result.top1) or not math.isfinite(result.loss):
-            raise TrialFailed(f"trial {number}: validation loss {result.loss} / top-1 {result.top1} is not finite")
+            raise TrialFailed(f"{label}: validation loss {result.loss} / top-1 {result.top1} is not finite")
         return round(float(result.top1), 6)

@@ -3,7 +3,8 @@
 ``python -m search.plot [results_dir=results] [studies=[name,...]] [out=PATH]`` draws every study's
 front under ``<results_dir>/search/`` (or the ones named, as ``study`` or ``space/study``) in one
 figure, with each reference network and the NetAdapt trajectories of ``<results_dir>/netadapt/*``,
-and prints where the figure went.
+and prints where the figure went. A study's own reference (a trial) is starred; the other reference
+networks it evaluated (``references.csv`` rows without a trial) are diamonds, named.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
+
+from space import reference_title
 
 from .results import complete, feasible, read_csv
 
@@ -28,6 +31,7 @@ class ParetoInfo:
     reference: tuple[str, float, float, int] | None  # (name, top1, latency_ms, macs)
     infeasible: tuple[tuple[float, float, int], ...] = ()  # (top1, latency_ms, macs) breaking a constraint
     hypervolume: tuple[tuple[int, float], ...] = ()  # (trial number, normalised hypervolume)
+    companions: tuple[tuple[str, float, float, int], ...] = ()  # other references: (name, top1, latency_ms, macs)
 
 
 def staircase(xs: Sequence[float], ys: Sequence[float]) -> tuple[tuple[float, float], ...]:
@@ -40,9 +44,10 @@ def staircase(xs: Sequence[float], ys: Sequence[float]) -> tuple[tuple[float, fl
     return tuple(out)
 
 
-def pareto_info(rows: Sequence[dict], hv_rows: Sequence[dict] = (), *, title: str = "",
-                max_latency_ms: float | None = None, max_macs: float | None = None) -> ParetoInfo:
-    """What ``draw_pareto`` shows, from ``trials.csv``-style rows and ``hypervolume.csv`` rows."""
+def pareto_info(rows: Sequence[dict], hv_rows: Sequence[dict] = (), *, companions: Sequence[dict] = (),
+                title: str = "", max_latency_ms: float | None = None, max_macs: float | None = None) -> ParetoInfo:
+    """What ``draw_pareto`` shows, from ``trials.csv``-style rows, ``hypervolume.csv`` rows and the
+    other reference networks' results (``companions_of``; those without a top-1 are left out)."""
     from .pareto import front_mask
 
     limits = {"max_latency_ms": max_latency_ms, "max_macs": max_macs}
@@ -63,6 +68,8 @@ def pareto_info(rows: Sequence[dict], hv_rows: Sequence[dict] = (), *, title: st
         reference=(ref["reference"], ref["top1"], ref["latency_ms"], ref["macs"]) if ref else None,
         infeasible=tuple((r["top1"], r["latency_ms"], r["macs"]) for r in bad),
         hypervolume=tuple((r["number"], r["hypervolume"]) for r in hv_rows),
+        companions=tuple((c["name"], c["top1"], c["latency_ms"], c["macs"]) for c in companions
+                         if c.get("top1") is not None),
     )
 
 
@@ -105,18 +112,27 @@ def _front_axes(ax, info: ParetoInfo, which: int, color=None, label: str | None 
         name, t, lat, macs = info.reference
         ax.scatter([(lat if which == 2 else macs) / scale], [t * 100], marker="*", s=180, color=color or "tab:orange",
                    edgecolor="black", zorder=5, label=None if label else f"reference {name}")
+    for name, t, lat, macs in info.companions:
+        x = (lat if which == 2 else macs) / scale
+        ax.scatter([x], [t * 100], marker="D", s=60, color=color or "tab:purple", edgecolor="black", zorder=5,
+                   label=None if label else f"{reference_title(name)} (outside the space)")
+        if not label:  # the overview names every reference itself, once
+            inward = bool(xs) and x > max(xs)  # right of every trial: the name goes on its left, inside the panel
+            ax.annotate(reference_title(name), (x, t * 100), textcoords="offset points", fontsize=8,
+                        xytext=(-6, 6) if inward else (6, 6), ha="right" if inward else "left")
     ax.set_xlabel("latency (ms)" if which == 2 else "MACs (M)")
     ax.set_ylabel("top-1 (%)")
     ax.grid(alpha=0.3)
 
 
 def draw_pareto(info: ParetoInfo) -> bytes:
-    """A PNG: top-1 vs latency, top-1 vs MACs (front drawn, reference starred), hypervolume history."""
+    """A PNG: top-1 vs latency, top-1 vs MACs (front drawn, reference starred, other references as
+    named diamonds), hypervolume history."""
     plt, fig, axes = _figure(3)
     _front_axes(axes[0], info, 2)
     _front_axes(axes[1], info, 3)
     if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=8, loc="lower right")
+        axes[0].legend(fontsize=8, loc="best")  # the other reference may sit in any corner
     if info.hypervolume:
         axes[2].plot([n for n, _ in info.hypervolume], [h for _, h in info.hypervolume], marker=".")
     axes[2].set_xlabel("trial")
@@ -174,11 +190,17 @@ def overview_info(results_dir: Path, studies: Sequence[str] | None = None) -> Ov
                                  f"{', '.join(found) or 'none'}")
             chosen.update(match)
         found = chosen
-    fronts = tuple((label, pareto_info(read_csv(folder / "trials.csv"), title=label))
+    fronts = tuple((label, pareto_info(read_csv(folder / "trials.csv"), companions=_companions(folder), title=label))
                    for label, folder in found.items())
     trajs = tuple(read_trajectory(p, p.parent.name)
                   for p in sorted((Path(results_dir) / "netadapt").glob("*/history.jsonl")))
     return OverviewInfo(fronts, tuple(t for t in trajs if t.top1))
+
+
+def _companions(folder: Path) -> list[dict]:
+    """The other references a study evaluated: its ``references.csv`` rows without a trial."""
+    path = folder / "references.csv"
+    return [r for r in read_csv(path) if r.get("trial") is None] if path.is_file() else []
 
 
 def draw_overview(info: OverviewInfo) -> bytes:
@@ -187,11 +209,14 @@ def draw_overview(info: OverviewInfo) -> bytes:
     for i, (label, front) in enumerate(info.fronts):
         for ax, which in ((axes[0], 2), (axes[1], 3)):
             _front_axes(ax, front, which, color=colors[i % len(colors)], label=label)
-    refs = {f.reference for _, f in info.fronts if f.reference}
-    for name, t, lat, macs in sorted(refs):
+    # Stars: a space's own reference; diamonds: a reference evaluated beside a study of another space.
+    refs = {("*", *f.reference) for _, f in info.fronts if f.reference}
+    refs |= {("D", *c) for _, f in info.fronts for c in f.companions}
+    for marker, name, t, lat, macs in sorted(refs):
         for ax, x in ((axes[0], lat), (axes[1], macs / 1e6)):
-            ax.scatter([x], [t * 100], marker="*", s=200, color="gold", edgecolor="black", zorder=6)
-            ax.annotate(name, (x, t * 100), textcoords="offset points", xytext=(5, -12), fontsize=8)
+            ax.scatter([x], [t * 100], marker=marker, s=200 if marker == "*" else 80, color="gold",
+                       edgecolor="black", zorder=6)
+            ax.annotate(reference_title(name), (x, t * 100), textcoords="offset points", xytext=(5, -12), fontsize=8)
     for j, tr in enumerate(info.trajectories):
         c = colors[(len(info.fronts) + j) % len(colors)]
         axes[0].plot(tr.latency_ms, [t * 100 for t in tr.top1], "--o", ms=3, color=c, label=f"NetAdapt {tr.label}")
@@ -199,7 +224,7 @@ def draw_overview(info: OverviewInfo) -> bytes:
             axes[1].plot([m / 1e6 for m in tr.macs], [t * 100 for t in tr.top1], "--o", ms=3, color=c)
     if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("bneck: Pareto fronts (stars: reference networks)")
+    fig.suptitle("bneck: Pareto fronts (stars: each space's reference; diamonds: the other reference)")
     return _png(plt, fig)
 
 

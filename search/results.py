@@ -1,4 +1,9 @@
-"""The study's tables, rebuilt from its storage: ``trials.csv``, ``pareto.csv``, ``hypervolume.csv``.
+"""The study's tables, rebuilt from its storage: ``trials.csv``, ``pareto.csv``, ``hypervolume.csv``,
+``references.csv``.
+
+``references.csv`` holds both reference networks as this study saw them: the space's own (a trial,
+its number in ``trial``) and the other ones (``trial`` empty), which are not points of the space and
+are evaluated once per study outside its trials (the ``companions`` study user attribute).
 
 Everything here is a pure function of the storage's trials, so any worker (or ``search.plot``)
 rebuilds the same files; each is written to a temporary file and moved into place, so a reader or
@@ -20,6 +25,7 @@ from space.files import write_atomic
 from .pareto import HVRef, front_mask, hypervolume_history
 
 COLUMNS = ("number", "state", "arch", "top1", "latency_ms", "macs", "params", "reference", "duration_s", "failure")
+REFERENCE_COLUMNS = ("name", "trial", "arch", "top1", "latency_ms", "macs", "params", "duration_s", "failure")
 
 
 def retried(trials: Iterable[FrozenTrial]) -> dict[int, int]:
@@ -109,6 +115,18 @@ def hypervolume_rows(rows: Sequence[dict], ref: HVRef, **limits) -> list[dict]:
             for i, (r, h) in enumerate(zip(cand, hv))]
 
 
+def companions_of(study_attrs: dict) -> list[dict]:
+    """The other reference networks' results kept in a study's user attributes, by name."""
+    return sorted((study_attrs.get("companions") or {}).values(), key=lambda c: c["name"])
+
+
+def reference_rows(rows: Sequence[dict], companions: Sequence[dict]) -> list[dict]:
+    """``references.csv``: the space's reference (its finished trial, once it has one), then the others."""
+    own = next((r for r in rows if r["reference"] and r["state"] == "COMPLETE"), None)
+    first = [{**own, "name": own["reference"], "trial": own["number"]}] if own else []
+    return first + [{**c, "trial": None} for c in companions]
+
+
 def to_csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
@@ -119,17 +137,17 @@ def to_csv(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 def read_csv(path: Path) -> list[dict]:
-    """Rows of a ``trials.csv``/``pareto.csv`` with numbers parsed back."""
+    """Rows of a ``trials.csv``/``pareto.csv``/``references.csv`` with numbers parsed back."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        for k in ("number", "macs", "params"):
+        for k in ("number", "trial", "macs", "params"):
             if r.get(k) not in (None, ""):
                 r[k] = int(float(r[k]))
         for k in ("top1", "latency_ms", "duration_s", "hypervolume"):
             if r.get(k) not in (None, ""):
                 r[k] = float(r[k])
-        for k in COLUMNS:
+        for k in (*COLUMNS, "trial"):
             if r.get(k) == "":
                 r[k] = None if k not in ("arch", "reference", "failure", "state") else ""
     return rows
@@ -140,12 +158,14 @@ class Written:
     trials: Path
     pareto: Path
     hypervolume: Path
+    references: Path
     png: Path
 
 
-def write_results(folder: Path, trials: Sequence[FrozenTrial], ref: HVRef, *, title: str = "",
-                  max_latency_ms: float | None = None, max_macs: float | None = None, png: bool = True) -> Written:
-    """Rebuild every results file of a study in ``folder`` from its trials."""
+def write_results(folder: Path, trials: Sequence[FrozenTrial], ref: HVRef, *, companions: Sequence[dict] = (),
+                  title: str = "", max_latency_ms: float | None = None, max_macs: float | None = None,
+                  png: bool = True) -> Written:
+    """Rebuild every results file of a study in ``folder`` from its trials and ``companions_of`` it."""
     from .plot import draw_pareto, pareto_info
 
     folder = Path(folder)
@@ -153,12 +173,14 @@ def write_results(folder: Path, trials: Sequence[FrozenTrial], ref: HVRef, *, ti
     rows = trial_rows(trials)
     front = pareto_rows(rows, **limits)
     hv = hypervolume_rows(rows, ref, **limits)
-    out = Written(folder / "trials.csv", folder / "pareto.csv", folder / "hypervolume.csv", folder / "pareto.png")
+    out = Written(folder / "trials.csv", folder / "pareto.csv", folder / "hypervolume.csv",
+                  folder / "references.csv", folder / "pareto.png")
     write_atomic(out.trials, to_csv(rows, COLUMNS))
     write_atomic(out.pareto, to_csv(front, COLUMNS))
     write_atomic(out.hypervolume, to_csv(hv, ("number", "completed", "hypervolume")))
+    write_atomic(out.references, to_csv(reference_rows(rows, companions), REFERENCE_COLUMNS))
     if png:
-        write_atomic(out.png, draw_pareto(pareto_info(rows, hv, title=title, **limits)))
+        write_atomic(out.png, draw_pareto(pareto_info(rows, hv, companions=companions, title=title, **limits)))
     return out
 
 

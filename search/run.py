@@ -28,11 +28,15 @@ def main(argv: Sequence[str]) -> int:
     if ref and ref.get("top1") is not None:
         print(f"reference {ref['reference']}: top1 {ref['top1']:.1%}, {ref['latency_ms']:.2f} ms, "
               f"{ref['macs'] / 1e6:.0f}M MACs")
+    for c in out.companions:
+        got = (c["failure"] if c["top1"] is None
+               else f"top1 {c['top1']:.1%}, {c['latency_ms']:.2f} ms, {c['macs'] / 1e6:.0f}M MACs")
+        print(f"reference {c['name']} (outside the space, not a trial): {got}")
     print(f"Pareto front: {len(out.front)} trials, hypervolume {out.hypervolume:.4f}")
     for r in out.front[:12]:
         print(f"  #{r['number']:<4} top1 {r['top1']:.1%}  {r['latency_ms']:7.2f} ms  {r['macs'] / 1e6:6.0f}M MACs  "
               f"{r['params'] / 1e6:5.2f}M params{'  (reference)' if r['reference'] else ''}")
-    print(f"results: {out.folder}/ (trials.csv, pareto.csv, pareto.png, hypervolume.csv)")
+    print(f"results: {out.folder}/ (trials.csv, pareto.csv, pareto.png, hypervolume.csv, references.csv)")
     return 0
 
 

@@ -4,6 +4,16 @@ Budget: ``n_trials`` is the total the study should hold, counted by ``results.co
 with a result, divergences included, or running). Each worker checks it before a trial starts and
 again right after its trial is created -- a trial that finds ``n_trials`` counted trials ahead of it
 is surplus and ends PRUNED -- so workers sharing a storage stop together at exactly ``n_trials``.
+
+Companions: the reference networks that are not points of the space (V3-Small beside a v3_large
+study, and vice versa) are evaluated once per study with the trials' objective, after this worker's
+first trial (on a new study, the space's own reference) or at the end of a run that found the budget
+met. They are not trials (their parameters are outside the space), so they do not count against
+``n_trials``; each result is kept in the study user attribute ``companions`` once it is complete, so
+a killed evaluation is redone by the next run, a finished one never, and when two workers finish one
+at once the first stored result stays. ``companions=false`` skips them. A table built for this space
+(``measure.lut build``) lacks the other reference's entries: with ``measure_missing=false`` the worker
+says so once and goes on, where a trial would stop it, and a later run evaluates it.
 """
 from __future__ import annotations
 
@@ -22,12 +32,12 @@ from tqdm.auto import tqdm
 
 import measure
 import train
-from space import SearchSpace
+from space import REFERENCES, ArchSpec, SearchSpace, reference_title
 
 from . import SearchError
 from .objective import DIRECTIONS, METRIC_NAMES, Objective, TrialFailed
 from .pareto import HVRef
-from .results import counts, finished, pareto_rows, retried, trial_rows, write_results
+from .results import companions_of, counts, finished, pareto_rows, retried, trial_rows, write_results
 from .samplers import make_sampler
 from .storage import new_worker_id, open_storage, recover
 
@@ -44,6 +54,7 @@ class Outcome:
     finished: int
     front: list[dict]
     reference: dict | None
+    companions: list[dict]  # the other reference networks' results (see the module note)
     hypervolume: float
     seconds: float
     ran: int  # trials this process ran
@@ -81,6 +92,9 @@ class Search:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise SearchError(f"n_trials={n!r} must be a positive integer (the total wanted in the study)")
         self.n_trials, self.mode = n, cfg.objective
+        self.with_companions = cfg.get("companions", True)
+        if not isinstance(self.with_companions, bool):
+            raise SearchError(f"companions={self.with_companions!r}: use companions=true or companions=false")
         self.limits = {"max_latency_ms": _opt_float(cfg, "max_latency_ms"), "max_macs": _opt_float(cfg, "max_macs")}
         self.space = SearchSpace.from_config(_plain(cfg.space))
         try:
@@ -95,6 +109,7 @@ class Search:
         self.data = train.load_data(cfg.data)
         self.latency = measure.latency_model(_plain(cfg.latency), self.results_dir)
         self.worker = new_worker_id()
+        self.unmeasurable: set[str] = set()  # companions this worker's latency table cannot cost
         self.storage, self.journal = open_storage(cfg.get("storage"), self.folder / "study.log")
         self.storage_name = str(cfg.get("storage") or self.folder / "study.log")
         if self.journal is not None:
@@ -179,8 +194,33 @@ class Search:
         redone = retried(trials)
         return sum(finished(t, redone) for t in trials), sum(counts(t, redone) for t in trials)
 
+    # -- the other reference networks (see the module note) ---------------------------------------
+    def others(self) -> list[ArchSpec]:
+        return [a for a in REFERENCES.values() if a != self.space.reference]
+
+    def add_companions(self, study: optuna.Study, objective: Objective, say=print) -> None:
+        """Evaluate each other reference this study lacks, as a trial would be, and keep the result."""
+        if not self.with_companions:
+            return
+        for arch in self.others():
+            if arch.name in study.user_attrs.get("companions", {}) or arch.name in self.unmeasurable:
+                continue  # done (by an earlier run or another worker), or not costable by this worker
+            try:
+                result = {"name": arch.name, **objective.evaluate(arch, f"reference {arch.name}"),
+                          "worker": self.worker}
+            except measure.MeasureError as e:  # see the module note: a plot mark is not worth the search
+                self.unmeasurable.add(arch.name)
+                say(f"reference {arch.name} not evaluated by this worker: {str(e).splitlines()[0]}")
+                continue
+            done = study.user_attrs.get("companions", {})  # read again: a worker may have finished meanwhile
+            kept = arch.name not in done
+            if kept:
+                study.set_user_attr("companions", {**done, arch.name: result})
+            say(_companion_line(result, self.space.name) + ("" if kept else " (another worker's result is kept)"))
+
     def write(self, study):
         return write_results(self.folder, study.get_trials(deepcopy=False), self.hv_ref(study),
+                             companions=companions_of(study.user_attrs),
                              title=f"{self.space.name} / {study.study_name} ({self.mode})", **self.limits)
 
     def run(self, progress: bool = True) -> Outcome:
@@ -213,6 +253,7 @@ class Search:
             ran += 1
             if trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("failure"):
                 bar.write(f"trial {trial.number} failed: {trial.user_attrs['failure']}")
+            self.add_companions(study, objective, bar.write)  # one storage read once they are done
             out = self.write(study)
             recover(study, self.journal)
             n_done, n_counted = self.tally(study)
@@ -225,6 +266,7 @@ class Search:
             self.write(study)
             if counted < self.n_trials:
                 study.optimize(guarded, callbacks=[after], catch=(TrialFailed,), gc_after_trial=True)
+            self.add_companions(study, objective, bar.write)  # the budget was met before this run
         finally:
             bar.close()
             self.write(study)
@@ -234,7 +276,8 @@ class Search:
         hv = hypervolume_rows(rows, self.hv_ref(study), **self.limits)
         return Outcome(study.study_name, self.folder, self.storage_name, self.tally(study)[0],
                        pareto_rows(rows, **self.limits), next((r for r in rows if r["reference"]), None),
-                       hv[-1]["hypervolume"] if hv else 0.0, time.perf_counter() - start, ran)
+                       companions_of(study.user_attrs), hv[-1]["hypervolume"] if hv else 0.0,
+                       time.perf_counter() - start, ran)
 
 
 def _postfix(pareto_csv: Path) -> str:
@@ -247,6 +290,12 @@ def _postfix(pareto_csv: Path) -> str:
     fast = min(front, key=lambda r: r["latency_ms"])
     return (f"front {len(front)} | best {best['top1']:.1%}@{best['latency_ms']:.2f}ms | "
             f"fastest {fast['top1']:.1%}@{fast['latency_ms']:.2f}ms")
+
+
+def _companion_line(c: dict, space_name: str) -> str:
+    got = c["failure"] or f"top1 {c['top1']:.1%}, {c['latency_ms']:.2f} ms, {c['macs'] / 1e6:.0f}M MACs"
+    return (f"evaluated reference {c['name']} ({reference_title(c['name'])}, outside space {space_name}) "
+            f"as a trial, in {c['duration_s']:.0f} s: {got}")
 
 
 def _check_numbers(tc) -> None:

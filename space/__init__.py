@@ -1,5 +1,5 @@
 """bneck's architecture space: specs, references, the network builder and search spaces."""
-from .references import REFERENCES, V3_LARGE, V3_SMALL, scale_width
+from .references import REFERENCES, V3_LARGE, V3_SMALL, reference_title, scale_width
 from .searchspace import SearchSpace, available_spaces
 from .spec import ArchError, ArchSpec, BlockSpec, make_divisible, se_width
 from .text import format_arch, from_dict, parse_arch, to_dict, to_json
@@ -19,5 +19,5 @@ def __getattr__(name):
 __all__ = [
     "ArchError", "ArchSpec", "BlockSpec", "REFERENCES", "SearchSpace", "V3_LARGE", "V3_SMALL",
     "available_spaces", "build_model", "format_arch", "from_dict", "load_space", "make_divisible",
-    "parse_arch", "scale_width", "se_width", "to_dict", "to_json",
+    "parse_arch", "reference_title", "scale_width", "se_width", "to_dict", "to_json",
 ]

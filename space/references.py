@@ -54,6 +54,12 @@ V3_SMALL = ArchSpec(
 )
 
 REFERENCES = {"v3_large": V3_LARGE, "v3_small": V3_SMALL}
+TITLES = {"v3_large": "MobileNetV3-Large", "v3_small": "MobileNetV3-Small"}
+
+
+def reference_title(name: str) -> str:
+    """The published name of a reference (``v3_small`` -> ``MobileNetV3-Small``); others unchanged."""
+    return TITLES.get(name, name)
 
 
 def scale_width(arch: ArchSpec, multiplier: float) -> ArchSpec:

@@ -13,9 +13,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+import measure
+from netadapt.report import draw_trajectory, trajectory_info
 from netadapt.run import main
 from netadapt.start import resolve_start
-from space import V3_SMALL, build_model, format_arch, parse_arch
+from space import REFERENCES, V3_SMALL, build_model, format_arch, parse_arch
 from space.cli import UsageError, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +70,23 @@ def test_loop_stops_at_the_budget_and_writes_every_result(tmp_path, capsys):
     summary = json.loads((folder / "summary.json").read_text())
     assert base["train_steps"] == summary["final"]["train_steps"]  # same training budget
     assert (folder / "trajectory.png").stat().st_size > 1000
+    # Both references, costed by the run's latency model and at its input size (not trained).
+    refs = summary["references"]
+    assert sorted(refs) == ["v3_large", "v3_small"]
+    for name, arch in REFERENCES.items():
+        assert refs[name]["latency_ms"] > 0 and refs[name]["macs"] == measure.count_macs(arch, input_size=32)
+    info = trajectory_info(h, summary, base, "t")  # the plot, redrawn from the files
+    assert info.references == tuple((n, refs[n]["latency_ms"]) for n in ("v3_large", "v3_small"))
+
+
+def test_trajectory_marks_only_references_with_a_latency():
+    history = [{"latency_ms": 2.0, "top1": 0.5}, {"latency_ms": 1.5, "top1": 0.45}]
+    summary = {"references": {"v3_small": {"latency_ms": 1.2, "macs": 56_000_000},
+                              "v3_large": {"latency_ms": None, "macs": 217_000_000}}}  # its table entries lacking
+    info = trajectory_info(history, summary, None, "t")
+    assert info.references == (("v3_small", 1.2),)
+    assert trajectory_info(history, {}, None, "t").references == ()  # a summary from before references
+    assert draw_trajectory(info)[:4] == b"\x89PNG"
 
 
 def test_no_proposal_reaching_the_cut_stops_with_a_message(tmp_path, capsys):

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from search.pareto import HVRef, front_mask, hypervolume, hypervolume_history, hypervolume_raw, pareto_mask
 from search.plot import pareto_info, staircase
-from search.results import counts, pareto_rows, retried, trial_rows
+from search.results import companions_of, counts, pareto_rows, reference_rows, retried, trial_rows
 from space.cli import CONF_DIR, compose
 
 
@@ -112,7 +112,9 @@ def test_pareto_info_is_plain_data():
             for i, (t, l, m, ref) in enumerate([(0.8, 2.0, 100, "v3"), (0.9, 3.0, 150, ""), (0.7, 2.5, 90, ""),
                                                 (0.6, 4.0, 300, "")])]
     rows.append({"number": 4, "state": "FAIL", "top1": None, "latency_ms": 1.0, "macs": 10, "reference": ""})
-    info = pareto_info(rows, [{"number": 0, "hypervolume": 0.1}], title="t", max_macs=200)
+    others = [{"name": "v3_small", "top1": 0.5, "latency_ms": 1.0, "macs": 60},
+              {"name": "diverged", "top1": None, "latency_ms": 1.0, "macs": 60, "failure": "loss became nan"}]
+    info = pareto_info(rows, [{"number": 0, "hypervolume": 0.1}], companions=others, title="t", max_macs=200)
     assert [p[0] for p in info.points] == [0, 1, 2]
     assert info.on_front == (True, True, True)
     assert info.front_latency == ((2.0, 0.8), (3.0, 0.9))  # #2 is slower than #0 and less accurate
@@ -120,7 +122,19 @@ def test_pareto_info_is_plain_data():
     assert info.reference == ("v3", 0.8, 2.0, 100)
     assert info.infeasible == ((0.6, 4.0, 300),)
     assert info.hypervolume == ((0, 0.1),)
+    assert info.companions == (("v3_small", 0.5, 1.0, 60),)  # marked, though outside the front's constraints
+    assert info.points == pareto_info(rows, max_macs=200).points  # and never mixed with the trials
     assert staircase([], []) == ()
+
+
+def test_reference_rows_put_the_space_reference_first():
+    rows = [{"number": 0, "state": "FAIL", "reference": "v3_large", "arch": "x"},   # its worker died ...
+            {"number": 1, "state": "COMPLETE", "reference": "", "arch": "y"},
+            {"number": 2, "state": "COMPLETE", "reference": "v3_large", "arch": "x"}]  # ... redone
+    attrs = {"companions": {"v3_small": {"name": "v3_small", "arch": "s", "top1": 0.4}}}
+    out = reference_rows(rows, companions_of(attrs))
+    assert [(r["name"], r["trial"], r["arch"]) for r in out] == [("v3_large", 2, "x"), ("v3_small", None, "s")]
+    assert reference_rows(rows[:2], companions_of({})) == []  # nothing until the reference has a result
 
 
 # -- configuration -------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 The tests of this module share one study folder and run in order: a 3-trial study, its resumes,
 a dead worker's trial redone. Each trial trains 1 step on 64 synthetic images; latency comes from
-one lookup table at 32 px shared by all tests (so two studies see identical latencies).
+one lookup table at 32 px shared by all tests (so two studies see identical latencies). Every study
+also evaluates the other reference network once (V3-Large beside the v3_small space, V3-Small
+beside v3_large), so the table holds both references' entries after the first test.
 """
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from pathlib import Path
 import optuna
 import pytest
 
+import measure
 from search.run import main
+from space import V3_LARGE, V3_SMALL, format_arch
 
 BASE = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",
         "train.steps=1", "train.bn_recal_batches=1", "latency.input_size=32", "latency.warmup=1",
@@ -31,6 +35,14 @@ def args(results_dir, lut, *extra) -> list[str]:
 
 def search(results_dir, lut, *extra) -> int:
     return main(args(results_dir, lut, *extra))
+
+
+def search_large(results_dir, lut, *extra) -> int:
+    """A study of the v3_large space: its reference is V3-Large (a trial), V3-Small its companion."""
+    return main([a.replace("+space=v3_small", "+space=v3_large") for a in args(results_dir, lut, *extra)])
+
+
+LARGE_STUDY = Path("search/v3_large/synthetic-multi")
 
 
 def rows(folder: Path, name="trials.csv") -> list[dict]:
@@ -71,6 +83,10 @@ def test_three_trial_study_writes_every_file(results, lut, capsys):
     assert t0.values == [float(t0.user_attrs["top1"]), t0.user_attrs["latency_ms"], float(t0.user_attrs["macs"])]
     out = capsys.readouterr().out
     assert "3 finished trials" in out and str(folder) in out
+    # The other reference, once, beside the three trials (not one of them).
+    assert out.count("evaluated reference v3_large") == 1
+    assert list(study.user_attrs["companions"]) == ["v3_large"]
+    assert [(r["name"], r["trial"]) for r in rows(folder, "references.csv")] == [("v3_small", "0"), ("v3_large", "")]
 
 
 def test_plot_draws_every_front_and_netadapt_trajectories(results, capsys):
@@ -94,15 +110,19 @@ def test_plot_draws_every_front_and_netadapt_trajectories(results, capsys):
         plot_main([f"results_dir={results}", "studies=[nope]"])
 
 
-def test_rerun_resumes_without_repeating(results, lut):
+def test_rerun_resumes_without_repeating(results, lut, capsys):
     folder = results / STUDY
     before = rows(folder)
+    companion = load(folder).user_attrs["companions"]["v3_large"]
     assert search(results, lut, "n_trials=3") == 0  # budget met: nothing runs
     assert rows(folder) == before
     assert search(results, lut, "n_trials=4") == 0  # one more, the first three untouched
     after = rows(folder)
     assert after[:3] == before and len(after) == 4 and after[3]["state"] == "COMPLETE"
     assert len({r["arch"] for r in after}) == 4
+    # The other reference is never evaluated again (its result names the first run's worker).
+    assert "evaluated reference" not in capsys.readouterr().out
+    assert load(folder).user_attrs["companions"]["v3_large"] == companion
 
 
 def test_dead_workers_trial_is_failed_and_redone(results, lut):
@@ -122,6 +142,91 @@ def test_dead_workers_trial_is_failed_and_redone(results, lut):
     assert sum(r["state"] == "COMPLETE" for r in by_number.values()) == 5
 
 
+def test_v3_large_study_marks_v3_small_evaluated_as_a_trial_would_be(lut, tmp_path, capsys):
+    assert search_large(tmp_path, lut, "n_trials=1") == 0
+    assert capsys.readouterr().out.count("evaluated reference v3_small") == 1
+    folder = tmp_path / LARGE_STUDY
+    refs = {r["name"]: r for r in rows(folder, "references.csv")}
+    assert list(refs) == ["v3_large", "v3_small"] and refs["v3_large"]["trial"] == "0"
+    small = refs["v3_small"]
+    assert small["trial"] == "" and small["arch"] == format_arch(V3_SMALL) and not small["failure"]
+    assert float(small["latency_ms"]) > 0 and 0 <= float(small["top1"]) <= 1
+    assert int(small["macs"]) == measure.count_macs(V3_SMALL, input_size=32)  # at the latency model's size
+    assert int(small["params"]) == 2_542_856
+    study = load(folder)
+    assert len(study.trials) == 1 and len(rows(folder)) == 1  # not a trial, not counted against n_trials
+    # search.plot reads it back from references.csv, as pareto.png got it from the storage.
+    from search.plot import overview_info
+
+    ((_, info),) = overview_info(tmp_path).fronts
+    assert info.reference[0] == "v3_large"
+    assert info.companions == (("v3_small", float(small["top1"]), float(small["latency_ms"]), int(small["macs"])),)
+    assert search_large(tmp_path, lut, "n_trials=1") == 0  # resumed with the budget met: nothing evaluated
+    assert "evaluated reference" not in capsys.readouterr().out
+    assert load(folder).user_attrs["companions"] == study.user_attrs["companions"]
+
+
+def test_companions_off_then_a_killed_evaluation_is_redone(lut, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / LARGE_STUDY
+    assert search_large(tmp_path, lut, "n_trials=1", "companions=false") == 0
+    assert "companions" not in load(folder).user_attrs
+    assert [r["name"] for r in rows(folder, "references.csv")] == ["v3_large"]
+    assert "evaluated reference" not in capsys.readouterr().out
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt  # as a kill would, mid-training: nothing of it may be kept
+
+    monkeypatch.setattr("search.objective.fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        search_large(tmp_path, lut, "n_trials=1")  # companions on (the default) for this study now
+    assert "companions" not in load(folder).user_attrs
+    monkeypatch.undo()
+    assert search_large(tmp_path, lut, "n_trials=1") == 0
+    assert capsys.readouterr().out.count("evaluated reference v3_small") == 1
+    assert list(load(folder).user_attrs["companions"]) == ["v3_small"]
+    assert [r["name"] for r in rows(folder, "references.csv")] == ["v3_large", "v3_small"]
+
+
+def test_two_workers_evaluating_the_other_reference_keep_one_result(lut, tmp_path, capsys, monkeypatch):
+    from search.objective import Objective
+
+    evaluate = Objective.evaluate
+    folder = tmp_path / LARGE_STUDY
+
+    def racing(self, arch, label):
+        result = evaluate(self, arch, label)
+        # Another worker finishes the same evaluation first.
+        load(folder).set_user_attr("companions", {"v3_small": {**result, "name": "v3_small", "worker": "other"}})
+        return result
+
+    monkeypatch.setattr(Objective, "evaluate", racing)
+    assert search_large(tmp_path, lut, "n_trials=1") == 0
+    assert "(another worker's result is kept)" in capsys.readouterr().out
+    kept = load(folder).user_attrs["companions"]
+    assert list(kept) == ["v3_small"] and kept["v3_small"]["worker"] == "other"
+    assert [r["name"] for r in rows(folder, "references.csv")] == ["v3_large", "v3_small"]
+
+
+def test_a_table_without_the_other_reference_skips_it_and_goes_on(lut, tmp_path, capsys):
+    import json
+
+    from measure.table import arch_entries
+
+    # A worker's table built for the v3_large space: V3-Small's own entries are missing.
+    data = json.loads(lut.read_text())
+    for key in {e.key for e in arch_entries(V3_SMALL, 32)} - {e.key for e in arch_entries(V3_LARGE, 32)}:
+        del data["entries"][key]
+    table = tmp_path / "v3_large-only.json"
+    table.write_text(json.dumps(data))
+    assert search_large(tmp_path, lut, "n_trials=1", f"latency.table={table}", "latency.measure_missing=false") == 0
+    out = capsys.readouterr().out
+    assert out.count("reference v3_small not evaluated by this worker") == 1 and "lacks entry" in out
+    folder = tmp_path / LARGE_STUDY
+    assert "companions" not in load(folder).user_attrs and json.loads(table.read_text()) == data  # nothing measured
+    assert search_large(tmp_path, lut, "n_trials=1") == 0  # a worker whose table can cost it does it
+    assert list(load(folder).user_attrs["companions"]) == ["v3_small"]
+
+
 def test_same_seed_gives_same_trials(results, lut, tmp_path):
     assert search(tmp_path, lut, "n_trials=3") == 0  # a fresh study, same seed as the first test's
     first = [r["arch"] for r in rows(results / STUDY)][:3]
@@ -134,6 +239,8 @@ def test_diverging_trial_fails_cleanly_and_study_goes_on(tmp_path, lut, capsys):
     assert [r["state"] for r in trials] == ["FAIL", "FAIL"]  # the second ran after the first failed
     assert all("loss became" in r["failure"] for r in trials)
     assert rows(tmp_path / STUDY, "pareto.csv") == []
+    (other,) = rows(tmp_path / STUDY, "references.csv")  # diverged too: kept as a result, not retried
+    assert other["name"] == "v3_large" and other["top1"] == "" and "loss became" in other["failure"]
 
 
 def test_constraints_mnas_and_sqlite_storage(tmp_path, lut):
