@@ -78,7 +78,7 @@ class NetAdapt:
         self.start, start_name = resolve_start(cfg.get("start"), cfg.get("start_study"), cfg.get("start_trial"))
         self.data = load_data(cfg.get("data") or {})
         results_dir = Path(str(cfg.get("results_dir", "results")))
-        self.latency = _memo(latency_model(cfg.get("latency") or {}, results_dir))
+        self.latency = _memo(_calibrated(latency_model(cfg.get("latency") or {}, results_dir), self.start, log))
         self.input_size = int((cfg.get("latency") or {}).get("input_size", 224))
         self.cost = resource_fn(self.resource_name, self.latency, self.input_size)
         self.cost0 = self.cost(self.start)
@@ -318,3 +318,17 @@ def _count(cfg: dict, key: str, low: int) -> int:
 
 def run_netadapt(cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print) -> Outcome:
     return NetAdapt(cfg, progress=progress, log=log).run()
+
+
+def _calibrated(model, start, log):
+    """``model``, its lookup table calibrated first (once per table) on the start network at five widths:
+    the networks NetAdapt visits are thinner copies of the start."""
+    from measure.model import TableLatency
+    from space import scale_width
+
+    archs = [scale_width(start, m) for m in (0.35, 0.5, 0.75, 0.9)] + [start]
+    if isinstance(model, TableLatency) and model.calibrate_on(archs):
+        cal = model.table.calibration
+        log(f"calibrated {model.table.path} on {len(archs)} widths of the start network: "
+            f"scale {cal['scale']:.3f}, offset {cal['offset']:.3f} ms")
+    return model

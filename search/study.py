@@ -223,9 +223,21 @@ class Search:
                              companions=companions_of(study.user_attrs),
                              title=f"{self.space.name} / {study.study_name} ({self.mode})", **self.limits)
 
+    def calibrate_latency(self) -> None:
+        """Calibrate an uncalibrated lookup table on the space's calibration networks (as ``measure.lut
+        build`` would) before any prediction, so trial latencies are end-to-end ms from the first."""
+        from measure.lut import calibration_archs
+        from measure.model import TableLatency
+
+        if isinstance(self.latency, TableLatency) and self.latency.calibrate_on(calibration_archs(self.space)):
+            cal = self.latency.table.calibration
+            print(f"calibrated {self.latency.table.path} on 12 networks of {self.space.name}: "
+                  f"scale {cal['scale']:.3f}, offset {cal['offset']:.3f} ms", flush=True)
+
     def run(self, progress: bool = True) -> Outcome:
         start = time.perf_counter()
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported on the bar instead
+        self.calibrate_latency()
         study = self.open()
         recover(study, self.journal)
         done, counted = self.tally(study)
