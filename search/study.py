@@ -229,9 +229,10 @@ class Search:
         from measure.lut import calibration_archs
         from measure.model import TableLatency
 
-        if isinstance(self.latency, TableLatency) and self.latency.calibrate_on(calibration_archs(self.space)):
+        archs = calibration_archs(self.space)
+        if isinstance(self.latency, TableLatency) and self.latency.calibrate_on(archs):
             cal = self.latency.table.calibration
-            print(f"calibrated {self.latency.table.path} on 12 networks of {self.space.name}: "
+            print(f"calibrated {self.latency.table.path} on {len(archs)} networks ({self.space.name} and anchors): "
                   f"scale {cal['scale']:.3f}, offset {cal['offset']:.3f} ms", flush=True)
 
     def run(self, progress: bool = True) -> Outcome:
