@@ -17,8 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
+from core.cli import quiet_warnings
 from space import V3_LARGE, load_space
-from space.cli import quiet_warnings
 
 quiet_warnings()
 from measure import LatencyTable, measure_latency  # noqa: E402

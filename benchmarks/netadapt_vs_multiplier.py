@@ -15,8 +15,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from core.cli import compose, quiet_warnings
 from netadapt.loop import run_netadapt
-from space.cli import compose, quiet_warnings
 
 OVERRIDES = [
     "start=v3_small", "data=digits", "data.input_size=16", "latency=lut", "resource=latency",

@@ -21,8 +21,8 @@ LUT = Path(__file__).resolve().parent.parent / "results" / "lut"
 
 
 def run_one(sampler: str, seed: int, args) -> dict:
+    from core.cli import compose
     from search.study import Search
-    from space.cli import compose
 
     overrides = ["+space=v3_large", "data=digits", f"sampler={sampler}", f"seed={seed}", f"n_trials={args.trials}",
                  f"train.epochs={args.epochs}", f"study_name={sampler}-s{seed}", f"results_dir={args.results_dir}",

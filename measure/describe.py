@@ -1,4 +1,4 @@
-"""One dict of costs per architecture, for ``python -m space.show`` and reports."""
+"""One dict of costs per architecture, for ``python -m measure.show`` and reports."""
 from __future__ import annotations
 
 from space import ArchSpec

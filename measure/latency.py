@@ -26,12 +26,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from core.errors import UserError
 from space import ArchSpec, build_model
 
 BACKENDS = ("onnxruntime", "torch")
 
 
-class MeasureError(ValueError):
+class MeasureError(UserError):
     """A measurement that cannot be made as asked; the message names the problem and the fix."""
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import csv
 import random
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+from core.cli import UsageError, compose, require_group, run
 from space import V3_LARGE, V3_SMALL, SearchSpace, available_spaces, format_arch, scale_width
-from space.cli import UsageError, compose, require_group, run
 
 from .model import TableLatency, latency_model
 from .probe import PROBE

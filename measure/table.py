@@ -38,16 +38,16 @@ import os
 import platform
 import random
 import socket
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from core.files import write_atomic
 from space import ArchSpec, BlockSpec, build_model, format_arch
-from space.files import write_atomic
 from space.model import ConvBNAct, InvertedResidual
 
 from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
@@ -185,7 +185,7 @@ class LatencyTable:
 
     @classmethod
     def open(cls, results_dir="results", *, backend: str = "onnxruntime", threads: int = 1,
-             input_size: int = 224, batch: int = 1, channels_last: bool = False, **kw) -> "LatencyTable":
+             input_size: int = 224, batch: int = 1, channels_last: bool = False, **kw) -> LatencyTable:
         """The table of this machine under ``results_dir`` (created on first measurement)."""
         path = table_path(results_dir, check_backend(backend), threads, input_size, batch, channels_last)
         return cls(path, backend=backend, threads=threads, input_size=input_size, batch=batch,

@@ -1,7 +1,7 @@
 """The width-multiplier baseline: the start network scaled to NetAdapt's final cost."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from space import ArchSpec, scale_width
 

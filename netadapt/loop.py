@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from core.cli import UsageError
 from space import REFERENCES, ArchSpec, build_model, format_arch, parse_arch, to_json
-from space.cli import UsageError
 
 from . import NetAdaptError
 from .baseline import match_multiplier

@@ -12,8 +12,8 @@ network's structure (drop an expansion conv, create or remove a residual add) is
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
 
 from space import ArchError, ArchSpec
 

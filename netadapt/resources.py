@@ -7,8 +7,8 @@ microseconds. It follows ``measure.count_macs``'s convention (conv and linear mu
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 from space import ArchSpec, se_width
 

@@ -1,9 +1,9 @@
 """``python -m netadapt.run [key=value ...]``: a NetAdapt run, resumed when rerun (conf/netadapt.yaml)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from space.cli import check_group_choices, compose, run
+from core.cli import check_group_choices, compose, run
 
 GROUPS = ("data", "latency")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.cli import UsageError
 from space import REFERENCES, ArchSpec, format_arch, parse_arch
-from space.cli import UsageError
 
 
 def resolve_start(start, study=None, trial=None) -> tuple[ArchSpec, str]:

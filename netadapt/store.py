@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from core.files import write_atomic
 from space import ArchSpec, parse_arch
-from space.files import write_atomic
 
 from . import NetAdaptError
 

@@ -5,8 +5,10 @@ every front under ``results/``. Knows nothing of how latency is obtained (``meas
 accuracy is estimated (``train``): it calls them with ``ArchSpec``s.
 """
 
+from core.errors import UserError
 
-class SearchError(ValueError):
+
+class SearchError(UserError):
     """Bad search input (storage, settings, budget); the message names the problem, in one line."""
 
 

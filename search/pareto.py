@@ -8,8 +8,8 @@ space (not for the trials seen so far) and compares across samplers, seeds and r
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

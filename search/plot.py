@@ -12,9 +12,9 @@ import io
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from space import reference_title
 
@@ -178,7 +178,7 @@ def read_trajectory(path: Path, label: str) -> Trajectory:
 
 
 def overview_info(results_dir: Path, studies: Sequence[str] | None = None) -> OverviewInfo:
-    from space.cli import UsageError
+    from core.cli import UsageError
 
     found = find_studies(results_dir)
     if studies:
@@ -231,7 +231,7 @@ def draw_overview(info: OverviewInfo) -> bytes:
 def main(argv: Sequence[str]) -> int:
     from omegaconf import OmegaConf
 
-    from space.cli import UsageError
+    from core.cli import UsageError
 
     from .results import write_atomic
 
@@ -256,6 +256,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    from space.cli import run
+    from core.cli import run
 
     run(main, sys.argv[1:])

@@ -14,13 +14,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-from space.files import write_atomic
+from core.files import write_atomic
 
 from .pareto import HVRef, front_mask, hypervolume_history
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
+from core.cli import check_group_choices, compose, require_group, run
 from space import available_spaces
-from space.cli import check_group_choices, compose, require_group, run
 
 COMMAND = "python -m search.run"
 GROUPS = ("space", "data", "sampler", "latency")

@@ -1,7 +1,8 @@
 """Optuna samplers from ``conf/sampler/*.yaml``, seeded."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 

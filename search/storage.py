@@ -25,9 +25,9 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState

@@ -84,7 +84,7 @@ class SearchSpace:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg) -> "SearchSpace":
+    def from_config(cls, cfg) -> SearchSpace:
         """From a mapping (a loaded YAML or Hydra's ``cfg.space``)."""
         cfg = dict(cfg)
         name = cfg.get("name", "space")
@@ -109,7 +109,7 @@ class SearchSpace:
                    cfg.get("reference"))
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> "SearchSpace":
+    def load(cls, name_or_path: str | Path) -> SearchSpace:
         """A space by name (``conf/space/<name>.yaml``) or from a YAML path."""
         path = Path(name_or_path)
         if path.suffix not in (".yaml", ".yml"):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.errors import UserError
+
 ACTIVATIONS = ("RE", "HS")  # ReLU, hard-swish: the MobileNetV3 paper's names
 
 
-class ArchError(ValueError):
+class ArchError(UserError):
     """An architecture (or a search-space entry) that cannot be built; the message names the field."""
 
 
@@ -68,7 +70,7 @@ class ArchSpec:
         widths = [self.stem] + [b.out for b in self.blocks]
         return widths[:-1]
 
-    def with_blocks(self, blocks, **changes) -> "ArchSpec":
+    def with_blocks(self, blocks, **changes) -> ArchSpec:
         from dataclasses import replace
 
         return replace(self, blocks=tuple(blocks), name=None, **changes)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from space.cli import run
+from core.cli import run
 
 SEARCH = ["data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",
           "train.steps=1", "train.bn_recal_batches=1", "latency=measured", "latency.input_size=32",
@@ -83,7 +83,7 @@ def _netadapt_main(argv):
 
 
 def _show_main(argv):
-    from space.show import main
+    from measure.show import main
     return main(argv)
 
 

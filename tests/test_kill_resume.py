@@ -18,7 +18,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import REPO
 
 SEARCH = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",

@@ -10,10 +10,10 @@ import warnings
 import pytest
 
 import measure
+from core.cli import UsageError
 from measure import LatencyTable, MeasureError, count_macs, count_params, latency_model, measure_latency
 from measure.lut import main as lut_main
 from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, format_arch, load_space
-from space.cli import UsageError
 
 FAST = {"warmup": 1, "repeats": 5, "max_rounds": 1}
 # Stem 8 -> block (expand 8->16, dw 3x3, project 16->8, residual) -> block (16->24, SE, HS, stride 2).

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 import measure
+from core.cli import UsageError, run
 from netadapt.report import draw_trajectory, trajectory_info
 from netadapt.run import main
 from netadapt.start import resolve_start
 from space import REFERENCES, V3_SMALL, build_model, format_arch, parse_arch
-from space.cli import UsageError, run
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = "stem8 k3_e16_c8_re k3_e32_c16_s2_re k3_e48_c16_re k3_e64_c24_s2_se_hs k3_e72_c24_se_hs last96 head64"

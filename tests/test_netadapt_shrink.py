@@ -11,7 +11,7 @@ from netadapt.groups import width_groups
 from netadapt.proposals import propose, with_expand, with_group_width
 from netadapt.resources import spec_macs
 from netadapt.shrink import choose_channels, layer_table, node_sizes, shrink
-from space import V3_LARGE, V3_SMALL, build_model, parse_arch, scale_width
+from space import V3_LARGE, V3_SMALL, build_model, parse_arch
 
 TRICKY = parse_arch("stem16 k3_e16_c16_re k3_e64_c24_s2_re k3_e72_c24_re k3_e24_c32_se_re "
                     "k3_e96_c40_se_hs k3_e32_c24_s2_hs last144 head256")
@@ -21,7 +21,7 @@ def random_net(arch, size=16):
     return copy.deepcopy(_random_net(arch, size))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _random_net(arch, size, seed=0, num_classes=7):
     """A network whose channels all matter: random BN affine, BN statistics from real forward passes."""
     torch.manual_seed(seed)

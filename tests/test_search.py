@@ -8,10 +8,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from core.cli import CONF_DIR, compose
 from search.pareto import HVRef, front_mask, hypervolume, hypervolume_history, hypervolume_raw, pareto_mask
 from search.plot import pareto_info, staircase
 from search.results import companions_of, counts, pareto_rows, reference_rows, retried, trial_rows
-from space.cli import CONF_DIR, compose
 
 
 # -- Pareto ----------------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ def test_three_trial_study_writes_every_file(results, lut, capsys):
 
 
 def test_plot_draws_every_front_and_netadapt_trajectories(results, capsys):
-    from search.plot import main as plot_main, overview_info
+    from search.plot import main as plot_main
+    from search.plot import overview_info
 
     run = results / "netadapt" / "run1"
     run.mkdir(parents=True)
@@ -104,7 +105,7 @@ def test_plot_draws_every_front_and_netadapt_trajectories(results, capsys):
     assert plot_main([f"results_dir={results}", "studies=[synthetic-multi]"]) == 0
     out = results / "plots" / "fronts.png"
     assert out.read_bytes()[:4] == b"\x89PNG" and str(out) in capsys.readouterr().out
-    from space.cli import UsageError
+    from core.cli import UsageError
 
     with pytest.raises(UsageError, match="no study 'nope'"):
         plot_main([f"results_dir={results}", "studies=[nope]"])
@@ -284,8 +285,8 @@ def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, words):
                                       "settings or pass another study_name"),
 ])
 def test_bad_settings_exit_2_in_process(results, lut, capsys, extra, message):
-    # The same contract through space.cli.run, without a new interpreter per case.
-    from space.cli import run
+    # The same contract through core.cli.run, without a new interpreter per case.
+    from core.cli import run
 
     with pytest.raises(SystemExit) as e:
         run(main, args(results, lut, *extra))

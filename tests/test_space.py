@@ -1,7 +1,6 @@
 """space/: the data model, the exact references, the text forms and the search spaces."""
 from __future__ import annotations
 
-import json
 import math
 
 import optuna
@@ -271,15 +270,15 @@ def test_custom_space_with_open_widths_and_6x_last_conv(tmp_path):
     assert math.isclose(sum(1 for _ in sp.reachable_blocks()), 4 + 2 * 2)
 
 
-# -- space.show ------------------------------------------------------------------------------
+# -- measure.show ------------------------------------------------------------------------------
 def test_show_prints_table_and_params(cli):
-    res = cli("space.show", "v3_small")
+    res = cli("measure.show", "v3_small")
     assert res.returncode == 0, res.stderr
     assert "params: 2,542,856" in res.stdout and "MACs: 56,510,400 at 224x224" in res.stdout
     assert len([ln for ln in res.stdout.splitlines() if ln.strip().startswith(("0 ", "10 "))]) >= 2
 
 
 def test_show_bad_input_exits_2(cli):
-    res = cli("space.show", "stem16 k4_e16_c16_re last96 head128")
+    res = cli("measure.show", "stem16 k4_e16_c16_re last96 head128")
     assert res.returncode == 2 and "kernel must be an odd integer" in res.stderr
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import REPO
 
 BASE = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",
@@ -79,8 +78,8 @@ def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
 
 def test_worker_with_a_table_never_measures_and_says_what_is_missing(tmp_path):
     """A worker given the target machine's table and measure_missing=false measures nothing."""
-    from measure.table import LatencyTable, arch_entries
     import space
+    from measure.table import LatencyTable, arch_entries
 
     lut = tmp_path / "target.json"
     table = LatencyTable(lut, input_size=32, warmup=1, repeats=5)

@@ -1,9 +1,11 @@
 """The two ways the accuracy proxy refuses to go on: bad data, or a loss that blew up."""
 
+from core.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """A dataset could not be loaded. The message names the problem and the fix, on one line."""
 
 
-class DivergedError(RuntimeError):
+class DivergedError(UserError, RuntimeError):
     """The training loss stopped being finite. The message names the step and the loss value."""

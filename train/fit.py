@@ -54,7 +54,7 @@ class TrainConfig:
             raise ValueError(f"train.warmup_steps={self.warmup_steps} must be >= 0")
 
     @classmethod
-    def from_cfg(cls, cfg: Any) -> "TrainConfig":
+    def from_cfg(cls, cfg: Any) -> TrainConfig:
         """Build from a dict or OmegaConf config, ignoring keys that are not fields."""
         c = as_dict(cfg)
         return cls(**{f.name: c[f.name] for f in dataclasses.fields(cls) if f.name in c})

@@ -10,20 +10,19 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+
+from .errors import UsageError, UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 EXIT_USAGE = 2
 
 
-class UsageError(ValueError):
-    """Bad input the user can fix; the message names the problem and the fix, in one line."""
-
-
 def compose(config_name: str, overrides: Sequence[str] = ()):
     """The composed config ``conf/<config_name>.yaml`` with command-line ``overrides``."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -57,18 +56,9 @@ def check_group_choices(overrides: Sequence[str], groups: Sequence[str], plus: S
                                  f"{', '.join(options)}")
 
 
-# Our exception types that mean bad input (or a run the user must fix, such as a diverging loss).
-# Matched by name and package rather than imported, so a usage error never waits for torch.
-_USER_ERRORS = {"UsageError", "ArchError", "DataError", "DivergedError", "MeasureError", "SearchError",
-                "NetAdaptError"}
-_PACKAGES = {"space", "train", "measure", "search", "netadapt"}
-
-
 def is_user_error(e: BaseException) -> bool:
     """Whether ``e`` is reported in one line with exit 2 rather than as a crash."""
-    if isinstance(e, (FileNotFoundError, PermissionError)):
-        return True
-    return any(c.__name__ in _USER_ERRORS and c.__module__.split(".")[0] in _PACKAGES for c in type(e).__mro__)
+    return isinstance(e, (UserError, FileNotFoundError, PermissionError))
 
 
 def quiet_warnings() -> None:

@@ -1,4 +1,4 @@
-"""``python -m space.show ARCH``: the block table of an architecture, its size and its cost.
+"""``python -m measure.show ARCH``: the block table of an architecture, its size and its cost.
 
 ARCH is a reference name (v3_large, v3_small), an arch string or a path to an arch JSON file.
 """
@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import UsageError, run
-from .text import format_arch, format_block, parse_arch
+from core.cli import UsageError, run
+from space import format_arch, parse_arch
+from space.text import format_block
 
 
 def block_table(arch) -> str:
@@ -22,7 +23,7 @@ def block_table(arch) -> str:
 
 
 def main(argv) -> int:
-    parser = argparse.ArgumentParser(prog="python -m space.show", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m measure.show", description=__doc__.splitlines()[0])
     parser.add_argument("arch", help="v3_large, v3_small, an arch string or a .json path")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--latency", choices=("none", "lut", "measured"), default="none",
@@ -37,7 +38,7 @@ def main(argv) -> int:
     print(block_table(arch))
     print(f"string: {format_arch(arch)}")
 
-    import measure  # here, not at the top: the table above needs only space/
+    import measure  # here, not at the top: a bad argument answers before torch is imported
 
     latency = None
     if args.latency != "none":
@@ -48,13 +49,6 @@ def main(argv) -> int:
     print(f"MACs: {info['macs']:,} at {args.input_size}x{args.input_size}")
     if latency is not None:
         print(f"latency: {info['latency_ms']:.3f} ms ({info['latency_source']})")
-    return 0
-    print(f"MACs: {measure.count_macs(arch, input_size=args.input_size):,} at {args.input_size}x{args.input_size}")
-    if args.latency != "none":
-        cfg = {"source": args.latency, "backend": args.backend, "threads": 1,
-               "input_size": args.input_size, "batch": 1, "table": None, "measure_missing": True}
-        model = measure.latency_model(cfg, args.results_dir)
-        print(f"latency ({model.name}): {model(arch):.3f} ms")
     return 0
 
 
