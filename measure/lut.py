@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.cli import UsageError, compose, require_group, run
+from core.files import write_atomic
 from space import V3_LARGE, V3_SMALL, SearchSpace, available_spaces, format_arch, scale_width
 
 from .model import TableLatency, latency_model
@@ -89,25 +90,11 @@ def write_report(rows: list[dict], table: LatencyTable, space_name: str) -> tupl
         writer.writeheader()
         writer.writerows(rows)
     png_path = table.path.with_name(stem + ".png")
-    import matplotlib
+    from plots import ValidationInfo, draw_validation
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    x = [r["measured_ms"] for r in rows]
-    y = [r["predicted_ms"] for r in rows]
-    lo, hi = min(x + y) * 0.9, max(x + y) * 1.1
-    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="exact")
-    for tol, style in ((0.05, "--"), (0.10, ":")):
-        ax.plot([lo, hi], [lo * (1 + tol), hi * (1 + tol)], "k" + style, lw=0.6)
-        ax.plot([lo, hi], [lo * (1 - tol), hi * (1 - tol)], "k" + style, lw=0.6, label=f"±{tol:.0%}")
-    ax.scatter(x, y, s=12)
-    ax.set(xlabel="measured (ms at the table's reference speed)", ylabel="predicted (ms)", title=f"{space_name}: {table.name}", xlim=(lo, hi), ylim=(lo, hi))
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    info = ValidationInfo(f"{space_name}: {table.name}", tuple(r["measured_ms"] for r in rows),
+                          tuple(r["predicted_ms"] for r in rows))
+    write_atomic(png_path, draw_validation(info))
     return csv_path, png_path
 
 

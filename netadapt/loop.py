@@ -112,13 +112,21 @@ class NetAdapt:
             "short_steps": self.short_steps, "pretrain_epochs": self.pretrain_epochs,
             "long_epochs": self.long_epochs, "select": self.select, "seed": self.seed,
             "finetune_lr": self.finetune_lr, "train": dataclasses.asdict(self.train_cfg),
-            "baseline": bool(cfg.get("baseline", True)), "accuracy": estimator.protocol(),
+            "baseline": bool(cfg.get("baseline", True)), "protocol": self._protocol(),
         }
         self.resuming = self.folder.check_settings(self.settings)
         self.title = (f"NetAdapt {start_name} on {self.data.name}\nbudget {self.target:.4g} "
                       f"{'ms' if self.resource_name == 'latency' else 'MACs'} ({self.latency.name})")
 
     # -- set-up helpers ------------------------------------------------------------------------------
+    def _protocol(self) -> dict:
+        """How this run's top-1 figures are measured: the trajectory's are after short finetunes of a
+        network pretrained ``pretrain_epochs``, so they compare only with runs of the same protocol."""
+        c = self.train_cfg
+        return {**self.estimator.protocol(), "estimator": "netadapt",
+                "budget": {"pretrain_epochs": self.pretrain_epochs, "short_steps": self.short_steps,
+                           "batch_size": c.batch_size, "finetune_lr": self.finetune_lr}}
+
     def _budget(self, cfg: dict) -> tuple[float, str]:
         unit = "ms" if self.resource_name == "latency" else "MACs"
         budget_ms = cfg.get("budget_ms")
@@ -267,7 +275,8 @@ class NetAdapt:
                       "top1_before_long": last["top1"],
                       "iterations": last["iteration"], "train_steps": last["train_steps"] + res.steps},
             "budget": self.target, "resource": self.resource_name, "latency_model": self.latency.name,
-            "reached_budget": last["cost"] <= self.target, "stopped": stopped, "accuracy": self.estimator.protocol(),
+            "reached_budget": last["cost"] <= self.target, "stopped": stopped,
+            "protocol": self._protocol(),
             "references": self._references(),
         }
         f.write_json("summary.json", summary)

@@ -1,27 +1,14 @@
-"""What a run leaves for people: the trajectory plot and the ONNX export of the final network."""
+"""What a run leaves for people: the trajectory plot (drawn by ``plots``) and the ONNX export of the final network."""
 from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from space import reference_title
-
-
-@dataclass(frozen=True)
-class TrajectoryInfo:
-    """Everything ``draw_trajectory`` shows, computed first so tests can compare it (no pixels)."""
-
-    title: str
-    latency_ms: tuple[float, ...]  # kept network per iteration (after its short finetune)
-    top1: tuple[float, ...]
-    final: tuple[float, float] | None  # (latency_ms, top1) after the long finetune
-    baseline: tuple[float, float, float] | None  # (latency_ms, top1, multiplier)
-    references: tuple[tuple[str, float], ...] = ()  # (name, latency_ms): costed with the run's model, not trained
+from plots import TrajectoryInfo, draw_trajectory
 
 
 def trajectory_info(history: list[dict], summary: dict | None, baseline: dict | None, title: str) -> TrajectoryInfo:
@@ -34,37 +21,9 @@ def trajectory_info(history: list[dict], summary: dict | None, baseline: dict | 
         (float(final["latency_ms"]), float(final["top1"])) if final else None,
         (float(baseline["latency_ms"]), float(baseline["top1"]), float(baseline["multiplier"])) if baseline else None,
         tuple((name, float(r["latency_ms"])) for name, r in sorted(refs.items()) if r.get("latency_ms") is not None),
+        final.get("test_top1") if final else None,
+        baseline.get("test_top1") if baseline else None,
     )
-
-
-def draw_trajectory(info: TrajectoryInfo) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    ax.plot(info.latency_ms, info.top1, "o-", color="tab:blue", ms=4, label="NetAdapt iterations (short finetune)")
-    if info.latency_ms:
-        ax.annotate("start", (info.latency_ms[0], info.top1[0]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    if info.final:
-        ax.plot(*info.final, "*", color="tab:blue", ms=13, label="NetAdapt final (long finetune)")
-    if info.baseline:
-        lat, acc, m = info.baseline
-        ax.plot(lat, acc, "s", color="tab:red", ms=8, label=f"width multiplier {m:.3g}")
-    for i, (name, lat) in enumerate(info.references):  # by cost only: NetAdapt does not train them
-        ax.axvline(lat, ls="--", lw=1, color=("tab:green", "tab:purple")[i % 2],
-                   label=f"{reference_title(name)} {lat:.3g} ms")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("top-1 (validation)")
-    ax.set_title(info.title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def onnx_bytes(model: nn.Module, input_size: int) -> bytes:

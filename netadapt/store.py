@@ -48,7 +48,8 @@ class RunFolder:
             old = json.loads(p.read_text())
         except json.JSONDecodeError:
             raise NetAdaptError(f"{p} is unreadable: remove {self.folder} to start over") from None
-        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        # "protocol" is derived from the other settings (recorded for plots): compared through them.
+        diff = sorted(k for k in (set(old) | set(settings)) - {"protocol"} if old.get(k) != settings.get(k))
         if diff and not (self.path(HISTORY).is_file() or self.path(CHECKPOINT).is_file()):
             return False  # a run that failed before its first result (a NaN, say): nothing to protect
         if diff:

@@ -8,30 +8,16 @@ networks it evaluated (``references.csv`` rows without a trial) are diamonds, na
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from space import reference_title
+from plots import OverviewInfo, ParetoInfo, Trajectory
+from plots.pareto import OverviewGroup
 
-from .results import complete, feasible, read_csv
-
-
-@dataclass(frozen=True)
-class ParetoInfo:
-    title: str
-    points: tuple[tuple[int, float, float, int], ...]  # (number, top1, latency_ms, macs), complete + feasible
-    on_front: tuple[bool, ...]  # 3-D (top1, latency, MACs) non-dominated
-    front_latency: tuple[tuple[float, float], ...]  # (latency_ms, top1) staircase, fastest first
-    front_macs: tuple[tuple[int, float], ...]  # (macs, top1) staircase, smallest first
-    reference: tuple[str, float, float, int] | None  # (name, top1, latency_ms, macs)
-    infeasible: tuple[tuple[float, float, int], ...] = ()  # (top1, latency_ms, macs) breaking a constraint
-    hypervolume: tuple[tuple[int, float], ...] = ()  # (trial number, normalised hypervolume)
-    companions: tuple[tuple[str, float, float, int], ...] = ()  # other references: (name, top1, latency_ms, macs)
+from .results import PROTOCOL, complete, feasible, read_csv
 
 
 def staircase(xs: Sequence[float], ys: Sequence[float]) -> tuple[tuple[float, float], ...]:
@@ -70,91 +56,19 @@ def pareto_info(rows: Sequence[dict], hv_rows: Sequence[dict] = (), *, companion
         hypervolume=tuple((r["number"], r["hypervolume"]) for r in hv_rows),
         companions=tuple((c["name"], c["top1"], c["latency_ms"], c["macs"]) for c in companions
                          if c.get("top1") is not None),
+        front_test=tuple((r["latency_ms"], r["macs"], r["test_top1"]) for r, m in zip(cand, mask)
+                         if m and r.get("test_top1") is not None),
     )
 
 
-def _figure(ncols: int):
-    import matplotlib
+def write_pareto_png(path: Path, rows: Sequence[dict], hv_rows: Sequence[dict], *, companions: Sequence[dict] = (),
+                     title: str = "", **limits) -> Path:
+    """``pareto.png`` of a study, from the rows ``results.write_results`` wrote."""
+    from core.files import write_atomic
+    from plots import draw_pareto
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.4), constrained_layout=True)
-    return plt, fig, axes
-
-
-def _png(plt, fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _front_axes(ax, info: ParetoInfo, which: int, color=None, label: str | None = None, all_points=True):
-    """One panel: top-1 against latency (which=2) or MACs (which=3)."""
-    scale = 1e6 if which == 3 else 1.0
-    xs = [p[which] / scale for p in info.points]
-    ys = [p[1] * 100 for p in info.points]
-    if all_points and xs:
-        front = info.on_front
-        ax.scatter([x for x, f in zip(xs, front) if not f], [y for y, f in zip(ys, front) if not f],
-                   s=14, color=color or "0.6", alpha=0.45, label=None if label else "trials")
-        ax.scatter([x for x, f in zip(xs, front) if f], [y for y, f in zip(ys, front) if f],
-                   s=26, color=color or "tab:blue", label=None if label else "3-D Pareto front")
-    if info.infeasible and all_points:
-        ax.scatter([p[which - 1] / scale for p in info.infeasible], [p[0] * 100 for p in info.infeasible],
-                   s=14, marker="x", color="tab:red", alpha=0.5, label=None if label else "breaks a constraint")
-    stairs = info.front_latency if which == 2 else info.front_macs
-    if stairs:
-        ax.step([x / scale for x, _ in stairs], [y * 100 for _, y in stairs], where="post",
-                color=color or "tab:blue", lw=1.4, label=label or "front")
-    if info.reference:
-        name, t, lat, macs = info.reference
-        ax.scatter([(lat if which == 2 else macs) / scale], [t * 100], marker="*", s=180, color=color or "tab:orange",
-                   edgecolor="black", zorder=5, label=None if label else f"reference {name}")
-    for name, t, lat, macs in info.companions:
-        x = (lat if which == 2 else macs) / scale
-        ax.scatter([x], [t * 100], marker="D", s=60, color=color or "tab:purple", edgecolor="black", zorder=5,
-                   label=None if label else f"{reference_title(name)} (outside the space)")
-        if not label:  # the overview names every reference itself, once
-            inward = bool(xs) and x > max(xs)  # right of every trial: the name goes on its left, inside the panel
-            ax.annotate(reference_title(name), (x, t * 100), textcoords="offset points", fontsize=8,
-                        xytext=(-6, 6) if inward else (6, 6), ha="right" if inward else "left")
-    ax.set_xlabel("latency (ms)" if which == 2 else "MACs (M)")
-    ax.set_ylabel("top-1 (%)")
-    ax.grid(alpha=0.3)
-
-
-def draw_pareto(info: ParetoInfo) -> bytes:
-    """A PNG: top-1 vs latency, top-1 vs MACs (front drawn, reference starred, other references as
-    named diamonds), hypervolume history."""
-    plt, fig, axes = _figure(3)
-    _front_axes(axes[0], info, 2)
-    _front_axes(axes[1], info, 3)
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=8, loc="best")  # the other reference may sit in any corner
-    if info.hypervolume:
-        axes[2].plot([n for n, _ in info.hypervolume], [h for _, h in info.hypervolume], marker=".")
-    axes[2].set_xlabel("trial")
-    axes[2].set_ylabel("hypervolume (normalised)")
-    axes[2].grid(alpha=0.3)
-    fig.suptitle(info.title)
-    return _png(plt, fig)
-
-
-# -- all studies + NetAdapt ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Trajectory:
-    label: str
-    latency_ms: tuple[float, ...]
-    macs: tuple[int, ...]
-    top1: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class OverviewInfo:
-    fronts: tuple[tuple[str, ParetoInfo], ...] = ()
-    trajectories: tuple[Trajectory, ...] = field(default_factory=tuple)
+    write_atomic(path, draw_pareto(pareto_info(rows, hv_rows, companions=companions, title=title, **limits)))
+    return path
 
 
 def find_studies(results_dir: Path) -> dict[str, Path]:
@@ -177,7 +91,25 @@ def read_trajectory(path: Path, label: str) -> Trajectory:
     return Trajectory(label, *(tuple(c) for c in zip(*pts))) if pts else Trajectory(label, (), (), ())
 
 
+def protocol_text(p: dict | None) -> str:
+    """One line that tells two accuracy protocols apart: data and split, input size, estimator, budget."""
+    if not p:
+        return "accuracy protocol not recorded (a result written before protocols were)"
+    budget = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in (p.get("budget") or {}).items())
+    return (f"top-1 on {p.get('dataset')} {p.get('selection', 'holdout')} ({p.get('n_holdout')} images), "
+            f"{p.get('input_size')} px; {p.get('estimator')}: {budget}")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def overview_info(results_dir: Path, studies: Sequence[str] | None = None) -> OverviewInfo:
+    """Every chosen study's front and every NetAdapt trajectory, grouped by accuracy protocol: a
+    group's top-1 figures were measured the same way, different groups' were not."""
     from core.cli import UsageError
 
     found = find_studies(results_dir)
@@ -190,11 +122,18 @@ def overview_info(results_dir: Path, studies: Sequence[str] | None = None) -> Ov
                                  f"{', '.join(found) or 'none'}")
             chosen.update(match)
         found = chosen
-    fronts = tuple((label, pareto_info(read_csv(folder / "trials.csv"), companions=_companions(folder), title=label))
-                   for label, folder in found.items())
-    trajs = tuple(read_trajectory(p, p.parent.name)
-                  for p in sorted((Path(results_dir) / "netadapt").glob("*/history.jsonl")))
-    return OverviewInfo(fronts, tuple(t for t in trajs if t.top1))
+    groups: dict[str, dict[str, list]] = {}
+    for label, folder in found.items():
+        info = pareto_info(read_csv(folder / "trials.csv"), companions=_companions(folder), title=label)
+        key = protocol_text(_read_json(folder / PROTOCOL))
+        groups.setdefault(key, {"fronts": [], "trajectories": []})["fronts"].append((label, info))
+    for path in sorted((Path(results_dir) / "netadapt").glob("*/history.jsonl")):
+        traj = read_trajectory(path, path.parent.name)
+        if traj.top1:
+            key = protocol_text((_read_json(path.parent / "run.json") or {}).get("protocol"))
+            groups.setdefault(key, {"fronts": [], "trajectories": []})["trajectories"].append(traj)
+    return OverviewInfo(tuple(OverviewGroup(k, tuple(g["fronts"]), tuple(g["trajectories"]))
+                              for k, g in groups.items()))
 
 
 def _companions(folder: Path) -> list[dict]:
@@ -203,42 +142,18 @@ def _companions(folder: Path) -> list[dict]:
     return [r for r in read_csv(path) if r.get("trial") is None] if path.is_file() else []
 
 
-def draw_overview(info: OverviewInfo) -> bytes:
-    plt, fig, axes = _figure(2)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, front) in enumerate(info.fronts):
-        for ax, which in ((axes[0], 2), (axes[1], 3)):
-            _front_axes(ax, front, which, color=colors[i % len(colors)], label=label)
-    # Stars: a space's own reference; diamonds: a reference evaluated beside a study of another space.
-    refs = {("*", *f.reference) for _, f in info.fronts if f.reference}
-    refs |= {("D", *c) for _, f in info.fronts for c in f.companions}
-    for marker, name, t, lat, macs in sorted(refs):
-        for ax, x in ((axes[0], lat), (axes[1], macs / 1e6)):
-            ax.scatter([x], [t * 100], marker=marker, s=200 if marker == "*" else 80, color="gold",
-                       edgecolor="black", zorder=6)
-            ax.annotate(reference_title(name), (x, t * 100), textcoords="offset points", xytext=(5, -12), fontsize=8)
-    for j, tr in enumerate(info.trajectories):
-        c = colors[(len(info.fronts) + j) % len(colors)]
-        axes[0].plot(tr.latency_ms, [t * 100 for t in tr.top1], "--o", ms=3, color=c, label=f"NetAdapt {tr.label}")
-        if any(tr.macs):
-            axes[1].plot([m / 1e6 for m in tr.macs], [t * 100 for t in tr.top1], "--o", ms=3, color=c)
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("bneck: Pareto fronts (stars: each space's reference; diamonds: the other reference)")
-    return _png(plt, fig)
-
-
 def main(argv: Sequence[str]) -> int:
     from omegaconf import OmegaConf
 
     from core.cli import UsageError
-
-    from .results import write_atomic
+    from core.files import write_atomic
+    from plots import draw_overview
 
     try:
         cfg = OmegaConf.to_container(OmegaConf.from_dotlist([a.lstrip("+") for a in argv]))
     except Exception as e:
-        raise UsageError(f"bad argument: {str(e).splitlines()[0]} (use key=value: results_dir=, studies=[..], out=)")
+        raise UsageError(f"bad argument: {str(e).splitlines()[0]} (use key=value: results_dir=, studies=[..], "
+                         f"out=)") from None
     unknown = set(cfg) - {"results_dir", "studies", "out"}
     if unknown:
         raise UsageError(f"unknown keys {sorted(unknown)}: use results_dir=, studies=[name,...], out=")
@@ -251,7 +166,8 @@ def main(argv: Sequence[str]) -> int:
                          f"results_dir={results_dir}` first")
     out = Path(cfg.get("out") or results_dir / "plots" / "fronts.png")
     write_atomic(out, draw_overview(info))
-    print(f"{len(info.fronts)} front(s), {len(info.trajectories)} NetAdapt trajectory(ies): {out}")
+    print(f"{len(info.fronts)} front(s), {len(info.trajectories)} NetAdapt trajectory(ies) under "
+          f"{len(info.groups)} accuracy protocol(s), one row of panels each: {out}")
     return 0
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
@@ -23,6 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 from core.files import write_atomic
 
 from .pareto import HVRef, front_mask, hypervolume_history
+
+PROTOCOL = "protocol.json"  # the study's accuracy protocol: how its top-1 figures were measured
 
 # top1 is the holdout accuracy the sampler optimised; test_top1 is the test split's, only reported.
 COLUMNS = ("number", "state", "arch", "top1", "test_top1", "latency_ms", "macs", "params", "reference", "duration_s",
@@ -164,14 +167,17 @@ class Written:
     hypervolume: Path
     references: Path
     png: Path
+    rows: list[dict] = field(default_factory=list)  # trials.csv's rows, for the figure
+    hv: list[dict] = field(default_factory=list)
 
 
 def write_results(folder: Path, trials: Sequence[FrozenTrial], ref: HVRef, *, companions: Sequence[dict] = (),
-                  title: str = "", max_latency_ms: float | None = None, max_macs: float | None = None,
-                  png: bool = True) -> Written:
-    """Rebuild every results file of a study in ``folder`` from its trials and ``companions_of`` it."""
-    from .plot import draw_pareto, pareto_info
+                  max_latency_ms: float | None = None, max_macs: float | None = None,
+                  protocol: dict | None = None) -> Written:
+    """Rebuild every table of a study in ``folder`` from its trials and ``companions_of`` it.
 
+    Tables only: ``search.plot.write_pareto_png`` draws ``pareto.png`` from the same rows.
+    """
     folder = Path(folder)
     limits = {"max_latency_ms": max_latency_ms, "max_macs": max_macs}
     rows = trial_rows(trials)
@@ -183,8 +189,9 @@ def write_results(folder: Path, trials: Sequence[FrozenTrial], ref: HVRef, *, co
     write_atomic(out.pareto, to_csv(front, COLUMNS))
     write_atomic(out.hypervolume, to_csv(hv, ("number", "completed", "hypervolume")))
     write_atomic(out.references, to_csv(reference_rows(rows, companions), REFERENCE_COLUMNS))
-    if png:
-        write_atomic(out.png, draw_pareto(pareto_info(rows, hv, companions=companions, title=title, **limits)))
+    if protocol is not None:
+        write_atomic(folder / PROTOCOL, json.dumps(protocol, indent=1, sort_keys=True) + "\n")
+    out.rows, out.hv = rows, hv
     return out
 
 

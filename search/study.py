@@ -37,14 +37,15 @@ from space import REFERENCES, ArchSpec, SearchSpace, reference_title
 from . import SearchError
 from .objective import DIRECTIONS, METRIC_NAMES, Objective, TrialFailed
 from .pareto import HVRef
+from .plot import write_pareto_png
 from .results import companions_of, counts, finished, pareto_rows, retried, trial_rows, write_results
 from .samplers import make_sampler
 from .storage import new_worker_id, open_storage, recover
 
 # Settings a study is bound to: every worker and every rerun must agree on them, or the trials
-# would not be comparable. n_trials, seed, sampler and storage may change between runs.
-BOUND = ("space", "objective", "data", "latency", "train", "accuracy", "target_ms", "w", "max_latency_ms",
-         "max_macs")
+# would not be comparable. n_trials, seed, sampler and storage may change between runs. The stored
+# "accuracy" protocol is derived from data and train, so it is recorded but not compared twice.
+BOUND = ("space", "objective", "data", "latency", "train", "target_ms", "w", "max_latency_ms", "max_macs")
 
 
 @dataclass
@@ -233,9 +234,12 @@ class Search:
             say(_companion_line(result, self.space.name) + ("" if kept else " (another worker's result is kept)"))
 
     def write(self, study):
-        return write_results(self.folder, study.get_trials(deepcopy=False), self.hv_ref(study),
-                             companions=companions_of(study.user_attrs),
-                             title=f"{self.space.name} / {study.study_name} ({self.mode})", **self.limits)
+        companions = companions_of(study.user_attrs)
+        out = write_results(self.folder, study.get_trials(deepcopy=False), self.hv_ref(study),
+                            companions=companions, protocol=self.estimator.protocol(), **self.limits)
+        write_pareto_png(out.png, out.rows, out.hv, companions=companions,
+                         title=f"{self.space.name} / {study.study_name} ({self.mode})", **self.limits)
+        return out
 
     def calibrate_latency(self) -> None:
         """Calibrate an uncalibrated lookup table on the space's calibration networks (as ``measure.lut

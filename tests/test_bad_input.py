@@ -42,8 +42,12 @@ def world(tmp_path_factory):
     (root / "state.pt").write_bytes(b"not a state dict")
     for c in "ab":
         (root / "imgs" / c).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray((np.random.default_rng(i).random((8, 8, 3)) * 255).astype("uint8")).save(root / "imgs" / c / f"{i}.png")
+        for i in range(6):
+            pixels = (np.random.default_rng(i).random((8, 8, 3)) * 255).astype("uint8")
+            Image.fromarray(pixels).save(root / "imgs" / c / f"{i}.png")
+    for c in "xy":  # a test folder whose classes are not those of imgs/
+        (root / "other" / c).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), "uint8")).save(root / "other" / c / "0.png")
     (root / "imgs" / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (root / "readonly").mkdir()
     return root
@@ -107,6 +111,15 @@ CASES = [
      "does not exist"),
     ("corrupt image", _search_main, ["+space=v3_small", "data=imagefolder", "data.root={root}/imgs"],
      "broken.png cannot be read"),
+    ("unknown dataset option", _search_main, ["+space=v3_small", "+data.colour=red"],
+     "data.colour is not an option of data=synthetic"),
+    ("holdout leaves a class empty", _search_main, ["+space=v3_small", "data=digits", "data.holdout_fraction=0.001"],
+     "leave a class empty"),
+    ("test root with other classes", _search_main, ["+space=v3_small", "data=imagefolder", "data.root={root}/imgs",
+                                                     "data.test_root={root}/other"], "has classes ['x', 'y'] but data.root has ['a', 'b']"),
+    ("val_fraction from before holdout", _netadapt_main, ["+data.val_fraction=0.2"], "data.val_fraction is gone"),
+    ("unknown accuracy estimator", _search_main, ["+space=v3_small", "accuracy=oracle"],
+     "unknown accuracy 'oracle'"),
     ("cifar10 without root", _search_main, ["+space=v3_small", "data=cifar10"], "data.root is not set"),
     ("unreachable storage", _search_main, ["+space=v3_small", "storage=postgresql://u:pw@127.0.0.1:9/db"],
      "cannot open storage"),

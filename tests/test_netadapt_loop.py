@@ -15,7 +15,8 @@ import torch
 
 import measure
 from core.cli import UsageError, run
-from netadapt.report import draw_trajectory, trajectory_info
+from netadapt.report import trajectory_info
+from plots import draw_trajectory
 from netadapt.run import main
 from netadapt.start import resolve_start
 from space import REFERENCES, V3_SMALL, build_model, format_arch, parse_arch

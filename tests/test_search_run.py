@@ -9,6 +9,7 @@ beside v3_large), so the table holds both references' entries after the first te
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import optuna
@@ -67,8 +68,9 @@ def test_three_trial_study_writes_every_file(results, lut, capsys):
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
     assert not list(folder.glob(".*.tmp"))
     trials = rows(folder)
-    assert list(trials[0]) == ["number", "state", "arch", "top1", "latency_ms", "macs", "params", "reference",
-                               "duration_s", "failure"]
+    assert list(trials[0]) == ["number", "state", "arch", "top1", "test_top1", "latency_ms", "macs", "params",
+                               "reference", "duration_s", "failure"]
+    assert all(0 <= float(r["test_top1"]) <= 1 for r in trials)
     assert [r["state"] for r in trials] == ["COMPLETE"] * 3
     assert trials[0]["reference"] == "v3_small" and not trials[1]["reference"]
     assert int(trials[0]["params"]) == 2_542_856  # the reference, counted with 1000 classes
@@ -102,6 +104,19 @@ def test_plot_draws_every_front_and_netadapt_trajectories(results, capsys):
     assert [label for label, _ in info.fronts] == ["v3_small/synthetic-multi"]
     assert info.fronts[0][1].reference[0] == "v3_small"
     assert info.trajectories[0].latency_ms == (1.3, 1.1) and info.trajectories[0].top1 == (0.5, 0.45)
+    # measured differently (no protocol recorded): a row of panels apart from the study's, saying so
+    study_group, other = info.groups
+    assert study_group.protocol == ("top-1 on synthetic holdout (32 images), 32 px; train: batch_size 32, lr 0.1, "
+                                    "schedule cosine, steps 1")
+    assert other.protocol.startswith("accuracy protocol not recorded") and not other.fronts
+    # the same protocol as the study's: drawn on the study's axes
+    run2 = results / "netadapt" / "run2"
+    run2.mkdir()
+    run2.joinpath("history.jsonl").write_text(run.joinpath("history.jsonl").read_text())
+    protocol = json.loads((results / STUDY / "protocol.json").read_text())
+    run2.joinpath("run.json").write_text(json.dumps({"protocol": protocol}))
+    info = overview_info(results)
+    assert [len(g.trajectories) for g in info.groups] == [1, 1] and info.groups[0].trajectories[0].label == "run2"
     assert plot_main([f"results_dir={results}", "studies=[synthetic-multi]"]) == 0
     out = results / "plots" / "fronts.png"
     assert out.read_bytes()[:4] == b"\x89PNG" and str(out) in capsys.readouterr().out
@@ -177,7 +192,7 @@ def test_companions_off_then_a_killed_evaluation_is_redone(lut, tmp_path, capsys
     def interrupted(*a, **k):
         raise KeyboardInterrupt  # as a kill would, mid-training: nothing of it may be kept
 
-    monkeypatch.setattr("search.objective.fit", interrupted)
+    monkeypatch.setattr("train.estimator.fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         search_large(tmp_path, lut, "n_trials=1")  # companions on (the default) for this study now
     assert "companions" not in load(folder).user_attrs

@@ -115,6 +115,9 @@ def test_search_selection_does_not_depend_on_the_test_split(tmp_path, monkeypatc
     true = [r["test_top1"] for r in read_csv(tmp_path / "true" / folder / "trials.csv")]
     shifted = [r["test_top1"] for r in read_csv(tmp_path / "shifted" / folder / "trials.csv")]
     assert all(a is not None and b is not None and a + b <= 1 + 1e-9 for a, b in zip(true, shifted))
+    front = read_csv(tmp_path / "true" / folder / "pareto.csv")
+    assert front and all(r["test_top1"] is not None for r in front)
+    assert json.loads((tmp_path / "true" / folder / "protocol.json").read_text())["selection"] == "holdout"
 
 
 TINY = "stem8 k3_e16_c8_re k3_e32_c16_s2_re k3_e48_c16_re k3_e64_c24_s2_se_hs k3_e72_c24_se_hs last96 head64"
@@ -139,8 +142,17 @@ def test_netadapt_selection_does_not_depend_on_the_test_split(tmp_path, monkeypa
     (a,) = (tmp_path / "true" / "netadapt").iterdir()
     (b,) = (tmp_path / "shifted" / "netadapt").iterdir()
     assert len(_chosen(a)) >= 2 and _chosen(a) == _chosen(b)
+    history = [json.loads(line) for line in (a / "history.jsonl").read_text().splitlines()]
+    assert all(isinstance(r["test_top1"], float) for r in history)
+    assert all("test_top1" not in p for r in history for p in r["proposals"])  # proposals: holdout only
     sa, sb = (json.loads((f / "summary.json").read_text()) for f in (a, b))
     assert sa["final"]["top1"] == sb["final"]["top1"]
     assert sa["final"]["test_top1"] + sb["final"]["test_top1"] <= 1 + 1e-9
     ba, bb = (json.loads((f / "baseline.json").read_text()) for f in (a, b))
     assert ba["top1"] == bb["top1"] and ba["test_top1"] is not None
+
+
+def test_unknown_dataset_option_names_the_options():
+    with pytest.raises(DataError, match=r"data.n_val is not an option of data=synthetic: its options are "
+                                        r"holdout_fraction, input_size, n_holdout, n_test, n_train"):
+        load_data({"name": "synthetic", "n_val": 3})

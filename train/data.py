@@ -39,6 +39,10 @@ def load_data(cfg: Any) -> DataSplit:
     if "val_fraction" in c:
         raise DataError("data.val_fraction is gone: selection reads data.holdout_fraction (carved from the "
                         "training data) and reports on the test split; pass data.holdout_fraction=0.2")
+    unknown = set(c) - COMMON_KEYS - LOADER_KEYS.get(name, set())
+    if unknown:
+        raise DataError(f"data.{sorted(unknown)[0]} is not an option of data={name}: its options are "
+                        f"{', '.join(sorted(COMMON_KEYS | LOADER_KEYS.get(name, set())))} (see conf/data/{name}.yaml)")
     for key in ("holdout_fraction", "test_fraction"):
         if key in c:
             check_fraction(key, c[key])
@@ -93,6 +97,13 @@ def _imagefolder(c: dict, size: int) -> DataSplit:
     from .imagefolder import load_imagefolder
     return load_imagefolder(c, size)
 
+
+# The keys each dataset reads (conf/data/<name>.yaml); any other key is a typo and is refused.
+COMMON_KEYS = {"name", "input_size", "seed", "root", "holdout_fraction", "test_fraction"}
+LOADER_KEYS: dict[str, set[str]] = {
+    "digits": set(), "cifar10": set(), "imagefolder": {"test_root", "cache_mb"},
+    "synthetic": {"num_classes", "n_train", "n_holdout", "n_test"},
+}
 
 LOADERS: dict[str, Callable[[dict, int], DataSplit]] = {
     "digits": _digits, "synthetic": _synthetic, "cifar10": _cifar10, "imagefolder": _imagefolder,
