@@ -79,10 +79,10 @@ def measure_latency(arch_or_module, *, backend: str = "onnxruntime", input_size:
     onnxruntime picks its own layout. ``name`` says what a failed export was (a table entry's key).
     """
     check_backend(backend)
-    for name, value, low in (("threads", threads, 1), ("repeats", repeats, 3), ("batch", batch, 1),
-                             ("warmup", warmup, 0), ("max_rounds", max_rounds, 1)):
+    for key, value, low in (("threads", threads, 1), ("repeats", repeats, 3), ("batch", batch, 1),
+                            ("warmup", warmup, 0), ("max_rounds", max_rounds, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise MeasureError(f"{name} must be an integer >= {low}, got {value!r}")
+            raise MeasureError(f"{key} must be an integer >= {low}, got {value!r}")
     shape = tuple(input_shape) if input_shape is not None else (batch, 3, input_size, input_size)
     run = make_runner(arch_or_module, backend=backend, shape=shape, threads=threads, channels_last=channels_last,
                       name=name)
