@@ -2,13 +2,14 @@
 
 Knows nothing of Optuna or NetAdapt: everything takes an ``ArchSpec``.
 """
-from .describe import describe
-from .latency import BACKENDS, Latency, MeasureError, measure_latency
-from .macs import count_macs, count_params, unhandled_ops
+from .costs import Costs, costs
+from .latency import BACKENDS, Latency, MeasureError, export_onnx, measure_latency
+from .macs import count_macs, count_params
 from .model import LatencyModel, latency_model
 from .table import LatencyTable, machine_id
+from .traced import traced_macs, unhandled_ops
 
 __all__ = [
-    "BACKENDS", "Latency", "LatencyModel", "LatencyTable", "MeasureError", "count_macs", "count_params", "describe",
-    "latency_model", "machine_id", "measure_latency", "unhandled_ops",
+    "BACKENDS", "Costs", "Latency", "LatencyModel", "LatencyTable", "MeasureError", "costs", "count_macs",
+    "count_params", "export_onnx", "latency_model", "machine_id", "measure_latency", "traced_macs", "unhandled_ops",
 ]

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
-from space import ArchSpec, build_model
+from space import ArchSpec, build_model, format_arch
 
 BACKENDS = ("onnxruntime", "torch")
 
@@ -70,26 +70,28 @@ def check_backend(backend: str) -> str:
 
 def measure_latency(arch_or_module, *, backend: str = "onnxruntime", input_size: int = 224, batch: int = 1,
                     threads: int = 1, channels_last: bool = False, warmup: int = 10, repeats: int = 50,
-                    max_rel_spread: float = 0.05, max_rounds: int = 4, input_shape=None) -> Latency:
+                    max_rel_spread: float = 0.05, max_rounds: int = 4, input_shape=None,
+                    name: str | None = None) -> Latency:
     """Latency of one forward pass of ``arch_or_module`` (an ``ArchSpec`` or an ``nn.Module``).
 
     The input is ``(batch, 3, input_size, input_size)`` unless ``input_shape`` is given (a block
     of the lookup table sees its own shape). ``channels_last`` applies to the torch backend only:
-    onnxruntime picks its own layout.
+    onnxruntime picks its own layout. ``name`` says what a failed export was (a table entry's key).
     """
     check_backend(backend)
-    for name, value, low in (("threads", threads, 1), ("repeats", repeats, 3), ("batch", batch, 1),
-                             ("warmup", warmup, 0), ("max_rounds", max_rounds, 1)):
+    for key, value, low in (("threads", threads, 1), ("repeats", repeats, 3), ("batch", batch, 1),
+                            ("warmup", warmup, 0), ("max_rounds", max_rounds, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise MeasureError(f"{name} must be an integer >= {low}, got {value!r}")
+            raise MeasureError(f"{key} must be an integer >= {low}, got {value!r}")
     shape = tuple(input_shape) if input_shape is not None else (batch, 3, input_size, input_size)
-    run = make_runner(arch_or_module, backend=backend, shape=shape, threads=threads, channels_last=channels_last)
+    run = make_runner(arch_or_module, backend=backend, shape=shape, threads=threads, channels_last=channels_last,
+                      name=name)
     return time_runner(run, backend=backend, threads=threads, warmup=warmup, repeats=repeats,
                        max_rel_spread=max_rel_spread, max_rounds=max_rounds)
 
 
 def make_runner(arch_or_module, *, backend: str, shape: tuple[int, ...], threads: int = 1,
-                channels_last: bool = False):
+                channels_last: bool = False, name: str | None = None):
     """A no-argument callable running one forward pass on a fixed random input of ``shape``; build it
     once to time the same network again without re-exporting it (the lookup table's probe does)."""
     module = build_model(arch_or_module) if isinstance(arch_or_module, ArchSpec) else arch_or_module
@@ -99,7 +101,7 @@ def make_runner(arch_or_module, *, backend: str, shape: tuple[int, ...], threads
     x = torch.randn(*shape)
     if check_backend(backend) == "torch":
         return _torch_runner(module, x, channels_last)
-    return _ort_runner(module, x, threads)
+    return _ort_runner(module, x, threads, name)
 
 
 def time_runner(run, *, backend: str, threads: int = 1, warmup: int = 10, repeats: int = 50,
@@ -168,26 +170,40 @@ def _torch_runner(module: nn.Module, x: torch.Tensor, channels_last: bool):
     return lambda: module(x)
 
 
-def export_onnx(module: nn.Module, x: torch.Tensor) -> bytes:
-    """ONNX bytes of ``module`` traced on ``x``.
+def export_onnx(module: nn.Module, x: torch.Tensor, *, name: str | None = None, dynamic_batch: bool = False,
+                output_name: str = "output") -> bytes:
+    """ONNX bytes of ``module`` traced on ``x``: the one exporter (latency measurement, NetAdapt's final network).
 
     The TorchScript exporter (``dynamo=False``) takes ~0.1-1 s per network here against ~20 s for
     the dynamo exporter, and its graphs run as fast under onnxruntime; it is deprecated in torch 2.13
-    (warnings silenced), so the dynamo exporter is the fallback once it is gone.
+    (warnings silenced). A failure is a ``MeasureError`` naming the network (``name``, else the arch
+    string of a ``space.build_model`` network) and the cause: there is no fallback exporter.
     """
     buf = io.BytesIO()
+    axes = {"input": {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=17, do_constant_folding=True,
-                              input_names=["input"], output_names=["output"])
-            return buf.getvalue()
-        except (TypeError, RuntimeError, AttributeError):
-            program = torch.onnx.export(module, (x,), dynamo=True, verbose=False)
-            return program.model_proto.SerializeToString()
+                              input_names=["input"], output_names=[output_name], dynamic_axes=axes)
+        except Exception as e:  # noqa: BLE001 -- whatever the exporter raises, the user gets one line
+            cause = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise MeasureError(f"cannot export {network_name(module, name)} to ONNX: {type(e).__name__}"
+                               f"{': ' + cause if cause else ''}") from e
+    return buf.getvalue()
 
 
-def _ort_runner(module: nn.Module, x: torch.Tensor, threads: int):
+def network_name(module: nn.Module, name: str | None = None) -> str:
+    """How an error names what was exported: ``name``, the arch string of a bneck network, or the class."""
+    if name:
+        return name
+    arch = getattr(module, "arch", None)
+    if isinstance(arch, ArchSpec):
+        return f"network {format_arch(arch)!r}"
+    return f"module {type(module).__name__}"
+
+
+def _ort_runner(module: nn.Module, x: torch.Tensor, threads: int, name: str | None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -196,7 +212,7 @@ def _ort_runner(module: nn.Module, x: torch.Tensor, threads: int):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # folds BN, fuses activations
     opts.log_severity_level = 3
-    session = ort.InferenceSession(export_onnx(module, x), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(export_onnx(module, x, name=name), opts, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     feed = {name: x.numpy()}
     return lambda: session.run(None, feed)

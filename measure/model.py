@@ -22,6 +22,12 @@ class LatencyModel:
     def __call__(self, arch: ArchSpec) -> float:
         raise NotImplementedError
 
+    def prepare(self, archs, what: str = "networks") -> str | None:
+        """Make the model ready before its first number, given the networks a run would calibrate on
+        (``what`` names them in the log); returns what was done, for the log, or None for nothing.
+        Callers need not know which model they hold: a measured model has nothing to do."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
 
@@ -54,13 +60,15 @@ class TableLatency(LatencyModel):
     def __call__(self, arch: ArchSpec) -> float:
         return self.table.predict(arch)
 
-    def calibrate_on(self, archs) -> bool:
-        """Fit the table's calibration on ``archs`` unless it has one (or may not measure); True when
-        fitted now. Run before the first prediction, or predictions within one run would mix units."""
+    def prepare(self, archs, what: str = "networks") -> str | None:
+        """Fit the table's calibration on ``archs`` unless it has one (or may not measure). Run before
+        the first prediction, or predictions within one run would mix units."""
         if self.table.calibration_fit() is not None or not self.table.measure_missing:
-            return False
-        self.table.calibrate(list(archs))
-        return True
+            return None
+        archs = list(archs)
+        cal = self.table.calibrate(archs)
+        return (f"calibrated {self.table.path} on {len(archs)} {what}: scale {cal['scale']:.3f}, "
+                f"offset {cal['offset']:.3f} ms")
 
 
 def latency_model(cfg, results_dir="results") -> LatencyModel:

@@ -17,7 +17,8 @@ def block_table(arch) -> str:
     for i, (cin, b) in enumerate(zip(arch.in_channels(), arch.blocks)):
         rows.append(f"{i:>3}  {cin:>5} {b.kernel:>2} {b.expand:>5} {b.out:>5} {b.stride:>2} "
                     f"{'yes' if b.se else '-':>3} {b.act:>3}  {format_block(b)}")
-    rows.append(f"{'':>3}  {arch.blocks[-1].out:>5} {1:>2} {'':>5} {arch.last_conv:>5} {1:>2} {'':>3} {'HS':>3}  last{arch.last_conv}")
+    rows.append(f"{'':>3}  {arch.blocks[-1].out:>5} {1:>2} {'':>5} {arch.last_conv:>5} {1:>2} {'':>3} {'HS':>3}  "
+                f"last{arch.last_conv}")
     rows.append(f"head: avgpool -> Linear({arch.last_conv}, {arch.head}) -> HS -> Dropout({arch.dropout:g}) -> Linear")
     return "\n".join(rows)
 
@@ -44,11 +45,11 @@ def main(argv) -> int:
     if args.latency != "none":
         latency = measure.latency_model({"source": args.latency, "backend": args.backend,
                                          "input_size": args.input_size}, args.results_dir)
-    info = measure.describe(arch, latency=latency, input_size=args.input_size)
-    print(f"params: {info['params']:,} (1000 classes)")
-    print(f"MACs: {info['macs']:,} at {args.input_size}x{args.input_size}")
+    c = measure.costs(arch, latency, input_size=args.input_size)
+    print(f"params: {c.params:,} (1000 classes)")
+    print(f"MACs: {c.macs:,} at {args.input_size}x{args.input_size}")
     if latency is not None:
-        print(f"latency: {info['latency_ms']:.3f} ms ({info['latency_source']})")
+        print(f"latency: {c.latency_ms:.3f} ms ({latency.name})")
     return 0
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import os
 import platform
 import random
@@ -43,12 +42,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from core.files import write_atomic
 from space import ArchSpec, BlockSpec, build_model, format_arch
-from space.model import ConvBNAct, InvertedResidual
+from space.model import Head, InvertedResidual, stem_layer
+from space.skeleton import feature_sizes, last_conv_width, side_at
 
 from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
 from .probe import PROBE, SpeedProbe
@@ -72,30 +71,12 @@ def machine_id() -> str:
 
 def table_path(results_dir, backend: str, threads: int, input_size: int, batch: int = 1,
                channels_last: bool = False) -> Path:
-    name = f"{backend}_t{threads}_{input_size}" + (f"_b{batch}" if batch != 1 else "") + ("_cl" if channels_last else "")
+    name = (f"{backend}_t{threads}_{input_size}" + (f"_b{batch}" if batch != 1 else "")
+            + ("_cl" if channels_last else ""))
     return Path(results_dir) / "lut" / machine_id() / f"{name}.json"
 
 
 # -- entries -------------------------------------------------------------------------------------
-def _side(input_size: int, stride: int) -> int:
-    # Padded convs with stride 2 give ceil(h / 2); repeated ceilings equal one ceil of the product.
-    return math.ceil(input_size / stride)
-
-
-class _Head(nn.Module):
-    """Last conv -> pool -> classifier, as the tail of ``space.model.MobileNetV3``."""
-
-    def __init__(self, cin: int, last_conv: int, head: int, num_classes: int):
-        super().__init__()
-        self.conv = ConvBNAct(cin, last_conv, 1, act=nn.Hardswish)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Linear(last_conv, head), nn.Hardswish(), nn.Dropout(0.2),
-                                        nn.Linear(head, num_classes))
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(self.avgpool(self.conv(x)), 1))
-
-
 @dataclass(frozen=True)
 class Entry:
     key: str
@@ -108,8 +89,7 @@ class Entry:
 
 
 def stem_entry(stem: int, input_size: int) -> Entry:
-    return Entry(f"stem_r{input_size}_c{stem}", 3, input_size,
-                 lambda: ConvBNAct(3, stem, 3, stride=2, act=nn.Hardswish))
+    return Entry(f"stem_r{input_size}_c{stem}", 3, input_size, lambda: stem_layer(stem))
 
 
 def block_entry(cin: int, side: int, b: BlockSpec) -> Entry:
@@ -119,7 +99,7 @@ def block_entry(cin: int, side: int, b: BlockSpec) -> Entry:
 
 def head_entry(cin: int, side: int, last_conv: int, head: int, num_classes: int = 1000) -> Entry:
     return Entry(f"head_r{side}_i{cin}_l{last_conv}_h{head}_n{num_classes}", cin, side,
-                 lambda: _Head(cin, last_conv, head, num_classes))
+                 lambda: Head(cin, last_conv, head, num_classes))
 
 
 def network_entry(arch: ArchSpec, input_size: int) -> Entry:
@@ -129,13 +109,10 @@ def network_entry(arch: ArchSpec, input_size: int) -> Entry:
 
 def arch_entries(arch: ArchSpec, input_size: int) -> list[Entry]:
     """Stem, every block and the head of ``arch``, in order."""
-    entries = [stem_entry(arch.stem, input_size)]
-    stride = 2
-    for cin, b in zip(arch.in_channels(), arch.blocks):
-        entries.append(block_entry(cin, _side(input_size, stride), b))
-        stride *= b.stride
-    entries.append(head_entry(arch.blocks[-1].out, _side(input_size, stride), arch.last_conv, arch.head))
-    return entries
+    sides = feature_sizes(arch, input_size)
+    blocks = [block_entry(cin, side, b) for cin, side, b in zip(arch.in_channels(), sides, arch.blocks)]
+    return [stem_entry(arch.stem, input_size), *blocks,
+            head_entry(arch.blocks[-1].out, sides[-1], arch.last_conv, arch.head)]
 
 
 def space_entries(space, input_size: int) -> list[Entry]:
@@ -144,13 +121,12 @@ def space_entries(space, input_size: int) -> list[Entry]:
     last_outs: set[tuple[int, int]] = set()
     n = len(space.blocks)
     for i, cin, stride, b in space.reachable_blocks():
-        e = block_entry(cin, _side(input_size, stride), b)
+        e = block_entry(cin, side_at(input_size, stride), b)
         entries.setdefault(e.key, e)
         if i == n - 1:
             last_outs.add((b.out, stride * b.stride))
     for out, stride in sorted(last_outs):
-        last = 6 * out if space.last_conv == "6x" else space.last_conv
-        e = head_entry(out, _side(input_size, stride), last, space.head)
+        e = head_entry(out, side_at(input_size, stride), last_conv_width(space.last_conv, out), space.head)
         entries.setdefault(e.key, e)
     return list(entries.values())
 
@@ -312,7 +288,7 @@ class LatencyTable:
     def _measure(self, entry: Entry) -> Latency:
         return measure_latency(entry.build(), backend=self.backend, threads=self.threads,
                                channels_last=self.channels_last, input_shape=entry.input_shape(self.batch),
-                               **self.protocol)
+                               name=f"latency-table entry {entry.key!r}", **self.protocol)
 
     # -- predicting ------------------------------------------------------------------------------
     def raw_sum(self, arch: ArchSpec) -> float:

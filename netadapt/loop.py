@@ -24,7 +24,7 @@ from . import NetAdaptError
 from .baseline import match_multiplier
 from .proposals import Proposal, propose
 from .report import onnx_bytes, write_report
-from .resources import RESOURCES, resource_fn, spec_macs
+from .resources import RESOURCES, resource_fn
 from .shrink import shrink
 from .start import load_weights, resolve_start
 from .store import RunFolder, save_torch, write_atomic
@@ -157,8 +157,10 @@ class NetAdapt:
             raise NetAdaptError(str(e)) from None
 
     def _point(self, arch: ArchSpec) -> dict:
-        return {"arch": format_arch(arch), "latency_ms": round(float(self.latency(arch)), 5),
-                "macs": int(spec_macs(arch, self.input_size))}
+        from measure import costs
+
+        c = costs(arch, self.latency, input_size=self.input_size)
+        return {"arch": format_arch(arch), "latency_ms": round(c.latency_ms, 5), "macs": c.macs}
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -284,16 +286,16 @@ class NetAdapt:
 
     def _references(self) -> dict:
         """Both reference networks' latency (this run's model) and MACs: marked on the plot, not trained."""
-        from measure import MeasureError
+        from measure import MeasureError, costs
 
         out = {}
         for name, arch in REFERENCES.items():
             try:
-                latency = round(float(self.latency(arch)), 5)
+                c = costs(arch, self.latency, input_size=self.input_size)
             except MeasureError as e:  # a table lacking their entries with measure_missing=false: not worth failing
                 self.log(f"netadapt: {name} is not marked on the plot: {str(e).splitlines()[0]}")
-                latency = None
-            out[name] = {"latency_ms": latency, "macs": int(spec_macs(arch, self.input_size))}
+                c = costs(arch, input_size=self.input_size)
+            out[name] = {"latency_ms": None if c.latency_ms is None else round(c.latency_ms, 5), "macs": c.macs}
         return out
 
     def _baseline(self, history: list[dict], summary: dict) -> dict:
@@ -345,14 +347,12 @@ def run_netadapt(cfg: dict, *, progress: bool = True, log: Callable[[str], Any] 
 
 
 def _calibrated(model, start, log):
-    """``model``, its lookup table calibrated first (once per table) on the start network at five widths:
-    the networks NetAdapt visits are thinner copies of the start."""
-    from measure.model import TableLatency
+    """``model``, prepared first on the start network at five widths (a lookup table calibrates on them,
+    once per table): the networks NetAdapt visits are thinner copies of the start."""
     from space import scale_width
 
     archs = [scale_width(start, m) for m in (0.35, 0.5, 0.75, 0.9)] + [start]
-    if isinstance(model, TableLatency) and model.calibrate_on(archs):
-        cal = model.table.calibration
-        log(f"calibrated {model.table.path} on {len(archs)} widths of the start network: "
-            f"scale {cal['scale']:.3f}, offset {cal['offset']:.3f} ms")
+    done = model.prepare(archs, "widths of the start network")
+    if done:
+        log(done)
     return model

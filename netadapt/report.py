@@ -1,8 +1,6 @@
 """What a run leaves for people: the trajectory plot (drawn by ``plots``) and the ONNX export of the final network."""
 from __future__ import annotations
 
-import io
-import warnings
 from pathlib import Path
 
 import torch
@@ -27,31 +25,23 @@ def trajectory_info(history: list[dict], summary: dict | None, baseline: dict | 
 
 
 def onnx_bytes(model: nn.Module, input_size: int) -> bytes:
-    """ONNX of ``model`` (batch dimension dynamic), checked against torch under onnxruntime.
-
-    The TorchScript exporter (``dynamo=False``) works offline in torch 2.13 and takes well under a
-    second; the dynamo exporter is the fallback should it be removed.
-    """
+    """ONNX of ``model`` (batch dimension dynamic) by ``measure``'s exporter, checked against torch under
+    onnxruntime; a failed export or a mismatch is a ``MeasureError`` naming the network."""
     import numpy as np
     import onnxruntime as ort
 
+    from measure.latency import MeasureError, export_onnx, network_name
+
     model = model.eval()
     x = torch.randn(2, 3, input_size, input_size)
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-            data = buf.getvalue()
-        except (TypeError, RuntimeError, AttributeError):
-            program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},))
-            data = program.model_proto.SerializeToString()
+    data = export_onnx(model, x, dynamic_batch=True, output_name="logits")
+    with torch.no_grad():
         expected = model(x).numpy()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     if not np.allclose(got, expected, rtol=1e-3, atol=1e-4):
-        raise RuntimeError(f"ONNX export differs from torch by {np.abs(got - expected).max():.3g}")
+        raise MeasureError(f"the ONNX export of {network_name(model)} differs from torch by "
+                           f"{np.abs(got - expected).max():.3g}")
     return data
 
 

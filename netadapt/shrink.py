@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from space import ArchSpec, build_model, se_width
+from space.skeleton import module_paths
 
 from .groups import group_index, same_structure
 
@@ -39,29 +40,28 @@ class Layer:
 def layer_table(arch: ArchSpec) -> list[Layer]:
     """Every weighted layer of ``build_model(arch)`` with the channel nodes it reads and writes."""
     g = group_index(arch)
+    paths = module_paths(arch)
     stem = ("g", g[-1])
-    table = [Layer("features.0.0", "conv", RGB, stem), Layer("features.0.1", "bn", stem, stem)]
-    for i, (cin, b) in enumerate(zip(arch.in_channels(), arch.blocks)):
-        p, k = f"features.{i + 1}.block", 0
+    table = _conv_bn(paths.stem, "conv", RGB, stem)
+    for i, p in enumerate(paths.blocks):
         src, out = ("g", g[i - 1]), ("g", g[i])
         exp = src
-        if b.has_expand(cin):
+        if p.expand:
             exp = ("e", i)
-            table += [Layer(f"{p}.0.0", "conv", src, exp), Layer(f"{p}.0.1", "bn", exp, exp)]
-            k = 1
-        table += [Layer(f"{p}.{k}.0", "dw", exp, exp), Layer(f"{p}.{k}.1", "bn", exp, exp)]
-        k += 1
-        if b.se:
-            table += [Layer(f"{p}.{k}.fc1", "conv", exp, ("s", i)), Layer(f"{p}.{k}.fc2", "conv", ("s", i), exp)]
-            k += 1
-        table += [Layer(f"{p}.{k}.0", "conv", exp, out), Layer(f"{p}.{k}.1", "bn", out, out)]
-    n = len(arch.blocks) + 1
+            table += _conv_bn(p.expand, "conv", src, exp)
+        table += _conv_bn(p.depthwise, "dw", exp, exp)
+        if p.se:
+            fc1, fc2 = p.se
+            table += [Layer(fc1, "conv", exp, ("s", i)), Layer(fc2, "conv", ("s", i), exp)]
+        table += _conv_bn(p.project, "conv", exp, out)
     last_in = ("g", g[len(arch.blocks) - 1])
-    table += [
-        Layer(f"features.{n}.0", "conv", last_in, LAST), Layer(f"features.{n}.1", "bn", LAST, LAST),
-        Layer("classifier.0", "conv", LAST, HEAD), Layer("classifier.3", "conv", HEAD, CLASSES),
-    ]
-    return table
+    return table + _conv_bn(paths.last_conv, "conv", last_in, LAST) + [
+        Layer(paths.hidden, "conv", LAST, HEAD), Layer(paths.logits, "conv", HEAD, CLASSES)]
+
+
+def _conv_bn(conv_bn: tuple[str, str], kind: str, reads: Node, writes: Node) -> list[Layer]:
+    conv, bn = conv_bn
+    return [Layer(conv, kind, reads, writes), Layer(bn, "bn", writes, writes)]
 
 
 def node_sizes(arch: ArchSpec) -> dict[Node, int]:

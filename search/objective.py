@@ -11,7 +11,6 @@ reference network), without an Optuna trial: same costs, same accuracy estimator
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import optuna
 
@@ -33,13 +32,6 @@ def mnas_reward(top1: float, latency_ms: float, target_ms: float, w: float) -> f
     return top1 * (latency_ms / target_ms) ** w
 
 
-@dataclass
-class Costs:
-    latency_ms: float
-    macs: int
-    params: int
-
-
 class Objective:
     """``objective(trial)`` for ``study.optimize``.
 
@@ -56,9 +48,8 @@ class Objective:
         self.mode, self.input_size, self.target_ms, self.w = mode, input_size, target_ms, w
         self.max_latency_ms, self.max_macs, self.worker = max_latency_ms, max_macs, worker
 
-    def costs(self, arch: ArchSpec) -> Costs:
-        return Costs(float(self.latency(arch)), int(measure.count_macs(arch, input_size=self.input_size)),
-                     int(measure.count_params(arch, num_classes=1000)))
+    def costs(self, arch: ArchSpec) -> measure.Costs:
+        return measure.costs(arch, self.latency, input_size=self.input_size)
 
     def __call__(self, trial: optuna.Trial):
         start = time.perf_counter()

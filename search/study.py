@@ -242,16 +242,14 @@ class Search:
         return out
 
     def calibrate_latency(self) -> None:
-        """Calibrate an uncalibrated lookup table on the space's calibration networks (as ``measure.lut
-        build`` would) before any prediction, so trial latencies are end-to-end ms from the first."""
+        """Let the latency model prepare on the space's calibration networks (a lookup table calibrates
+        on them, as ``measure.lut build`` would) before any prediction, so trial latencies are end-to-end
+        ms from the first."""
         from measure.lut import calibration_archs
-        from measure.model import TableLatency
 
-        archs = calibration_archs(self.space)
-        if isinstance(self.latency, TableLatency) and self.latency.calibrate_on(archs):
-            cal = self.latency.table.calibration
-            print(f"calibrated {self.latency.table.path} on {len(archs)} networks ({self.space.name} and anchors): "
-                  f"scale {cal['scale']:.3f}, offset {cal['offset']:.3f} ms", flush=True)
+        done = self.latency.prepare(calibration_archs(self.space), f"networks ({self.space.name} and anchors)")
+        if done:
+            print(done, flush=True)
 
     def run(self, progress: bool = True) -> Outcome:
         start = time.perf_counter()

@@ -1,9 +1,9 @@
 """Build a ``torch.nn.Module`` from an ``ArchSpec``.
 
-The module tree mirrors torchvision's ``MobileNetV3`` key for key (``features.N.block.M...``,
-``classifier.K``), so torchvision's ImageNet weights load into the references and channel-slicing
-code (NetAdapt) can find layers by role: in every ``InvertedResidual.block`` the order is
-[expand] -> depthwise -> [se] -> project.
+The module tree mirrors torchvision's ``MobileNetV3`` key for key, in the layout ``space.skeleton``
+describes (layer order, module paths), so torchvision's ImageNet weights load into the references
+and channel-slicing code (NetAdapt) finds layers with ``skeleton.module_paths``. The stem, block and
+head builders here are the only ones: the latency table times its entries with them.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from .skeleton import STEM_KERNEL, STEM_STRIDE, block_roles
 from .spec import ArchSpec, BlockSpec, se_width
 
 # torchvision's MobileNetV3 batch-norm settings (TF-ported hyper-parameters).
@@ -52,17 +53,14 @@ class SqueezeExcitation(nn.Module):
 class InvertedResidual(nn.Module):
     def __init__(self, in_channels: int, spec: BlockSpec):
         super().__init__()
-        act = _ACT[spec.act]
-        layers: list[nn.Module] = []
-        if spec.has_expand(in_channels):
-            layers.append(ConvBNAct(in_channels, spec.expand, 1, act=act))
-        layers.append(
-            ConvBNAct(spec.expand, spec.expand, spec.kernel, spec.stride, groups=spec.expand, act=act)
-        )
-        if spec.se:
-            layers.append(SqueezeExcitation(spec.expand, se_width(spec.expand)))
-        layers.append(ConvBNAct(spec.expand, spec.out, 1, act=None))
-        self.block = nn.Sequential(*layers)
+        act, e = _ACT[spec.act], spec.expand
+        make = {
+            "expand": lambda: ConvBNAct(in_channels, e, 1, act=act),
+            "depthwise": lambda: ConvBNAct(e, e, spec.kernel, spec.stride, groups=e, act=act),
+            "se": lambda: SqueezeExcitation(e, se_width(e)),
+            "project": lambda: ConvBNAct(e, spec.out, 1, act=None),
+        }
+        self.block = nn.Sequential(*(make[role]() for role in block_roles(in_channels, spec)))
         self.use_res_connect = spec.has_residual(in_channels)
         self.out_channels = spec.out
 
@@ -71,22 +69,48 @@ class InvertedResidual(nn.Module):
         return y + x if self.use_res_connect else y
 
 
+def stem_layer(stem: int) -> ConvBNAct:
+    return ConvBNAct(3, stem, STEM_KERNEL, stride=STEM_STRIDE, act=nn.Hardswish)
+
+
+def last_conv_layer(in_channels: int, last_conv: int) -> ConvBNAct:
+    return ConvBNAct(in_channels, last_conv, 1, act=nn.Hardswish)
+
+
+def classifier(last_conv: int, head: int, num_classes: int, dropout: float) -> nn.Sequential:
+    """Linear -> hard-swish -> dropout -> Linear: ``skeleton.HIDDEN`` and ``skeleton.LOGITS`` are 0 and 3."""
+    return nn.Sequential(
+        nn.Linear(last_conv, head),
+        nn.Hardswish(inplace=True),
+        nn.Dropout(p=dropout, inplace=True),
+        nn.Linear(head, num_classes),
+    )
+
+
+class Head(nn.Module):
+    """Last conv -> pool -> classifier: the tail of ``MobileNetV3``, alone (a latency-table entry)."""
+
+    def __init__(self, in_channels: int, last_conv: int, head: int, num_classes: int, dropout: float = 0.2):
+        super().__init__()
+        self.conv = last_conv_layer(in_channels, last_conv)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = classifier(last_conv, head, num_classes, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.conv(x)), 1))
+
+
 class MobileNetV3(nn.Module):
     def __init__(self, arch: ArchSpec, num_classes: int = 1000):
         super().__init__()
         self.arch = arch
-        layers: list[nn.Module] = [ConvBNAct(3, arch.stem, 3, stride=2, act=nn.Hardswish)]
-        for cin, spec in zip(arch.in_channels(), arch.blocks):
-            layers.append(InvertedResidual(cin, spec))
-        layers.append(ConvBNAct(arch.blocks[-1].out, arch.last_conv, 1, act=nn.Hardswish))
+        # features.0 the stem, features.{i+1} block i, features.{n+1} the last conv (skeleton.module_paths)
+        layers: list[nn.Module] = [stem_layer(arch.stem)]
+        layers += [InvertedResidual(cin, spec) for cin, spec in zip(arch.in_channels(), arch.blocks)]
+        layers.append(last_conv_layer(arch.blocks[-1].out, arch.last_conv))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(
-            nn.Linear(arch.last_conv, arch.head),
-            nn.Hardswish(inplace=True),
-            nn.Dropout(p=arch.dropout, inplace=True),
-            nn.Linear(arch.head, num_classes),
-        )
+        self.classifier = classifier(arch.last_conv, arch.head, num_classes, arch.dropout)
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

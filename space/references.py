@@ -1,6 +1,7 @@
 """The two reference networks as literal tables, and torchvision's width-multiplier rule."""
 from __future__ import annotations
 
+from .skeleton import SIX_X, follows_6x, last_conv_width
 from .spec import ArchSpec, BlockSpec, make_divisible
 
 B = BlockSpec
@@ -77,7 +78,6 @@ def scale_width(arch: ArchSpec, multiplier: float) -> ArchSpec:
     blocks = tuple(
         BlockSpec(b.kernel, adj(b.expand), adj(b.out), b.se, b.act, b.stride) for b in arch.blocks
     )
-    last_out = arch.blocks[-1].out
-    last_conv = 6 * blocks[-1].out if arch.last_conv == 6 * last_out else adj(arch.last_conv)
+    last_conv = last_conv_width(SIX_X, blocks[-1].out) if follows_6x(arch) else adj(arch.last_conv)
     name = f"{arch.name}_x{multiplier:g}" if arch.name else None
     return ArchSpec(adj(arch.stem), blocks, last_conv, adj(arch.head), arch.dropout, name=name)

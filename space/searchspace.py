@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from .references import REFERENCES
+from .skeleton import SIX_X, last_conv_width
 from .spec import ArchError, ArchSpec, BlockSpec
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf" / "space"
@@ -136,13 +137,13 @@ class SearchSpace:
                 except ArchError as e:
                     raise ArchError(f"space {self.name}, {str(e).replace('block 0', f'block {i}')}") from None
             ins = set(bc.out)
-        if self.last_conv != "6x" and (not isinstance(self.last_conv, int) or self.last_conv <= 0):
+        if self.last_conv != SIX_X and (not isinstance(self.last_conv, int) or self.last_conv <= 0):
             raise ArchError(f"space {self.name}: last_conv must be a positive integer or '6x', got {self.last_conv!r}")
 
     # -- points -------------------------------------------------------------------------------
     def _arch(self, blocks: list[BlockSpec]) -> ArchSpec:
-        last = 6 * blocks[-1].out if self.last_conv == "6x" else self.last_conv
-        return ArchSpec(self.stem, tuple(blocks), last, self.head, self.dropout)
+        return ArchSpec(self.stem, tuple(blocks), last_conv_width(self.last_conv, blocks[-1].out), self.head,
+                        self.dropout)
 
     def suggest(self, trial) -> ArchSpec:
         """The architecture an Optuna trial picks; parameters are categorical, named ``bNN.field``."""
@@ -167,8 +168,7 @@ class SearchSpace:
             return False
         if arch.dropout != self.dropout:
             return False
-        last = 6 * arch.blocks[-1].out if self.last_conv == "6x" else self.last_conv
-        if arch.last_conv != last:
+        if arch.last_conv != last_conv_width(self.last_conv, arch.blocks[-1].out):
             return False
         return all(getattr(b, f) in getattr(bc, f) for b, bc in zip(arch.blocks, self.blocks) for f in FIELDS)
 

@@ -1,8 +1,10 @@
-"""measure/: exact MACs and params, op coverage, both latency backends, the lookup table and its CLI.
+"""measure/: exact MACs and params, op coverage, costs, the exporter, both latency backends, the lookup
+table and its CLI.
 
 Real measurements throughout, kept fast with tiny inputs and few repeats; no timing thresholds.
 """
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -13,7 +15,7 @@ import measure
 from core.cli import UsageError
 from measure import LatencyTable, MeasureError, count_macs, count_params, latency_model, measure_latency
 from measure.lut import main as lut_main
-from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, format_arch, load_space
+from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, build_model, format_arch, load_space, scale_width
 
 FAST = {"warmup": 1, "repeats": 5, "max_rounds": 1}
 # Stem 8 -> block (expand 8->16, dw 3x3, project 16->8, residual) -> block (16->24, SE, HS, stride 2).
@@ -59,10 +61,22 @@ def test_every_op_of_random_points_is_handled(name):
         assert not measure.unhandled_ops(space.sample(seed), input_size=64)
 
 
+def test_closed_form_macs_equal_fvcores_count_of_the_traced_network():
+    # count_macs (a closed form on the spec) against fvcore tracing the built network: references and
+    # their x0.5 variants at 224, ten random points of each space at sizes that leave odd feature maps.
+    nets = [(a, 224) for a in (V3_LARGE, V3_SMALL, scale_width(V3_LARGE, 0.5), scale_width(V3_SMALL, 0.5))]
+    for name in ("v3_large", "v3_small"):
+        space = load_space(name)
+        nets += [(space.sample(seed), (33, 65, 96)[seed % 3]) for seed in range(10)]
+    for arch, size in nets:
+        assert count_macs(arch, size) == measure.traced_macs(arch, size), (format_arch(arch), size)
+    assert measure.traced_macs(V3_LARGE) == 216_589_760 and measure.traced_macs(V3_SMALL) == 56_510_400
+
+
 def test_counting_leaks_no_warnings():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        count_macs(V3_SMALL, 40)
+        measure.traced_macs(V3_SMALL, 40)
     assert not caught, [str(w.message) for w in caught]
 
 
@@ -122,17 +136,19 @@ def test_explicit_table_without_entry_and_no_measuring_fails_clearly(tmp_path):
         latency_model({**cfg, "input_size": 64})(TINY)
 
 
-def test_measured_source_and_describe(tmp_path):
+def test_measured_source_and_costs(tmp_path):
     model = latency_model({"source": "measured", "backend": "torch", "input_size": 32, **FAST}, tmp_path)
     assert model.name == "measured:torch:t1:32"
-    info = measure.describe(TINY, model, input_size=32)
-    assert info["params"] == count_params(TINY) and info["macs"] == count_macs(TINY, 32)
-    assert info["latency_ms"] > 0 and info["latency_source"] == model.name
+    assert model.prepare([TINY]) is None and not model.table.path.exists()  # nothing to prepare, nothing timed
+    c = measure.costs(TINY, model, input_size=32)
+    assert c.params == count_params(TINY) and c.macs == count_macs(TINY, 32) and c.latency_ms > 0
     saved = json.loads(model.table.path.read_text())  # the unit is kept for the next call; no entries
     assert saved["reference"]["ms"] > 0 and saved["entries"] == {}
     again = latency_model({"source": "measured", "backend": "torch", "input_size": 32, **FAST}, tmp_path)
     assert again(TINY) > 0 and json.loads(again.table.path.read_text())["reference"] == saved["reference"]
-    assert set(measure.describe(TINY, input_size=32)) == {"params", "macs"}
+    bare = measure.costs(TINY, input_size=32)
+    assert bare.latency_ms is None and (bare.macs, bare.params) == (c.macs, c.params)
+    assert measure.costs(TINY).macs == count_macs(TINY, 224) != c.macs  # MACs at the size asked for
 
 
 def _space_file(tmp_path):
@@ -167,10 +183,11 @@ def test_cli_usage_errors(tmp_path):
     with pytest.raises(UsageError, match=r"\+space="):
         lut_main(["build", f"results_dir={tmp_path}"])
     with pytest.raises(UsageError, match=r"not calibrated: run `python -m measure.lut build`"):
-        lut_main(["validate", f"space_file={_space_file(tmp_path)}", f"results_dir={tmp_path}", "latency.input_size=32"])
+        lut_main(["validate", f"space_file={_space_file(tmp_path)}", f"results_dir={tmp_path}",
+                  "latency.input_size=32"])
     # -W error: importing measure (fvcore) must not warn, or this would die with a traceback.
-    proc = subprocess.run([sys.executable, "-W", "error", "-m", "measure.lut", "build", "+space=v3_large", "latency.backend=tpu",
-                           f"results_dir={tmp_path}"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-W", "error", "-m", "measure.lut", "build", "+space=v3_large",
+                           "latency.backend=tpu", f"results_dir={tmp_path}"], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == ["error: unknown latency backend 'tpu': use one of onnxruntime, torch "
                                         "(e.g. latency.backend=onnxruntime)"]
@@ -246,12 +263,56 @@ def test_a_table_model_calibrates_once_on_the_networks_it_is_given(tmp_path):
     archs = calibration_archs(space, 4, seed=0)
     assert archs == calibration_archs(space, 4, seed=0) and archs != calibration_archs(space, 4, seed=1)
     raw = model(TINY)
-    assert model.calibrate_on(archs) is True
+    done = model.prepare(archs, "test networks")
+    assert done.startswith(f"calibrated {model.table.path} on {len(archs)} test networks: scale ")
     cal = json.loads(model.table.path.read_text())["calibration"]
     assert model(TINY) == pytest.approx(cal["scale"] * raw + cal["offset"])
-    assert model.calibrate_on(archs) is False  # already calibrated: nothing re-timed, nothing refitted
+    assert model.prepare(archs) is None  # already calibrated: nothing re-timed, nothing refitted
     assert json.loads(model.table.path.read_text())["calibration"] == cal
     empty = LatencyTable(tmp_path / "other.json", input_size=32, **FAST)
     empty.raw_sum(TINY)
     fixed = latency_model({"input_size": 32, "table": str(empty.path), "measure_missing": False, **FAST})
-    assert fixed.calibrate_on(archs) is False and fixed.table.calibration is None  # may not measure: left as is
+    assert fixed.prepare(archs) is None and fixed.table.calibration is None  # may not measure: left as is
+
+
+# -- the one exporter ----------------------------------------------------------------------------
+def _failing_export(monkeypatch) -> list:
+    import torch
+
+    calls = []
+
+    def export(*args, **kwargs):
+        calls.append(kwargs)
+        raise RuntimeError("exporter says no\nand a second line")
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    return calls
+
+
+def test_a_failed_export_is_one_line_naming_the_network_and_exit_2(monkeypatch, tmp_path, capsys):
+    from core.cli import run
+    from measure.show import main as show_main
+
+    calls = _failing_export(monkeypatch)
+    with pytest.raises(SystemExit) as exit_:
+        run(show_main, ["v3_small", "--latency", "measured", "--input-size", "32", "--results-dir", str(tmp_path)])
+    assert exit_.value.code == 2
+    # The first network exported is the table's speed probe, V3-Large; the one attempt fails, no fallback.
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: cannot export network {format_arch(V3_LARGE)!r} to ONNX: RuntimeError: exporter says no"]
+    assert len(calls) == 1 and calls[0]["dynamo"] is False
+
+
+def test_netadapts_onnx_file_and_table_entries_use_the_same_exporter(monkeypatch, tmp_path):
+    from netadapt.report import onnx_bytes
+
+    model = build_model(TINY, num_classes=10)
+    assert len(onnx_bytes(model, 32)) > 1000  # works unpatched (dynamic batch, checked under onnxruntime)
+    calls = _failing_export(monkeypatch)
+    message = f"cannot export network '{format_arch(TINY)}' to ONNX: RuntimeError: exporter says no"
+    with pytest.raises(MeasureError, match=re.escape(message)):
+        onnx_bytes(model, 32)
+    entry = measure.table.arch_entries(TINY, 32)[1]
+    with pytest.raises(MeasureError, match=re.escape(f"latency-table entry '{entry.key}' to ONNX")):
+        measure.table.LatencyTable(tmp_path / "t.json", input_size=32, **FAST)._measure(entry)
+    assert len(calls) == 2

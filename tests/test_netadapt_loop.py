@@ -16,9 +16,9 @@ import torch
 import measure
 from core.cli import UsageError, run
 from netadapt.report import trajectory_info
-from plots import draw_trajectory
 from netadapt.run import main
 from netadapt.start import resolve_start
+from plots import draw_trajectory
 from space import REFERENCES, V3_SMALL, build_model, format_arch, parse_arch
 
 ROOT = Path(__file__).resolve().parent.parent

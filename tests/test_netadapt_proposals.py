@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from measure import count_macs
+from measure import count_macs, traced_macs
 from netadapt.groups import STEM, same_structure, width_groups
 from netadapt.proposals import propose, smaller_multiples, with_expand, with_group_width
-from netadapt.resources import spec_macs
 from space import V3_LARGE, V3_SMALL, ArchSpec, parse_arch
 
 # Traps: block 0 is residual with the stem and has no expand conv; block 3 has no expand conv and is
@@ -18,7 +17,7 @@ ARCHS = {"v3_small": V3_SMALL, "v3_large": V3_LARGE, "tricky": TRICKY}
 
 
 def macs(arch: ArchSpec) -> float:
-    return float(spec_macs(arch, 64))
+    return float(count_macs(arch, 64))
 
 
 def test_width_groups_follow_residual_adds():
@@ -69,13 +68,13 @@ def test_every_proposal_cuts_delta_is_minimal_and_keeps_structure(name):
             assert new.blocks[i].expand == p.new and new.blocks[i].has_expand(new.in_channels()[i])
             assert new == with_expand(arch, i, p.new)
             larger = [w for w in range(p.new + 8, p.old, 8)]
-            remake = lambda w: with_expand(arch, i, w)  # noqa: E731
+            remake = lambda w, i=i: with_expand(arch, i, w)  # noqa: E731
         else:
             group = next(g for g in width_groups(arch) if g.nodes == p.blocks)
             for n in group.nodes:
                 assert (new.stem if n == STEM else new.blocks[n].out) == p.new
             larger = [w for w in range(p.new + 8, p.old, 8)]
-            remake = lambda w: with_group_width(arch, group, w)  # noqa: E731
+            remake = lambda w, group=group: with_group_width(arch, group, w)  # noqa: E731
         # minimal: every larger width on the grid either changes the structure or cuts too little
         for w in larger:
             try:
@@ -98,6 +97,6 @@ def test_no_proposal_reaches_an_impossible_cut():
     assert props.made == [] and len(props.skipped) == 10 + 6
 
 
-def test_closed_form_macs_match_measure():
-    for arch, size in ((V3_LARGE, 224), (TRICKY, 33), (with_expand(V3_SMALL, 4, 200), 64)):
-        assert spec_macs(arch, size) == count_macs(arch, size)
+def test_closed_form_macs_match_fvcore_on_proposals():
+    for arch, size in ((TRICKY, 33), (with_expand(V3_SMALL, 4, 200), 64)):
+        assert count_macs(arch, size) == traced_macs(arch, size)

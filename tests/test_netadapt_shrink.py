@@ -7,9 +7,9 @@ import functools
 import pytest
 import torch
 
+from measure import count_macs
 from netadapt.groups import width_groups
 from netadapt.proposals import propose, with_expand, with_group_width
-from netadapt.resources import spec_macs
 from netadapt.shrink import choose_channels, layer_table, node_sizes, shrink
 from space import V3_LARGE, V3_SMALL, build_model, parse_arch
 
@@ -72,7 +72,7 @@ def assert_exact(arch, new_arch, size=16):
 
 @pytest.mark.parametrize("arch", [V3_SMALL, V3_LARGE, TRICKY], ids=["v3_small", "v3_large", "tricky"])
 def test_proposals_transfer_exactly(arch):
-    props = propose(arch, lambda a: float(spec_macs(a, 32)), 0.02 * spec_macs(arch, 32)).made
+    props = propose(arch, lambda a: float(count_macs(a, 32)), 0.02 * count_macs(arch, 32)).made
     assert {p.kind for p in props} == {"expand", "width"}
     if arch is V3_LARGE:  # the machine is shared: one of each kind, a residual group among them
         props = [next(p for p in props if p.kind == "expand"),

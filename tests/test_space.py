@@ -162,6 +162,80 @@ def test_expansion_conv_and_residual_follow_the_spec():
     assert m.features[1].use_res_connect and not m.features[2].use_res_connect and m.features[3].use_res_connect
 
 
+# -- the skeleton: module paths, feature-map sizes, the 6x rule -------------------------------
+SKELETON_ARCHS = [space.V3_LARGE, space.V3_SMALL, space.scale_width(space.V3_SMALL, 0.5),
+                  space.load_space("v3_large").sample(1), space.load_space("v3_small").sample(2)]
+
+
+@pytest.mark.parametrize("arch", SKELETON_ARCHS, ids=range(len(SKELETON_ARCHS)))
+def test_module_paths_name_every_weighted_layer_of_the_built_network(arch):
+    from torch import nn
+
+    from space.skeleton import module_paths
+
+    model = space.build_model(arch, num_classes=10)
+    mods = dict(model.named_modules())
+    paths = module_paths(arch)
+    named: list[str] = []
+
+    def conv(path, cin, cout, kernel=1, groups=1, stride=1):
+        m = mods[path]
+        assert isinstance(m, nn.Conv2d), path
+        assert (m.in_channels, m.out_channels, m.kernel_size, m.groups, m.stride) == \
+            (cin, cout, (kernel, kernel), groups, (stride, stride)), path
+        named.append(path)
+
+    def conv_bn(pair, cin, cout, **kw):
+        conv(pair[0], cin, cout, **kw)
+        assert isinstance(mods[pair[1]], nn.BatchNorm2d) and mods[pair[1]].num_features == cout, pair[1]
+        named.append(pair[1])
+
+    conv_bn(paths.stem, 3, arch.stem, kernel=3, stride=2)
+    for cin, b, p in zip(arch.in_channels(), arch.blocks, paths.blocks):
+        assert (p.expand is not None) == b.has_expand(cin) and (p.se is not None) == b.se
+        if p.expand:
+            conv_bn(p.expand, cin, b.expand)
+        conv_bn(p.depthwise, b.expand, b.expand, kernel=b.kernel, groups=b.expand, stride=b.stride)
+        if p.se:
+            conv(p.se[0], b.expand, space.se_width(b.expand))
+            conv(p.se[1], space.se_width(b.expand), b.expand)
+        conv_bn(p.project, b.expand, b.out)
+    conv_bn(paths.last_conv, arch.blocks[-1].out, arch.last_conv)
+    for path, shape in ((paths.hidden, (arch.head, arch.last_conv)), (paths.logits, (10, arch.head))):
+        assert isinstance(mods[path], nn.Linear) and tuple(mods[path].weight.shape) == shape
+        named.append(path)
+    # nothing with weights is left out: shrinking by these paths covers the whole state dict
+    weighted = {n for n, m in mods.items() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))}
+    assert sorted(named) == sorted(weighted)
+
+
+@pytest.mark.parametrize("size", [224, 33, 65])
+def test_feature_sizes_are_the_built_networks_feature_maps(size):
+    from space.skeleton import feature_sizes
+
+    for arch in SKELETON_ARCHS[1:]:
+        model = space.build_model(arch).eval()
+        seen: list[int] = []
+        # the input of each block, then of the last conv (= the last block's output)
+        for layer in list(model.features)[1:]:
+            layer.register_forward_pre_hook(lambda m, args, seen=seen: seen.append(args[0].shape[-1]))
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, size, size))
+        assert feature_sizes(arch, size) == seen
+
+
+def test_the_6x_rule_is_one_function_used_by_spaces_and_multipliers():
+    from space.skeleton import follows_6x, last_conv_width
+
+    assert last_conv_width("6x", 40) == 240 and last_conv_width(1024, 40) == 1024
+    assert follows_6x(space.V3_LARGE) and follows_6x(space.V3_SMALL)
+    assert not follows_6x(space.V3_LARGE.with_blocks(space.V3_LARGE.blocks, last_conv=1000))
+    half = space.scale_width(space.V3_SMALL, 0.5)
+    assert half.last_conv == last_conv_width("6x", half.blocks[-1].out) == 288
+    kept = space.scale_width(space.V3_LARGE.with_blocks(space.V3_LARGE.blocks, last_conv=1000), 0.5)
+    assert kept.last_conv == space.make_divisible(500) and not follows_6x(kept)
+
+
 # -- search spaces ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name,ref", [("v3_large", space.V3_LARGE), ("v3_small", space.V3_SMALL)])
 def test_space_contains_its_reference(name, ref):
