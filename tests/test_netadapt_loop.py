@@ -181,3 +181,30 @@ def test_start_from_a_study_trial(tmp_path):
         resolve_start(f"{study}:2")
     with pytest.raises(UsageError, match="no trial 7"):
         resolve_start(f"{study}:7")
+
+
+
+def fake_fit(model, data, cfg, **_):
+    """No training: a top-1 drawn from the network's shapes (same network, same figure, any run)."""
+    import random
+
+    from train import FitResult
+
+    shapes = str([tuple(v.shape) for v in model.state_dict().values()])
+    return FitResult(round(random.Random(shapes).uniform(0.3, 0.9), 6), 1.0, cfg.steps or 1, 0.0, 1.0)
+
+
+def test_select_accuracy_keeps_the_proposal_with_the_best_top1(tmp_path, monkeypatch):
+    monkeypatch.setattr("train.fit", fake_fit)  # top-1 figures that tell the two rules apart
+    assert main(QUICK + ["select=accuracy", "budget=0.6", "baseline=false", f"results_dir={tmp_path}"]) == 0
+    h = history(run_dir(tmp_path))
+    assert len(h) >= 3 and h[-1]["cost"] <= 0.6 * h[0]["cost"] < h[-2]["cost"]
+    differs = 0
+    for prev, rec in zip(h, h[1:]):
+        props = rec["proposals"]
+        assert props and len({p["top1"] for p in props}) == len(props)  # no ties to break
+        best = max(props, key=lambda p: p["top1"])
+        assert (rec["arch"], rec["top1"], rec["cost"]) == (best["arch"], best["top1"], best["cost"])
+        ratio = lambda p, prev=prev: (p["top1"] - prev["top1"]) / (prev["cost"] - p["cost"])  # noqa: E731
+        differs += max(props, key=ratio)["arch"] != rec["arch"]
+    assert differs  # at least one iteration where the ratio rule would have kept another proposal
