@@ -167,10 +167,11 @@ def test_cli_usage_errors(tmp_path):
     with pytest.raises(UsageError, match=r"\+space="):
         lut_main(["build", f"results_dir={tmp_path}"])
     with pytest.raises(UsageError, match=r"not calibrated: run `python -m measure.lut build`"):
-        lut_main(["validate", f"space_file={_space_file(tmp_path)}", f"results_dir={tmp_path}", "latency.input_size=32"])
+        lut_main(["validate", f"space_file={_space_file(tmp_path)}", f"results_dir={tmp_path}",
+                  "latency.input_size=32"])
     # -W error: importing measure (fvcore) must not warn, or this would die with a traceback.
-    proc = subprocess.run([sys.executable, "-W", "error", "-m", "measure.lut", "build", "+space=v3_large", "latency.backend=tpu",
-                           f"results_dir={tmp_path}"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-W", "error", "-m", "measure.lut", "build", "+space=v3_large",
+                           "latency.backend=tpu", f"results_dir={tmp_path}"], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == ["error: unknown latency backend 'tpu': use one of onnxruntime, torch "
                                         "(e.g. latency.backend=onnxruntime)"]
