@@ -226,11 +226,14 @@ main(sys.argv[1:])
 """
 
 
-def test_killed_latency_run_resumes_with_the_first_runs_start_target_and_delta(tmp_path, capsys):
-    # Latency is the resource, predicted by a lookup table at 160 px (tiny blocks at 32 px are mostly
-    # call overhead: no proposal would cut 2%); the table is calibrated and filled by the first run.
+@pytest.mark.parametrize("source", ["lut", pytest.param("measured", marks=pytest.mark.skip(
+    reason="known bug: a resumed run re-measures the start, so its target and delta are not the first run's "
+           "(seen: target 0.287 ms on resume vs 0.474 ms); unskip once NetAdapt keeps history[0]['cost']"))])
+def test_killed_latency_run_resumes_with_the_first_runs_start_target_and_delta(tmp_path, capsys, source):
+    # Latency is the resource, at 160 px (tiny blocks at 32 px are mostly call overhead: no proposal
+    # would cut 2%); with lut, the table is calibrated and filled by the first run.
     args = [a for a in QUICK if not a.startswith(("resource=", "latency"))] + [
-        "latency=lut", "latency.input_size=160", "latency.repeats=5", "latency.warmup=1",
+        f"latency={source}", "latency.input_size=160", "latency.repeats=5", "latency.warmup=1",
         f"latency.table={tmp_path / 'lut.json'}", "step=0.02", "budget=0.8", "short_steps=2", "pretrain_epochs=1",
         "baseline=false", "run_name=r", f"results_dir={tmp_path}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
