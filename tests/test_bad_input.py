@@ -151,6 +151,7 @@ def test_bad_input(world, capsys, name, main, argv, words):
             run(main, [*base, *argv, *extra])
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
+    RAISED[name] = _chain(exit_.value.__context__)  # the errors that ended the run, for the coverage test below
     assert exit_.value.code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     assert words in lines[0], lines[0]
@@ -159,8 +160,65 @@ def test_bad_input(world, capsys, name, main, argv, words):
     assert not [k for k in after if k.endswith(".tmp")], "a half-written file was left behind"
 
 
-def test_table_covers_at_least_15_kinds():
-    assert len(CASES) >= 15
+RAISED: dict[str, set[type]] = {}
+
+
+def _chain(e: BaseException | None) -> set[type]:
+    """The classes of ``e`` and of the errors it was raised from (a wrapped DivergedError counts)."""
+    seen = set()
+    while e is not None and type(e) not in seen:
+        seen.add(type(e))
+        e = e.__cause__ or e.__context__
+    return seen
+
+
+def _user_error_classes() -> set[type]:
+    """Every user error class bneck defines (its packages imported, subclasses walked)."""
+    import importlib
+
+    from core.errors import UserError
+
+    for package in ("core.cli", "space", "measure", "train", "search", "netadapt"):
+        importlib.import_module(package)
+    found, todo = set(), [UserError]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if sub.__module__.split(".")[0] in {"core", "space", "measure", "train", "search", "netadapt"}:
+                found.add(sub)
+                todo.append(sub)
+    return found
+
+
+def test_the_table_reaches_every_kind_of_user_error():
+    if set(RAISED) != {c[0] for c in CASES}:
+        pytest.skip("needs every case of the table run first (run the whole module)")
+    missing = {c.__qualname__ for c in _user_error_classes() - set().union(*RAISED.values())}
+    assert not missing, f"no bad-input case reaches {sorted(missing)}"
+
+
+def test_every_user_error_is_one_line_and_exit_2(capsys):
+    classes = _user_error_classes()
+    assert {c.__name__ for c in classes} >= {"UsageError", "ArchError", "MeasureError", "DataError", "DivergedError",
+                                             "SearchError", "NetAdaptError"}
+    for error in classes:
+        def main(argv, error=error):
+            raise error("the problem and its fix\nmore detail the user does not need")
+
+        with pytest.raises(SystemExit) as exit_:
+            run(main, [])
+        assert exit_.value.code == 2, error
+        assert capsys.readouterr().err == "error: the problem and its fix\n", error
+
+
+@pytest.mark.parametrize("bug", [ValueError("x"), KeyError("x"), TypeError("x"), RuntimeError("x")], ids=repr)
+def test_a_programming_error_is_not_passed_off_as_bad_input(capsys, bug):
+    def main(argv):
+        raise bug
+
+    with pytest.raises(type(bug)):  # a traceback, not "error: ..." and exit 2
+        run(main, [])
+    assert "error:" not in capsys.readouterr().err
 
 
 @contextmanager

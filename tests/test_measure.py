@@ -245,7 +245,121 @@ def test_timings_are_converted_to_the_reference_speed_of_the_probe(tmp_path):
     for entry in saved["entries"].values():
         assert all(p["factor"] > 0 for p in entry["passes"])
     [timed] = table.measure_networks([TINY])
-    assert timed["ms"] > 0 and 0.2 < timed["ms"] / timed["as_timed_ms"] < 5  # a speed factor, not a unit slip
+    assert timed["ms"] > 0 and timed["as_timed_ms"] > 0  # the arithmetic: see the fake-clock test below
+
+
+class ScriptedMachine:
+    """A machine with known numbers: the probe's successive timings, each entry's raw timing, and a
+    clock that advances ``seconds_per_timing`` per entry timed (never the wall clock)."""
+
+    def __init__(self, probe_ms: list[float], raw_ms: dict[str, float], seconds_per_timing: float):
+        self.probe_ms, self.raw_ms, self.step = list(probe_ms), raw_ms, seconds_per_timing
+        self.now, self.timed, self.probe_calls = 0.0, [], 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def probe(self) -> float:
+        self.probe_calls += 1
+        return self.probe_ms.pop(0)
+
+    def measure(self, entry) -> measure.Latency:
+        self.now += self.step
+        self.timed.append(entry.key)
+        raw = self.raw_ms[entry.key]
+        return measure.Latency(2 * raw, 0.25 * raw, 5, "onnxruntime", raw)  # median 2x, IQR 0.25x, p10 raw
+
+    def install(self, monkeypatch, table: LatencyTable) -> None:
+        from functools import partial
+
+        from measure.probe import SpeedProbe
+
+        monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=self.clock, timer=self.probe))
+        monkeypatch.setattr(table, "_measure", self.measure)
+
+
+def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, monkeypatch):
+    from measure.table import arch_entries, network_entry
+
+    keys = [e.key for e in arch_entries(TINY, 32)]
+    raw = dict(zip(keys, (1.0, 2.0, 0.5, 4.0)))  # x 0.75 or 0.5: exact in binary
+    # Probe 3 ms at the start (the table's reference), 5 ms after two entries (the clock passed the
+    # 1 s interval), 7 ms after the last two: factors 3 / mean(3, 5) = 0.75, then 3 / mean(5, 7) = 0.5.
+    machine = ScriptedMachine([3.0, 5.0, 7.0], raw, seconds_per_timing=0.6)
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
+    machine.install(monkeypatch, table)
+    total = table.raw_sum(TINY)
+    assert machine.probe_calls == 3 and sorted(machine.timed) == sorted(keys)
+    factor = {k: 0.75 if i < 2 else 0.5 for i, k in enumerate(machine.timed)}  # by the order they were timed
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["reference"]["ms"] == 3.0 and table.reference_ms == 3.0
+    for k in keys:
+        f = factor[k]
+        assert saved["entries"][k] == {"p10": raw[k] * f, "median": 2 * raw[k] * f, "passes": [
+            {"p10": raw[k] * f, "median": 2 * raw[k] * f, "iqr": 0.25 * raw[k] * f, "n": 5, "factor": f}]}
+    assert total == sum(raw[k] * factor[k] for k in keys)
+
+    # A network timed later, on the same table, at half the reference speed (probe 6 ms around it).
+    net = network_entry(TINY, 32).key
+    machine.probe_ms, machine.raw_ms[net] = [6.0, 6.0], 4.0
+    assert table.measure_networks([TINY]) == [{"ms": 2.0, "as_timed_ms": 4.0}]
+    # A table reopened from disk keeps the reference unit of the file: its first probe timing (1.5 ms,
+    # twice as fast) converts by 3 / 1.5 = 2, it does not become the unit.
+    reopened = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
+    fast = ScriptedMachine([1.5, 1.5], {net: 4.0}, seconds_per_timing=0.6)
+    fast.install(monkeypatch, reopened)
+    assert reopened.measure_networks([TINY]) == [{"ms": 8.0, "as_timed_ms": 4.0}]
+    assert json.loads((tmp_path / "t.json").read_text())["reference"]["ms"] == 3.0
+
+
+def test_probe_is_due_only_once_its_interval_has_passed():
+    from measure.probe import SpeedProbe
+
+    now = [100.0]
+    probe = SpeedProbe(backend="onnxruntime", threads=1, input_size=32, batch=1, channels_last=False,
+                       interval_s=1.0, clock=lambda: now[0], timer=lambda: 2.5)
+    assert probe.due()  # never timed
+    assert probe.time() == 2.5 and not probe.due()
+    now[0] = 100.999
+    assert not probe.due()
+    now[0] = 101.0
+    assert probe.due()
+
+
+def _write_table(path, entries: dict[str, float]) -> None:
+    """A table file holding ``entries`` (key -> p10 ms), one pass each, at factor 1."""
+    records = {k: {"p10": v, "median": v, "passes": [{"p10": v, "median": v, "iqr": 0.0, "n": 5, "factor": 1.0}]}
+               for k, v in entries.items()}
+    path.write_text(json.dumps({"format": 2, "backend": "onnxruntime", "threads": 1, "input_size": 32, "batch": 1,
+                                "channels_last": False, "calibration": None,
+                                "reference": {"probe": "v3_large", "ms": 3.0}, "entries": records}))
+
+
+def test_calibration_recovers_a_known_scale_and_offset_and_predicts_with_it(tmp_path):
+    from measure.table import arch_entries, network_entry
+
+    scale, offset = 1.25, 0.5  # end-to-end = scale * sum of entries + offset, exactly
+    archs = [TINY, TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]]),
+             TINY.with_blocks([BlockSpec(5, 24, 8), TINY.blocks[1]]),
+             TINY.with_blocks([TINY.blocks[0], BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 48, 16)])]
+    unseen = TINY.with_blocks([BlockSpec(5, 24, 8), BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 48, 16)])
+    keys = sorted({e.key for a in [*archs, unseen] for e in arch_entries(a, 32)})
+    entry_ms = {k: 0.1 * (i + 1) for i, k in enumerate(keys)}  # distinct, known
+    sums = [sum(entry_ms[e.key] for e in arch_entries(a, 32)) for a in archs]
+    assert len(set(sums)) == len(archs)  # the sums spread: a line is fitted, not a ratio
+    nets = {network_entry(a, 32).key: scale * s + offset for a, s in zip(archs, sums)}
+    _write_table(tmp_path / "t.json", {**entry_ms, **nets})
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False)  # may not time
+    cal = table.calibrate(archs)
+    assert cal["scale"] == pytest.approx(scale, rel=1e-9) and cal["offset"] == pytest.approx(offset, rel=1e-9)
+    assert cal["sums_ms"] == pytest.approx(sums, rel=1e-12) and cal["measured_ms"] == list(nets.values())
+    unseen_sum = sum(entry_ms[e.key] for e in arch_entries(unseen, 32))
+    assert table.predict(unseen) == pytest.approx(scale * unseen_sum + offset, rel=1e-9)
+    again = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False)  # stored with the table
+    assert again.predict(unseen) == pytest.approx(scale * unseen_sum + offset, rel=1e-9)
+    # Fitted on p10: a table read with another statistic does not apply it (it predicts the raw sum).
+    median = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False, statistic="median")
+    assert median.calibration_fit() is None and median.predict(unseen) == pytest.approx(unseen_sum, rel=1e-12)
 
 
 def test_table_of_an_older_format_is_refused_with_the_fix(tmp_path):

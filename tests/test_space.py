@@ -104,7 +104,7 @@ def test_parse_reference_names():
     ("v3_medium", "unknown architecture 'v3_medium'"),
     ("{\"stem\": 16,", "malformed architecture JSON"),
     ("{\"stem\": 16, \"blocks\": [], \"last_conv\": 8, \"head\": 8}", "at least one block"),
-    ("{\"stem\": 16, \"blocks\": [{\"kernel\": 3, \"expand\": 16, \"out\": 8, \"se\": false, \"act\": \"RE\", \"stride\": 1, \"x\": 1}], \"last_conv\": 8, \"head\": 8}", "unknown keys ['x']"),
+    ("{\"stem\": 16, \"blocks\": [{\"kernel\": 3, \"expand\": 16, \"out\": 8, \"se\": false, \"act\": \"RE\", \"stride\": 1, \"x\": 1}], \"last_conv\": 8, \"head\": 8}", "unknown keys ['x']"),  # noqa: E501
     ("missing_file.json", "does not exist"),
 ])
 def test_parse_rejects_bad_input(text, message):
@@ -312,12 +312,12 @@ def test_reachable_blocks_cover_every_sampled_block():
 
 
 @pytest.mark.parametrize("yaml_text,message", [
-    ("stem: 16\nlast_conv: 64\nhead: 64\nblocks:\n  - {kernel: [3, 4], expand: 16, out: 16}\n", "block 0: kernel must be an odd"),
-    ("stem: 16\nlast_conv: 64\nhead: 64\nblocks:\n  - {kernel: 3, expand: [32, 8], out: 24}\n", r"block 0: expand \(8\) must be >= out"),
+    ("stem: 16\nlast_conv: 64\nhead: 64\nblocks:\n  - {kernel: [3, 4], expand: 16, out: 16}\n", "block 0: kernel must be an odd"),  # noqa: E501
+    ("stem: 16\nlast_conv: 64\nhead: 64\nblocks:\n  - {kernel: 3, expand: [32, 8], out: 24}\n", r"block 0: expand \(8\) must be >= out"),  # noqa: E501
     ("stem: 16\nlast_conv: 64\nhead: 64\nblocks:\n  - {kernel: 3, expand: 16, out: 16, colour: red}\n", "unknown keys"),
     ("stem: 16\nlast_conv: 64\nhead: 64\nblocks:\n  - {kernel: [3, 3], expand: 16, out: 16}\n", "lists a choice twice"),
     ("stem: 16\nhead: 64\nblocks:\n  - {kernel: 3, expand: 16, out: 16}\n", "missing key 'last_conv'"),
-    ("stem: 16\nlast_conv: 64\nhead: 64\nreference: v3_large\nblocks:\n  - {kernel: 3, expand: 16, out: 16}\n", "is not a point of it"),
+    ("stem: 16\nlast_conv: 64\nhead: 64\nreference: v3_large\nblocks:\n  - {kernel: 3, expand: 16, out: 16}\n", "is not a point of it"),  # noqa: E501
     ("- just a list\n", "is not a space YAML"),
 ])
 def test_bad_space_yaml(tmp_path, yaml_text, message):
