@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from netadapt.baseline import match_multiplier
-from netadapt.resources import spec_macs
+from measure import count_macs
 from space import V3_LARGE, V3_SMALL, scale_width
 
 LO, HI, ROUNDS = 0.05, 1.0, 14
@@ -12,7 +12,7 @@ RESOLUTION = (HI - LO) / 2**ROUNDS  # the bisection's last bracket
 
 
 def macs(arch) -> float:
-    return float(spec_macs(arch, 224))
+    return float(count_macs(arch, input_size=224))
 
 
 def widths(arch) -> int:
