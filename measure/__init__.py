@@ -3,9 +3,10 @@
 Knows nothing of Optuna or NetAdapt: everything takes an ``ArchSpec``.
 """
 from .costs import Costs, costs
-from .latency import BACKENDS, Latency, MeasureError, export_onnx, measure_latency
+from .latency import BACKENDS, Latency, MeasureError, measure_latency
 from .macs import count_macs, count_params
 from .model import LatencyModel, latency_model
+from .onnx import export_onnx
 from .table import LatencyTable, machine_id
 from .traced import traced_macs, unhandled_ops
 

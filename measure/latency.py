@@ -13,13 +13,8 @@ and the ``measured`` latency model use it by default (``latency.statistic``).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-import io
 import statistics
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,9 +22,9 @@ import torch
 from torch import nn
 
 from core.errors import UserError
-from space import ArchSpec, build_model, format_arch
+from space import ArchSpec, build_model
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch")  # the keys of measure.backends.RUNNERS
 
 
 class MeasureError(UserError):
@@ -99,9 +94,9 @@ def make_runner(arch_or_module, *, backend: str, shape: tuple[int, ...], threads
         raise TypeError(f"measure_latency needs an ArchSpec or nn.Module, got {type(arch_or_module).__name__}")
     module = module.eval()
     x = torch.randn(*shape)
-    if check_backend(backend) == "torch":
-        return _torch_runner(module, x, channels_last)
-    return _ort_runner(module, x, threads, name)
+    from .backends import RUNNERS
+
+    return RUNNERS[check_backend(backend)](module, x, threads=threads, channels_last=channels_last, name=name)
 
 
 def time_runner(run, *, backend: str, threads: int = 1, warmup: int = 10, repeats: int = 50,
@@ -140,79 +135,3 @@ def _torch_threads(threads: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@functools.cache
-def steady_allocator() -> bool:
-    """Pin glibc malloc's mmap and trim thresholds for this process; True when applied.
-
-    By default glibc serves a large block (an expanded activation at 112x112 is ~3 MB) with a fresh
-    ``mmap`` or from the heap depending on the history of earlier frees, so the same block timed twice
-    in eager torch takes 0.8 ms or 3.7 ms (page faults on every call), and a table entry timed alone
-    disagrees with the same block inside a network. Fixed thresholds keep freed activations in the
-    heap, as the caching allocators (jemalloc, tcmalloc) of a deployed runtime do; the cost is memory
-    kept by the process. onnxruntime has its own arena and needs none of this.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 256 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
-    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl): nothing to pin
-        return False
-
-
-def _torch_runner(module: nn.Module, x: torch.Tensor, channels_last: bool):
-    steady_allocator()
-    if channels_last:
-        module = module.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    return lambda: module(x)
-
-
-def export_onnx(module: nn.Module, x: torch.Tensor, *, name: str | None = None, dynamic_batch: bool = False,
-                output_name: str = "output") -> bytes:
-    """ONNX bytes of ``module`` traced on ``x``: the one exporter (latency measurement, NetAdapt's final network).
-
-    The TorchScript exporter (``dynamo=False``) takes ~0.1-1 s per network here against ~20 s for
-    the dynamo exporter, and its graphs run as fast under onnxruntime; it is deprecated in torch 2.13
-    (warnings silenced). A failure is a ``MeasureError`` naming the network (``name``, else the arch
-    string of a ``space.build_model`` network) and the cause: there is no fallback exporter.
-    """
-    buf = io.BytesIO()
-    axes = {"input": {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=17, do_constant_folding=True,
-                              input_names=["input"], output_names=[output_name], dynamic_axes=axes)
-        except Exception as e:  # noqa: BLE001 -- whatever the exporter raises, the user gets one line
-            cause = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise MeasureError(f"cannot export {network_name(module, name)} to ONNX: {type(e).__name__}"
-                               f"{': ' + cause if cause else ''}") from e
-    return buf.getvalue()
-
-
-def network_name(module: nn.Module, name: str | None = None) -> str:
-    """How an error names what was exported: ``name``, the arch string of a bneck network, or the class."""
-    if name:
-        return name
-    arch = getattr(module, "arch", None)
-    if isinstance(arch, ArchSpec):
-        return f"network {format_arch(arch)!r}"
-    return f"module {type(module).__name__}"
-
-
-def _ort_runner(module: nn.Module, x: torch.Tensor, threads: int, name: str | None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # folds BN, fuses activations
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(export_onnx(module, x, name=name), opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    feed = {name: x.numpy()}
-    return lambda: session.run(None, feed)

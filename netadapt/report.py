@@ -30,7 +30,8 @@ def onnx_bytes(model: nn.Module, input_size: int) -> bytes:
     import numpy as np
     import onnxruntime as ort
 
-    from measure.latency import MeasureError, export_onnx, network_name
+    from measure.latency import MeasureError
+    from measure.onnx import export_onnx, network_name
 
     model = model.eval()
     x = torch.randn(2, 3, input_size, input_size)

@@ -231,7 +231,7 @@ def test_bad_passes_are_refused(tmp_path):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
 def test_torch_backend_pins_the_allocator():
-    from measure.latency import steady_allocator
+    from measure.backends import steady_allocator
 
     measure_latency(TINY, backend="torch", input_size=32, **FAST)
     assert steady_allocator() is True

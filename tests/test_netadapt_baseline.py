@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from netadapt.baseline import match_multiplier
 from measure import count_macs
+from netadapt.baseline import match_multiplier
 from space import V3_LARGE, V3_SMALL, scale_width
 
 LO, HI, ROUNDS = 0.05, 1.0, 14
