@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.cli import UsageError, compose, require_group, run
+from core.cli import Command, UsageError, compose, require_group, run
 from space import V3_LARGE, V3_SMALL, SearchSpace, available_spaces, format_arch, scale_width
 
 from .model import TableLatency, latency_model
@@ -31,6 +31,9 @@ from .table import LatencyTable, arch_entries, network_entry, space_entries
 
 COMMANDS = ("build", "validate")
 USAGE = "python -m measure.lut build|validate +space=<name> [results_dir=results] [latency.backend=onnxruntime]"
+CLI = Command("python -m measure.lut", "lut", "build|validate +space=<name> [key=value ...]",
+              "build: time the latency lookup table of a space; validate: compare its predictions with measurements.",
+              groups=("space", "latency"), plus=("space",), positionals=COMMANDS)
 
 
 def build(space: SearchSpace, table: LatencyTable, calibrate: int = 12, seed: int = 0, progress: bool = True) -> int:

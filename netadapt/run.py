@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.cli import check_group_choices, compose, run
+from core.cli import Command, check_group_choices, compose, run
 
 GROUPS = ("data", "latency")
+CLI = Command("python -m netadapt.run", "netadapt", "[key=value ...]",
+              "Shrink a trained network under a latency budget (NetAdapt); rerun to resume (conf/netadapt.yaml).",
+              groups=GROUPS)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -68,42 +67,20 @@ def _plain(cfg):
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg or {})
 
 
-def _opt_float(cfg, key):
-    v = cfg.get(key)
-    if v is None:
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise SearchError(f"{key}={v!r} is not a number") from None
-    if not v > 0:
-        raise SearchError(f"{key}={v} must be positive (or null)")
-    return v
-
-
 class Search:
     """A study bound to one space, dataset, proxy training and latency model, run by this worker."""
 
     def __init__(self, cfg):
         self.cfg = cfg
-        if cfg.get("objective") not in DIRECTIONS:
-            raise SearchError(f"objective={cfg.get('objective')!r}: use objective=multi or objective=mnas")
-        n = cfg.get("n_trials")
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise SearchError(f"n_trials={n!r} must be a positive integer (the total wanted in the study)")
-        self.n_trials, self.mode = n, cfg.objective
+        # Every value was checked against search/settings.py when the config was composed.
+        self.n_trials, self.mode = int(cfg.n_trials), cfg.objective
         self.with_companions = cfg.get("companions", True)
-        if not isinstance(self.with_companions, bool):
-            raise SearchError(f"companions={self.with_companions!r}: use companions=true or companions=false")
-        self.limits = {"max_latency_ms": _opt_float(cfg, "max_latency_ms"), "max_macs": _opt_float(cfg, "max_macs")}
+        self.limits = {k: None if cfg.get(k) is None else float(cfg.get(k)) for k in ("max_latency_ms", "max_macs")}
         self.space = SearchSpace.from_config(_plain(cfg.space))
         try:
             self.train_cfg = train.TrainConfig.from_cfg(_plain(cfg.train))
         except (TypeError, ValueError) as e:
             raise SearchError(str(e).splitlines()[0]) from None
-        _check_numbers(self.train_cfg)
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._=+-]*", str(cfg.study_name)):
-            raise SearchError(f"study_name={cfg.study_name!r}: use letters, digits and . _ = + - (it names a folder)")
         self.results_dir = Path(cfg.results_dir)
         self.folder = study_folder(self.results_dir, self.space.name, str(cfg.study_name))
         self.data = train.load_data(cfg.data)
@@ -309,15 +286,6 @@ def _companion_line(c: dict, space_name: str) -> str:
     got = c["failure"] or f"top1 {c['top1']:.1%}, {c['latency_ms']:.2f} ms, {c['macs'] / 1e6:.0f}M MACs"
     return (f"evaluated reference {c['name']} ({reference_title(c['name'])}, outside space {space_name}) "
             f"as a trial, in {c['duration_s']:.0f} s: {got}")
-
-
-def _check_numbers(tc) -> None:
-    """TrainConfig takes what it is given; a string lr would only fail deep inside the optimiser."""
-    for f in dataclasses.fields(tc):
-        v = getattr(tc, f.name)
-        if isinstance(f.default, (int, float)) and not isinstance(f.default, bool) and v is not None:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise SearchError(f"train.{f.name}={v!r} is not a number")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
