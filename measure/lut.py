@@ -106,7 +106,8 @@ def write_report(rows: list[dict], table: LatencyTable, space_name: str) -> tupl
         ax.plot([lo, hi], [lo * (1 + tol), hi * (1 + tol)], "k" + style, lw=0.6)
         ax.plot([lo, hi], [lo * (1 - tol), hi * (1 - tol)], "k" + style, lw=0.6, label=f"±{tol:.0%}")
     ax.scatter(x, y, s=12)
-    ax.set(xlabel="measured (ms at the table's reference speed)", ylabel="predicted (ms)", title=f"{space_name}: {table.name}", xlim=(lo, hi), ylim=(lo, hi))
+    ax.set(xlabel="measured (ms at the table's reference speed)", ylabel="predicted (ms)",
+           title=f"{space_name}: {table.name}", xlim=(lo, hi), ylim=(lo, hi))
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)

@@ -17,7 +17,8 @@ def block_table(arch) -> str:
     for i, (cin, b) in enumerate(zip(arch.in_channels(), arch.blocks)):
         rows.append(f"{i:>3}  {cin:>5} {b.kernel:>2} {b.expand:>5} {b.out:>5} {b.stride:>2} "
                     f"{'yes' if b.se else '-':>3} {b.act:>3}  {format_block(b)}")
-    rows.append(f"{'':>3}  {arch.blocks[-1].out:>5} {1:>2} {'':>5} {arch.last_conv:>5} {1:>2} {'':>3} {'HS':>3}  last{arch.last_conv}")
+    rows.append(f"{'':>3}  {arch.blocks[-1].out:>5} {1:>2} {'':>5} {arch.last_conv:>5} {1:>2} {'':>3} {'HS':>3}  "
+                f"last{arch.last_conv}")
     rows.append(f"head: avgpool -> Linear({arch.last_conv}, {arch.head}) -> HS -> Dropout({arch.dropout:g}) -> Linear")
     return "\n".join(rows)
 

@@ -72,7 +72,8 @@ def machine_id() -> str:
 
 def table_path(results_dir, backend: str, threads: int, input_size: int, batch: int = 1,
                channels_last: bool = False) -> Path:
-    name = f"{backend}_t{threads}_{input_size}" + (f"_b{batch}" if batch != 1 else "") + ("_cl" if channels_last else "")
+    name = (f"{backend}_t{threads}_{input_size}" + (f"_b{batch}" if batch != 1 else "")
+            + ("_cl" if channels_last else ""))
     return Path(results_dir) / "lut" / machine_id() / f"{name}.json"
 
 

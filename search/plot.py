@@ -238,7 +238,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         cfg = OmegaConf.to_container(OmegaConf.from_dotlist([a.lstrip("+") for a in argv]))
     except Exception as e:
-        raise UsageError(f"bad argument: {str(e).splitlines()[0]} (use key=value: results_dir=, studies=[..], out=)")
+        raise UsageError(f"bad argument: {str(e).splitlines()[0]} (use key=value: results_dir=, studies=[..], "
+                         f"out=)") from None
     unknown = set(cfg) - {"results_dir", "studies", "out"}
     if unknown:
         raise UsageError(f"unknown keys {sorted(unknown)}: use results_dir=, studies=[name,...], out=")

@@ -54,7 +54,7 @@ def test_loop_stops_at_the_budget_and_writes_every_result(tmp_path, capsys):
         assert all(prev["cost"] - p["cost"] >= delta for p in rec["proposals"])
         assert all(isinstance(p[k], (int, float)) for p in rec["proposals"] for k in ("latency_ms", "macs", "top1"))
         # ratio rule: the kept one has the best accuracy change per MAC cut
-        ratio = lambda p: (p["top1"] - prev["top1"]) / (prev["cost"] - p["cost"])  # noqa: E731
+        ratio = lambda p, prev=prev: (p["top1"] - prev["top1"]) / (prev["cost"] - p["cost"])  # noqa: E731
         assert ratio(next(p for p in rec["proposals"] if p["arch"] == rec["arch"])) == max(map(ratio, rec["proposals"]))
     final = parse_arch(str(folder / "final.json"))
     assert format_arch(final) == h[-1]["arch"]

@@ -69,13 +69,13 @@ def test_every_proposal_cuts_delta_is_minimal_and_keeps_structure(name):
             assert new.blocks[i].expand == p.new and new.blocks[i].has_expand(new.in_channels()[i])
             assert new == with_expand(arch, i, p.new)
             larger = [w for w in range(p.new + 8, p.old, 8)]
-            remake = lambda w: with_expand(arch, i, w)  # noqa: E731
+            remake = lambda w, i=i: with_expand(arch, i, w)  # noqa: E731
         else:
             group = next(g for g in width_groups(arch) if g.nodes == p.blocks)
             for n in group.nodes:
                 assert (new.stem if n == STEM else new.blocks[n].out) == p.new
             larger = [w for w in range(p.new + 8, p.old, 8)]
-            remake = lambda w: with_group_width(arch, group, w)  # noqa: E731
+            remake = lambda w, group=group: with_group_width(arch, group, w)  # noqa: E731
         # minimal: every larger width on the grid either changes the structure or cuts too little
         for w in larger:
             try:

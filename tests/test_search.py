@@ -108,8 +108,8 @@ def test_rows_states_and_budget_counting():
 
 
 def test_pareto_info_is_plain_data():
-    rows = [{"number": i, "state": "COMPLETE", "top1": t, "latency_ms": l, "macs": m, "reference": ref}
-            for i, (t, l, m, ref) in enumerate([(0.8, 2.0, 100, "v3"), (0.9, 3.0, 150, ""), (0.7, 2.5, 90, ""),
+    rows = [{"number": i, "state": "COMPLETE", "top1": t, "latency_ms": ms, "macs": m, "reference": ref}
+            for i, (t, ms, m, ref) in enumerate([(0.8, 2.0, 100, "v3"), (0.9, 3.0, 150, ""), (0.7, 2.5, 90, ""),
                                                 (0.6, 4.0, 300, "")])]
     rows.append({"number": 4, "state": "FAIL", "top1": None, "latency_ms": 1.0, "macs": 10, "reference": ""})
     others = [{"name": "v3_small", "top1": 0.5, "latency_ms": 1.0, "macs": 60},
