@@ -168,7 +168,8 @@ def help_text(cli: Command, overrides: Sequence[str] = ()) -> str:
     for g, option in chosen.items():
         comments.update(_comments(CONF_DIR / g / f"{option}.yaml", prefix=g + "."))
     lines += ["", f"Keys (key=value; the defaults of conf/{cli.config}.yaml and the chosen options):"]
-    flat = _flatten(OmegaConf.to_container(cfg, resolve=False))
+    flat = [(k, v) for k, v in _flatten(OmegaConf.to_container(cfg, resolve=False))
+            if not (k in cli.groups and v == "null")]  # a +group not given: listed above
     width = min(40, max((len(f"{k}={v}") for k, v in flat), default=0))
     for k, v in flat:
         kv = f"{k}={v}"
