@@ -3,7 +3,12 @@
 Entry points compose their config with Hydra's compose API rather than ``@hydra.main`` so that bad
 input ends as one line on stderr with exit status 2 (``@hydra.main`` prints its own report and exits
 1), and so no ``outputs/`` folders appear in the user's working directory: runs write under
-``results_dir`` only.
+``results_dir`` only. What ``@hydra.main`` would give a Hydra user is answered here, once, for every
+entry point that declares a :class:`Command` (``CLI`` in its module): ``--help`` (config groups with
+their options, every key with its default and its YAML comment), ``--cfg job [--resolve]`` (the
+composed config, nothing run) and ``--multirun``/``-m``, refused in one line: several workers are the
+same command started several times on one storage. Every value is checked against the structured
+configs (``core/settings.py``) when composed, so bad input never reaches torch.
 """
 from __future__ import annotations
 

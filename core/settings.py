@@ -138,6 +138,22 @@ def check(obj, prefix: str = "", rules_of: type | None = None) -> None:
             raise UsageError(r.message(f"{prefix}.{f.name}" if prefix else f.name, v))
 
 
+def plain(cfg) -> dict:
+    """The one way a config becomes a dict: an OmegaConf node with its interpolations resolved, a mapping
+    copied, None empty."""
+    from collections.abc import Mapping
+
+    from omegaconf import OmegaConf
+
+    if cfg is None:
+        return {}
+    if OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"expected a mapping, got {type(cfg).__name__}")
+    return dict(cfg)
+
+
 # -- looking a rule up by its key, for OmegaConf's conversion errors --------------------------------------
 _BY_PREFIX: dict[str, list[type]] = {}
 

@@ -119,9 +119,9 @@ def _space(cfg) -> SearchSpace:
     if cfg.get("space_file"):
         return SearchSpace.load(str(cfg.space_file))
     require_group(cfg, "space", available_spaces(), "python -m measure.lut build")
-    from omegaconf import OmegaConf
+    from core.settings import plain
 
-    return SearchSpace.from_config(OmegaConf.to_container(cfg.space, resolve=True))
+    return SearchSpace.from_config(plain(cfg.space))
 
 
 def main(argv: Sequence[str]) -> int:

@@ -12,10 +12,10 @@ CLI = Command("python -m netadapt.run", "netadapt", "[key=value ...]",
 
 
 def main(argv: Sequence[str]) -> int:
-    from omegaconf import OmegaConf
+    from core.settings import plain
 
     check_group_choices(argv, GROUPS)
-    cfg = OmegaConf.to_container(compose("netadapt", argv), resolve=True)
+    cfg = plain(compose("netadapt", argv))
     from netadapt.loop import run_netadapt
 
     out = run_netadapt(cfg, progress=bool(cfg.get("progress", True)))

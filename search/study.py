@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 import measure
 import train
+from core.settings import plain as _plain
 from space import REFERENCES, ArchSpec, SearchSpace, reference_title
 
 from . import SearchError
@@ -61,10 +61,6 @@ class Outcome:
 
 def study_folder(results_dir, space_name: str, study_name: str) -> Path:
     return Path(results_dir) / "search" / space_name / study_name
-
-
-def _plain(cfg):
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg or {})
 
 
 class Search:

@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from .data import DataSplit, as_dict
+from core.settings import plain
+
+from .data import DataSplit
 from .errors import DivergedError
 from .settings import check_train
 
@@ -44,7 +46,7 @@ class TrainConfig:
     @classmethod
     def from_cfg(cls, cfg: Any) -> TrainConfig:
         """Build from a dict or OmegaConf config, ignoring keys that are not fields."""
-        c = as_dict(cfg)
+        c = plain(cfg)
         return cls(**{f.name: c[f.name] for f in dataclasses.fields(cls) if f.name in c})
 
 
