@@ -29,6 +29,8 @@ EXIT_USAGE = 2
 # The structured config of each primary config: its module registers it in Hydra's ConfigStore.
 SCHEMAS = {"search": ("search.settings", "SearchConfig"), "netadapt": ("netadapt.settings", "NetAdaptConfig"),
            "lut": ("measure.settings", "LutConfig")}
+# Groups typed Any in those (their options differ in shape), checked after composition.
+NODE_SCHEMAS = {"space": ("space.settings", "SpaceSettings")}
 
 
 def schema(config_name: str):
@@ -44,6 +46,8 @@ def schema(config_name: str):
 def compose(config_name: str, overrides: Sequence[str] = ()):
     """The composed config ``conf/<config_name>.yaml`` with command-line ``overrides``, every setting
     checked against its structured config (``core/settings.py``): bad input raises UsageError."""
+    import importlib
+
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -58,6 +62,11 @@ def compose(config_name: str, overrides: Sequence[str] = ()):
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
         if root is not None:
             OmegaConf.to_object(cfg)  # runs every __post_init__: the range checks
+            for node, (module, name) in NODE_SCHEMAS.items():
+                if cfg.get(node) is not None:
+                    cls = getattr(importlib.import_module(module), name)
+                    typed = OmegaConf.merge({node: OmegaConf.structured(cls)}, {node: cfg[node]})
+                    OmegaConf.to_object(typed)
     except (HydraException, OmegaConfBaseException) as e:
         msg = conversion_message(e, root)
         if msg:

@@ -25,7 +25,7 @@ from .errors import UsageError
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # int | float | bool | str | choice
+    kind: str  # int | float | bool | str | choice | list
     example: Any = None
     optional: bool = False
     ge: float | None = None
@@ -43,6 +43,8 @@ class Rule:
             return isinstance(v, bool)
         if self.kind == "choice":
             return v in self.choices
+        if self.kind == "list":
+            return isinstance(v, (list, tuple)) and len(v) > 0
         if self.kind == "str":
             return isinstance(v, str) and (self.pattern is None or re.fullmatch(self.pattern, v) is not None)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -61,6 +63,8 @@ class Rule:
             what = "one of " + ", ".join(map(_show, self.choices))
         elif self.kind == "str":
             what = self.hint or "a string"
+        elif self.kind == "list":
+            what = "a non-empty list"
         else:
             bounds = [f"{op} {_show(b)}" for op, b in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
                       if b is not None]
