@@ -34,7 +34,8 @@ def main(extra: list[str]) -> None:
     s, b, h = out.summary, out.baseline, out.history
     start, final = s["start"], s["final"]
     rows = [
-        ("MobileNetV3-Small (start, pretrained)", start["top1"], start["latency_ms"], start["macs"], start["train_steps"], start["arch"]),
+        ("MobileNetV3-Small (start, pretrained)", start["top1"], start["latency_ms"], start["macs"],
+         start["train_steps"], start["arch"]),
         (f"NetAdapt, {final['iterations']} iterations + long finetune", final["top1"], final["latency_ms"],
          final["macs"], final["train_steps"], final["arch"]),
         (f"width multiplier x{b['multiplier']:.3f}, same steps", b["top1"], b["latency_ms"], b["macs"],
@@ -47,7 +48,8 @@ def main(extra: list[str]) -> None:
         "resumed part). Overrides: `" + " ".join(OVERRIDES + extra) + "`.",
         "",
         f"Latency: {s['latency_model']} (lookup table, onnxruntime, 1 thread, 224x224); MACs at 224x224. "
-        f"Budget {s['budget']:.3f} ms = {cfg['budget']} x start, step {cfg['step']}. Accuracy: top-1 on the digits validation split (360 images), "
+        f"Budget {s['budget']:.3f} ms = {cfg['budget']} x start, step {cfg['step']}. "
+        f"Accuracy: top-1 on the digits validation split (360 images), "
         "one seed.",
         "",
         "| network | top-1 | latency (ms) | MACs | training steps |",

@@ -3,14 +3,21 @@
 Entry points compose their config with Hydra's compose API rather than ``@hydra.main`` so that bad
 input ends as one line on stderr with exit status 2 (``@hydra.main`` prints its own report and exits
 1), and so no ``outputs/`` folders appear in the user's working directory: runs write under
-``results_dir`` only.
+``results_dir`` only. What ``@hydra.main`` would give a Hydra user is answered here, once, for every
+entry point that declares a :class:`Command` (``CLI`` in its module): ``--help`` (config groups with
+their options, every key with its default and its YAML comment), ``--cfg job [--resolve]`` (the
+composed config, nothing run) and ``--multirun``/``-m``, refused in one line: several workers are the
+same command started several times on one storage. Every value is checked against the structured
+configs (``core/settings.py``) when composed, so bad input never reaches torch.
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError, UserError
@@ -19,19 +26,62 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 EXIT_USAGE = 2
 
 
+# The structured config of each primary config: its module registers it in Hydra's ConfigStore.
+SCHEMAS = {"search": ("search.settings", "SearchConfig"), "netadapt": ("netadapt.settings", "NetAdaptConfig"),
+           "lut": ("measure.settings", "LutConfig")}
+# Groups typed Any in those (their options differ in shape), checked after composition.
+NODE_SCHEMAS = {"space": ("space.settings", "SpaceSettings")}
+
+
+def schema(config_name: str):
+    """The dataclass of ``conf/<config_name>.yaml`` (imported, so it is in the ConfigStore), or None."""
+    import importlib
+
+    if config_name not in SCHEMAS:
+        return None
+    module, name = SCHEMAS[config_name]
+    return getattr(importlib.import_module(module), name)
+
+
 def compose(config_name: str, overrides: Sequence[str] = ()):
-    """The composed config ``conf/<config_name>.yaml`` with command-line ``overrides``."""
+    """The composed config ``conf/<config_name>.yaml`` with command-line ``overrides``, every setting
+    checked against its structured config (``core/settings.py``): bad input raises UsageError."""
+    import importlib
+
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from .settings import conversion_message
+
+    root = schema(config_name)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=config_name):
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+        if root is not None:
+            OmegaConf.to_object(cfg)  # runs every __post_init__: the range checks
+            for node, (module, name) in NODE_SCHEMAS.items():
+                if cfg.get(node) is not None:
+                    cls = getattr(importlib.import_module(module), name)
+                    typed = OmegaConf.merge({node: OmegaConf.structured(cls)}, {node: cfg[node]})
+                    OmegaConf.to_object(typed)
     except (HydraException, OmegaConfBaseException) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"bad override: {first} (see conf/{config_name}.yaml for the keys)") from None
+        msg = conversion_message(e, root)
+        if msg:
+            raise UsageError(msg) from None
+        raise UsageError(f"bad override: {_first_line(e)} (see conf/{config_name}.yaml for the keys)") from None
+    return cfg
+
+
+def _first_line(e: BaseException) -> str:
+    return redact(str(e).strip().splitlines()[0]) if str(e).strip() else type(e).__name__
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of any URL in it replaced by ``***`` (``postgresql://u:***@host/db``)."""
+    return re.sub(r"//([^:/@\s]+):[^@/\s]*@", r"//\1:***@", text)
 
 
 def require_group(cfg, group: str, choices: Sequence[str], command: str) -> None:
@@ -75,16 +125,153 @@ def quiet_warnings() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 
 
-def run(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> None:
-    """Run ``main(argv)`` and turn bad input into ``error: <message>`` and exit status 2."""
+@dataclass(frozen=True)
+class Command:
+    """What ``--help``, ``--cfg job`` and ``--multirun`` need to know about an entry point."""
+
+    name: str  # python -m search.run
+    config: str  # conf/<config>.yaml
+    usage: str  # the arguments after the name
+    about: str  # one line
+    groups: tuple[str, ...] = ()
+    plus: tuple[str, ...] = ()  # groups added with +group= (no default)
+    positionals: tuple[str, ...] = ()  # leading words that are not overrides (measure.lut build|validate)
+
+
+MULTIRUN = ("--multirun is not supported: to run N workers, start the same command N times on one storage "
+            "(README, \"Many workers\"); to compare settings, run the command once per setting")
+
+
+def flags(cli: Command, argv: Sequence[str]) -> int | None:
+    """Answer ``--help``, ``--cfg job`` and ``--multirun`` as a Hydra user expects; None: no flag given."""
+    args = list(argv)
+    opts = [a for a in args if a.startswith("-")]
+    if not opts:
+        return None
+    overrides = [a for a in args if not a.startswith("-") and a not in cli.positionals]
+    if "--help" in opts or "-h" in opts:
+        print(help_text(cli, overrides))
+        return 0
+    if "--multirun" in opts or "-m" in opts:
+        raise UsageError(MULTIRUN)
+    known = {"--cfg", "-c", "--resolve"}
+    unknown = [o for o in opts if o not in known]
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]}: use --help, --cfg job [--resolve], or key=value overrides")
+    at = next(i for i, a in enumerate(args) if a in ("--cfg", "-c"))
+    what = args[at + 1] if at + 1 < len(args) else None
+    if what not in ("job", "all"):
+        raise UsageError(f"--cfg {what or ''}".strip() + " is not understood: use --cfg job (the composed config)")
+    overrides = [a for j, a in enumerate(args) if j != at + 1 and not a.startswith("-") and a not in cli.positionals]
+    check_group_choices(overrides, cli.groups, cli.plus)
+    from omegaconf import OmegaConf
+
+    cfg = compose(cli.config, overrides)
+    print(redact(OmegaConf.to_yaml(cfg, resolve="--resolve" in opts)), end="")
+    return 0
+
+
+def help_text(cli: Command, overrides: Sequence[str] = ()) -> str:
+    """Usage, the config groups with their options, and every key with its default and its comment."""
+    from omegaconf import OmegaConf
+
+    check_group_choices(overrides, cli.groups, cli.plus)
+    cfg = compose(cli.config, overrides)
+    chosen = _chosen(cli, overrides)
+    lines = [f"usage: {cli.name} {cli.usage} [--help] [--cfg job [--resolve]]", "", cli.about, "",
+             "Config groups (group=<option>; +group=<option> for a group without a default):"]
+    for g in cli.groups:
+        options = sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml"))
+        marked = [f"{o} (default)" if o == _default_choice(cli.config, g) else o for o in options]
+        lines.append(f"  {('+' if g in cli.plus else '') + g:<10} {', '.join(marked)}")
+    comments = _comments(CONF_DIR / f"{cli.config}.yaml")
+    for g, option in chosen.items():
+        comments.update(_comments(CONF_DIR / g / f"{option}.yaml", prefix=g + "."))
+    lines += ["", f"Keys (key=value; the defaults of conf/{cli.config}.yaml and the chosen options):"]
+    flat = [(k, v) for k, v in _flatten(OmegaConf.to_container(cfg, resolve=False))
+            if not (k in cli.groups and v == "null")]  # a +group not given: listed above
+    width = min(40, max((len(f"{k}={v}") for k, v in flat), default=0))
+    for k, v in flat:
+        kv = f"{k}={v}"
+        note = comments.get(k, "")
+        lines.append(f"  {kv:<{width}}  # {note}" if note else f"  {kv}")
+    lines += ["", "Flags: --help (this); --cfg job (print the composed config as YAML and exit; --resolve "
+              "resolves ${...}); --multirun is not supported: start the same command N times on one storage "
+              "to run N workers."]
+    return "\n".join(lines)
+
+
+def _default_choice(config: str, group: str) -> str | None:
+    for line in (CONF_DIR / f"{config}.yaml").read_text().splitlines():
+        m = re.match(rf"\s*-\s*{re.escape(group)}\s*:\s*([\w.-]+)", line)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _chosen(cli: Command, overrides: Sequence[str]) -> dict[str, str]:
+    chosen = {g: _default_choice(cli.config, g) for g in cli.groups}
+    for o in overrides:
+        key, _, value = o.lstrip("+").partition("=")
+        if key in chosen:
+            chosen[key] = value
+    return {g: c for g, c in chosen.items() if c and (CONF_DIR / g / f"{c}.yaml").is_file()}
+
+
+def _comments(path: Path, prefix: str = "") -> dict[str, str]:
+    """``{"train.lr": "comment", ...}``: the comment at the end of each key's line in a YAML file,
+    with the comment-only lines indented under it."""
+    out: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    last = None
+    for line in path.read_text().splitlines():
+        m = re.match(r"^(\s*)([A-Za-z_]\w*):(.*)$", line)
+        if m:
+            indent, key, rest = len(m.group(1)), m.group(2), m.group(3)
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            value, _, comment = rest.partition("#")
+            full = prefix + ".".join([k for _, k in stack] + [key])
+            if not value.strip():
+                stack.append((indent, key))
+            out[full] = comment.strip()
+            last = full if comment.strip() else None
+        elif last and line.startswith(" ") and line.strip().startswith("#"):
+            out[last] += " " + line.strip().lstrip("#").strip()
+        else:
+            last = None
+    return out
+
+
+def _flatten(d, prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += _flatten(v, f"{prefix}{k}.")
+        elif isinstance(v, list):
+            out.append((f"{prefix}{k}", f"[{len(v)} items]" if len(str(v)) > 60 else str(v)))
+        else:
+            out.append((f"{prefix}{k}", "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)))
+    return out
+
+
+def run(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None,
+        cli: Command | None = None) -> None:
+    """Run ``main(argv)`` and turn bad input into ``error: <message>`` and exit status 2.
+
+    ``cli`` (default: the ``CLI`` of ``main``'s module, if any) answers ``--help``, ``--cfg job`` and
+    ``--multirun`` before ``main`` runs."""
     quiet_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
+    cli = cli or getattr(sys.modules.get(getattr(main, "__module__", ""), None), "CLI", None)
     try:
-        code = main(argv)
+        code = flags(cli, argv) if cli is not None else None
+        if code is None:
+            code = main(argv)
     except Exception as e:
         if not is_user_error(e):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = _first_line(e)
         if isinstance(e, (FileNotFoundError, PermissionError)) and e.filename:
             msg = f"{e.strerror or type(e).__name__}: {e.filename}"
         print(f"error: {msg}", file=sys.stderr)

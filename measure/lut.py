@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.cli import UsageError, compose, require_group, run
+from core.cli import Command, UsageError, compose, require_group, run
 from core.files import write_atomic
 from space import V3_LARGE, V3_SMALL, SearchSpace, available_spaces, format_arch, scale_width
 
@@ -32,6 +32,9 @@ from .table import LatencyTable, arch_entries, network_entry, space_entries
 
 COMMANDS = ("build", "validate")
 USAGE = "python -m measure.lut build|validate +space=<name> [results_dir=results] [latency.backend=onnxruntime]"
+CLI = Command("python -m measure.lut", "lut", "build|validate +space=<name> [key=value ...]",
+              "build: time the latency lookup table of a space; validate: compare its predictions with measurements.",
+              groups=("space", "latency"), plus=("space",), positionals=COMMANDS)
 
 
 def build(space: SearchSpace, table: LatencyTable, calibrate: int = 12, seed: int = 0, progress: bool = True) -> int:
@@ -102,9 +105,9 @@ def _space(cfg) -> SearchSpace:
     if cfg.get("space_file"):
         return SearchSpace.load(str(cfg.space_file))
     require_group(cfg, "space", available_spaces(), "python -m measure.lut build")
-    from omegaconf import OmegaConf
+    from core.settings import plain
 
-    return SearchSpace.from_config(OmegaConf.to_container(cfg.space, resolve=True))
+    return SearchSpace.from_config(plain(cfg.space))
 
 
 def main(argv: Sequence[str]) -> int:

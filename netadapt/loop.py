@@ -8,7 +8,6 @@ keeps the best. Each finished iteration is durable (``store``), so rerunning res
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,12 +23,10 @@ from . import NetAdaptError
 from .baseline import match_multiplier
 from .proposals import Proposal, propose
 from .report import onnx_bytes, write_report
-from .resources import RESOURCES, resource_fn
+from .resources import resource_fn
 from .shrink import shrink
 from .start import load_weights, resolve_start
 from .store import RunFolder, save_torch, write_atomic
-
-SELECT = ("ratio", "accuracy")
 
 
 class _Exhausted(Exception):
@@ -51,8 +48,9 @@ def _fmt(x: float) -> str:
 class NetAdapt:
     """One run of the composed ``conf/netadapt.yaml`` (a plain dict here).
 
-    ``from_config`` loads the data and opens the latency model and passes them in with the
-    estimator; the constructor reads only what it is given (and the run folder's settings).
+    ``from_config`` resolves the start network, loads the data, opens and prepares the latency model
+    and builds the estimator, and passes them in; the constructor reads no file (the run folder is
+    checked by ``run``).
     """
 
     @classmethod
@@ -60,48 +58,47 @@ class NetAdapt:
         from measure import latency_model
         from train import TrainConfig, load_data, make_estimator
 
+        if cfg.get("threads"):
+            torch.set_num_threads(int(cfg["threads"]))
         try:
             train_cfg = TrainConfig.from_cfg(cfg.get("train") or {})
         except (TypeError, ValueError) as e:
             raise UsageError(str(e)) from None
+        start = resolve_start(cfg.get("start"), cfg.get("start_study"), cfg.get("start_trial"))
         data = load_data(cfg.get("data") or {})
-        latency = latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results"))))
-        return cls(cfg, estimator=make_estimator(cfg.get("accuracy"), data, train_cfg), latency=latency,
-                   progress=progress, log=log)
+        latency = _calibrated(latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results")))),
+                              start[0], log)
+        estimator = make_estimator(cfg.get("accuracy"), data, train_cfg)
+        start_model, note = None, ""
+        if cfg.get("weights"):  # read now: a bad file must fail before the run folder exists
+            start_model = estimator.fresh(start[0])
+            note = load_weights(start_model, cfg["weights"])
+        return cls(cfg, start=start, estimator=estimator, latency=latency, start_model=start_model,
+                   weights_note=note, progress=progress, log=log)
 
-    def __init__(self, cfg: dict, *, estimator, latency, progress: bool = True, log: Callable[[str], Any] = print):
+    def __init__(self, cfg: dict, *, start: tuple[ArchSpec, str], estimator, latency, start_model=None,
+                 weights_note: str = "", progress: bool = True, log: Callable[[str], Any] = print):
         self.cfg, self.progress, self.log = cfg, progress, log
         self.estimator, self.data, self.train_cfg = estimator, estimator.data, estimator.cfg
         self.select, self.resource_name = cfg.get("select", "ratio"), cfg.get("resource", "latency")
-        if self.select not in SELECT:
-            raise UsageError(f"select={self.select!r} is unknown: use one of {', '.join(SELECT)}")
-        if self.resource_name not in RESOURCES:
-            raise UsageError(f"resource={self.resource_name!r} is unknown: use one of {', '.join(RESOURCES)}")
-        self.step = _number(cfg, "step", 0, 1)
-        self.short_steps = _count(cfg, "short_steps", 1)
-        self.pretrain_epochs = _number(cfg, "pretrain_epochs", 0, math.inf, low_ok=True)
-        self.long_epochs = _number(cfg, "long_epochs", 0, math.inf, low_ok=True)
-        max_it = cfg.get("max_iterations")
-        self.max_iterations = None if max_it is None else _count(cfg, "max_iterations", 1)
+        # Every value was checked against netadapt/settings.py when the config was composed.
+        self.step, self.short_steps = float(cfg.get("step", 0.01)), int(cfg.get("short_steps", 40))
+        self.pretrain_epochs = float(cfg.get("pretrain_epochs", 10))
+        self.long_epochs = float(cfg.get("long_epochs", 10))
+        self.max_iterations = cfg.get("max_iterations")
         self.seed = int(cfg.get("seed", 0))
-        if cfg.get("threads"):
-            torch.set_num_threads(_count(cfg, "threads", 1))
         self.finetune_lr = float(cfg.get("finetune_lr") or self.train_cfg.lr)
 
-        self.start, start_name = resolve_start(cfg.get("start"), cfg.get("start_study"), cfg.get("start_trial"))
+        self.start, start_name = start
         results_dir = Path(str(cfg.get("results_dir", "results")))
-        self.latency = _memo(_calibrated(latency, self.start, log))
+        self.latency = _memo(latency)
         self.input_size = int((cfg.get("latency") or {}).get("input_size", 224))
         self.cost = resource_fn(self.resource_name, self.latency, self.input_size)
         self.cost0 = self.cost(self.start)
         self.target, budget_tag = self._budget(cfg)
         self.delta = self.step * self.cost0
 
-        self.weights = cfg.get("weights")
-        self.start_model = None
-        if self.weights:  # checked now: a bad file must fail before the run folder exists
-            self.start_model = self._fresh(self.start)
-            self.weights_note = load_weights(self.start_model, self.weights)
+        self.weights, self.start_model, self.weights_note = cfg.get("weights"), start_model, weights_note
         run_name = cfg.get("run_name") or "-".join(
             [start_name, self.data.name, budget_tag] + (["macs"] if self.resource_name == "macs" else []))
         self.folder = RunFolder(results_dir / "netadapt" / str(run_name))
@@ -114,7 +111,6 @@ class NetAdapt:
             "finetune_lr": self.finetune_lr, "train": dataclasses.asdict(self.train_cfg),
             "baseline": bool(cfg.get("baseline", True)), "protocol": self._protocol(),
         }
-        self.resuming = self.folder.check_settings(self.settings)
         self.title = (f"NetAdapt {start_name} on {self.data.name}\nbudget {self.target:.4g} "
                       f"{'ms' if self.resource_name == 'latency' else 'MACs'} ({self.latency.name})")
 
@@ -164,7 +160,7 @@ class NetAdapt:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        if not self.resuming:
+        if not self.folder.check_settings(self.settings):  # a new run; else the same run, resumed
             self.folder.create(self.settings)
         history = self.folder.history()
         if history:
@@ -324,22 +320,6 @@ def _memo(latency):
 
     cost.name = latency.name
     return cost
-
-
-def _number(cfg: dict, key: str, low: float, high: float, low_ok: bool = False) -> float:
-    v = cfg.get(key)
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (low <= v if low_ok else low < v) and v < high
-    if not ok:
-        bound = f"{'>=' if low_ok else '>'} {low:g}" + ("" if high == math.inf else f" and < {high:g}")
-        raise UsageError(f"{key}={v!r} must be a number {bound}")
-    return float(v)
-
-
-def _count(cfg: dict, key: str, low: int) -> int:
-    v = cfg.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise UsageError(f"{key}={v!r} must be an integer >= {low}")
-    return v
 
 
 def run_netadapt(cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print) -> Outcome:

@@ -84,7 +84,7 @@ def _valid(arch: ArchSpec, make: Callable[[], ArchSpec]) -> ArchSpec | None:
 def _first_cut(arch: ArchSpec, candidates, make, resource: Resource, target: float):
     """The first (largest-width) candidate whose resource is <= target, or None."""
     for w in candidates:
-        new = _valid(arch, lambda: make(w))
+        new = _valid(arch, lambda w=w: make(w))
         if new is None:
             continue
         cost = resource(new)
@@ -106,7 +106,7 @@ def propose(arch: ArchSpec, resource: Resource, delta: float, current: float | N
     for i, (cin, b) in enumerate(zip(arch.in_channels(), arch.blocks)):
         if not b.has_expand(cin):
             continue
-        hit = _first_cut(arch, smaller_multiples(b.expand, b.out), lambda w: with_expand(arch, i, w),
+        hit = _first_cut(arch, smaller_multiples(b.expand, b.out), lambda w, i=i: with_expand(arch, i, w),
                          resource, target)
         if hit is None:
             out.skipped.append(f"expand[{i}]: no multiple of {DIVISOR} in [{max(b.out, DIVISOR)}, "
@@ -116,7 +116,7 @@ def propose(arch: ArchSpec, resource: Resource, delta: float, current: float | N
             out.made.append(Proposal("expand", (i,), b.expand, w, new, cost))
     for g in width_groups(arch):
         hit = _first_cut(arch, smaller_multiples(g.width, DIVISOR),
-                         lambda w: with_group_width(arch, g, w), resource, target)
+                         lambda w, g=g: with_group_width(arch, g, w), resource, target)
         where = ",".join("stem" if n == STEM else str(n) for n in g.nodes)
         if hit is None:
             out.skipped.append(f"width[{where}]: no multiple of {DIVISOR} below {g.width} cuts {delta:.4g}")

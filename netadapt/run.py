@@ -3,17 +3,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.cli import Command, check_group_choices, compose, run
 from core.cli import accuracy_text as acc
-from core.cli import check_group_choices, compose, run
 
 GROUPS = ("data", "accuracy", "latency")
+CLI = Command("python -m netadapt.run", "netadapt", "[key=value ...]",
+              "Shrink a trained network under a latency budget (NetAdapt); rerun to resume (conf/netadapt.yaml).",
+              groups=GROUPS)
 
 
 def main(argv: Sequence[str]) -> int:
-    from omegaconf import OmegaConf
+    from core.settings import plain
 
     check_group_choices(argv, GROUPS)
-    cfg = OmegaConf.to_container(compose("netadapt", argv), resolve=True)
+    cfg = plain(compose("netadapt", argv))
     from netadapt.loop import run_netadapt
 
     out = run_netadapt(cfg, progress=bool(cfg.get("progress", True)))

@@ -20,7 +20,8 @@ def resolve_start(start, study=None, trial=None) -> tuple[ArchSpec, str]:
         return trial_arch(Path(str(study)), trial)
     text = str(start).strip() if start is not None else ""
     if not text:
-        raise UsageError("no start network: pass start=v3_small|v3_large|<arch string>|<file.json>|<study folder>:<trial>")
+        raise UsageError("no start network: pass start=v3_small|v3_large|<arch string>|<file.json>|"
+                         "<study folder>:<trial>")
     if m := re.fullmatch(r"(.+):(\d+)", text):
         return trial_arch(Path(m[1]), int(m[2]))
     if text not in REFERENCES and " " not in text and not text.endswith(".json") and not text.startswith("{"):
@@ -81,7 +82,8 @@ def load_weights(model: nn.Module, path) -> str:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 -- any unreadable file is the same user error
-        raise UsageError(f"cannot read weights {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"cannot read weights {path}: {reason}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -142,6 +142,18 @@ def _companions(folder: Path) -> list[dict]:
     return [r for r in read_csv(path) if r.get("trial") is None] if path.is_file() else []
 
 
+HELP = """usage: python -m search.plot [results_dir=results] [studies=[name,...]] [out=PATH] [--help]
+
+Every study's Pareto front under <results_dir>/search/ (or the studies named, as `study` or
+`space/study`) in one figure, with each reference network and the NetAdapt trajectories of
+<results_dir>/netadapt/*; prints where the figure went.
+
+Keys (key=value):
+  results_dir=results   where search.run and netadapt.run wrote
+  studies=null          a study name or a list [a,b] (null: all studies)
+  out=null              the PNG to write (null: <results_dir>/plots/fronts.png)"""
+
+
 def main(argv: Sequence[str]) -> int:
     from omegaconf import OmegaConf
 
@@ -149,6 +161,12 @@ def main(argv: Sequence[str]) -> int:
     from core.files import write_atomic
     from plots import draw_overview
 
+    if "--help" in argv or "-h" in argv:
+        print(HELP)
+        return 0
+    flags = [a for a in argv if a.startswith("-")]
+    if flags:
+        raise UsageError(f"unknown option {flags[0]}: use --help, or key=value: results_dir=, studies=[..], out=")
     try:
         cfg = OmegaConf.to_container(OmegaConf.from_dotlist([a.lstrip("+") for a in argv]))
     except Exception as e:

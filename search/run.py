@@ -4,12 +4,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+from core.cli import Command, check_group_choices, compose, redact, require_group, run
 from core.cli import accuracy_text as acc
-from core.cli import check_group_choices, compose, require_group, run
 from space import available_spaces
 
 COMMAND = "python -m search.run"
 GROUPS = ("space", "data", "accuracy", "sampler", "latency")
+CLI = Command(COMMAND, "search", "+space=<name> [key=value ...]",
+              "Run or resume an Optuna study over a search space (conf/search.yaml); rerun to resume or top up.",
+              groups=GROUPS, plus=("space",))
 
 
 def main(argv: Sequence[str]) -> int:
@@ -24,7 +27,7 @@ def main(argv: Sequence[str]) -> int:
 
     out = Search.from_config(cfg).run(progress=bool(cfg.get("progress", True)))
     print(f"{out.finished} finished trials ({out.ran} run now) in {out.seconds / 60:.1f} min; "
-          f"study {out.study_name} in {out.storage}")
+          f"study {out.study_name} in {redact(out.storage)}")
     ref = out.reference
     if ref and ref.get("top1") is not None:
         print(f"reference {ref['reference']}: {acc(ref)}, {ref['latency_ms']:.2f} ms, "

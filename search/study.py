@@ -20,18 +20,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import re
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 import measure
 import train
+from core.settings import plain as _plain
 from space import REFERENCES, ArchSpec, SearchSpace, reference_title
 
 from . import SearchError
@@ -66,23 +65,6 @@ def study_folder(results_dir, space_name: str, study_name: str) -> Path:
     return Path(results_dir) / "search" / space_name / study_name
 
 
-def _plain(cfg):
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg or {})
-
-
-def _opt_float(cfg, key):
-    v = cfg.get(key)
-    if v is None:
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise SearchError(f"{key}={v!r} is not a number") from None
-    if not v > 0:
-        raise SearchError(f"{key}={v} must be positive (or null)")
-    return v
-
-
 class Search:
     """A study bound to one space, dataset, accuracy estimator and latency model, run by this worker.
 
@@ -95,7 +77,7 @@ class Search:
         self.cfg, self.space, self.train_cfg, self.estimator, self.latency = cfg, space, train_cfg, estimator, latency
         self.n_trials, self.mode = int(cfg.n_trials), cfg.objective
         self.with_companions = cfg.get("companions", True)
-        self.limits = {"max_latency_ms": _opt_float(cfg, "max_latency_ms"), "max_macs": _opt_float(cfg, "max_macs")}
+        self.limits = {k: None if cfg.get(k) is None else float(cfg.get(k)) for k in ("max_latency_ms", "max_macs")}
         self.results_dir = Path(cfg.results_dir)
         self.folder = study_folder(self.results_dir, self.space.name, str(cfg.study_name))
         self.storage, self.journal, self.storage_name, self.worker = storage, journal, storage_name, worker
@@ -103,21 +85,12 @@ class Search:
 
     @classmethod
     def from_config(cls, cfg) -> Search:
-        if cfg.get("objective") not in DIRECTIONS:
-            raise SearchError(f"objective={cfg.get('objective')!r}: use objective=multi or objective=mnas")
-        n = cfg.get("n_trials")
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise SearchError(f"n_trials={n!r} must be a positive integer (the total wanted in the study)")
-        if not isinstance(cfg.get("companions", True), bool):
-            raise SearchError(f"companions={cfg.get('companions')!r}: use companions=true or companions=false")
+        """Every value was checked against ``search/settings.py`` when the config was composed."""
         space = SearchSpace.from_config(_plain(cfg.space))
         try:
             train_cfg = train.TrainConfig.from_cfg(_plain(cfg.train))
         except (TypeError, ValueError) as e:
             raise SearchError(str(e).splitlines()[0]) from None
-        _check_numbers(train_cfg)
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._=+-]*", str(cfg.study_name)):
-            raise SearchError(f"study_name={cfg.study_name!r}: use letters, digits and . _ = + - (it names a folder)")
         results_dir = Path(cfg.results_dir)
         data = train.load_data(cfg.data)
         estimator = train.make_estimator(_plain(cfg.get("accuracy")), data, train_cfg)
@@ -325,15 +298,6 @@ def _companion_line(c: dict, space_name: str) -> str:
     got = c["failure"] or f"top1 {c['top1']:.1%}, {c['latency_ms']:.2f} ms, {c['macs'] / 1e6:.0f}M MACs"
     return (f"evaluated reference {c['name']} ({reference_title(c['name'])}, outside space {space_name}) "
             f"as a trial, in {c['duration_s']:.0f} s: {got}")
-
-
-def _check_numbers(tc) -> None:
-    """TrainConfig takes what it is given; a string lr would only fail deep inside the optimiser."""
-    for f in dataclasses.fields(tc):
-        v = getattr(tc, f.name)
-        if isinstance(f.default, (int, float)) and not isinstance(f.default, bool) and v is not None:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise SearchError(f"train.{f.name}={v!r} is not a number")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -78,7 +78,8 @@ def from_dict(data: dict) -> ArchSpec:
         raise ArchError(f"architecture JSON must be an object, got {type(data).__name__}")
     unknown = set(data) - {"stem", "blocks", "last_conv", "head", "dropout", "name"}
     if unknown:
-        raise ArchError(f"architecture JSON has unknown keys {sorted(unknown)}: allowed are stem, blocks, last_conv, head, dropout")
+        raise ArchError(f"architecture JSON has unknown keys {sorted(unknown)}: allowed are stem, blocks, last_conv, "
+                        f"head, dropout")
     try:
         blocks = []
         for i, b in enumerate(data["blocks"]):
@@ -109,13 +110,16 @@ def parse_arch(text: str | Path) -> ArchSpec:
     if text.endswith(".json"):
         path = Path(text)
         if not path.is_file():
-            raise ArchError(f"architecture file {text} does not exist: pass an existing .json path, an arch string or a reference name")
+            raise ArchError(f"architecture file {text} does not exist: pass an existing .json path, an arch string "
+                            f"or a reference name")
         try:
             return from_dict(json.loads(path.read_text()))
         except json.JSONDecodeError as e:
-            raise ArchError(f"{text} is not valid JSON ({e.msg} at line {e.lineno}): write it with space.to_json") from None
+            raise ArchError(f"{text} is not valid JSON ({e.msg} at line {e.lineno}): "
+                            f"write it with space.to_json") from None
     if not text:
-        raise ArchError("empty architecture: give a reference name (v3_large, v3_small), an arch string or a .json path")
+        raise ArchError("empty architecture: give a reference name (v3_large, v3_small), an arch string "
+                        "or a .json path")
     if " " not in text and "_" in text and not text.startswith(("stem", "k")):
         raise ArchError(f"unknown architecture {text!r}: references are {', '.join(REFERENCES)}")
     return _parse_string(text)

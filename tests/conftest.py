@@ -43,8 +43,22 @@ def _pg_bin(name: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory):
+def postgres_url():
     """A throwaway PostgreSQL server on loopback (Debian's package); skips when it is not installed."""
+    yield from _postgres()
+
+
+@pytest.fixture(scope="session")
+def postgres_password_url():
+    """(URL with its password, the password) of a throwaway PostgreSQL server that requires it."""
+    import secrets
+
+    password = f"Pw-{secrets.token_hex(8)}"
+    for url in _postgres(password):
+        yield url, password
+
+
+def _postgres(password: str | None = None):
     import getpass
     import shutil
     import socket
@@ -63,18 +77,25 @@ def postgres_url(tmp_path_factory):
     data = root / "data"
     # initdb refuses to run as root: run the server as Debian's postgres user then.
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_user:
-        shutil.chown(root, "postgres")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     user = "postgres" if as_user else getpass.getuser()
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8"],
+    auth = ["--auth=trust"]
+    if password:
+        (root / "pw").write_text(password + "\n")
+        auth = ["--auth=scram-sha-256", f"--pwfile={root / 'pw'}"]
+    if as_user:
+        shutil.chown(root, "postgres")
+        if password:
+            shutil.chown(root / "pw", "postgres")
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", user, *auth, "-E", "UTF8"],
                    check=True, capture_output=True)
     subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
                     f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
     try:
-        url = f"postgresql+psycopg2://{user}@127.0.0.1:{port}/postgres"
+        login = f"{user}:{password}" if password else user
+        url = f"postgresql+psycopg2://{login}@127.0.0.1:{port}/postgres"
         deadline = time.time() + 20
         import sqlalchemy
 

@@ -134,7 +134,83 @@ CASES = [
     ("unknown latency backend", _lut_main, ["build", "+space=v3_small", "latency.backend=tpu"],
      "unknown latency backend 'tpu'"),
     ("read-only results folder", _search_main, ["+space=v3_small", "results_dir={root}/readonly"], "readonly"),
+    # Tried as a new user would: flags Hydra users expect, and values that used to reach torch.
+    ("multirun", _search_main, ["+space=v3_small", "--multirun", "n_trials=2"], "--multirun is not supported"),
+    ("multirun -m", _netadapt_main, ["-m"], "start the same command N times"),
+    ("unknown flag", _lut_main, ["build", "+space=v3_small", "--verbose"], "unknown option --verbose"),
+    ("cfg hydra", _search_main, ["+space=v3_small", "--cfg", "hydra"], "--cfg hydra is not understood"),
+    ("storage from a missing env var", _search_main, ["+space=v3_small", "storage=${{oc.env:BNECK_NO_SUCH_VAR}}"],
+     "BNECK_NO_SUCH_VAR"),
+    ("train.device gpu", _search_main, ["+space=v3_small", "train.device=gpu"], "train.device=gpu must be"),
+    ("latency threads 0", _netadapt_main, ["latency.threads=0"], "latency.threads=0 must be an integer >= 1"),
+    ("input size 0", _search_main, ["+space=v3_small", "latency.input_size=0"], "latency.input_size=0"),
+    ("negative weight decay", _netadapt_main, ["train.weight_decay=-1"], "train.weight_decay=-1"),
+    ("momentum 2", _search_main, ["+space=v3_small", "train.momentum=2"], "train.momentum=2"),
+    ("label smoothing 1", _search_main, ["+space=v3_small", "train.label_smoothing=1"], "train.label_smoothing=1"),
+    ("n_trials in words", _search_main, ["+space=v3_small", "n_trials=ten"], "n_trials=ten must be an integer"),
+    ("unknown select", _netadapt_main, ["select=speed"], "unknown select 'speed'"),
+    ("epochs in netadapt's train", _netadapt_main, ["train.epochs=3"], "bad override"),
 ]
+
+
+# -- generated: every key of every config group (but data, whose keys another change reworks) with each kind
+# of bad value its rule admits -------------------------------------------------------------------------------
+def _schemas():
+    from measure.settings import LutConfig
+    from netadapt.settings import NetAdaptConfig
+    from search.settings import GPSettings, NSGA2Settings, RandomSettings, SearchConfig, TPESettings
+    from space.settings import SpaceSettings
+
+    return [(_search_main, SearchConfig, [], ""), (_netadapt_main, NetAdaptConfig, [], ""),
+            (_lut_main, LutConfig, ["build", "+space=v3_small"], ""),
+            (_search_main, SpaceSettings, ["+space=v3_small"], "space.")] + [
+        (_search_main, cls, [f"sampler={cls().name}"], "sampler.")
+        for cls in (TPESettings, NSGA2Settings, GPSettings, RandomSettings)]
+
+
+def _bad_values(r):
+    """(raw override value, expected start of the message) for each kind of bad value of rule ``r``."""
+    if r.kind == "bool":
+        return ["maybe"]
+    if r.kind == "choice":
+        return ["bogus"]
+    if r.kind == "list":
+        return ["3", "[]"]
+    if r.kind == "str":
+        return ["a/b" if "." in (r.pattern or "") else "gpu"] if r.pattern else []
+    out = ["abc"]  # not a number
+    if r.kind == "int":
+        out.append("1.5")
+    for bound, bad in ((r.ge, lambda b: b - 1), (r.gt, lambda b: b), (r.le, lambda b: b + 1), (r.lt, lambda b: b)):
+        if bound is not None:
+            out.append(f"{bad(bound):g}")
+    return out
+
+
+def _leaf_rules(cls, prefix):
+    import dataclasses
+
+    for f in dataclasses.fields(cls):
+        t = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if isinstance(t, type) and dataclasses.is_dataclass(t):
+            yield from _leaf_rules(t, f"{prefix}{f.name}.")
+        elif "rule" in f.metadata:
+            yield f"{prefix}{f.name}", f.metadata["rule"]
+
+
+def _generated():
+    cases = []
+    for main, cls, argv, prefix in _schemas():
+        for key, r in _leaf_rules(cls, prefix):
+            for raw in _bad_values(r):
+                words = (f"unknown {key.replace('.', ' ').replace('_', ' ')} '{raw}'" if r.kind == "choice"
+                         else f"{key}={raw} must be")
+                name = " ".join([main.__name__[1:-5], *argv[-1:], f"{key}={raw}"])
+                cases.append((name, main, [*argv, f"{key}={raw}"], words))
+    return cases
+
+
+CASES += _generated()
 
 
 @pytest.mark.parametrize("name,main,argv,words", CASES, ids=[c[0] for c in CASES])
@@ -148,7 +224,7 @@ def test_bad_input(world, capsys, name, main, argv, words):
     before = _snapshot(world)
     with read_only(world / "readonly") if name == "read-only results folder" else _noop():
         with pytest.raises(SystemExit) as exit_:
-            run(main, [*base, *argv, *extra])
+            run(main, [*base, *argv, *extra], cli=_cli(main))
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     RAISED[name] = _chain(exit_.value.__context__)  # the errors that ended the run, for the coverage test below
@@ -219,6 +295,44 @@ def test_a_programming_error_is_not_passed_off_as_bad_input(capsys, bug):
     with pytest.raises(type(bug)):  # a traceback, not "error: ..." and exit 2
         run(main, [])
     assert "error:" not in capsys.readouterr().err
+
+
+def _cli(main):
+    import measure.lut
+    import netadapt.run
+    import search.run
+
+    return {_search_main: search.run.CLI, _netadapt_main: netadapt.run.CLI, _lut_main: measure.lut.CLI}.get(main)
+
+
+def _leaves(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
+@pytest.mark.parametrize("config,overrides", [
+    ("search", ["+space=v3_small", f"sampler={s}"]) for s in ("tpe", "nsga2", "gp", "random")]
+    + [("netadapt", []), ("lut", ["+space=v3_large"])])
+def test_every_key_has_a_rule_and_bad_values_in_the_table(config, overrides):
+    """Every key the YAML files define (data aside) has a rule, and each rule that can be broken
+    at compose time has its bad values in CASES: a key added to a YAML without one fails here."""
+    from omegaconf import OmegaConf
+
+    from core.cli import compose, schema
+    from core.settings import rule_for
+
+    root = schema(config)
+    keys = [k for k in _leaves(OmegaConf.to_container(compose(config, overrides), resolve=False))
+            if k.split(".")[0] != "data"]
+    assert len(keys) >= 10
+    tested = {a.split("=")[0] for _, _, argv, _ in CASES for a in argv}
+    for key in keys:
+        r = rule_for(key, root)
+        assert r is not None, f"{config}: {key} has no rule in its structured config"
+        assert not _bad_values(r) or key in tested, f"{config}: no bad value of {key} in the table"
 
 
 @contextmanager

@@ -130,12 +130,12 @@ def test_killed_run_resumes_without_gaps_or_repeats(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["start=v3_tiny"], "unknown start 'v3_tiny'"),
     (["start=stem8 k4_e16_c8_re last96 head64"], "kernel"),
-    (["budget=1.0"], "budget=1.0 must be"),
+    (["budget=1.0"], "budget=1 must be"),
     (["budget=0"], "budget=0 must be"),
     (["budget_ms=5"], "budget_ms needs resource=latency"),
     (["resource=latency", "budget_ms=1000"], "below the start latency"),
     (["weights=/nonexistent/w.pt"], "weights file /nonexistent/w.pt does not exist"),
-    (["select=best"], "select='best' is unknown"),
+    (["select=best"], "unknown select 'best': use one of ratio, accuracy"),
     (["start=/nonexistent/study:3"], "does not exist"),
 ])
 def test_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path, capsys, args, message):

@@ -144,7 +144,7 @@ def _options(group):
 
 def test_primary_config_has_no_space_and_defaults():
     cfg = compose("search")
-    assert "space" not in cfg
+    assert cfg.get("space") is None  # typed in the schema (search/settings.py), chosen only by +space=
     assert (cfg.data.name, cfg.sampler.name, cfg.latency.source) == ("digits", "tpe", "lut")
     assert cfg.train.seed == cfg.seed and cfg.study_name == "digits-multi"
 

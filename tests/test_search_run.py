@@ -296,12 +296,12 @@ def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, words):
 
 @pytest.mark.parametrize("extra,message", [
     (["storage=nosuch://x/y"], "storage=nosuch://x/y: unknown scheme 'nosuch'"),
-    (["n_trials=0"], "n_trials=0 must be a positive integer"),
-    (["objective=best"], "objective='best': use objective=multi or objective=mnas"),
-    (["max_macs=-1"], "max_macs=-1.0 must be positive"),
-    (["train.lr=x"], "train.lr='x' is not a number"),
+    (["n_trials=0"], "n_trials=0 must be an integer >= 1: pass e.g. n_trials=30"),
+    (["objective=best"], "unknown objective 'best': use one of multi, mnas (e.g. objective=multi)"),
+    (["max_macs=-1"], "max_macs=-1 must be null or a number > 0"),
+    (["train.lr=x"], "train.lr=x must be a number > 0: pass e.g. train.lr=0.1"),
     (["no_such_key=1"], "bad override"),
-    (["study_name=../x"], "study_name='../x'"),
+    (["study_name=../x"], "study_name=../x must be letters, digits and . _ = + -"),
     (["n_trials=5", "train.steps=2"], "study synthetic-multi was run with train.steps=1, not 2: use the same "
                                       "settings or pass another study_name"),
 ])

@@ -1,35 +1,22 @@
 """`load_data(cfg)`: one entry point for the four datasets the accuracy proxy trains on."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.settings import plain
+
 from .errors import DataError
 from .split import DataSplit, check_fraction, three_way
 from .tensors import ImageTensors
 
 
-def as_dict(cfg: Any) -> dict:
-    """A plain dict from a dict or an OmegaConf config (resolving interpolations)."""
-    if cfg is None:
-        return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # omegaconf is only needed when callers pass its configs
-        pass
-    if not isinstance(cfg, Mapping):
-        raise TypeError(f"expected a mapping, got {type(cfg).__name__}")
-    return dict(cfg)
-
-
 def load_data(cfg: Any) -> DataSplit:
-    c = as_dict(cfg)
+    c = plain(cfg)
     name = c.get("name")
     if name not in LOADERS:
         raise DataError(f"data.name={name!r} is unknown: pass data.name=one of {', '.join(LOADERS)}")

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from .data import as_dict
-from .errors import DivergedError
-from .split import DataSplit
+from core.settings import plain
 
-SCHEDULES = ("cosine", "constant")
+from .errors import DivergedError
+from .settings import check_train
+from .split import DataSplit
 
 
 @dataclass
@@ -41,23 +41,12 @@ class TrainConfig:
     bn_recal_batches: int = 20
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"train.schedule={self.schedule!r} is unknown: pass one of {', '.join(SCHEDULES)}")
-        if self.batch_size < 1:
-            raise ValueError(f"train.batch_size={self.batch_size} must be >= 1")
-        if self.steps is None and not self.epochs >= 0:
-            raise ValueError(f"train.epochs={self.epochs} must be >= 0")
-        if self.steps is not None and self.steps < 0:
-            raise ValueError(f"train.steps={self.steps} must be >= 0 (or null to use train.epochs)")
-        if self.bn_recal_batches < 0:
-            raise ValueError(f"train.bn_recal_batches={self.bn_recal_batches} must be >= 0")
-        if self.warmup_steps < 0:
-            raise ValueError(f"train.warmup_steps={self.warmup_steps} must be >= 0")
+        check_train(self)  # the rules of the structured config (train/settings.py)
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> TrainConfig:
         """Build from a dict or OmegaConf config, ignoring keys that are not fields."""
-        c = as_dict(cfg)
+        c = plain(cfg)
         return cls(**{f.name: c[f.name] for f in dataclasses.fields(cls) if f.name in c})
 
 

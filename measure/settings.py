@@ -1,0 +1,48 @@
+"""The ``latency`` group (conf/latency/*.yaml) and conf/lut.yaml as structured configs (see core/settings.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from core.settings import Settings, choice, flag, integer, number, register, text
+
+from .latency import BACKENDS, STATISTICS
+
+
+@register
+@dataclass
+class LatencySettings(Settings):
+    PREFIX = "latency"
+    source: str = choice("lut", ("lut", "measured"))
+    backend: str = choice("onnxruntime", BACKENDS)
+    threads: int = integer(1, ge=1)
+    input_size: int = integer(224, ge=1)
+    batch: int = integer(1, ge=1)
+    channels_last: bool = flag(False)
+    table: str | None = text(None, example="results/lut/<machine>/onnxruntime_t1_224.json")
+    measure_missing: bool = flag(True)
+    warmup: int = integer(10, ge=0)
+    repeats: int = integer(50, ge=3)
+    max_rel_spread: float = number(0.05, gt=0)
+    max_rounds: int = integer(4, ge=1)
+    statistic: str = choice("p10", STATISTICS)
+    passes: int = integer(2, ge=1)
+
+
+@register
+@dataclass
+class LutConfig(Settings):
+    """conf/lut.yaml: ``python -m measure.lut build|validate``."""
+
+    results_dir: str = text("results")
+    space_file: str | None = text(None, example="my_space.yaml")
+    n: int = integer(50, ge=1)
+    seed: int = integer(0, ge=0)
+    calibrate: int = integer(12, ge=0)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    space: Any = None
+
+
+ConfigStore.instance().store(name="lut_schema", node=LutConfig)
