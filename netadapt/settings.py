@@ -41,6 +41,7 @@ class NetAdaptConfig(Settings):
     train: TrainBase = field(default_factory=TrainBase)
     latency: LatencySettings = field(default_factory=LatencySettings)
     data: Any = None
+    accuracy: Any = None
 
 
 ConfigStore.instance().store(name="netadapt_schema", node=NetAdaptConfig)

@@ -33,6 +33,7 @@ class SearchConfig(Settings):
     latency: LatencySettings = field(default_factory=LatencySettings)
     space: Any = None
     data: Any = None
+    accuracy: Any = None
     sampler: Any = None
 
 

@@ -50,3 +50,59 @@ def check_train(tc) -> None:
     """Check a ``TrainConfig`` (or any object with its fields) against the rules above."""
     check(tc, "train", TrainSettings)
     check(tc, "train", _Workers)
+
+
+# -- the data and accuracy groups: one schema per option, named first in its YAML's defaults list ----------
+@register
+@dataclass
+class DataBase(Settings):
+    PREFIX = "data"
+    name: str = text("digits")
+    input_size: int = integer(32, ge=8)
+    seed: int = integer(0, ge=0)
+    root: str | None = text(None, example="/path/to/data")
+    holdout_fraction: float = number(0.2, gt=0, lt=1)
+
+
+@register
+@dataclass
+class SplitData(DataBase):
+    """A dataset without an official test set: test is a seeded split made before holdout."""
+
+    test_fraction: float = number(0.2, gt=0, lt=1)
+
+
+@register
+@dataclass
+class ImageFolderData(SplitData):
+    test_root: str | None = text(None, example="/path/to/test")
+    cache_mb: float = number(1024, ge=0)
+
+
+@register
+@dataclass
+class SyntheticData(DataBase):
+    num_classes: int = integer(4, ge=2)
+    n_train: int = integer(128, ge=1)
+    n_holdout: int = integer(64, ge=1)
+    n_test: int = integer(64, ge=1)
+
+
+@register
+@dataclass
+class TrainAccuracy(Settings):
+    PREFIX = "accuracy"
+    name: str = choice("train", ("train",))
+
+
+def _store() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    for name, node in (("digits", SplitData), ("cifar10", DataBase), ("imagefolder", ImageFolderData),
+                       ("synthetic", SyntheticData)):
+        cs.store(group="data", name=f"{name}_schema", node=node)
+    cs.store(group="accuracy", name="train_schema", node=TrainAccuracy)
+
+
+_store()
