@@ -21,14 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.errors import UserError
 from space import ArchSpec, build_model
 
+from .errors import MeasureError
+
 BACKENDS = ("onnxruntime", "torch")  # the keys of measure.backends.RUNNERS
-
-
-class MeasureError(UserError):
-    """A measurement that cannot be made as asked; the message names the problem and the fix."""
 
 
 @dataclass(frozen=True)

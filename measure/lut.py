@@ -26,9 +26,10 @@ from core.cli import Command, UsageError, compose, require_group, run
 from core.files import write_atomic
 from space import V3_LARGE, V3_SMALL, SearchSpace, available_spaces, format_arch, scale_width
 
+from .entries import arch_entries, network_entry, space_entries
 from .model import TableLatency, latency_model
 from .probe import PROBE
-from .table import LatencyTable, arch_entries, network_entry, space_entries
+from .table import LatencyTable
 
 COMMANDS = ("build", "validate")
 USAGE = "python -m measure.lut build|validate +space=<name> [results_dir=results] [latency.backend=onnxruntime]"

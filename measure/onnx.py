@@ -10,7 +10,7 @@ from torch import nn
 
 from space import ArchSpec, format_arch
 
-from .latency import MeasureError
+from .errors import MeasureError
 
 
 def export_onnx(module: nn.Module, x: torch.Tensor, *, name: str | None = None, dynamic_batch: bool = False,

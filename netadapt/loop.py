@@ -23,7 +23,7 @@ from . import NetAdaptError
 from .baseline import match_multiplier
 from .proposals import Proposal, propose
 from .report import onnx_bytes, write_report
-from .resources import resource_fn
+from .resources import memo, prepared, resource_fn
 from .shrink import shrink
 from .start import load_weights, resolve_start
 from .store import RunFolder, save_torch, write_atomic
@@ -66,7 +66,7 @@ class NetAdapt:
             raise UsageError(str(e)) from None
         start = resolve_start(cfg.get("start"), cfg.get("start_study"), cfg.get("start_trial"))
         data = load_data(cfg.get("data") or {})
-        latency = _calibrated(latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results")))),
+        latency = prepared(latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results")))),
                               start[0], log)
         estimator = make_estimator(cfg.get("accuracy"), data, train_cfg)
         start_model, note = None, ""
@@ -91,7 +91,7 @@ class NetAdapt:
 
         self.start, start_name = start
         results_dir = Path(str(cfg.get("results_dir", "results")))
-        self.latency = _memo(latency)
+        self.latency = memo(latency)
         self.input_size = int((cfg.get("latency") or {}).get("input_size", 224))
         self.cost = resource_fn(self.resource_name, self.latency, self.input_size)
         self.cost0 = self.cost(self.start)
@@ -309,30 +309,5 @@ class NetAdapt:
         return baseline
 
 
-def _memo(latency):
-    """The latency model with one number per arch: a measured latency is not re-drawn."""
-    cache: dict[ArchSpec, float] = {}
-
-    def cost(arch: ArchSpec) -> float:
-        if arch not in cache:
-            cache[arch] = float(latency(arch))
-        return cache[arch]
-
-    cost.name = latency.name
-    return cost
-
-
 def run_netadapt(cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print) -> Outcome:
     return NetAdapt.from_config(cfg, progress=progress, log=log).run()
-
-
-def _calibrated(model, start, log):
-    """``model``, prepared first on the start network at five widths (a lookup table calibrates on them,
-    once per table): the networks NetAdapt visits are thinner copies of the start."""
-    from space import scale_width
-
-    archs = [scale_width(start, m) for m in (0.35, 0.5, 0.75, 0.9)] + [start]
-    done = model.prepare(archs, "widths of the start network")
-    if done:
-        log(done)
-    return model

@@ -20,3 +20,28 @@ def resource_fn(resource: str, latency: Callable[[ArchSpec], float], input_size:
     if resource == "macs":
         return lambda arch: float(count_macs(arch, input_size))
     raise ValueError(f"resource={resource!r} is unknown: use one of {', '.join(RESOURCES)}")
+
+
+def memo(latency):
+    """The latency model with one number per arch: a measured latency is not re-drawn."""
+    cache: dict[ArchSpec, float] = {}
+
+    def cost(arch: ArchSpec) -> float:
+        if arch not in cache:
+            cache[arch] = float(latency(arch))
+        return cache[arch]
+
+    cost.name = latency.name
+    return cost
+
+
+def prepared(model, start, log):
+    """``model``, prepared first on the start network at five widths (a lookup table calibrates on them,
+    once per table): the networks NetAdapt visits are thinner copies of the start."""
+    from space import scale_width
+
+    archs = [scale_width(start, m) for m in (0.35, 0.5, 0.75, 0.9)] + [start]
+    done = model.prepare(archs, "widths of the start network")
+    if done:
+        log(done)
+    return model

@@ -279,7 +279,7 @@ class ScriptedMachine:
 
 
 def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, monkeypatch):
-    from measure.table import arch_entries, network_entry
+    from measure.entries import arch_entries, network_entry
 
     keys = [e.key for e in arch_entries(TINY, 32)]
     raw = dict(zip(keys, (1.0, 2.0, 0.5, 4.0)))  # x 0.75 or 0.5: exact in binary
@@ -336,7 +336,7 @@ def _write_table(path, entries: dict[str, float]) -> None:
 
 
 def test_calibration_recovers_a_known_scale_and_offset_and_predicts_with_it(tmp_path):
-    from measure.table import arch_entries, network_entry
+    from measure.entries import arch_entries, network_entry
 
     scale, offset = 1.25, 0.5  # end-to-end = scale * sum of entries + offset, exactly
     archs = [TINY, TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]]),

@@ -232,7 +232,7 @@ def test_two_workers_evaluating_the_other_reference_keep_one_result(lut, tmp_pat
 def test_a_table_without_the_other_reference_skips_it_and_goes_on(lut, tmp_path, capsys):
     import json
 
-    from measure.table import arch_entries
+    from measure.entries import arch_entries
 
     # A worker's table built for the v3_large space: V3-Small's own entries are missing.
     data = json.loads(lut.read_text())

@@ -79,7 +79,8 @@ def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
 def test_worker_with_a_table_never_measures_and_says_what_is_missing(tmp_path):
     """A worker given the target machine's table and measure_missing=false measures nothing."""
     import space
-    from measure.table import LatencyTable, arch_entries
+    from measure.entries import arch_entries
+    from measure.table import LatencyTable
 
     lut = tmp_path / "target.json"
     table = LatencyTable(lut, input_size=32, warmup=1, repeats=5)
