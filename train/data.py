@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .cluttered import load_cluttered
 from .errors import DataError
 from .tensors import ImageTensors, check_val_fraction, stratified_split
 
@@ -99,4 +100,5 @@ def _imagefolder(c: dict, size: int) -> DataSplit:
 
 LOADERS: dict[str, Callable[[dict, int], DataSplit]] = {
     "digits": _digits, "synthetic": _synthetic, "cifar10": _cifar10, "imagefolder": _imagefolder,
+    "cluttered": load_cluttered,
 }
