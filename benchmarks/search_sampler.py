@@ -31,7 +31,7 @@ def run_one(sampler: str, seed: int, args) -> dict:
         overrides.append(f"sampler.n_startup_trials={args.startup}")
     cfg = compose("search", overrides)
     start = time.perf_counter()
-    out = Search(cfg).run(progress=False)
+    out = Search.from_config(cfg).run(progress=False)
     with open(out.folder / "hypervolume.csv", newline="") as f:
         hv = [(int(r["number"]), float(r["hypervolume"])) for r in csv.DictReader(f)]
     half = max((h for n, h in hv if n < args.trials // 2), default=0.0)

@@ -34,7 +34,7 @@ def main() -> None:
     model = build_model(V3_SMALL, num_classes=10)
     res = fit(model, data, cfg)
     print(f"threads={torch.get_num_threads()} input={args.input_size} batch={args.batch_size} "
-          f"train={len(data.train)} val={len(data.val)} load={load_s:.2f}s "
+          f"train={len(data.train)} holdout={len(data.holdout)} test={len(data.test)} load={load_s:.2f}s "
           f"fit({res.steps} steps + eval)={res.seconds:.2f}s  {res.seconds / max(1, res.steps) * 1000:.0f} ms/step "
           f"top1={res.top1:.3f} val_loss={res.loss:.3f}")
 

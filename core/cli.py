@@ -61,6 +61,12 @@ def is_user_error(e: BaseException) -> bool:
     return isinstance(e, (UserError, FileNotFoundError, PermissionError))
 
 
+def accuracy_text(r: dict) -> str:
+    """A result's holdout top-1 (what selection used) beside its report-only test top-1."""
+    test = r.get("test_top1")
+    return f"top1 {r['top1']:.1%} (test {'-' if test is None else f'{test:.1%}'})"
+
+
 def quiet_warnings() -> None:
     """Silence third-party import-time noise users cannot act on (fvcore, iopath, onnx export)."""
     warnings.filterwarnings("ignore", category=DeprecationWarning)

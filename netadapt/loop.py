@@ -49,13 +49,29 @@ def _fmt(x: float) -> str:
 
 
 class NetAdapt:
-    """One run, set up from the composed ``conf/netadapt.yaml`` (a plain dict here)."""
+    """One run of the composed ``conf/netadapt.yaml`` (a plain dict here).
 
-    def __init__(self, cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print):
+    ``from_config`` loads the data and opens the latency model and passes them in with the
+    estimator; the constructor reads only what it is given (and the run folder's settings).
+    """
+
+    @classmethod
+    def from_config(cls, cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print) -> NetAdapt:
         from measure import latency_model
-        from train import TrainConfig, load_data
+        from train import TrainConfig, load_data, make_estimator
 
+        try:
+            train_cfg = TrainConfig.from_cfg(cfg.get("train") or {})
+        except (TypeError, ValueError) as e:
+            raise UsageError(str(e)) from None
+        data = load_data(cfg.get("data") or {})
+        latency = latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results"))))
+        return cls(cfg, estimator=make_estimator(cfg.get("accuracy"), data, train_cfg), latency=latency,
+                   progress=progress, log=log)
+
+    def __init__(self, cfg: dict, *, estimator, latency, progress: bool = True, log: Callable[[str], Any] = print):
         self.cfg, self.progress, self.log = cfg, progress, log
+        self.estimator, self.data, self.train_cfg = estimator, estimator.data, estimator.cfg
         self.select, self.resource_name = cfg.get("select", "ratio"), cfg.get("resource", "latency")
         if self.select not in SELECT:
             raise UsageError(f"select={self.select!r} is unknown: use one of {', '.join(SELECT)}")
@@ -70,16 +86,11 @@ class NetAdapt:
         self.seed = int(cfg.get("seed", 0))
         if cfg.get("threads"):
             torch.set_num_threads(_count(cfg, "threads", 1))
-        try:
-            self.train_cfg = TrainConfig.from_cfg(cfg.get("train") or {})
-        except (TypeError, ValueError) as e:
-            raise UsageError(str(e)) from None
         self.finetune_lr = float(cfg.get("finetune_lr") or self.train_cfg.lr)
 
         self.start, start_name = resolve_start(cfg.get("start"), cfg.get("start_study"), cfg.get("start_trial"))
-        self.data = load_data(cfg.get("data") or {})
         results_dir = Path(str(cfg.get("results_dir", "results")))
-        self.latency = _memo(_calibrated(latency_model(cfg.get("latency") or {}, results_dir), self.start, log))
+        self.latency = _memo(_calibrated(latency, self.start, log))
         self.input_size = int((cfg.get("latency") or {}).get("input_size", 224))
         self.cost = resource_fn(self.resource_name, self.latency, self.input_size)
         self.cost0 = self.cost(self.start)
@@ -101,7 +112,7 @@ class NetAdapt:
             "short_steps": self.short_steps, "pretrain_epochs": self.pretrain_epochs,
             "long_epochs": self.long_epochs, "select": self.select, "seed": self.seed,
             "finetune_lr": self.finetune_lr, "train": dataclasses.asdict(self.train_cfg),
-            "baseline": bool(cfg.get("baseline", True)),
+            "baseline": bool(cfg.get("baseline", True)), "accuracy": estimator.protocol(),
         }
         self.resuming = self.folder.check_settings(self.settings)
         self.title = (f"NetAdapt {start_name} on {self.data.name}\nbudget {self.target:.4g} "
@@ -126,15 +137,14 @@ class NetAdapt:
         return float(budget) * self.cost0, f"b{_fmt(float(budget))}"
 
     def _fresh(self, arch: ArchSpec) -> torch.nn.Module:
-        torch.manual_seed(self.train_cfg.seed)  # same initialisation for the same arch and seed
-        return build_model(arch, num_classes=self.data.num_classes)
+        return self.estimator.fresh(arch)  # same initialisation for the same arch and seed
 
-    def _train(self, model, desc: str, **changes):
-        from train import DivergedError, fit
+    def _train(self, model, desc: str, *, report: bool = True, **changes):
+        """Train ``model`` in place and score it: holdout top-1 (selection) and, if ``report``, test top-1."""
+        from train import DivergedError
 
-        tc = dataclasses.replace(self.train_cfg, **changes)
         try:
-            return fit(model, self.data, tc, progress=False, desc=desc)
+            return self.estimator.train(model, desc, report=report, **changes)
         except DivergedError as e:
             raise NetAdaptError(str(e)) from None
 
@@ -163,12 +173,13 @@ class NetAdapt:
         if self.weights:
             self.log(self.weights_note)
         res = self._train(model, "pretrain", epochs=self.pretrain_epochs, steps=None)
-        record = {"iteration": 0, **self._point(self.start), "cost": self.cost0, "top1": round(res.top1, 6),
+        record = {"iteration": 0, **self._point(self.start), "cost": self.cost0, "top1": res.top1,
+                  "test_top1": res.test_top1,
                   "resource": self.resource_name, "chosen": "start", "proposals": [], "skipped": [],
                   "train_steps": res.steps, "seconds": round(time.perf_counter() - t0, 2)}
         self.folder.commit(record, model.state_dict())
         self.log(f"iteration 0: {record['latency_ms']:.4g} ms, {record['macs'] / 1e6:.1f}M MACs, "
-                 f"top1 {record['top1']:.1%} after {res.steps} pretraining steps")
+                 f"top1 {record['top1']:.1%} (test {record['test_top1']:.1%}) after {res.steps} pretraining steps")
         return record
 
     def _shrink_loop(self, history: list[dict]) -> tuple[list[dict], str | None]:
@@ -215,10 +226,11 @@ class NetAdapt:
         for j, p in enumerate(props.made):
             bar.set_postfix_str(f"iteration {k}: proposal {j + 1}/{len(props.made)} {p.label}")
             cand = shrink(model, p.arch)
-            res = self._train(cand, f"iteration {k} {p.label}", steps=self.short_steps, lr=self.finetune_lr,
-                              seed=self.train_cfg.seed + k)
+            # Scored on holdout only: the test split is read once, for the kept proposal, to report it.
+            res = self._train(cand, f"iteration {k} {p.label}", report=False, steps=self.short_steps,
+                              lr=self.finetune_lr, seed=self.train_cfg.seed + k)
             entry = {"kind": p.kind, "blocks": list(p.blocks), "old": p.old, "new": p.new, "label": p.label,
-                     **self._point(p.arch), "cost": p.cost, "top1": round(res.top1, 6)}
+                     **self._point(p.arch), "cost": p.cost, "top1": res.top1}
             tried.append(entry)
             score = (res.top1 if self.select == "accuracy"
                      else (res.top1 - cur["top1"]) / max(cur["cost"] - p.cost, 1e-12))
@@ -226,7 +238,8 @@ class NetAdapt:
                 best = (score, p, cand, entry)
         _, p, cand, entry = best
         record = {"iteration": k, "arch": entry["arch"], "latency_ms": entry["latency_ms"], "macs": entry["macs"],
-                  "cost": p.cost, "top1": entry["top1"], "resource": self.resource_name, "chosen": p.label,
+                  "cost": p.cost, "top1": entry["top1"], "test_top1": self.estimator.test_top1(cand),
+                  "resource": self.resource_name, "chosen": p.label,
                   "proposals": tried, "skipped": props.skipped,
                   "train_steps": cur["train_steps"] + self.short_steps,
                   "seconds": round(time.perf_counter() - t0, 2)}
@@ -249,11 +262,12 @@ class NetAdapt:
         save_torch(f.path("final.pt"), model.state_dict())
         last = history[-1]
         summary = {
-            "start": {k: history[0][k] for k in ("arch", "latency_ms", "macs", "top1", "train_steps")},
-            "final": {**self._point(arch), "top1": round(res.top1, 6), "top1_before_long": last["top1"],
+            "start": {k: history[0].get(k) for k in ("arch", "latency_ms", "macs", "top1", "test_top1", "train_steps")},
+            "final": {**self._point(arch), "top1": res.top1, "test_top1": res.test_top1,
+                      "top1_before_long": last["top1"],
                       "iterations": last["iteration"], "train_steps": last["train_steps"] + res.steps},
             "budget": self.target, "resource": self.resource_name, "latency_model": self.latency.name,
-            "reached_budget": last["cost"] <= self.target, "stopped": stopped,
+            "reached_budget": last["cost"] <= self.target, "stopped": stopped, "accuracy": self.estimator.protocol(),
             "references": self._references(),
         }
         f.write_json("summary.json", summary)
@@ -282,8 +296,8 @@ class NetAdapt:
         steps = summary["final"]["train_steps"]
         model = self._fresh(arch)
         res = self._train(model, f"baseline x{m:.3g}", steps=steps)
-        baseline = {"multiplier": round(m, 6), **self._point(arch), "cost": cost, "top1": round(res.top1, 6),
-                    "train_steps": res.steps}
+        baseline = {"multiplier": round(m, 6), **self._point(arch), "cost": cost, "top1": res.top1,
+                    "test_top1": res.test_top1, "train_steps": res.steps}
         self.folder.write_json("baseline.json", baseline)
         return baseline
 
@@ -318,7 +332,7 @@ def _count(cfg: dict, key: str, low: int) -> int:
 
 
 def run_netadapt(cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print) -> Outcome:
-    return NetAdapt(cfg, progress=progress, log=log).run()
+    return NetAdapt.from_config(cfg, progress=progress, log=log).run()
 
 
 def _calibrated(model, start, log):

@@ -1,24 +1,23 @@
 """What one trial does: pick an architecture, cost it, train it briefly, report its objectives.
 
 Every figure a trial produces is stored as a user attribute (``arch``, ``params``, ``macs``,
-``latency_ms``, ``top1``, ``duration_s``, ``failure``), whatever the objective mode, so results and
-plots read one place for both the multi-objective and the MnasNet-reward studies.
+``latency_ms``, ``top1``, ``test_top1``, ``duration_s``, ``failure``), whatever the objective mode, so
+results and plots read one place for both the multi-objective and the MnasNet-reward studies.
+``top1`` is the holdout accuracy the sampler optimises; ``test_top1`` is only reported.
 
 ``Objective.evaluate`` produces the same figures for a network outside the space (the other
-reference network), without an Optuna trial: same costs, same seeded training.
+reference network), without an Optuna trial: same costs, same accuracy estimator.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import optuna
-import torch
 
 import measure
-from space import ArchSpec, SearchSpace, build_model, format_arch
-from train import DataSplit, DivergedError, TrainConfig, fit
+from space import ArchSpec, SearchSpace, format_arch
+from train import AccuracyEstimator, DivergedError
 
 METRICS = ("top1", "latency_ms", "macs")
 DIRECTIONS = {"multi": ["maximize", "minimize", "minimize"], "mnas": ["maximize"]}
@@ -49,11 +48,11 @@ class Objective:
     uses the data's own resolution and classes.
     """
 
-    def __init__(self, space: SearchSpace, data: DataSplit, train_cfg: TrainConfig, latency, *,
+    def __init__(self, space: SearchSpace, estimator: AccuracyEstimator, latency, *,
                  mode: str = "multi", input_size: int = 224, target_ms: float | None = None,
                  w: float = -0.07, max_latency_ms: float | None = None, max_macs: float | None = None,
                  worker: str = ""):
-        self.space, self.data, self.train_cfg, self.latency = space, data, train_cfg, latency
+        self.space, self.estimator, self.latency = space, estimator, latency
         self.mode, self.input_size, self.target_ms, self.w = mode, input_size, target_ms, w
         self.max_latency_ms, self.max_macs, self.worker = max_latency_ms, max_macs, worker
 
@@ -76,8 +75,10 @@ class Objective:
                 trial.set_constraint("latency_ms", c.latency_ms - self.max_latency_ms)
             if self.max_macs is not None:
                 trial.set_constraint("macs", c.macs - self.max_macs)
-            top1 = self.accuracy(arch, f"trial {trial.number}")
+            acc = self.estimator(arch, f"trial {trial.number}")
+            top1 = acc.top1
             trial.set_user_attr("top1", top1)
+            trial.set_user_attr("test_top1", acc.test_top1)
         except (DivergedError, TrialFailed) as e:
             trial.set_user_attr("failure", str(e).splitlines()[0] if str(e) else type(e).__name__)
             raise TrialFailed(str(e)) from None
@@ -97,20 +98,12 @@ class Objective:
         """
         start = time.perf_counter()
         c = self.costs(arch)
-        out = {"arch": format_arch(arch), "top1": None, "latency_ms": round(c.latency_ms, 5), "macs": c.macs,
-               "params": c.params, "failure": ""}
+        out = {"arch": format_arch(arch), "top1": None, "test_top1": None, "latency_ms": round(c.latency_ms, 5),
+               "macs": c.macs, "params": c.params, "failure": ""}
         try:
-            out["top1"] = self.accuracy(arch, label)
+            acc = self.estimator(arch, label)
+            out["top1"], out["test_top1"] = acc.top1, acc.test_top1
         except (DivergedError, TrialFailed) as e:
             out["failure"] = str(e).splitlines()[0] if str(e) else type(e).__name__
         out["duration_s"] = round(time.perf_counter() - start, 2)
         return out
-
-    def accuracy(self, arch: ArchSpec, label: str) -> float:
-        # One initialisation seed for every trial: differences come from the architecture.
-        torch.manual_seed(self.train_cfg.seed)
-        model = build_model(arch, num_classes=self.data.num_classes)
-        result = fit(model, self.data, self.train_cfg, desc=label)
-        if not math.isfinite(result.top1) or not math.isfinite(result.loss):
-            raise TrialFailed(f"{label}: validation loss {result.loss} / top-1 {result.top1} is not finite")
-        return round(float(result.top1), 6)

@@ -43,7 +43,8 @@ from .storage import new_worker_id, open_storage, recover
 
 # Settings a study is bound to: every worker and every rerun must agree on them, or the trials
 # would not be comparable. n_trials, seed, sampler and storage may change between runs.
-BOUND = ("space", "objective", "data", "latency", "train", "target_ms", "w", "max_latency_ms", "max_macs")
+BOUND = ("space", "objective", "data", "latency", "train", "accuracy", "target_ms", "w", "max_latency_ms",
+         "max_macs")
 
 
 @dataclass
@@ -82,38 +83,51 @@ def _opt_float(cfg, key):
 
 
 class Search:
-    """A study bound to one space, dataset, proxy training and latency model, run by this worker."""
+    """A study bound to one space, dataset, accuracy estimator and latency model, run by this worker.
 
-    def __init__(self, cfg):
-        self.cfg = cfg
+    The constructor only assigns; ``from_config`` reads the config, loads the data and opens the
+    storage, so tests and other front ends can pass their own dependencies.
+    """
+
+    def __init__(self, cfg, *, space: SearchSpace, train_cfg, estimator, latency, storage, journal,
+                 storage_name: str, worker: str):
+        self.cfg, self.space, self.train_cfg, self.estimator, self.latency = cfg, space, train_cfg, estimator, latency
+        self.n_trials, self.mode = int(cfg.n_trials), cfg.objective
+        self.with_companions = cfg.get("companions", True)
+        self.limits = {"max_latency_ms": _opt_float(cfg, "max_latency_ms"), "max_macs": _opt_float(cfg, "max_macs")}
+        self.results_dir = Path(cfg.results_dir)
+        self.folder = study_folder(self.results_dir, self.space.name, str(cfg.study_name))
+        self.storage, self.journal, self.storage_name, self.worker = storage, journal, storage_name, worker
+        self.unmeasurable: set[str] = set()  # companions this worker's latency table cannot cost
+
+    @classmethod
+    def from_config(cls, cfg) -> Search:
         if cfg.get("objective") not in DIRECTIONS:
             raise SearchError(f"objective={cfg.get('objective')!r}: use objective=multi or objective=mnas")
         n = cfg.get("n_trials")
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise SearchError(f"n_trials={n!r} must be a positive integer (the total wanted in the study)")
-        self.n_trials, self.mode = n, cfg.objective
-        self.with_companions = cfg.get("companions", True)
-        if not isinstance(self.with_companions, bool):
-            raise SearchError(f"companions={self.with_companions!r}: use companions=true or companions=false")
-        self.limits = {"max_latency_ms": _opt_float(cfg, "max_latency_ms"), "max_macs": _opt_float(cfg, "max_macs")}
-        self.space = SearchSpace.from_config(_plain(cfg.space))
+        if not isinstance(cfg.get("companions", True), bool):
+            raise SearchError(f"companions={cfg.get('companions')!r}: use companions=true or companions=false")
+        space = SearchSpace.from_config(_plain(cfg.space))
         try:
-            self.train_cfg = train.TrainConfig.from_cfg(_plain(cfg.train))
+            train_cfg = train.TrainConfig.from_cfg(_plain(cfg.train))
         except (TypeError, ValueError) as e:
             raise SearchError(str(e).splitlines()[0]) from None
-        _check_numbers(self.train_cfg)
+        _check_numbers(train_cfg)
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._=+-]*", str(cfg.study_name)):
             raise SearchError(f"study_name={cfg.study_name!r}: use letters, digits and . _ = + - (it names a folder)")
-        self.results_dir = Path(cfg.results_dir)
-        self.folder = study_folder(self.results_dir, self.space.name, str(cfg.study_name))
-        self.data = train.load_data(cfg.data)
-        self.latency = measure.latency_model(_plain(cfg.latency), self.results_dir)
-        self.worker = new_worker_id()
-        self.unmeasurable: set[str] = set()  # companions this worker's latency table cannot cost
-        self.storage, self.journal = open_storage(cfg.get("storage"), self.folder / "study.log")
-        self.storage_name = str(cfg.get("storage") or self.folder / "study.log")
-        if self.journal is not None:
-            self.journal.register(self.worker)
+        results_dir = Path(cfg.results_dir)
+        data = train.load_data(cfg.data)
+        estimator = train.make_estimator(_plain(cfg.get("accuracy")), data, train_cfg)
+        latency = measure.latency_model(_plain(cfg.latency), results_dir)
+        worker = new_worker_id()
+        log = study_folder(results_dir, space.name, str(cfg.study_name)) / "study.log"
+        storage, journal = open_storage(cfg.get("storage"), log)
+        if journal is not None:
+            journal.register(worker)
+        return cls(cfg, space=space, train_cfg=train_cfg, estimator=estimator, latency=latency, storage=storage,
+                   journal=journal, storage_name=str(cfg.get("storage") or log), worker=worker)
 
     # -- the study ---------------------------------------------------------------------------------
     def settings(self) -> dict:
@@ -122,7 +136,7 @@ class Search:
             tc.pop(k, None)
         return {"space": self.space.name, "objective": self.mode,
                 "data": {k: v for k, v in _plain(self.cfg.data).items() if k != "root"},
-                "latency": self.latency.name, "train": tc,
+                "latency": self.latency.name, "train": tc, "accuracy": self.estimator.protocol(),
                 "target_ms": self.cfg.get("target_ms"), "w": float(self.cfg.w) if self.mode == "mnas" else None,
                 **self.limits}
 
@@ -165,7 +179,7 @@ class Search:
             if ref is None:
                 raise SearchError(f"space {self.space.name} has no reference network: add `reference:` to its YAML "
                                   f"(needed to fix the hypervolume box)")
-            c = Objective(self.space, self.data, self.train_cfg, self.latency, input_size=self._input_size()).costs(ref)
+            c = Objective(self.space, self.estimator, self.latency, input_size=self._input_size()).costs(ref)
             study.set_user_attr("hv_ref", {"latency_ms": c.latency_ms, "macs": c.macs})
             study.set_user_attr("reference", ref.name or self.space.name)
         if ref is not None and not any(t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False)):
@@ -183,7 +197,7 @@ class Search:
         target = self.cfg.get("target_ms")
         if self.mode == "mnas" and target is None:
             target = self.hv_ref(study).latency_ms  # the reference network's latency
-        return Objective(self.space, self.data, self.train_cfg, self.latency, mode=self.mode,
+        return Objective(self.space, self.estimator, self.latency, mode=self.mode,
                          input_size=self._input_size(), target_ms=None if target is None else float(target),
                          w=float(self.cfg.w), worker=self.worker, **self.limits)
 

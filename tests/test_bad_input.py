@@ -15,10 +15,10 @@ from PIL import Image
 
 from core.cli import run
 
-SEARCH = ["data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",
+SEARCH = ["data=synthetic", "data.n_train=64", "data.n_holdout=32", "train.batch_size=32",
           "train.steps=1", "train.bn_recal_batches=1", "latency=measured", "latency.input_size=32",
           "latency.warmup=1", "latency.repeats=5", "progress=false", "n_trials=1", "study_name=done"]
-NETADAPT = ["data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32", "pretrain_epochs=1",
+NETADAPT = ["data=synthetic", "data.n_train=64", "data.n_holdout=32", "train.batch_size=32", "pretrain_epochs=1",
             "latency=measured", "latency.input_size=32", "latency.warmup=1", "latency.repeats=5",
             "progress=false", "baseline=false"]
 KERNEL_4 = "stem16 k4_e16_c16_re last96 head128"

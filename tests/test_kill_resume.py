@@ -20,7 +20,7 @@ import optuna
 import pytest
 from conftest import REPO
 
-SEARCH = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",
+SEARCH = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_holdout=32", "train.batch_size=32",
           "train.steps=6", "train.bn_recal_batches=1", "latency.input_size=32", "latency.warmup=1",
           "latency.repeats=5", "sampler.n_startup_trials=2", "progress=false", "n_trials=5", "study_name=k"]
 
@@ -108,7 +108,7 @@ def test_search_killed_at_any_moment_resumes(tmp_path):
 
 
 TINY = "stem8 k3_e16_c8_re k3_e32_c16_s2_re k3_e48_c16_re k3_e64_c24_s2_se_hs k3_e72_c24_se_hs last96 head64"
-NETADAPT = [f"start={TINY}", "data=synthetic", "data.input_size=16", "data.n_train=64", "data.n_val=32",
+NETADAPT = [f"start={TINY}", "data=synthetic", "data.input_size=16", "data.n_train=64", "data.n_holdout=32",
             "latency.input_size=160", "latency.repeats=5", "latency.warmup=1", "pretrain_epochs=3", "long_epochs=1",
             "short_steps=3", "step=0.05", "budget=0.8", "threads=1", "progress=false", "train.batch_size=32",
             "train.bn_recal_batches=1", "baseline=false", "run_name=k"]

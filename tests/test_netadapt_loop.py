@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = "stem8 k3_e16_c8_re k3_e32_c16_s2_re k3_e48_c16_re k3_e64_c24_s2_se_hs k3_e72_c24_se_hs last96 head64"
 # Real training and real (briefly timed) latency, kept small: MACs are the resource, so the
 # proposals and the stopping point do not depend on timing noise.
-QUICK = [f"start={TINY}", "data=synthetic", "data.input_size=16", "data.n_train=64", "data.n_val=32",
+QUICK = [f"start={TINY}", "data=synthetic", "data.input_size=16", "data.n_train=64", "data.n_holdout=32",
          "resource=macs", "latency=measured", "latency.input_size=32", "latency.repeats=5", "latency.warmup=1",
          "pretrain_epochs=2", "long_epochs=1", "short_steps=3", "step=0.05", "threads=1", "progress=false",
          "train.batch_size=32", "train.bn_recal_batches=1"]

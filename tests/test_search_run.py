@@ -18,7 +18,7 @@ import measure
 from search.run import main
 from space import V3_LARGE, V3_SMALL, format_arch
 
-BASE = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",
+BASE = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_holdout=32", "train.batch_size=32",
         "train.steps=1", "train.bn_recal_batches=1", "latency.input_size=32", "latency.warmup=1",
         "latency.repeats=5", "sampler.n_startup_trials=2", "progress=false"]
 STUDY = Path("search/v3_small/synthetic-multi")

@@ -13,7 +13,7 @@ from PIL import Image
 from train import DataError, DataSplit, DivergedError, FitResult, TrainConfig, fit, load_data, resolve_device, top1
 from train.fit import lr_factor, total_steps
 
-SYNTH = {"name": "synthetic", "input_size": 16, "seed": 0, "num_classes": 4, "n_train": 128, "n_val": 64}
+SYNTH = {"name": "synthetic", "input_size": 16, "seed": 0, "num_classes": 4, "n_train": 128, "n_holdout": 64}
 
 
 def tiny_net(num_classes: int = 4, seed: int = 0) -> nn.Module:
@@ -70,14 +70,14 @@ def test_batch_order_does_not_depend_on_num_workers(synth):
 
 def test_tiny_model_learns_synthetic_above_chance(synth):
     model = tiny_net()
-    before = top1(model, synth.val, device="cpu")
+    before = top1(model, synth.holdout, device="cpu")
     res = fit(model, synth, quick(epochs=8, lr=0.1))
     assert isinstance(res, FitResult) and 0.0 <= res.top1 <= 1.0
     assert res.top1 >= 0.6 > 1 / synth.num_classes + 0.2, (before, res)
     assert math.isfinite(res.loss) and math.isfinite(res.train_loss) and res.seconds > 0
     # fit leaves the model on the CPU in eval mode, and top1 agrees with fit's own evaluation
     assert next(model.parameters()).device.type == "cpu" and not model.training
-    assert top1(model, synth.val, batch_size=7, device="cpu") == pytest.approx(res.top1)
+    assert top1(model, synth.holdout, batch_size=7, device="cpu") == pytest.approx(res.top1)
 
 
 def test_steps_overrides_epochs(synth):
@@ -147,11 +147,12 @@ def test_digits_shapes_and_stratified_split():
     from omegaconf import OmegaConf
     d = load_data(OmegaConf.load("conf/data/digits.yaml"))
     assert (d.name, d.num_classes, d.input_size) == ("digits", 10, 32)
-    assert (len(d.train), len(d.val)) == (1437, 360)  # 1797 images, ceil(0.2 * 1797) for val
+    # 1797 images: ceil(0.2 * 1797) = 360 for test, then ceil(0.2 * 1437) = 288 of the rest for holdout
+    assert (len(d.train), len(d.holdout), len(d.test)) == (1149, 288, 360)
     x, y = d.train[0]
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and isinstance(y, int)
     assert torch.equal(x[0], x[1]) and torch.equal(x[0], x[2])
-    ytr, yva = d.train.labels.numpy(), d.val.labels.numpy()
+    ytr, yva = d.train.labels.numpy(), d.holdout.labels.numpy()
     ptr, pva = np.bincount(ytr, minlength=10) / len(ytr), np.bincount(yva, minlength=10) / len(yva)
     assert np.abs(ptr - pva).max() < 0.01  # stratified
     imgs = d.train.images
@@ -159,18 +160,18 @@ def test_digits_shapes_and_stratified_split():
     # seeded: same seed same split, other seed other split
     again = load_data({"name": "digits", "seed": 0})
     other = load_data({"name": "digits", "seed": 1, "input_size": 16})
-    assert torch.equal(again.val.images, d.val.images)
-    assert other.val[0][0].shape == (3, 16, 16) and not torch.equal(other.val.labels, d.val.labels)
+    assert torch.equal(again.holdout.images, d.holdout.images) and torch.equal(again.test.images, d.test.images)
+    assert other.holdout[0][0].shape == (3, 16, 16) and not torch.equal(other.holdout.labels, d.holdout.labels)
 
 
 def test_synthetic_defaults_and_seed():
     a, b = load_data({"name": "synthetic"}), load_data({"name": "synthetic", "seed": 0})
-    assert (len(a.train), len(a.val), a.num_classes, a.input_size) == (128, 64, 4, 32)
+    assert (len(a.train), len(a.holdout), len(a.test), a.num_classes, a.input_size) == (128, 64, 64, 4, 32)
     assert torch.equal(a.train.images, b.train.images)
     assert not torch.equal(a.train.images, load_data({"name": "synthetic", "seed": 1}).train.images)
 
 
-def write_cifar(root, n_per_batch=6, *, skip=(), str_keys=False):
+def write_cifar(root, n_per_batch=10, *, skip=(), str_keys=False):
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
     key = (lambda k: k) if str_keys else (lambda k: k.encode())
@@ -178,7 +179,7 @@ def write_cifar(root, n_per_batch=6, *, skip=(), str_keys=False):
     files = {"batches.meta": meta}
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         files[name] = {key("data"): rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                       key("labels"): [int(v) for v in rng.integers(0, 10, n_per_batch)],
+                       key("labels"): [int(v) for v in rng.permutation(np.arange(n_per_batch) % 10)],
                        key("batch_label"): name.encode()}
     for name, obj in files.items():
         if name not in skip:
@@ -190,8 +191,10 @@ def write_cifar(root, n_per_batch=6, *, skip=(), str_keys=False):
 def test_cifar10_pickles(tmp_path):
     files = write_cifar(tmp_path / "cifar-10-batches-py")
     d = load_data({"name": "cifar10", "root": str(tmp_path), "input_size": 32})
-    assert (len(d.train), len(d.val), d.num_classes, d.classes[0]) == (30, 6, 10, "c0")
-    x, y = d.val[2]
+    # holdout carved from the 30 training images; the official test_batch is the test split
+    assert (len(d.train), len(d.holdout), len(d.test), d.num_classes, d.classes[0]) == (40, 10, 10, 10, "c0")
+    assert d.test_source == "official"
+    x, y = d.test[2]
     assert x.shape == (3, 32, 32) and y == files["test_batch"][b"labels"][2]
     # pixel layout: row-major 3 x 32 x 32 planes, as in the official files
     raw = files["test_batch"][b"data"][2].reshape(3, 32, 32)[1, 4, 5] / 255
@@ -199,7 +202,7 @@ def test_cifar10_pickles(tmp_path):
     assert load_data({"name": "cifar10", "root": tmp_path / "cifar-10-batches-py",
                       "input_size": 24}).train[0][0].shape == (3, 24, 24)
     write_cifar(tmp_path / "strkeys", str_keys=True)
-    assert len(load_data({"name": "cifar10", "root": tmp_path / "strkeys"}).train) == 30
+    assert len(load_data({"name": "cifar10", "root": tmp_path / "strkeys"}).train) == 40
 
 
 def test_cifar10_errors(tmp_path):
@@ -230,11 +233,11 @@ def test_imagefolder(tmp_path, cache_mb):
     write_images(tmp_path, {"cat": 10, "dog": 10, "emu": 5})
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "emu" / "gray.jpg")  # grayscale -> RGB
     (tmp_path / "dog" / "notes.txt").write_text("not an image, ignored")
-    d = load_data({"name": "imagefolder", "root": str(tmp_path), "input_size": 12, "val_fraction": 0.2,
-                   "seed": 0, "cache_mb": cache_mb})
+    d = load_data({"name": "imagefolder", "root": str(tmp_path), "input_size": 12, "holdout_fraction": 0.2,
+                   "test_fraction": 0.2, "seed": 0, "cache_mb": cache_mb})
     assert d.classes == ("cat", "dog", "emu") and d.num_classes == 3
-    assert (len(d.train), len(d.val)) == (20, 6)
-    assert sorted(d.val[i][1] for i in range(6)) == [0, 0, 1, 1, 2, 2]  # stratified
+    assert (len(d.train), len(d.holdout), len(d.test)) == (16, 4, 6)  # 26 images: 6 test, 4 of 20 holdout
+    assert sorted(d.test[i][1] for i in range(6)) == [0, 0, 1, 1, 2, 2]  # stratified
     x, _ = d.train[0]
     assert x.shape == (3, 12, 12) and torch.isfinite(x).all()
 
@@ -257,15 +260,17 @@ def test_imagefolder_errors(tmp_path):
     with pytest.raises(DataError, match="holds no images"):
         load_data({"name": "imagefolder", "root": tmp_path})
     write_images(tmp_path, {"empty": 1})
-    with pytest.raises(DataError, match="at least 2 samples|cannot be split"):
+    with pytest.raises(DataError, match="leave a class empty"):
         load_data({"name": "imagefolder", "root": tmp_path})
 
 
 def test_bad_config_raises_data_error():
     with pytest.raises(DataError, match="data.name='mnist' is unknown: pass data.name=one of digits"):
         load_data({"name": "mnist"})
-    with pytest.raises(DataError, match="val_fraction"):
-        load_data({"name": "digits", "val_fraction": 1.5})
+    with pytest.raises(DataError, match=r"data.holdout_fraction=1.5 is outside \(0, 1\)"):
+        load_data({"name": "digits", "holdout_fraction": 1.5})
+    with pytest.raises(DataError, match="data.val_fraction is gone"):
+        load_data({"name": "digits", "val_fraction": 0.2})
     with pytest.raises(DataError, match="input_size"):
         load_data({"name": "synthetic", "input_size": 4})
     for e in (DataError("x"), DivergedError("y")):
@@ -279,7 +284,7 @@ def test_fits_mobilenet_v3_small_on_synthetic():
     space = pytest.importorskip("space")
     if not (hasattr(space, "build_model") and hasattr(space, "V3_SMALL")):
         pytest.skip("space.build_model / space.V3_SMALL not available")
-    data = load_data({**SYNTH, "input_size": 32, "n_train": 32, "n_val": 16})
+    data = load_data({**SYNTH, "input_size": 32, "n_train": 32, "n_holdout": 16})
     torch.manual_seed(0)
     model = space.build_model(space.V3_SMALL, num_classes=4)
     res = fit(model, data, quick(steps=2, batch_size=8, lr=0.01, bn_recal_batches=2))

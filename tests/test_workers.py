@@ -15,7 +15,7 @@ import optuna
 import pytest
 from conftest import REPO
 
-BASE = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",
+BASE = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_holdout=32", "train.batch_size=32",
         "train.steps=2", "train.bn_recal_batches=1", "latency.input_size=32", "latency.warmup=1",
         "latency.repeats=5", "sampler.n_startup_trials=2", "progress=false"]
 

@@ -1,9 +1,11 @@
-"""bneck's accuracy proxy: the datasets, `fit` (seeded SGD + cosine) and `top1`."""
-from .data import DataSplit, load_data
+"""bneck's accuracy layer: datasets split train / holdout / test, `fit`, and the accuracy estimators."""
+from .data import load_data
 from .errors import DataError, DivergedError
+from .estimator import Accuracy, AccuracyEstimator, TrainEstimator, make_estimator
 from .fit import FitResult, TrainConfig, fit, resolve_device, top1
+from .split import DataSplit
 
 __all__ = [
-    "DataError", "DataSplit", "DivergedError", "FitResult", "TrainConfig",
-    "fit", "load_data", "resolve_device", "top1",
+    "Accuracy", "AccuracyEstimator", "DataError", "DataSplit", "DivergedError", "FitResult", "TrainConfig",
+    "TrainEstimator", "fit", "load_data", "make_estimator", "resolve_device", "top1",
 ]

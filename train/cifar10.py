@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .split import DataSplit, three_way
 from .tensors import ImageTensors
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -59,9 +60,7 @@ def _batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 3, 32, 32), y
 
 
-def load_cifar10(c: dict, size: int):
-    from .data import DataSplit
-
+def load_cifar10(c: dict, size: int) -> DataSplit:
     root = find_root(c.get("root"))
     meta = _unpickle(root / META_FILE)
     names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", []))
@@ -76,4 +75,7 @@ def load_cifar10(c: dict, size: int):
         return ImageTensors(torch.from_numpy(x), torch.from_numpy(y), size=size, mean=MEAN, std=STD,
                             scale=1 / 255)
 
-    return DataSplit(make(xt, yt), make(xv, yv), 10, size, "cifar10", names)
+    # Holdout is carved from the five training batches; the official test_batch is only reported.
+    tr, ho, _ = three_way(yt, c, what="cifar10", official_test=True)
+    return DataSplit(make(xt[tr], yt[tr]), make(xt[ho], yt[ho]), make(xv, yv), 10, size, "cifar10", names,
+                     test_source="official")

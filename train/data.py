@@ -2,27 +2,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from .cluttered import load_cluttered
 from .errors import DataError
-from .tensors import ImageTensors, check_val_fraction, stratified_split
-
-
-@dataclass(frozen=True)
-class DataSplit:
-    train: Dataset  # yields (float tensor C x H x W, normalised; int label)
-    val: Dataset
-    num_classes: int
-    input_size: int
-    name: str
-    classes: tuple[str, ...] = ()  # class names where the source has them
+from .split import DataSplit, check_fraction, three_way
+from .tensors import ImageTensors
 
 
 def as_dict(cfg: Any) -> dict:
@@ -48,7 +37,12 @@ def load_data(cfg: Any) -> DataSplit:
     size = c.get("input_size", 32)
     if not isinstance(size, int) or isinstance(size, bool) or size < 8:
         raise DataError(f"data.input_size={size!r} is not an integer >= 8: pass e.g. data.input_size=32")
-    check_val_fraction(c.get("val_fraction", 0.2))
+    if "val_fraction" in c:
+        raise DataError("data.val_fraction is gone: selection reads data.holdout_fraction (carved from the "
+                        "training data) and reports on the test split; pass data.holdout_fraction=0.2")
+    for key in ("holdout_fraction", "test_fraction"):
+        if key in c:
+            check_fraction(key, c[key])
     return LOADERS[name](c, size)
 
 
@@ -60,16 +54,18 @@ def _digits(c: dict, size: int) -> DataSplit:
     # Resizing once up front: per-item bilinear on 8x8 sources would dominate an epoch.
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     y = torch.from_numpy(d.target.astype(np.int64))
-    tr, va = stratified_split(d.target, c.get("val_fraction", 0.2), c.get("seed", 0), what="digits")
-    # Statistics from the training half only, so validation stays unseen.
+    tr, ho, te = three_way(d.target, c, what="digits")
+    # Statistics from the training split only, so holdout and test stay unseen.
     mean, std = float(x[tr].mean()), float(x[tr].std())
     make = lambda idx: ImageTensors(x[idx], y[idx], size=size, mean=[mean], std=[std])  # noqa: E731
-    return DataSplit(make(tr), make(va), 10, size, "digits", tuple(str(i) for i in range(10)))
+    return DataSplit(make(tr), make(ho), make(te), 10, size, "digits", tuple(str(i) for i in range(10)))
 
 
 def _synthetic(c: dict, size: int) -> DataSplit:
-    k, n_train, n_val = c.get("num_classes", 4), c.get("n_train", 128), c.get("n_val", 64)
-    for key, v, low in (("num_classes", k, 2), ("n_train", n_train, 1), ("n_val", n_val, 1)):
+    k, n_train, n_holdout, n_test = (c.get("num_classes", 4), c.get("n_train", 128), c.get("n_holdout", 64),
+                                     c.get("n_test", 64))
+    for key, v, low in (("num_classes", k, 2), ("n_train", n_train, 1), ("n_holdout", n_holdout, 1),
+                        ("n_test", n_test, 1)):
         if not isinstance(v, int) or v < low:
             raise DataError(f"data.{key}={v!r} is not an integer >= {low}: pass e.g. data.{key}={max(low, 4)}")
     g = torch.Generator().manual_seed(int(c.get("seed", 0)))
@@ -85,7 +81,8 @@ def _synthetic(c: dict, size: int) -> DataSplit:
         x = templates[y] + 1.5 * torch.randn(n, 3, size, size, generator=g)
         return ImageTensors(x, y, size=size, mean=[0.0] * 3, std=[1.0] * 3)
 
-    return DataSplit(draw(n_train), draw(n_val), k, size, "synthetic", tuple(f"class{i}" for i in range(k)))
+    return DataSplit(draw(n_train), draw(n_holdout), draw(n_test), k, size, "synthetic",
+                     tuple(f"class{i}" for i in range(k)))
 
 
 def _cifar10(c: dict, size: int) -> DataSplit:

@@ -1,4 +1,4 @@
-"""`fit`: seeded SGD + cosine training of a model on a DataSplit; `top1`: its validation accuracy."""
+"""`fit`: seeded SGD + cosine training of a model on a DataSplit, scored on its holdout split; `top1`."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from .data import DataSplit, as_dict
+from .data import as_dict
 from .errors import DivergedError
+from .split import DataSplit
 
 SCHEDULES = ("cosine", "constant")
 
@@ -62,8 +63,8 @@ class TrainConfig:
 
 @dataclass
 class FitResult:
-    top1: float  # validation top-1 in [0, 1]
-    loss: float  # validation cross-entropy (no label smoothing)
+    top1: float  # holdout top-1 in [0, 1]
+    loss: float  # holdout cross-entropy (no label smoothing)
     steps: int  # optimiser steps taken
     seconds: float  # wall time of training and evaluation
     train_loss: float = math.nan  # mean training loss over the last (up to) 50 steps
@@ -160,7 +161,8 @@ def fit(model: nn.Module, data: DataSplit, cfg: TrainConfig, *, progress: bool =
                         break
         if cfg.bn_recal_batches:
             recalibrate_bn(model, data.train, cfg, device)
-        acc, val_loss = evaluate(model, data.val, device=device, batch_size=256,
+        # Holdout only: `fit` is what selection calls, and selection never reads the test split.
+        acc, val_loss = evaluate(model, data.holdout, device=device, batch_size=256,
                                  num_workers=cfg.num_workers)
     finally:
         model.cpu()  # callers measure and export on the CPU

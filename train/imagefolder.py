@@ -9,7 +9,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .errors import DataError
-from .tensors import ImageTensors, stratified_split
+from .split import DataSplit, three_way
+from .tensors import ImageTensors
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 # ImageNet statistics: the usual choice for natural photos of unknown origin.
@@ -51,15 +52,15 @@ class ImageFiles(Dataset):
         return (x - self.mean) / self.std, int(self.labels[i])
 
 
-def scan(root) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
+def scan(root, key: str = "root") -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
     if root in (None, ""):
-        raise DataError(f"data.root is not set: {FIX}")
+        raise DataError(f"data.{key} is not set: {FIX}")
     base = Path(str(root)).expanduser()
     if not base.is_dir():
-        raise DataError(f"data.root={base} does not exist: {FIX}")
+        raise DataError(f"data.{key}={base} does not exist: {FIX}")
     classes = tuple(sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")))
     if not classes:
-        raise DataError(f"data.root={base} has no class subfolders: {FIX}")
+        raise DataError(f"data.{key}={base} has no class subfolders: {FIX}")
     paths, labels = [], []
     for label, cls in enumerate(classes):
         files = sorted(p for p in (base / cls).rglob("*")
@@ -72,13 +73,21 @@ def scan(root) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
     return paths, np.asarray(labels, dtype=np.int64), classes
 
 
-def load_imagefolder(c: dict, size: int):
-    from .data import DataSplit
-
+def load_imagefolder(c: dict, size: int) -> DataSplit:
     paths, labels, classes = scan(c.get("root"))
     if len(classes) < 2:
         raise DataError(f"data.root={c.get('root')} has a single class {classes[0]!r}: {FIX} (at least 2)")
-    tr, va = stratified_split(labels, c.get("val_fraction", 0.2), c.get("seed", 0), what=f"imagefolder {c.get('root')}")
+    what = f"imagefolder {c.get('root')}"
+    official = c.get("test_root") not in (None, "")
+    if official:  # a test folder of its own: every image of root is train or holdout
+        test_paths, test_labels, test_classes = scan(c["test_root"], key="test_root")
+        if test_classes != classes:
+            raise DataError(f"data.test_root={c['test_root']} has classes {list(test_classes)} but data.root has "
+                            f"{list(classes)}: give both folders the same class subfolders")
+    tr, ho, te = three_way(labels, c, what=what, official_test=official)
+    if official:
+        te = np.arange(len(paths), len(paths) + len(test_paths))
+        paths, labels = paths + test_paths, np.concatenate([labels, test_labels])
     # Hold decoded uint8 pixels in memory when they fit in `cache_mb`; decode lazily otherwise.
     cache_mb = float(c.get("cache_mb", 1024))
     if len(paths) * 3 * size * size <= cache_mb * 2**20:
@@ -97,4 +106,5 @@ def load_imagefolder(c: dict, size: int):
 
         def make(idx):
             return ImageFiles([paths[i] for i in idx], labels[idx], size)
-    return DataSplit(make(tr), make(va), len(classes), size, "imagefolder", classes)
+    return DataSplit(make(tr), make(ho), make(te), len(classes), size, "imagefolder", classes,
+                     test_source="official" if official else "split")

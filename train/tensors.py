@@ -1,16 +1,11 @@
-"""In-memory image datasets and the seeded stratified split every loader shares."""
+"""In-memory image datasets: one tensor of images, normalised per item on access."""
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
-
-from .errors import DataError
 
 
 class ImageTensors(Dataset):
@@ -43,27 +38,3 @@ class ImageTensors(Dataset):
         if x.shape[0] == 1:  # grayscale sources feed 3-channel networks
             x = x.expand(3, -1, -1)
         return x, int(self.labels[i])
-
-
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int, *, what: str
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) of a seeded split that keeps class proportions in both halves."""
-    check_val_fraction(val_fraction)
-    n, n_classes = len(labels), len(np.unique(labels))
-    n_val = math.ceil(val_fraction * n)
-    if n_val < n_classes or n - n_val < n_classes:
-        raise DataError(
-            f"{what}: {n} samples of {n_classes} classes cannot be split stratified with "
-            f"val_fraction={val_fraction}: add samples or change data.val_fraction")
-    idx = np.arange(n)
-    try:
-        train_idx, val_idx = train_test_split(idx, test_size=n_val, random_state=seed,
-                                              stratify=labels, shuffle=True)
-    except ValueError as e:  # e.g. a class with a single member
-        raise DataError(f"{what}: stratified split failed ({e}): give every class at least 2 samples") from e
-    return np.sort(train_idx), np.sort(val_idx)
-
-
-def check_val_fraction(val_fraction: float) -> None:
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise DataError(f"data.val_fraction={val_fraction} is outside (0, 1): pass e.g. data.val_fraction=0.2")

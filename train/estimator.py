@@ -1,0 +1,97 @@
+"""Accuracy estimators: an architecture in, its holdout top-1 (selection) and test top-1 (report) out.
+
+Search and NetAdapt receive an estimator and never build or fit networks themselves. An estimator is
+chosen by the Hydra group ``conf/accuracy/``; ``train`` (per-trial proxy training) is the first. A new
+one is one module here plus one YAML there, registered in ``ESTIMATORS``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from core.errors import UsageError
+from space import ArchSpec, build_model
+
+from .errors import DivergedError
+from .fit import TrainConfig, evaluate, fit, resolve_device
+from .split import DataSplit
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    top1: float  # on holdout: the only figure selection may read
+    test_top1: float | None  # on test: reported beside it, never selected on (None when not asked for)
+    loss: float  # holdout cross-entropy
+    steps: int  # optimiser steps this estimate took
+    seconds: float
+
+
+class AccuracyEstimator(Protocol):
+    name: str
+
+    def protocol(self) -> dict:
+        """What makes two results comparable: dataset and splits, input size, estimator and its budget."""
+
+    def __call__(self, arch: ArchSpec, label: str = "") -> Accuracy:
+        """The accuracy of ``arch`` under this estimator."""
+
+
+class TrainEstimator:
+    """``accuracy=train``: each network trained from a seeded initialisation with one budget, then scored.
+
+    NetAdapt uses ``fresh`` and ``train`` to continue training networks it shrank (inherited weights).
+    """
+
+    name = "train"
+
+    def __init__(self, data: DataSplit, cfg: TrainConfig):
+        self.data, self.cfg = data, cfg
+
+    def protocol(self) -> dict:
+        c = self.cfg
+        budget = {"steps": c.steps} if c.steps is not None else {"epochs": c.epochs}
+        return {"dataset": self.data.name, "input_size": self.data.input_size, "selection": "holdout",
+                "n_train": len(self.data.train), "n_holdout": len(self.data.holdout), "n_test": len(self.data.test),
+                "test": self.data.test_source, "estimator": self.name,
+                "budget": {**budget, "batch_size": c.batch_size, "lr": c.lr, "schedule": c.schedule}}
+
+    def fresh(self, arch: ArchSpec) -> nn.Module:
+        # One initialisation seed for every network: differences come from the architecture.
+        torch.manual_seed(self.cfg.seed)
+        return build_model(arch, num_classes=self.data.num_classes)
+
+    def __call__(self, arch: ArchSpec, label: str = "") -> Accuracy:
+        return self.train(self.fresh(arch), label or "train")
+
+    def train(self, model: nn.Module, label: str, *, report: bool = True, **changes) -> Accuracy:
+        """Train ``model`` in place (``changes`` override the budget: steps, epochs, lr, seed) and score it."""
+        result = fit(model, self.data, dataclasses.replace(self.cfg, **changes), desc=label)
+        if not math.isfinite(result.top1) or not math.isfinite(result.loss):
+            raise DivergedError(f"{label}: holdout loss {result.loss} / top-1 {result.top1} is not finite: "
+                                f"lower train.lr")
+        test = self.test_top1(model) if report else None
+        return Accuracy(round(float(result.top1), 6), test, float(result.loss), result.steps, result.seconds)
+
+    def test_top1(self, model: nn.Module) -> float:
+        """Report-only accuracy on the test split (the model stays on the CPU, in eval mode)."""
+        try:
+            acc, _ = evaluate(model, self.data.test, device=resolve_device(self.cfg.device))
+        finally:
+            model.cpu()
+        return round(float(acc), 6)
+
+
+ESTIMATORS = {"train": TrainEstimator}
+
+
+def make_estimator(accuracy_cfg: dict | None, data: DataSplit, train_cfg: TrainConfig) -> AccuracyEstimator:
+    """The estimator ``accuracy.name`` names (``conf/accuracy/<name>.yaml``)."""
+    name = (accuracy_cfg or {}).get("name", "train")
+    if name not in ESTIMATORS:
+        raise UsageError(f"accuracy={name!r} is unknown: pass accuracy=one of {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[name](data, train_cfg)
