@@ -36,13 +36,14 @@ REPORT = ROOT / "benchmarks" / "proxy_fidelity.md"
 # conf/data/digits.yaml input 32). cluttered: the budget this benchmark recommends for the default search.
 BUDGETS = {
     "digits": {"input_size": 32, "epochs": 2, "steps": None, "batch_size": 64},
-    "cluttered": {"input_size": 64, "epochs": None, "steps": 300, "batch_size": 32},
+    "cluttered": {"input_size": 64, "epochs": None, "steps": 200, "batch_size": 32},
 }
 
 
 def budget_tag(b: dict) -> str:
     run = f"{b['steps']}steps" if b.get("steps") else f"{b['epochs']}ep"
-    return f"{b['input_size']}px-{run}-b{b['batch_size']}"
+    extra = "".join(f"-{k}={v}" for k, v in sorted(b.get("data", {}).items()))
+    return f"{b['input_size']}px-{run}-b{b['batch_size']}{extra}"
 
 
 def architectures(n: int, seed: int = 0) -> list[tuple[str, object]]:
@@ -63,14 +64,14 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # two single-thread workers beat one two-thread process on a busy 2-core box
 
 
-def _splits(dataset: str, size: int) -> dict:
+def _splits(dataset: str, size: int, overrides: dict | None = None) -> dict:
     """{'train', 'holdout', 'test'(optional)} datasets, whichever DataSplit the tree has (val or holdout)."""
-    key = (dataset, size)
+    key = (dataset, size, json.dumps(overrides or {}, sort_keys=True))
     if key not in _DATA:
         if dataset == "cluttered":
             from train.cluttered import as_tensors, generate
 
-            _DATA[key] = as_tensors(generate({}), size)
+            _DATA[key] = as_tensors(generate(overrides or {}), size)
         else:
             from train import load_data
 
@@ -100,7 +101,7 @@ def train_one(job: dict) -> dict:
     from train.fit import TrainConfig, evaluate, fit
 
     b, arch = job["budget"], parse_arch(job["arch"])
-    s = _splits(job["dataset"], b["input_size"])
+    s = _splits(job["dataset"], b["input_size"], b.get("data"))
     cfg = TrainConfig(epochs=b["epochs"] or 0, steps=b["steps"], batch_size=b["batch_size"], seed=job["seed"],
                       device="cpu")
     torch.manual_seed(job["seed"])
@@ -134,7 +135,7 @@ def stats(rows: list[dict], key: str = "top1", n_boot: int = 2000) -> dict | Non
     by: dict[str, dict] = {}
     meta: dict[str, dict] = {}
     for r in rows:
-        if r.get(key) is not None:
+        if r.get(key) is not None and not r.get("timing"):
             by.setdefault(r["name"], {})[r["seed"]] = 100.0 * r[key]
             meta[r["name"]] = r
     names = sorted(n for n, v in by.items() if len(v) >= 2)
@@ -184,8 +185,25 @@ def read_results(path: Path) -> list[dict]:
     return rows
 
 
-def report(rows: list[dict], path: Path, expected: int) -> str:
+def _verdicts(s: dict) -> list[str]:
+    """One line per issue-10 target, met or not, from the numbers in `s`."""
+    def say(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+    out = [f"- seed tau {s['tau']:.2f} over {s['n_archs']} architectures vs target >= 0.6 over >= 20: "
+           f"{say(s['tau'] >= 0.6 and s['n_archs'] >= 20)}",
+           f"- arch sd / seed sd {s['arch_over_seed']:.1f} vs target >= 3: {say(s['arch_over_seed'] >= 3)}"]
+    if "gap_sd" in s:
+        out.append(f"- V3-Small minus x0.5 {s['gap']:+.1f} points = {s['gap_sd']:+.1f} seed sd vs target >= +3: "
+                   f"{say(s['gap_sd'] >= 3)}")
+    out.append(f"- size alone: Kendall tau of the mean top-1 against #params {s['tau_params']:.2f}, "
+               f"against MACs {s['tau_macs']:.2f}")
+    return out
+
+
+def report(rows: list[dict], path: Path, expected: int, pilot: list[dict] | None = None) -> str:
     groups: dict[tuple, list] = {}
+    timing = [r for r in rows if r.get("timing")]
+    rows = [r for r in rows if not r.get("timing")]
     for r in rows:
         groups.setdefault((r["dataset"], r["tag"]), []).append(r)
     lines = ["# Proxy rank fidelity (`benchmarks/proxy_fidelity.py`)", "",
@@ -213,7 +231,32 @@ def report(rows: list[dict], path: Path, expected: int) -> str:
                 f"{s['tau']:.2f} [{s['tau_lo']:.2f}, {s['tau_hi']:.2f}] | {s['rho']:.2f} | {s['seed_sd']:.2f} | "
                 f"{s['arch_sd']:.2f} | {s['arch_over_seed']:.1f} | {gap} | {s['tau_params']:.2f} | "
                 f"{s['tau_macs']:.2f} |")
+        s = stats(rs, "top1")
+        if s is not None:
+            lines += ["", "Holdout, against issue 10's targets:", *_verdicts(s)]
+        fit_s = [r["fit_seconds"] for r in rs if r["name"] == "V3-Small"]
+        if fit_s:
+            lines += ["", f"V3-Small: {np.mean(fit_s):.0f} s per training (train + BN recalibration + holdout "
+                      f"evaluation, {len(fit_s)} runs)."]
         lines.append("")
+    if timing:
+        lines += ["## Per-trial time of the default search's network at this budget", "",
+                  "| dataset | budget | network | seconds (train + holdout) | MACs | load average (1 min) at the end |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['dataset']} | {r['tag']} | {r['name']} | {r['fit_seconds']:.0f} | {r['macs'] / 1e6:.1f}M | "
+                  f"{r.get('load', float('nan')):.1f} |" for r in timing]
+        lines.append("")
+    if pilot:
+        lines += ["## Pilot (one seed; how the task's difficulty was chosen)", "",
+                  "Rows of `benchmarks/proxy_pilot.jsonl`: the first generator settings (digit 16-40 px, 8 fragments "
+                  "of half a digit's side) against the ones adopted (24-48 px, 4 fragments of 0.4).", "",
+                  "| budget and generator settings | network | seed | holdout top-1 | seconds |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['tag']} | {r['name']} | {r['seed']} | {100 * r['top1']:.1f} | {r['seconds']:.0f} |"
+                  for r in pilot]
+        lines.append("")
+    lines += ["Wall times were measured with two single-thread workers on a 2-core machine shared with other "
+              "jobs (load average 5-10 during the runs), so they are upper bounds for an idle machine.", ""]
     text = "\n".join(lines)
     path.write_text(text + "\n")
     return text
@@ -221,17 +264,22 @@ def report(rows: list[dict], path: Path, expected: int) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="cluttered,digits")
+    ap.add_argument("--datasets", default="digits,cluttered")
     ap.add_argument("--n-archs", type=int, default=18, help="random architectures besides the two references")
     ap.add_argument("--test", action="store_true",
                     help="also score the test split (report only; about +15%% time at 64 px)")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--steps", type=int, default=None, help="override the budget's steps (all datasets)")
     ap.add_argument("--batch-size", type=int, default=None, help="override the budget's batch size")
+    ap.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                    help="generator setting for cluttered (integers or floats), e.g. --data n_clutter=4")
+    ap.add_argument("--only", default=None, help="comma-separated architecture names (e.g. for a pilot)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--report", type=Path, default=REPORT)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--timing-large", action="store_true",
+                    help="also time one V3-Large training at the cluttered budget (the default search's space)")
     args = ap.parse_args(argv)
     from space import to_json
 
@@ -247,7 +295,11 @@ def main(argv=None) -> int:
             b["steps"] = args.steps
         if args.batch_size is not None:
             b["batch_size"] = args.batch_size
+        if dataset == "cluttered" and args.data:
+            b["data"] = {k: (float(v) if "." in v else int(v)) for k, v in (kv.split("=", 1) for kv in args.data)}
         for name, arch in archs:
+            if args.only and name not in args.only.split(","):
+                continue
             for seed in seeds:  # both seeds of an arch back to back: partial results already pair up
                 jobs.append({"dataset": dataset, "tag": budget_tag(b), "budget": b, "name": name,
                              "seed": seed, "arch": to_json(arch), "test": args.test})
@@ -258,6 +310,8 @@ def main(argv=None) -> int:
     if todo and not args.report_only:
         from tqdm import tqdm
 
+        for j in todo:  # generated once here; forked workers inherit the arrays
+            _splits(j["dataset"], j["budget"]["input_size"], j["budget"].get("data"))
         with ProcessPoolExecutor(max_workers=args.workers, initializer=_init_worker) as pool, \
                 tqdm(total=len(todo), desc="trainings", dynamic_ncols=True) as bar:
             futures = [pool.submit(train_one, j) for j in todo]
@@ -269,7 +323,20 @@ def main(argv=None) -> int:
                     os.fsync(f.fileno())
                 bar.set_postfix_str(f"{r['dataset']} {r['name']} s{r['seed']} {100 * r['top1']:.1f}%")
                 bar.update(1)
-    text = report(read_results(args.results), args.report, expected=len(archs) * len(seeds))
+    if args.timing_large and not args.report_only:
+        rows = read_results(args.results)
+        b = dict(BUDGETS["cluttered"])
+        if not any(r.get("timing") and r["tag"] == budget_tag(b) for r in rows):
+            from space import V3_LARGE
+
+            _init_worker()
+            r = train_one({"dataset": "cluttered", "tag": budget_tag(b), "budget": b, "name": "V3-Large",
+                           "seed": 0, "arch": to_json(V3_LARGE), "test": False})
+            r["timing"], r["load"] = True, os.getloadavg()[0]
+            with args.results.open("a") as f:
+                f.write(json.dumps(r) + "\n")
+    pilot = read_results(args.results.with_name("proxy_pilot.jsonl"))
+    text = report(read_results(args.results), args.report, expected=len(archs) * len(seeds), pilot=pilot)
     print(text)
     print(f"results: {args.results}; report: {args.report}")
     return 0

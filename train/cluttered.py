@@ -23,7 +23,7 @@ NUM_CLASSES = 10
 # Generator settings and their defaults (conf/data/cluttered.yaml documents each).
 DEFAULTS = {
     "seed": 0, "n_train": 20000, "n_holdout": 5000, "n_test": 5000,
-    "canvas": 64, "digit_min": 16, "digit_max": 40, "n_clutter": 8, "clutter_frac": 0.5,
+    "canvas": 64, "digit_min": 24, "digit_max": 48, "n_clutter": 4, "clutter_frac": 0.4,
     "holdout_sources": 0.2, "test_sources": 0.2,
 }
 
