@@ -245,6 +245,9 @@ def report(rows: list[dict], path: Path, expected: int, pilot: list[dict] | None
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['dataset']} | {r['tag']} | {r['name']} | {r['fit_seconds']:.0f} | {r['macs'] / 1e6:.1f}M | "
                   f"{r.get('load', float('nan')):.1f} |" for r in timing]
+        lines += [""] + [f"At {r['fit_seconds']:.0f} s per {r['name']} trial, the README's 15 minutes hold "
+                         f"{int(900 // r['fit_seconds'])} trial(s) of this budget under the load it was timed at."
+                         for r in timing]
         lines.append("")
     if pilot:
         lines += ["## Pilot (one seed; how the task's difficulty was chosen)", "",
@@ -256,7 +259,7 @@ def report(rows: list[dict], path: Path, expected: int, pilot: list[dict] | None
                   for r in pilot]
         lines.append("")
     lines += ["Wall times were measured with two single-thread workers on a 2-core machine shared with other "
-              "jobs (load average 5-10 during the runs), so they are upper bounds for an idle machine.", ""]
+              "jobs (load average 5-14 during the runs), so they are upper bounds for an idle machine.", ""]
     text = "\n".join(lines)
     path.write_text(text + "\n")
     return text
