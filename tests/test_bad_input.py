@@ -160,8 +160,12 @@ def _schemas():
     from netadapt.settings import NetAdaptConfig
     from search.settings import GPSettings, NSGA2Settings, RandomSettings, SearchConfig, TPESettings
     from space.settings import SpaceSettings
+    from train.settings import ClutteredData, DataBase, ImageFolderData, SplitData, SyntheticData, TrainAccuracy
 
-    return [(_search_main, SearchConfig, [], ""), (_netadapt_main, NetAdaptConfig, [], ""),
+    data = [(_search_main, cls, [f"data={name}"], "data.") for name, cls in (
+        ("digits", SplitData), ("cifar10", DataBase), ("imagefolder", ImageFolderData), ("synthetic", SyntheticData),
+        ("cluttered", ClutteredData))]
+    return data + [(_search_main, TrainAccuracy, [], "accuracy."), (_netadapt_main, TrainAccuracy, [], "accuracy."),(_search_main, SearchConfig, [], ""), (_netadapt_main, NetAdaptConfig, [], ""),
             (_lut_main, LutConfig, ["build", "+space=v3_small"], ""),
             (_search_main, SpaceSettings, ["+space=v3_small"], "space.")] + [
         (_search_main, cls, [f"sampler={cls().name}"], "sampler.")

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from core.settings import plain
 
+from .cluttered import load_cluttered
 from .errors import DataError
 from .split import DataSplit, check_fraction, three_way
 from .tensors import ImageTensors
@@ -17,6 +18,7 @@ from .tensors import ImageTensors
 
 def load_data(cfg: Any) -> DataSplit:
     c = plain(cfg)
+    c.pop("defaults", None)  # a conf/data YAML read as it is names its schema there
     name = c.get("name")
     if name not in LOADERS:
         raise DataError(f"data.name={name!r} is unknown: pass data.name=one of {', '.join(LOADERS)}")
@@ -90,8 +92,11 @@ COMMON_KEYS = {"name", "input_size", "seed", "root", "holdout_fraction", "test_f
 LOADER_KEYS: dict[str, set[str]] = {
     "digits": set(), "cifar10": set(), "imagefolder": {"test_root", "cache_mb"},
     "synthetic": {"num_classes", "n_train", "n_holdout", "n_test"},
+    "cluttered": {"n_train", "n_holdout", "n_test", "canvas", "digit_min", "digit_max", "n_clutter", "clutter_frac",
+                  "holdout_sources", "test_sources"},
 }
 
 LOADERS: dict[str, Callable[[dict, int], DataSplit]] = {
     "digits": _digits, "synthetic": _synthetic, "cifar10": _cifar10, "imagefolder": _imagefolder,
+    "cluttered": load_cluttered,
 }

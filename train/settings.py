@@ -90,6 +90,22 @@ class SyntheticData(DataBase):
 
 @register
 @dataclass
+class ClutteredData(DataBase):
+    input_size: int = integer(64, ge=8)
+    n_train: int = integer(20000, ge=1)
+    n_holdout: int = integer(5000, ge=1)
+    n_test: int = integer(5000, ge=1)
+    canvas: int = integer(64, ge=8)
+    digit_min: int = integer(24, ge=4)
+    digit_max: int = integer(48, ge=4)
+    n_clutter: int = integer(4, ge=0)
+    clutter_frac: float = number(0.4, gt=0, le=1)
+    holdout_sources: float = number(0.2, gt=0, lt=1)
+    test_sources: float = number(0.2, gt=0, lt=1)
+
+
+@register
+@dataclass
 class TrainAccuracy(Settings):
     PREFIX = "accuracy"
     name: str = choice("train", ("train",))
@@ -100,7 +116,7 @@ def _store() -> None:
 
     cs = ConfigStore.instance()
     for name, node in (("digits", SplitData), ("cifar10", DataBase), ("imagefolder", ImageFolderData),
-                       ("synthetic", SyntheticData)):
+                       ("synthetic", SyntheticData), ("cluttered", ClutteredData)):
         cs.store(group="data", name=f"{name}_schema", node=node)
     cs.store(group="accuracy", name="train_schema", node=TrainAccuracy)
 

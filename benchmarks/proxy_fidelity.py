@@ -1,0 +1,349 @@
+"""Rank fidelity of the accuracy proxy: do two seeds of the proxy rank `v3_small` architectures alike?
+
+    python benchmarks/proxy_fidelity.py [--datasets cluttered,digits] [--workers 2] [--report-only]
+
+Trains `--n-archs` seeded random architectures of `v3_small` plus MobileNetV3-Small and its x0.5
+width variant, each with two seeds, under a dataset's proxy budget, and writes per dataset: Kendall
+tau and Spearman rho between the seeds, the seed-to-seed sd of top-1, the sd across architectures,
+the V3-Small vs x0.5 gap in seed-sd units, and Kendall tau of the mean top-1 against #params and
+MACs. Scores are on holdout (what selection sees) and, where the dataset has one, test (report only).
+
+Resumable: one JSON line per finished (dataset, budget, arch, seed) training is appended to
+`--results`; a rerun skips what is there and only recomputes the report from the file.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "proxy_fidelity.jsonl"
+REPORT = ROOT / "benchmarks" / "proxy_fidelity.md"
+
+# Proxy budgets. digits: today's default search (conf/search.yaml train.epochs=2, batch 64;
+# conf/data/digits.yaml input 32). cluttered: the budget this benchmark recommends for the default search.
+BUDGETS = {
+    "digits": {"input_size": 32, "epochs": 2, "steps": None, "batch_size": 64},
+    "cluttered": {"input_size": 64, "epochs": None, "steps": 200, "batch_size": 32},
+}
+
+
+def budget_tag(b: dict) -> str:
+    run = f"{b['steps']}steps" if b.get("steps") else f"{b['epochs']}ep"
+    extra = "".join(f"-{k}={v}" for k, v in sorted(b.get("data", {}).items()))
+    return f"{b['input_size']}px-{run}-b{b['batch_size']}{extra}"
+
+
+def architectures(n: int, seed: int = 0) -> list[tuple[str, object]]:
+    from space import V3_SMALL, load_space, scale_width
+
+    sp, rng = load_space("v3_small"), random.Random(seed)
+    archs = [("V3-Small", V3_SMALL), ("V3-Small x0.5", scale_width(V3_SMALL, 0.5))]
+    return archs + [(f"rand{i:02d}", sp.sample(rng)) for i in range(n)]
+
+
+# ---------------------------------------------------------------- one training (in a worker process)
+_DATA: dict = {}
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # two single-thread workers beat one two-thread process on a busy 2-core box
+
+
+def _splits(dataset: str, size: int, overrides: dict | None = None) -> dict:
+    """{'train', 'holdout', 'test'(optional)} datasets, whichever DataSplit the tree has (val or holdout)."""
+    key = (dataset, size, json.dumps(overrides or {}, sort_keys=True))
+    if key not in _DATA:
+        if dataset == "cluttered":
+            from train.cluttered import as_tensors, generate
+
+            _DATA[key] = as_tensors(generate(overrides or {}), size)
+        else:
+            from train import load_data
+
+            d = load_data({"name": dataset, "input_size": size, "seed": 0})
+            _DATA[key] = {"train": d.train, "holdout": getattr(d, "holdout", None) or d.val,
+                          "test": getattr(d, "test", None)}
+    return _DATA[key]
+
+
+def _as_datasplit(s: dict, dataset: str, size: int):
+    from train.data import DataSplit
+
+    fields = {f.name for f in dataclasses.fields(DataSplit)}
+    kw = {"train": s["train"], "num_classes": 10, "input_size": size, "name": dataset}
+    if "holdout" in fields:
+        kw.update(holdout=s["holdout"], test=s["test"] if s["test"] is not None else s["holdout"])
+    else:  # before issue 10's DataSplit: fit scores `val`, which we fill with the holdout split
+        kw["val"] = s["holdout"]
+    return DataSplit(**kw)
+
+
+def train_one(job: dict) -> dict:
+    import torch
+
+    from measure import count_macs, count_params
+    from space import build_model, parse_arch
+    from train.fit import TrainConfig, evaluate, fit
+
+    b, arch = job["budget"], parse_arch(job["arch"])
+    s = _splits(job["dataset"], b["input_size"], b.get("data"))
+    cfg = TrainConfig(epochs=b["epochs"] or 0, steps=b["steps"], batch_size=b["batch_size"], seed=job["seed"],
+                      device="cpu")
+    torch.manual_seed(job["seed"])
+    model = build_model(arch, 10)
+    t0 = time.perf_counter()
+    res = fit(model, _as_datasplit(s, job["dataset"], b["input_size"]), cfg)
+    train_s = time.perf_counter() - t0
+    test = getattr(res, "test_top1", None)
+    if test is None and job["test"] and s["test"] is not None:
+        test, _ = evaluate(model, s["test"], device=torch.device("cpu"))
+    return {**{k: job[k] for k in ("dataset", "tag", "name", "seed", "arch")}, "budget": b,
+            "top1": res.top1, "test_top1": test, "steps": res.steps, "seconds": time.perf_counter() - t0,
+            "fit_seconds": train_s, "macs": count_macs(arch, b["input_size"]), "params": count_params(arch, 10)}
+
+
+# ---------------------------------------------------------------- statistics
+def _tau(a, b) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(a, b).statistic)
+
+
+def _rho(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def stats(rows: list[dict], key: str = "top1", n_boot: int = 2000) -> dict | None:
+    """Fidelity figures of one (dataset, budget) from its rows; None if no arch has two seeds yet."""
+    by: dict[str, dict] = {}
+    meta: dict[str, dict] = {}
+    for r in rows:
+        if r.get(key) is not None and not r.get("timing"):
+            by.setdefault(r["name"], {})[r["seed"]] = 100.0 * r[key]
+            meta[r["name"]] = r
+    names = sorted(n for n, v in by.items() if len(v) >= 2)
+    if len(names) < 3:
+        return None
+    seeds = sorted(set.intersection(*(set(by[n]) for n in names)))[:2]
+    a = np.array([by[n][seeds[0]] for n in names])
+    b = np.array([by[n][seeds[1]] for n in names])
+    mean = (a + b) / 2
+    seed_sd = float(np.sqrt(np.mean((a - b) ** 2) / 2))  # pooled within-arch sd of one run
+    rng = np.random.default_rng(0)
+    boot = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(names), len(names))
+        if len(set(i)) > 2:
+            t = _tau(a[i], b[i])
+            if math.isfinite(t):
+                boot.append(t)
+    out = {
+        "n_archs": len(names), "seeds": seeds, "mean_top1": float(mean.mean()),
+        "min_top1": float(mean.min()), "max_top1": float(mean.max()),
+        "tau": _tau(a, b), "tau_lo": float(np.percentile(boot, 2.5)), "tau_hi": float(np.percentile(boot, 97.5)),
+        "rho": _rho(a, b), "seed_sd": seed_sd, "arch_sd": float(np.std(mean, ddof=1)),
+        "tau_params": _tau(mean, [meta[n]["params"] for n in names]),
+        "tau_macs": _tau(mean, [meta[n]["macs"] for n in names]),
+        "seconds": float(np.mean([r["seconds"] for r in rows])),
+    }
+    out["arch_over_seed"] = out["arch_sd"] / seed_sd if seed_sd > 0 else math.inf
+    if "V3-Small" in names and "V3-Small x0.5" in names:
+        gap = mean[names.index("V3-Small")] - mean[names.index("V3-Small x0.5")]
+        out["gap"] = float(gap)
+        out["gap_sd"] = float(gap / seed_sd) if seed_sd > 0 else math.inf
+    return out
+
+
+def read_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill: that training reruns
+                pass
+    return rows
+
+
+def _verdicts(s: dict) -> list[str]:
+    """One line per issue-10 target, met or not, from the numbers in `s`."""
+    def say(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+    out = [f"- seed tau {s['tau']:.2f} over {s['n_archs']} architectures vs target >= 0.6 over >= 20: "
+           f"{say(s['tau'] >= 0.6 and s['n_archs'] >= 20)}",
+           f"- arch sd / seed sd {s['arch_over_seed']:.1f} vs target >= 3: {say(s['arch_over_seed'] >= 3)}"]
+    if "gap_sd" in s:
+        out.append(f"- V3-Small minus x0.5 {s['gap']:+.1f} points = {s['gap_sd']:+.1f} seed sd vs target >= +3: "
+                   f"{say(s['gap_sd'] >= 3)}")
+    out.append(f"- size alone: Kendall tau of the mean top-1 against #params {s['tau_params']:.2f}, "
+               f"against MACs {s['tau_macs']:.2f}")
+    return out
+
+
+def report(rows: list[dict], path: Path, expected: int, pilot: list[dict] | None = None) -> str:
+    groups: dict[tuple, list] = {}
+    timing = [r for r in rows if r.get("timing")]
+    rows = [r for r in rows if not r.get("timing")]
+    for r in rows:
+        groups.setdefault((r["dataset"], r["tag"]), []).append(r)
+    lines = ["# Proxy rank fidelity (`benchmarks/proxy_fidelity.py`)", "",
+             "Random `v3_small` architectures (seeded sample) plus MobileNetV3-Small and its x0.5 width variant, "
+             "each trained with two seeds (0, 1) under the dataset's proxy budget; single-thread CPU workers. "
+             "Top-1 in points (%). Seed sd: pooled sd of one run, sqrt(mean((a-b)^2)/2) over architectures. "
+             "Arch sd: sd across architectures of the two-seed mean. tau 95% interval: bootstrap over "
+             "architectures (2000 resamples). Holdout is what selection sees; test is reported only.",
+             "", "Targets (issue 10, on the new task): seed tau >= 0.6 over >= 20 architectures, "
+             "arch sd >= 3x seed sd, V3-Small above x0.5 by >= 3 seed sd.", ""]
+    for (dataset, tag), rs in sorted(groups.items()):
+        done = len(rs)
+        lines += [f"## {dataset}, {tag} ({done}/{expected} trainings finished, "
+                  f"mean {np.mean([r['seconds'] for r in rs]):.0f} s per training incl. evaluation)", ""]
+        lines += ["| split | archs | mean top-1 (min-max) | seed tau [95%] | seed rho | seed sd | arch sd | "
+                  "arch sd / seed sd | V3-S - x0.5 (seed sd) | tau vs params | tau vs MACs |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for key, split in (("top1", "holdout"), ("test_top1", "test")):
+            s = stats(rs, key)
+            if s is None:
+                continue
+            gap = f"{s['gap']:+.1f} ({s['gap_sd']:+.1f})" if "gap" in s else "n/a"
+            lines.append(
+                f"| {split} | {s['n_archs']} | {s['mean_top1']:.1f} ({s['min_top1']:.1f}-{s['max_top1']:.1f}) | "
+                f"{s['tau']:.2f} [{s['tau_lo']:.2f}, {s['tau_hi']:.2f}] | {s['rho']:.2f} | {s['seed_sd']:.2f} | "
+                f"{s['arch_sd']:.2f} | {s['arch_over_seed']:.1f} | {gap} | {s['tau_params']:.2f} | "
+                f"{s['tau_macs']:.2f} |")
+        s = stats(rs, "top1")
+        if s is not None:
+            lines += ["", "Holdout, against issue 10's targets:", *_verdicts(s)]
+        fit_s = [r["fit_seconds"] for r in rs if r["name"] == "V3-Small"]
+        if fit_s:
+            lines += ["", f"V3-Small: {np.mean(fit_s):.0f} s per training (train + BN recalibration + holdout "
+                      f"evaluation, {len(fit_s)} runs)."]
+        lines.append("")
+    if timing:
+        lines += ["## Per-trial time of the default search's network at this budget", "",
+                  "| dataset | budget | network | seconds (train + holdout) | MACs | load average (1 min) at the end |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['dataset']} | {r['tag']} | {r['name']} | {r['fit_seconds']:.0f} | {r['macs'] / 1e6:.1f}M | "
+                  f"{r.get('load', float('nan')):.1f} |" for r in timing]
+        lines += [""] + [f"At {r['fit_seconds']:.0f} s per {r['name']} trial, the README's 15 minutes hold "
+                         f"{int(900 // r['fit_seconds'])} trial(s) of this budget under the load it was timed at."
+                         for r in timing]
+        lines.append("")
+    if pilot:
+        lines += ["## Pilot (one seed; how the task's difficulty was chosen)", "",
+                  "Rows of `benchmarks/proxy_pilot.jsonl`: the first generator settings (digit 16-40 px, 8 fragments "
+                  "of half a digit's side) against the ones adopted (24-48 px, 4 fragments of 0.4).", "",
+                  "| budget and generator settings | network | seed | holdout top-1 | seconds |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['tag']} | {r['name']} | {r['seed']} | {100 * r['top1']:.1f} | {r['seconds']:.0f} |"
+                  for r in pilot]
+        lines.append("")
+    lines += ["Wall times were measured with two single-thread workers on a 2-core machine shared with other "
+              "jobs (load average 5-14 during the runs), so they are upper bounds for an idle machine.", ""]
+    text = "\n".join(lines)
+    path.write_text(text + "\n")
+    return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="digits,cluttered")
+    ap.add_argument("--n-archs", type=int, default=18, help="random architectures besides the two references")
+    ap.add_argument("--test", action="store_true",
+                    help="also score the test split (report only; about +15%% time at 64 px)")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--steps", type=int, default=None, help="override the budget's steps (all datasets)")
+    ap.add_argument("--batch-size", type=int, default=None, help="override the budget's batch size")
+    ap.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                    help="generator setting for cluttered (integers or floats), e.g. --data n_clutter=4")
+    ap.add_argument("--only", default=None, help="comma-separated architecture names (e.g. for a pilot)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--report", type=Path, default=REPORT)
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--timing-large", action="store_true",
+                    help="also time one V3-Large training at the cluttered budget (the default search's space)")
+    args = ap.parse_args(argv)
+    from space import to_json
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    archs = architectures(args.n_archs)
+    jobs = []
+    for dataset in args.datasets.split(","):
+        if dataset not in BUDGETS:
+            print(f"--datasets: {dataset!r} is unknown: pass some of {', '.join(BUDGETS)}", file=sys.stderr)
+            return 2
+        b = dict(BUDGETS[dataset])
+        if args.steps is not None:
+            b["steps"] = args.steps
+        if args.batch_size is not None:
+            b["batch_size"] = args.batch_size
+        if dataset == "cluttered" and args.data:
+            b["data"] = {k: (float(v) if "." in v else int(v)) for k, v in (kv.split("=", 1) for kv in args.data)}
+        for name, arch in archs:
+            if args.only and name not in args.only.split(","):
+                continue
+            for seed in seeds:  # both seeds of an arch back to back: partial results already pair up
+                jobs.append({"dataset": dataset, "tag": budget_tag(b), "budget": b, "name": name,
+                             "seed": seed, "arch": to_json(arch), "test": args.test})
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    done = {(r["dataset"], r["tag"], r["name"], r["seed"]) for r in read_results(args.results)}
+    todo = [j for j in jobs if (j["dataset"], j["tag"], j["name"], j["seed"]) not in done]
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} trainings already in {args.results}; {len(todo)} to run")
+    if todo and not args.report_only:
+        from tqdm import tqdm
+
+        for j in todo:  # generated once here; forked workers inherit the arrays
+            _splits(j["dataset"], j["budget"]["input_size"], j["budget"].get("data"))
+        with ProcessPoolExecutor(max_workers=args.workers, initializer=_init_worker) as pool, \
+                tqdm(total=len(todo), desc="trainings", dynamic_ncols=True) as bar:
+            futures = [pool.submit(train_one, j) for j in todo]
+            for fut in as_completed(futures):
+                r = fut.result()
+                with args.results.open("a") as f:
+                    f.write(json.dumps(r) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                bar.set_postfix_str(f"{r['dataset']} {r['name']} s{r['seed']} {100 * r['top1']:.1f}%")
+                bar.update(1)
+    if args.timing_large and not args.report_only:
+        rows = read_results(args.results)
+        b = dict(BUDGETS["cluttered"])
+        if not any(r.get("timing") and r["tag"] == budget_tag(b) for r in rows):
+            from space import V3_LARGE
+
+            _init_worker()
+            r = train_one({"dataset": "cluttered", "tag": budget_tag(b), "budget": b, "name": "V3-Large",
+                           "seed": 0, "arch": to_json(V3_LARGE), "test": False})
+            r["timing"], r["load"] = True, os.getloadavg()[0]
+            with args.results.open("a") as f:
+                f.write(json.dumps(r) + "\n")
+    pilot = read_results(args.results.with_name("proxy_pilot.jsonl"))
+    text = report(read_results(args.results), args.report, expected=len(archs) * len(seeds), pilot=pilot)
+    print(text)
+    print(f"results: {args.results}; report: {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
