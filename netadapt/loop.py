@@ -111,8 +111,12 @@ class NetAdapt:
             "finetune_lr": self.finetune_lr, "train": dataclasses.asdict(self.train_cfg),
             "baseline": bool(cfg.get("baseline", True)), "protocol": self._protocol(),
         }
-        self.title = (f"NetAdapt {start_name} on {self.data.name}\nbudget {self.target:.4g} "
-                      f"{'ms' if self.resource_name == 'latency' else 'MACs'} ({self.latency.name})")
+        self.start_name = start_name
+
+    @property
+    def title(self) -> str:
+        return (f"NetAdapt {self.start_name} on {self.data.name}\nbudget {self.target:.4g} "
+                f"{'ms' if self.resource_name == 'latency' else 'MACs'} ({self.latency.name})")
 
     # -- set-up helpers ------------------------------------------------------------------------------
     def _protocol(self) -> dict:
@@ -164,6 +168,11 @@ class NetAdapt:
             self.folder.create(self.settings)
         history = self.folder.history()
         if history:
+            # The start's cost, the target and delta are the first run's: a measured latency (or a
+            # table refitted since) would move them, and the history would no longer be one run.
+            self.cost0 = float(history[0]["cost"])
+            self.target, _ = self._budget(self.cfg)
+            self.delta = self.step * self.cost0
             self.log(f"resuming {self.folder.folder} after iteration {history[-1]['iteration']}")
         else:
             history.append(self._iteration_zero())

@@ -120,6 +120,8 @@ CASES = [
     ("val_fraction from before holdout", _netadapt_main, ["+data.val_fraction=0.2"], "data.val_fraction is gone"),
     ("unknown accuracy estimator", _search_main, ["+space=v3_small", "accuracy=oracle"],
      "unknown accuracy 'oracle'"),
+    ("unreadable latency table", _search_main, ["+space=v3_small", "latency.table={root}/bad.json"],
+     "bad.json is unreadable"),
     ("cifar10 without root", _search_main, ["+space=v3_small", "data=cifar10"], "data.root is not set"),
     ("unreachable storage", _search_main, ["+space=v3_small", "storage=postgresql://u:pw@127.0.0.1:9/db"],
      "cannot open storage"),

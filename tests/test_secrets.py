@@ -11,7 +11,7 @@ from conftest import REPO
 
 from core.cli import redact
 
-TINY = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_val=32", "train.batch_size=32",
+TINY = ["+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_holdout=32", "train.batch_size=32",
         "train.steps=2", "train.bn_recal_batches=1", "latency.input_size=32", "latency.warmup=1",
         "latency.repeats=5", "sampler.n_startup_trials=2", "progress=false", "n_trials=2", "study_name=pg"]
 

@@ -153,6 +153,6 @@ def test_netadapt_selection_does_not_depend_on_the_test_split(tmp_path, monkeypa
 
 
 def test_unknown_dataset_option_names_the_options():
-    with pytest.raises(DataError, match=r"data.n_val is not an option of data=synthetic: its options are "
+    with pytest.raises(DataError, match=r"data.colour is not an option of data=synthetic: its options are "
                                         r"holdout_fraction, input_size, n_holdout, n_test, n_train"):
-        load_data({"name": "synthetic", "n_val": 3})
+        load_data({"name": "synthetic", "colour": 3})
