@@ -21,7 +21,6 @@ import datetime as dt
 import fcntl
 import os
 import random
-import re
 import socket
 import time
 import uuid
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from core.cli import redact
 
 from . import SearchError
 
@@ -42,10 +43,6 @@ NO_WORKER_GRACE_S = 60  # a RUNNING trial with no worker stamp (killed right aft
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def redact(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
