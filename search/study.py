@@ -4,6 +4,7 @@ Budget: ``n_trials`` is the total the study should hold, counted by ``results.co
 with a result, divergences included, or running). Each worker checks it before a trial starts and
 again right after its trial is created -- a trial that finds ``n_trials`` counted trials ahead of it
 is surplus and ends PRUNED -- so workers sharing a storage stop together at exactly ``n_trials``.
+A second copy of the reference trial (two workers opening a new study at once) ends PRUNED too.
 
 Companions: the reference networks that are not points of the space (V3-Small beside a v3_large
 study, and vice versa) are evaluated once per study with the trials' objective, after this worker's
@@ -237,6 +238,11 @@ class Search:
         def guarded(trial: optuna.Trial):
             trials = study.get_trials(deepcopy=False)
             redone = retried(trials)
+            twin = duplicate_reference(trial, trials, redone)
+            if twin is not None:  # two workers joined a new study at once and both enqueued it
+                trial.set_user_attr("worker", self.worker)
+                trial.set_user_attr("failure", f"duplicate: the reference is trial {twin}")
+                raise optuna.TrialPruned("duplicate reference")
             ahead = sum(counts(t, redone) for t in trials if t.number < trial.number)
             if ahead >= self.n_trials:
                 trial.set_user_attr("worker", self.worker)
@@ -280,6 +286,20 @@ class Search:
                        pareto_rows(rows, **self.limits), next((r for r in rows if r["reference"]), None),
                        companions_of(study.user_attrs), hv[-1]["hypervolume"] if hv else 0.0,
                        time.perf_counter() - start, ran)
+
+
+def duplicate_reference(trial: optuna.Trial, trials, redone: dict[int, int]) -> int | None:
+    """The earlier trial that already is (or will be) the study's reference run, if ``trial`` repeats it.
+
+    Workers opening a new study together can each see no reference trial and each enqueue one;
+    storages offer no compare-and-set, so the later copy is dropped when it is run instead."""
+    if not trial.user_attrs.get("reference"):
+        return None
+    for t in trials:
+        if (t.number < trial.number and t.user_attrs.get("reference")
+                and (t.state == optuna.trial.TrialState.WAITING or counts(t, redone))):
+            return t.number
+    return None
 
 
 def _postfix(pareto_csv: Path) -> str:

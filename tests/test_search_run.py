@@ -314,3 +314,25 @@ def test_bad_settings_exit_2_in_process(results, lut, capsys, extra, message):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_two_workers_enqueuing_the_reference_at_once_run_it_once(lut, tmp_path, monkeypatch):
+    """Workers joining a new study together can both find no reference trial and both enqueue one
+    (the storages have no compare-and-set): the later copy is pruned, not run or counted."""
+    from search.study import Search
+
+    bind = Search._bind
+
+    def racing(self, study):
+        bind(self, study)
+        # The other worker checked before this one's enqueue landed, and enqueues its own.
+        study.enqueue_trial(self.space.params_of(self.space.reference), user_attrs={"reference": "v3_small"})
+
+    monkeypatch.setattr(Search, "_bind", racing)
+    assert search(tmp_path, lut, "n_trials=2") == 0
+    by_number = {int(r["number"]): r for r in rows(tmp_path / STUDY)}
+    assert by_number[0]["reference"] == "v3_small" and by_number[0]["state"] == "COMPLETE"
+    assert by_number[1]["state"] == "PRUNED"
+    assert by_number[1]["failure"] == "duplicate: the reference is trial 0"
+    complete = [r for r in by_number.values() if r["state"] == "COMPLETE"]
+    assert len(complete) == 2 and sum(bool(r["reference"]) for r in complete) == 1
