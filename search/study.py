@@ -44,8 +44,9 @@ from .storage import new_worker_id, open_storage, recover
 
 # Settings a study is bound to: every worker and every rerun must agree on them, or the trials
 # would not be comparable. n_trials, seed, sampler and storage may change between runs. The stored
-# "accuracy" protocol is derived from data and train, so it is recorded but not compared twice.
-BOUND = ("space", "objective", "data", "latency", "train", "target_ms", "w", "max_latency_ms", "max_macs")
+# "accuracy" protocol (the estimator and its budget; accuracy=train's derives from data and train,
+# accuracy=supernet's names its supernet) is compared too, so a study never mixes estimators.
+BOUND = ("space", "objective", "data", "latency", "train", "accuracy", "target_ms", "w", "max_latency_ms", "max_macs")
 
 
 @dataclass
@@ -94,7 +95,9 @@ class Search:
             raise SearchError(str(e).splitlines()[0]) from None
         results_dir = Path(cfg.results_dir)
         data = train.load_data(cfg.data)
-        estimator = train.make_estimator(_plain(cfg.get("accuracy")), data, train_cfg)
+        estimator = train.make_estimator(_plain(cfg.get("accuracy")), data, train_cfg, space=space,
+                                         results_dir=results_dir, data_cfg=_plain(cfg.data),
+                                         progress=bool(cfg.get("progress", True)))
         latency = measure.latency_model(_plain(cfg.latency), results_dir)
         worker = new_worker_id()
         log = study_folder(results_dir, space.name, str(cfg.study_name)) / "study.log"
@@ -230,6 +233,9 @@ class Search:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported on the bar instead
         self.calibrate_latency()
         study = self.open()
+        prepare = getattr(self.estimator, "prepare", None)  # accuracy=supernet: train it, or wait for it, once
+        if prepare is not None:
+            prepare()
         recover(study, self.journal)
         done, counted = self.tally(study)
         objective = self.objective(study)

@@ -86,12 +86,25 @@ class TrainEstimator:
         return round(float(acc), 6)
 
 
-ESTIMATORS = {"train": TrainEstimator}
+def _train(accuracy_cfg: dict, data: DataSplit, train_cfg: TrainConfig, **context) -> TrainEstimator:
+    return TrainEstimator(data, train_cfg)
 
 
-def make_estimator(accuracy_cfg: dict | None, data: DataSplit, train_cfg: TrainConfig) -> AccuracyEstimator:
-    """The estimator ``accuracy.name`` names (``conf/accuracy/<name>.yaml``)."""
-    name = (accuracy_cfg or {}).get("name", "train")
+def _supernet(accuracy_cfg: dict, data: DataSplit, train_cfg: TrainConfig, **context) -> AccuracyEstimator:
+    from .supernet.estimator import make_supernet_estimator  # torch-heavy, and only when chosen
+
+    return make_supernet_estimator(accuracy_cfg, data, train_cfg, **context)
+
+
+# name -> factory(accuracy_cfg, data, train_cfg, *, space=None, results_dir=..., data_cfg=None, progress=True)
+ESTIMATORS = {"train": _train, "supernet": _supernet}
+
+
+def make_estimator(accuracy_cfg: dict | None, data: DataSplit, train_cfg: TrainConfig, **context) -> AccuracyEstimator:
+    """The estimator ``accuracy.name`` names (``conf/accuracy/<name>.yaml``). ``context`` is what some need
+    besides: ``space`` (the search space), ``results_dir``, ``data_cfg`` (the data config), ``progress``."""
+    cfg = dict(accuracy_cfg or {})
+    name = cfg.get("name", "train")
     if name not in ESTIMATORS:
         raise UsageError(f"accuracy={name!r} is unknown: pass accuracy=one of {', '.join(ESTIMATORS)}")
-    return ESTIMATORS[name](data, train_cfg)
+    return ESTIMATORS[name](cfg, data, train_cfg, **context)

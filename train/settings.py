@@ -111,6 +111,31 @@ class TrainAccuracy(Settings):
     name: str = choice("train", ("train",))
 
 
+@register
+@dataclass
+class SupernetAccuracy(Settings):
+    """``accuracy=supernet``: one weight-sharing supernet trained once (sandwich rule), trials inherit its weights."""
+
+    PREFIX = "accuracy"
+    name: str = choice("supernet", ("supernet",))
+    run_name: str = text("digits", pattern=r"[A-Za-z0-9][A-Za-z0-9._=+-]*", example="digits",
+                         hint="letters, digits and . _ = + - (it names a folder)")
+    steps: int = integer(300, ge=1)
+    batch_size: int = integer(64, ge=1)
+    lr: float = number(0.05, gt=0)
+    momentum: float = number(0.9, ge=0, lt=1)
+    nesterov: bool = flag(True)
+    weight_decay: float = number(4e-5, ge=0)
+    label_smoothing: float = number(0.1, ge=0, lt=1)
+    schedule: str = choice("cosine", SCHEDULES)
+    warmup_steps: int = integer(10, ge=0)
+    n_random: int = integer(2, ge=0)
+    sort_every: int = integer(100, ge=0)
+    checkpoint_every: int = integer(25, ge=1)
+    bn_recal_batches: int = integer(20, ge=1)
+    seed: int = integer(0, ge=0)
+
+
 def _store() -> None:
     from hydra.core.config_store import ConfigStore
 
@@ -119,6 +144,7 @@ def _store() -> None:
                        ("synthetic", SyntheticData), ("cluttered", ClutteredData)):
         cs.store(group="data", name=f"{name}_schema", node=node)
     cs.store(group="accuracy", name="train_schema", node=TrainAccuracy)
+    cs.store(group="accuracy", name="supernet_schema", node=SupernetAccuracy)
 
 
 _store()

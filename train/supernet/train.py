@@ -1,0 +1,313 @@
+"""Sandwich-rule training of the supernet, checkpointed, bound to its settings, shared by workers, DDP-ready.
+
+Per step (BigNAS / AttentiveNAS's sandwich rule with in-place distillation): the largest point learns
+from the labels, the smallest and ``n_random`` random points from the largest's detached soft targets;
+their gradients are summed into one optimiser step. Only the ``train`` split is read.
+
+Every random draw of a step is seeded by (seed, step): the batch (a seeded permutation per epoch), the
+sampled points, dropout. So the run is a pure function of its settings and the weights and optimiser
+state at any step: a checkpoint holds those, and a run killed at any moment (SIGKILL included)
+resumes from its last checkpoint to the same weights as an uninterrupted run of the same seed.
+
+The folder ``<results_dir>/supernet/<space>/<run_name>/`` holds ``settings.json`` (what the
+checkpoint is bound to: the space, the data and the supernet settings; a rerun with other settings
+stops naming the first differing key), ``supernet.pt`` (the checkpoint, written atomically) and
+``lock``: one process trains while the others (workers of one study) wait for it, and one that dies
+releases the lock, so the next resumes. Under ``torchrun`` each process trains on its share of every
+batch with DistributedDataParallel (gloo on CPU, NCCL on GPU); rank 0 writes the checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import io
+import json
+import math
+import os
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from core.files import write_atomic
+from core.settings import check, plain
+from space import SearchSpace
+
+from ..errors import DivergedError
+from ..fit import lr_factor, param_groups, resolve_device
+from .errors import SupernetError
+from .net import Supernet
+
+CHECKPOINT, SETTINGS, LOCK = "supernet.pt", "settings.json", "lock"
+CHECKPOINT_LINE = "supernet checkpoint: step"  # printed after every checkpoint write (tests kill on it)
+
+
+@dataclass
+class SupernetConfig:
+    """``conf/accuracy/supernet.yaml`` (rules: ``train/settings.py``'s ``SupernetAccuracy``)."""
+
+    run_name: str = "digits"
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    warmup_steps: int = 10
+    n_random: int = 2
+    sort_every: int = 100
+    checkpoint_every: int = 25
+    bn_recal_batches: int = 20
+    seed: int = 0
+    device: str = "auto"  # from train.device: where it runs, not what it computes
+    num_workers: int = 0
+    schedule: str = "cosine"
+
+    def __post_init__(self):
+        from ..settings import SupernetAccuracy
+
+        check(self, "accuracy", SupernetAccuracy)
+
+    @classmethod
+    def from_cfg(cls, cfg: Any, **extra) -> SupernetConfig:
+        c = {**plain(cfg), **extra}
+        return cls(**{f.name: c[f.name] for f in dataclasses.fields(cls) if f.name in c})
+
+    def bound(self) -> dict:
+        """The settings the weights depend on (not where they run, nor how often they are saved)."""
+        d = dataclasses.asdict(self)
+        for k in ("run_name", "device", "num_workers", "checkpoint_every", "bn_recal_batches"):
+            d.pop(k)
+        return d
+
+
+def space_config(space: SearchSpace) -> dict:
+    """``space`` as the mapping ``SearchSpace.from_config`` reads (its reference left out)."""
+    from space.searchspace import FIELDS
+
+    return {"name": space.name, "stem": space.stem, "last_conv": space.last_conv, "head": space.head,
+            "dropout": space.dropout,
+            "blocks": [{f: list(getattr(bc, f)) for f in FIELDS} for bc in space.blocks]}
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = int(v) if isinstance(v, float) and math.isfinite(v) and v == int(v) else v
+    return out
+
+
+def first_difference(theirs: dict, ours: dict) -> str | None:
+    a, b = flat(theirs), flat(ours)
+    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return diff[0] if diff else None
+
+
+def _short(v) -> str:
+    s = json.dumps(v) if not isinstance(v, str) else v
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def check_binding(folder: Path, binding: dict) -> None:
+    """Raise SupernetError naming the first key where ``folder``'s supernet was made with other settings."""
+    path = folder / SETTINGS
+    if not path.is_file():
+        return
+    theirs = json.loads(path.read_text())["binding"]
+    key = first_difference(theirs, binding)
+    if key is not None:
+        a, b = flat(theirs), flat(binding)
+        raise SupernetError(f"supernet {folder} was trained with {key}={_short(a.get(key))}, not "
+                            f"{_short(b.get(key))}: use the same settings or pass accuracy.run_name=<another name>")
+
+
+# -- distributed --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world <= 1:
+        return Dist(), device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size()), device
+
+
+def _barrier(d: Dist) -> None:
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+@contextmanager
+def folder_lock(folder: Path, log, d: Dist):
+    """Hold ``folder/lock`` (rank 0 only under torchrun); say so while waiting for another process."""
+    if not d.main:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another process training the supernet in {folder}")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# -- checkpoints --------------------------------------------------------------------------------------
+def read_checkpoint(folder: Path) -> dict | None:
+    path = folder / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- written atomically, so only a foreign file gets here
+        raise SupernetError(f"cannot read supernet checkpoint {path} ({type(e).__name__}): delete it to "
+                            f"train again") from None
+
+
+def write_checkpoint(folder: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_atomic(folder / CHECKPOINT, buf.getvalue())
+
+
+# -- training -----------------------------------------------------------------------------------------
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
+    """The training examples of ``step``: a seeded permutation per epoch, cut into batches (the ragged
+    tail dropped, unless it is the only batch)."""
+    per_epoch = max(1, n // batch_size)
+    epoch, pos = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return perm[pos * batch_size:(pos + 1) * batch_size]
+
+
+def step_archs(net: Supernet, step: int, cfg: SupernetConfig) -> list:
+    """Largest, smallest, then ``n_random`` uniformly random points: the sandwich of ``step``."""
+    rng = random.Random(cfg.seed * 1_000_003 + step)
+    return [net.largest(), net.smallest(), *(net.space.sample(rng) for _ in range(cfg.n_random))]
+
+
+def sandwich_step(model: nn.Module, net: Supernet, x, y, archs, opt, cfg: SupernetConfig) -> list[float]:
+    """One optimiser step: the first of ``archs`` on the labels, the others distilled from it."""
+    opt.zero_grad(set_to_none=True)
+    logits = model(x, archs[0])
+    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    loss.backward()
+    soft = F.softmax(logits.detach(), dim=1)
+    losses = [loss.item()]
+    for arch in archs[1:]:
+        student = F.log_softmax(model(x, arch), dim=1)
+        kd = -(soft * student).sum(1).mean()
+        kd.backward()
+        losses.append(kd.item())
+    if not all(math.isfinite(v) for v in losses):
+        raise DivergedError(f"supernet loss became {losses}: lower accuracy.lr")
+    opt.step()
+    return losses
+
+
+def train_supernet(space: SearchSpace, data, cfg: SupernetConfig, folder: Path, binding: dict, *,
+                   progress: bool = True, log=print) -> Supernet:
+    """The trained supernet of ``folder``: loaded when done, else trained (or resumed) here, or waited for."""
+    d, device = init_distributed(cfg.device)
+    say = log if d.main else (lambda *a, **k: None)
+    if d.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        check_binding(folder, binding)
+    net = Supernet(space, data.num_classes)
+    with folder_lock(folder, say, d):
+        if d.main and not (folder / SETTINGS).is_file():
+            write_atomic(folder / SETTINGS, json.dumps({"binding": binding}, indent=1, sort_keys=True) + "\n")
+        _barrier(d)
+        state = read_checkpoint(folder)
+        if state is not None and state["done"]:
+            net.load_state_dict(state["model"])
+            return net.eval()
+        _fit(net, data, cfg, folder, state, d, device, progress=progress and d.main, say=say)
+    return net.eval()
+
+
+def _fit(net: Supernet, data, cfg: SupernetConfig, folder: Path, state: dict | None, d: Dist, device,
+         *, progress: bool, say) -> None:
+    torch.manual_seed(cfg.seed)
+    net.to(device).train()
+    opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
+                          nesterov=cfg.nesterov and cfg.momentum > 0)
+    start, seconds = 0, 0.0
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start, seconds = int(state["step"]), float(state["seconds"])
+        say(f"supernet: resuming {folder} at step {start}/{cfg.steps}")
+    model: nn.Module = net
+    if d.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        # Each point leaves some weights unused (SE, the expansion conv of a block without one).
+        model = DDP(net, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True,
+                    broadcast_buffers=False)
+    n = len(data.train)
+    if n == 0:
+        raise SupernetError(f"the training set of {data.name!r} is empty: the supernet needs training data")
+    began = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"supernet {net.space.name}", disable=not progress,
+               dynamic_ncols=True, unit="step")
+    try:
+        for step in range(start, cfg.steps):
+            idx = batch_indices(step, n, cfg.batch_size, cfg.seed)[d.rank::d.world]
+            items = [data.train[int(i)] for i in idx]
+            x = torch.stack([t[0] for t in items]).to(device)
+            y = torch.tensor([int(t[1]) for t in items], device=device)
+            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg)
+            losses = sandwich_step(model, net, x, y, step_archs(net, step, cfg), opt, cfg)
+            done = step + 1
+            if cfg.sort_every and done % cfg.sort_every == 0 and done < cfg.steps:
+                net.sort_channels(opt)
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[0]:.3f}", kd=f"{sum(losses[1:]) / max(1, len(losses) - 1):.3f}")
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                if d.main:
+                    spent = seconds + time.perf_counter() - began
+                    write_checkpoint(folder, {"step": done, "done": done == cfg.steps, "seconds": spent,
+                                              "model": {k: v.cpu() for k, v in net.state_dict().items()},
+                                              "opt": opt.state_dict()})
+                    (bar.write if progress else say)(f"{CHECKPOINT_LINE} {done}/{cfg.steps} written to "
+                                                     f"{folder / CHECKPOINT}")
+                _barrier(d)
+    finally:
+        bar.close()
+    net.cpu()
