@@ -25,7 +25,7 @@ from .proposals import Proposal, propose
 from .report import onnx_bytes, write_report
 from .resources import memo, prepared, resource_fn
 from .shrink import shrink
-from .start import load_weights, resolve_start
+from .start import exported_weights, load_weights, resolve_start
 from .store import RunFolder, save_torch, write_atomic
 
 
@@ -65,6 +65,9 @@ class NetAdapt:
         except (TypeError, ValueError) as e:
             raise UsageError(str(e)) from None
         start = resolve_start(cfg.get("start"), cfg.get("start_study"), cfg.get("start_trial"))
+        if not cfg.get("weights") and (w := exported_weights(cfg.get("start"), cfg.get("start_study"),
+                                                             cfg.get("start_trial"))):
+            cfg = {**cfg, "weights": str(w)}  # a supernet trial's exported weights (search.supernet export)
         data = load_data(cfg.get("data") or {})
         latency = prepared(latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results")))),
                               start[0], log)

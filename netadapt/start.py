@@ -35,6 +35,25 @@ def resolve_start(start, study=None, trial=None) -> tuple[ArchSpec, str]:
     return arch, "arch-" + hashlib.sha1(format_arch(arch).encode()).hexdigest()[:8]
 
 
+def exported_weights(start, study=None, trial=None) -> Path | None:
+    """The state dict ``python -m search.supernet export`` wrote for the trial ``start`` names
+    (``<study folder>:<trial>``, or ``start_study`` + ``start_trial``), when there is one: the weights the
+    trial inherited from its study's supernet. None for any other start."""
+    from train.supernet.estimator import export_path
+
+    if study is not None and trial is not None:
+        folder, number = Path(str(study)), trial
+    elif m := re.fullmatch(r"(.+):(\d+)", str(start or "").strip()):
+        folder, number = Path(m[1]), m[2]
+    else:
+        return None
+    try:
+        path = export_path(folder, int(number))
+    except (TypeError, ValueError):
+        return None
+    return path if path.is_file() else None
+
+
 def trial_arch(folder: Path, number) -> tuple[ArchSpec, str]:
     """The arch of finished trial ``number`` of the study in ``folder`` (trials.csv, else its storage)."""
     try:

@@ -197,6 +197,12 @@ class Search:
         for arch in self.others():
             if arch.name in study.user_attrs.get("companions", {}) or arch.name in self.unmeasurable:
                 continue  # done (by an earlier run or another worker), or not costable by this worker
+            covers = getattr(self.estimator, "covers", None)  # accuracy=supernet scores its space's points only
+            if covers is not None and not covers(arch):
+                self.unmeasurable.add(arch.name)
+                say(f"reference {arch.name} not evaluated: it is outside space {self.space.name}, which "
+                    f"accuracy={self.estimator.name} covers (companions=false skips it)")
+                continue
             try:
                 result = {"name": arch.name, **objective.evaluate(arch, f"reference {arch.name}"),
                           "worker": self.worker}

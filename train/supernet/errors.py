@@ -1,6 +1,4 @@
 """The errors of the supernet estimator a user can fix (one line, exit 2)."""
-from train.errors import DivergedError  # noqa: F401  (raised by training too)
-
 from core.errors import UserError
 
 

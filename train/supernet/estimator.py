@@ -47,7 +47,7 @@ class SupernetEstimator:
         data = {k: v for k, v in self.data_cfg.items() if k != "root"} or {
             "name": self.data.name, "input_size": self.data.input_size, "num_classes": self.data.num_classes,
             "n_train": len(self.data.train)}
-        return {"space": space_config(self.space), "data": data, "supernet": self.cfg.bound()}
+        return {"space": space_config(self.space), "data": data, "accuracy": self.cfg.bound()}
 
     def protocol(self) -> dict:
         return {"dataset": self.data.name, "input_size": self.data.input_size, "selection": "holdout",
@@ -55,6 +55,10 @@ class SupernetEstimator:
                 "test": self.data.test_source, "estimator": self.name, "space": self.space.name,
                 "run_name": self.cfg.run_name,
                 "budget": {**self.cfg.bound(), "bn_recal_batches": self.cfg.bn_recal_batches}}
+
+    def covers(self, arch: ArchSpec) -> bool:
+        """Whether ``arch`` is a point of the supernet's space (only those inherit weights)."""
+        return self.space.contains(arch)
 
     # -- the supernet -----------------------------------------------------------------------------------
     def prepare(self) -> str:
@@ -165,7 +169,7 @@ def export_trial(study, trial: int, out=None, *, progress: bool = False) -> tupl
     data_cfg = json.loads((folder / "data.json").read_text())
     space = SearchSpace.from_config(binding["space"])
     cfg = SupernetConfig(run_name=proto["run_name"], bn_recal_batches=proto["budget"]["bn_recal_batches"],
-                         **binding["supernet"])
+                         **binding["accuracy"])
     est = SupernetEstimator(load_data(data_cfg), cfg, space=space, results_dir=results_dir, data_cfg=data_cfg,
                             progress=progress)
     model = est.model(arch)
