@@ -246,6 +246,7 @@ def train_supernet(space: SearchSpace, data, cfg: SupernetConfig, folder: Path, 
     if d.main:
         folder.mkdir(parents=True, exist_ok=True)
         check_binding(folder, binding)
+    torch.manual_seed(cfg.seed)  # the initial weights
     net = Supernet(space, data.num_classes)
     with folder_lock(folder, say, d):
         if d.main and not (folder / SETTINGS).is_file():
@@ -261,7 +262,6 @@ def train_supernet(space: SearchSpace, data, cfg: SupernetConfig, folder: Path, 
 
 def _fit(net: Supernet, data, cfg: SupernetConfig, folder: Path, state: dict | None, d: Dist, device,
          *, progress: bool, say) -> None:
-    torch.manual_seed(cfg.seed)
     net.to(device).train()
     opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
                           nesterov=cfg.nesterov and cfg.momentum > 0)
