@@ -152,6 +152,7 @@ CASES = [
     ("n_trials in words", _search_main, ["+space=v3_small", "n_trials=ten"], "n_trials=ten must be an integer"),
     ("unknown select", _netadapt_main, ["select=speed"], "unknown select 'speed'"),
     ("epochs in netadapt's train", _netadapt_main, ["train.epochs=3"], "bad override"),
+    ("netadapt with accuracy=supernet", _netadapt_main, ["accuracy=supernet"], "NetAdapt has none: pass accuracy=train"),
 ]
 
 
@@ -162,12 +163,21 @@ def _schemas():
     from netadapt.settings import NetAdaptConfig
     from search.settings import GPSettings, NSGA2Settings, RandomSettings, SearchConfig, TPESettings
     from space.settings import SpaceSettings
-    from train.settings import ClutteredData, DataBase, ImageFolderData, SplitData, SyntheticData, TrainAccuracy
+    from train.settings import (
+        ClutteredData,
+        DataBase,
+        ImageFolderData,
+        SplitData,
+        SupernetAccuracy,
+        SyntheticData,
+        TrainAccuracy,
+    )
 
     data = [(_search_main, cls, [f"data={name}"], "data.") for name, cls in (
         ("digits", SplitData), ("cifar10", DataBase), ("imagefolder", ImageFolderData), ("synthetic", SyntheticData),
         ("cluttered", ClutteredData))]
-    return data + [(_search_main, TrainAccuracy, [], "accuracy."), (_netadapt_main, TrainAccuracy, [], "accuracy."),(_search_main, SearchConfig, [], ""), (_netadapt_main, NetAdaptConfig, [], ""),
+    return data + [(_search_main, SupernetAccuracy, ["accuracy=supernet"], "accuracy."),
+                   (_search_main, TrainAccuracy, [], "accuracy."), (_netadapt_main, TrainAccuracy, [], "accuracy."),(_search_main, SearchConfig, [], ""), (_netadapt_main, NetAdaptConfig, [], ""),
             (_lut_main, LutConfig, ["build", "+space=v3_small"], ""),
             (_search_main, SpaceSettings, ["+space=v3_small"], "space.")] + [
         (_search_main, cls, [f"sampler={cls().name}"], "sampler.")
@@ -321,7 +331,7 @@ def _leaves(d, prefix=""):
 
 @pytest.mark.parametrize("config,overrides", [
     ("search", ["+space=v3_small", f"sampler={s}"]) for s in ("tpe", "nsga2", "gp", "random")]
-    + [("netadapt", []), ("lut", ["+space=v3_large"])])
+    + [("search", ["+space=v3_small", "accuracy=supernet"]), ("netadapt", []), ("lut", ["+space=v3_large"])])
 def test_every_key_has_a_rule_and_bad_values_in_the_table(config, overrides):
     """Every key the YAML files define (data aside) has a rule, and each rule that can be broken
     at compose time has its bad values in CASES: a key added to a YAML without one fails here."""
