@@ -46,7 +46,7 @@ from .storage import new_worker_id, open_storage, recover
 # would not be comparable. n_trials, seed, sampler and storage may change between runs. The stored
 # "accuracy" protocol (the estimator and its budget; accuracy=train's derives from data and train,
 # accuracy=supernet's names its supernet) is compared too, so a study never mixes estimators.
-BOUND = ("space", "objective", "data", "latency", "train", "accuracy", "target_ms", "w", "max_latency_ms", "max_macs")
+BOUND = ("space", "objective", "data", "latency", "train", "target_ms", "w", "max_latency_ms", "max_macs", "accuracy")
 
 
 @dataclass
@@ -145,7 +145,9 @@ class Search:
                               f"not those of objective={self.mode}: pass another study_name")
         if "settings" in attrs:
             theirs, ours = _flat({k: attrs["settings"].get(k) for k in BOUND}), _flat({k: mine.get(k) for k in BOUND})
-            diff = [k for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
+            # In BOUND's order, accuracy last: accuracy=train's protocol repeats train.*, named first.
+            order = lambda k: (BOUND.index(k.split(".")[0]), k)  # noqa: E731
+            diff = [k for k in sorted(set(theirs) | set(ours), key=order) if theirs.get(k) != ours.get(k)]
             if diff:
                 k = diff[0]
                 raise SearchError(f"study {study.study_name} was run with {k}={_short(theirs.get(k))}, not "
