@@ -208,3 +208,27 @@ def test_two_gloo_processes_train_end_to_end(tmp_path):
     init = Supernet(SearchSpace.load("v3_small"), 4).state_dict()
     assert not torch.equal(init["stem.weight"], state["model"]["stem.weight"])
     assert r.stdout.count("trained (2 steps)") == 1  # rank 0 reports
+
+
+def test_a_second_worker_waits_for_the_one_training_then_loads_its_supernet(tmp_path):
+    import fcntl
+    import threading
+
+    from train.supernet.train import LOCK
+
+    space = SearchSpace.load("v3_small")
+    cfg = SupernetConfig(run_name="w", steps=1, batch_size=16, checkpoint_every=1, bn_recal_batches=1)
+    folder = tmp_path / "supernet" / "v3_small" / "w"
+    folder.mkdir(parents=True)
+    waiting = threading.Event()
+    est = SupernetEstimator(load_data(DATA), cfg, space=space, results_dir=tmp_path, data_cfg=DATA, progress=False,
+                            log=lambda s: waiting.set() if s.startswith("waiting") else None)
+    with open(folder / LOCK, "a+") as held:  # "another worker" holds the lock
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=est.prepare)
+        worker.start()
+        assert waiting.wait(timeout=120)
+        assert not (folder / CHECKPOINT).exists() and worker.is_alive()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(timeout=120)
+    assert est.net is not None and torch.load(folder / CHECKPOINT, weights_only=True)["done"]
