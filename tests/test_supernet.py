@@ -156,6 +156,17 @@ def test_scoring_and_export(trained):
     from netadapt.start import exported_weights
 
     assert exported_weights(f"{study}:0") == out and exported_weights(f"{study}:1") is None
+    # NetAdapt's start=<study>:<trial> starts from them.
+    from core.cli import compose
+    from core.settings import plain
+    from netadapt.loop import NetAdapt
+
+    cfg = plain(compose("netadapt", [f"start={study}:0", *[f"data.{k}={v}" for k, v in DATA.items()],
+                                     "data=synthetic", "latency=measured", "latency.input_size=32",
+                                     "latency.warmup=1", "latency.repeats=3", f"results_dir={root}"]))
+    na = NetAdapt.from_config(cfg, progress=False, log=lambda s: None)
+    assert na.weights == str(out)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in na.start_model.state_dict().items())
 
 
 def _main(argv):
