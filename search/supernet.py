@@ -70,5 +70,15 @@ def export(argv: Sequence[str]) -> int:
     return 0
 
 
+def with_supernet(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``accuracy=supernet`` when it names no estimator (so --help and --cfg job show its keys)."""
+    argv = list(argv)
+    if argv[:1] == ["export"] or any(a.startswith("accuracy=") for a in argv):
+        return argv
+    return [*argv, "accuracy=supernet"]
+
+
 if __name__ == "__main__":
-    run(main)
+    import sys
+
+    run(main, with_supernet(sys.argv[1:]))
