@@ -1,10 +1,10 @@
 """``python -m measure.lut build|validate +space=<name> [results_dir=..] [latency.backend=torch] [n=50]``
 
 build     times every table entry a point of the space can contain (stem, blocks, heads) and the
-          calibration networks (``calibrate`` seeded random points plus three anchors, see
-          ``calibration_archs``) with their entries, in the same shuffled sweeps (``latency.passes``
-          of them), with a progress bar; resumable (present timings are kept); then fits the
-          calibration (scale, offset) of the sum of entries on the networks.
+          calibration networks (the fixed set of ``measure.calibration``, the same for every space)
+          with their entries, in the same shuffled sweeps (``latency.passes`` of them), with a
+          progress bar; resumable (present timings are kept); then fits the calibration (scale,
+          overhead) when it is missing or any of its timings is new.
 validate  measures ``n`` seeded random points end to end (as the table's entries: fastest of
           ``latency.passes`` shuffled sweeps), compares with the prediction, writes
           ``validate_<space>_<backend>_t<threads>_<size>.csv`` (arch, predicted_ms, measured_ms, error,
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from core.cli import Command, UsageError, compose, require_group, run
 from core.files import write_atomic
-from space import V3_LARGE, V3_SMALL, SearchSpace, available_spaces, format_arch, scale_width
+from space import SearchSpace, available_spaces, format_arch
 
 from .entries import arch_entries, network_entry, space_entries
 from .model import TableLatency, latency_model
@@ -38,33 +38,22 @@ CLI = Command("python -m measure.lut", "lut", "build|validate +space=<name> [key
               groups=("space", "latency"), plus=("space",), positionals=COMMANDS)
 
 
-def build(space: SearchSpace, table: LatencyTable, calibrate: int = 12, seed: int = 0, progress: bool = True) -> int:
+def build(space: SearchSpace, table: LatencyTable, progress: bool = True) -> int:
     """Fill ``table`` for every entry of ``space`` and the calibration networks (their entries and
     themselves end to end) in the same sweeps, then fit the calibration; returns how many were timed now."""
     from tqdm import tqdm
 
-    archs = calibration_archs(space, calibrate, seed)
-    parts = list({e.key: e for e in space_entries(space, table.input_size)
-                  + [e for a in archs for e in arch_entries(a, table.input_size)]}.values())
+    archs = table.calibration_archs
+    cal_parts = [e for a in archs for e in arch_entries(a, table.input_size)]
     nets = [network_entry(a, table.input_size) for a in archs]
+    parts = list({e.key: e for e in space_entries(space, table.input_size) + cal_parts}.values())
+    stale = bool(table.missing(cal_parts + nets))  # the fit rests on timings this build adds: refit
     with tqdm(total=(len(parts) + len(nets)) * table.passes, desc=f"{table.name} x {table.passes} passes",
               unit="timing", disable=not progress) as bar:
         timed = table.fill(parts + nets, progress=bar)
-    if archs and (timed or table.calibration is None):
-        table.calibrate(archs)
+    if stale or table.calibration_fit() is None:
+        table.calibrate()
     return timed
-
-
-def calibration_archs(space: SearchSpace, n: int = 12, seed: int = 0) -> list:
-    """What a table is calibrated on: ``n`` seeded random points of ``space`` (a stream apart from
-    validate's) and, when ``n`` > 0, MobileNetV3-Large, -Small and Large x0.5. The three anchors widen
-    the range of the fit (the points of one space span a factor of ~2): a table calibrated on
-    v3_large points alone predicted V3-Small at a third of its latency, with them ~20% low."""
-    rng = random.Random(f"calibrate-{seed}")
-    archs = [space.sample(rng) for _ in range(n)]
-    if n:
-        archs += [V3_LARGE, V3_SMALL, scale_width(V3_LARGE, 0.5)]
-    return list({format_arch(a): a for a in archs}.values())
 
 
 def validate(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, progress: bool = True) -> list[dict]:
@@ -123,12 +112,12 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError("measure.lut works on the lookup table: use latency=lut (the default)")
     table = model.table
     if command == "build":
-        timed = build(space, table, calibrate=int(cfg.calibrate), seed=int(cfg.seed))
-        cal = table.calibration or {}
-        n_cal = len(cal.get("sums_ms", []))
-        print(f"{len(space_entries(space, table.input_size))} entries and {n_cal} calibration networks "
-              f"({timed} timed now) in {table.path}; "
-              f"calibration scale {cal.get('scale', 1):.3f} offset {cal.get('offset', 0):.3f} ms")
+        timed = build(space, table)
+        cal = table.calibration
+        worst = max(cal["errors"], key=abs)
+        print(f"{len(space_entries(space, table.input_size))} entries and {len(cal['sums_ms'])} calibration networks "
+              f"({timed} timed now) in {table.path}; calibration scale {cal['scale']:.3f} overhead "
+              f"{cal['overhead_ms']:.3f} ms (worst calibration network {worst:+.1%})")
         return 0
     n = int(cfg.n)
     if n < 1:

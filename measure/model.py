@@ -22,10 +22,9 @@ class LatencyModel:
     def __call__(self, arch: ArchSpec) -> float:
         raise NotImplementedError
 
-    def prepare(self, archs, what: str = "networks") -> str | None:
-        """Make the model ready before its first number, given the networks a run would calibrate on
-        (``what`` names them in the log); returns what was done, for the log, or None for nothing.
-        Callers need not know which model they hold: a measured model has nothing to do."""
+    def prepare(self) -> str | None:
+        """Make the model ready before its first number; returns what was done, for the log, or None.
+        Callers need not know which model they hold."""
         return None
 
     def __repr__(self) -> str:
@@ -60,15 +59,14 @@ class TableLatency(LatencyModel):
     def __call__(self, arch: ArchSpec) -> float:
         return self.table.predict(arch)
 
-    def prepare(self, archs, what: str = "networks") -> str | None:
-        """Fit the table's calibration on ``archs`` unless it has one (or may not measure). Run before
-        the first prediction, or predictions within one run would mix units."""
-        if self.table.calibration_fit() is not None or not self.table.measure_missing:
+    def prepare(self) -> str | None:
+        """Calibrate the table on its fixed calibration set unless it has a fit (refused when it may not
+        measure). Run before the first prediction, so every number of a run is in one calibration."""
+        if self.table.calibration_fit() is not None:
             return None
-        archs = list(archs)
-        cal = self.table.calibrate(archs)
-        return (f"calibrated {self.table.path} on {len(archs)} {what}: scale {cal['scale']:.3f}, "
-                f"offset {cal['offset']:.3f} ms")
+        cal = self.table.ensure_calibrated()
+        return (f"calibrated {self.table.path} on {len(cal['sums_ms'])} networks: scale {cal['scale']:.3f}, "
+                f"overhead {cal['overhead_ms']:.3f} ms")
 
 
 def latency_model(cfg, results_dir="results") -> LatencyModel:

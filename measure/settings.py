@@ -40,7 +40,6 @@ class LutConfig(Settings):
     space_file: str | None = text(None, example="my_space.yaml")
     n: int = integer(50, ge=1)
     seed: int = integer(0, ge=0)
-    calibrate: int = integer(12, ge=0)
     latency: LatencySettings = field(default_factory=LatencySettings)
     space: Any = None
 

@@ -8,9 +8,10 @@ A network costs stem + blocks + head, each an *entry* keyed by everything that s
 
 An entry is that part built alone (with the same ``space.model`` classes as the network) and timed
 with the ``measure_latency`` protocol on an input of its own shape. A prediction is
-``scale * sum(entries) + offset``; the calibration (scale, offset) is a least-squares fit of measured
-end-to-end latency on the sum for a few networks, stored in the table, because timing parts alone
-adds a per-call overhead and misses cache effects between parts.
+``scale * sum(entries) + overhead``, fitted on a fixed set of networks timed end to end
+(``measure.calibration``: relative error, overhead >= 0) and stored in the table, because timing parts
+alone adds a per-call overhead and misses cache effects between parts. A table without a fit for the
+current calibration set predicts nothing: it calibrates first, or, when it may not measure, is refused.
 
 Every entry is timed in ``passes`` shuffled sweeps over the entries being filled, and keeps the
 fastest: a colleague's job that slows one sweep down for a second or two rarely lands on the same
@@ -44,6 +45,7 @@ from pathlib import Path
 from core.files import write_atomic
 from space import ArchSpec
 
+from . import calibration as calib
 from .entries import Entry, arch_entries, network_entry
 from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
 from .probe import PROBE, SpeedProbe
@@ -82,7 +84,7 @@ class LatencyTable:
     def __init__(self, path, *, backend: str = "onnxruntime", threads: int = 1, input_size: int = 224,
                  batch: int = 1, channels_last: bool = False, measure_missing: bool = True,
                  warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05, max_rounds: int = 4,
-                 statistic: str = "p10", passes: int = 2):
+                 statistic: str = "p10", passes: int = 2, calibration_archs: list[ArchSpec] | None = None):
         self.path = Path(path)
         self.backend = check_backend(backend)
         self.statistic = check_statistic(statistic)  # which figure of an entry predictions sum
@@ -97,6 +99,8 @@ class LatencyTable:
         self.calibration: dict | None = None
         self.reference_ms: float | None = None  # the probe's latency that defines the table's unit
         self._probe: SpeedProbe | None = None
+        self._calibration_archs = calibration_archs  # None: ``measure.calibration.calibration_set()``
+        self._set_id: str | None = None
         self.measurements = 0
         self._load()
 
@@ -240,14 +244,35 @@ class LatencyTable:
 
     def predict(self, arch: ArchSpec) -> float:
         """Predicted end-to-end latency of ``arch`` in ms: calibrated sum of its entries."""
-        total = self.raw_sum(arch)
-        cal = self.calibration_fit() or {"scale": 1.0, "offset": 0.0}
-        return cal["scale"] * total + cal["offset"]
+        cal = self.calibration_fit() or self.ensure_calibrated()
+        return cal["scale"] * self.raw_sum(arch) + cal["overhead_ms"]
+
+    @property
+    def calibration_archs(self) -> list[ArchSpec]:
+        if self._calibration_archs is None:
+            self._calibration_archs = calib.calibration_set()
+        return self._calibration_archs
 
     def calibration_fit(self) -> dict | None:
-        # A calibration fitted on another statistic does not apply to this one.
+        """The stored fit, if it was made on the current calibration set for this statistic (a fit of an
+        older bneck, of another set or of another statistic does not apply)."""
         cal = self.calibration
-        return cal if cal and cal.get("statistic", "median") == self.statistic else None
+        if self._set_id is None:
+            self._set_id = calib.set_id(self.calibration_archs)
+        ok = cal and cal.get("statistic") == self.statistic and cal.get("set") == self._set_id and "overhead_ms" in cal
+        return cal if ok else None
+
+    def ensure_calibrated(self, progress=None) -> dict:
+        """The fit, made now on the calibration set when missing; refused when the table may not measure."""
+        cal = self.calibration_fit()
+        if cal is not None:
+            return cal
+        if not self.measure_missing:
+            raise MeasureError(f"latency table {self.path} is not calibrated for this bneck (no fit on its "
+                               f"calibration set, statistic {self.statistic}) and latency.measure_missing is false: "
+                               f"calibrate it on the target machine with `python -m measure.lut build +space=<name> "
+                               f"latency.table={self.path}`")
+        return self.calibrate(progress=progress)
 
     def measure_networks(self, archs: list[ArchSpec], progress=None) -> list[dict]:
         """Time each of ``archs`` end to end as entries are timed (fastest of ``passes`` shuffled sweeps,
@@ -267,23 +292,34 @@ class LatencyTable:
             out.append({"ms": fastest[self.statistic], "as_timed_ms": fastest[self.statistic] / fastest["factor"]})
         return out
 
-    def calibrate(self, archs: Iterable[ArchSpec], progress=None) -> dict:
-        """Fit measured = scale * sum + offset on ``archs`` measured end to end, and store it.
+    def calibrate(self, archs: Iterable[ArchSpec] | None = None, progress=None) -> dict:
+        """Fit measured = scale * sum + overhead (``measure.calibration.fit``) on ``archs`` (default: the
+        calibration set) measured end to end, and store it.
 
         The networks' timings are entries of the table (``net_...``): a build fills them in the same
         sweeps as the blocks, so both see the same spells of the machine, and a resumed build keeps them.
+        The fit is a function of those stored timings only, so whoever computes it gets the same one.
         """
-        archs = list(archs)
+        archs = list(self.calibration_archs if archs is None else archs)
         nets = [network_entry(a, self.input_size) for a in archs]
-        self.fill(nets, progress)
+        parts = [e for a in archs for e in arch_entries(a, self.input_size)]
+        self.fill(parts + nets, progress)
         sums = [self.raw_sum(a) for a in archs]
         measured = [self.entries[e.key][self.statistic] for e in nets]
-        scale, offset = _fit(sums, measured)
+        scale, overhead = calib.fit(sums, measured)
+        errors = [round((scale * s + overhead) / m - 1, 5) for s, m in zip(sums, measured)]
         with self._locked():
-            self.calibration = {"scale": scale, "offset": offset, "statistic": self.statistic, "sums_ms": sums,
-                                "measured_ms": measured}
+            self.calibration = {"scale": scale, "overhead_ms": overhead, "statistic": self.statistic,
+                                "set": calib.set_id(archs), "fit": "relative error, overhead >= 0",
+                                "sums_ms": sums, "measured_ms": measured, "errors": errors}
             self._save()
         return self.calibration
+
+    def calibration_keys(self) -> set[str]:
+        """The entries the calibration rests on: every part of every calibration network, and the networks."""
+        archs = self.calibration_archs
+        return ({e.key for a in archs for e in arch_entries(a, self.input_size)}
+                | {network_entry(a, self.input_size).key for a in archs})
 
 
 def _passes(record: dict | None) -> int:
@@ -300,15 +336,3 @@ def _with_pass(record: dict | None, timing: dict) -> dict:
     """``record`` with one more timing; an entry's figures are the fastest of its passes."""
     passes = (record["passes"] if record else []) + [timing]
     return {"p10": min(t["p10"] for t in passes), "median": min(t["median"] for t in passes), "passes": passes}
-
-
-def _fit(x: list[float], y: list[float]) -> tuple[float, float]:
-    """Least-squares line y = a x + b; a pure ratio (b = 0) when the x values do not spread."""
-    n = len(x)
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((xi - mx) ** 2 for xi in x)
-    if n >= 3 and sxx > 1e-9 * mx * mx:
-        a = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
-        if a > 0 and my - a * mx > -0.5 * my:  # a sane line; noise on a narrow range can tilt it
-            return a, my - a * mx
-    return my / mx, 0.0

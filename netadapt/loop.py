@@ -66,8 +66,7 @@ class NetAdapt:
             raise UsageError(str(e)) from None
         start = resolve_start(cfg.get("start"), cfg.get("start_study"), cfg.get("start_trial"))
         data = load_data(cfg.get("data") or {})
-        latency = prepared(latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results")))),
-                              start[0], log)
+        latency = prepared(latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results")))), log)
         estimator = make_estimator(cfg.get("accuracy"), data, train_cfg)
         start_model, note = None, ""
         if cfg.get("weights"):  # read now: a bad file must fail before the run folder exists

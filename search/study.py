@@ -216,12 +216,9 @@ class Search:
         return out
 
     def calibrate_latency(self) -> None:
-        """Let the latency model prepare on the space's calibration networks (a lookup table calibrates
-        on them, as ``measure.lut build`` would) before any prediction, so trial latencies are end-to-end
-        ms from the first."""
-        from measure.lut import calibration_archs
-
-        done = self.latency.prepare(calibration_archs(self.space), f"networks ({self.space.name} and anchors)")
+        """Let the latency model prepare before any number (a lookup table calibrates on its fixed set,
+        as ``measure.lut build`` would), so trial latencies are end-to-end ms from the first."""
+        done = self.latency.prepare()
         if done:
             print(done, flush=True)
 

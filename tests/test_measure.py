@@ -99,9 +99,9 @@ def test_table_is_written_reused_and_predicts(tmp_path):
     cfg = {"source": "lut", "input_size": 32, **FAST}
     model = latency_model(cfg, tmp_path)
     assert model.name == "lut:onnxruntime:t1:32" and model.source == "lut"
-    first = model(TINY)
+    first = model(TINY)  # calibrates first: the (quick) calibration set holds TINY, so nothing else is timed
     assert first > 0
-    assert model.table.measurements == 4  # stem, 2 blocks, head
+    assert model.table.measurements == len(model.table.calibration_keys())
     path = model.table.path
     assert path.is_file() and path.is_relative_to(tmp_path / "lut" / measure.machine_id())
     again = latency_model(cfg, tmp_path)
@@ -124,7 +124,7 @@ def test_two_tables_on_one_file_keep_each_others_entries(tmp_path):
 
 def test_explicit_table_without_entry_and_no_measuring_fails_clearly(tmp_path):
     table = latency_model({"input_size": 32, **FAST}, tmp_path).table
-    table.raw_sum(TINY)
+    table.calibrate()
     cfg = {"input_size": 32, "table": str(table.path), "measure_missing": False}
     model = latency_model(cfg, "/nonexistent")
     assert model(TINY) > 0  # present entries only: fine
@@ -139,7 +139,7 @@ def test_explicit_table_without_entry_and_no_measuring_fails_clearly(tmp_path):
 def test_measured_source_and_costs(tmp_path):
     model = latency_model({"source": "measured", "backend": "torch", "input_size": 32, **FAST}, tmp_path)
     assert model.name == "measured:torch:t1:32"
-    assert model.prepare([TINY]) is None and not model.table.path.exists()  # nothing to prepare, nothing timed
+    assert model.prepare() is None and not model.table.path.exists()  # nothing to prepare, nothing timed
     c = measure.costs(TINY, model, input_size=32)
     assert c.params == count_params(TINY) and c.macs == count_macs(TINY, 32) and c.latency_ms > 0
     saved = json.loads(model.table.path.read_text())  # the unit is kept for the next call; no entries
@@ -160,13 +160,12 @@ def _space_file(tmp_path):
 def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     args = [f"space_file={_space_file(tmp_path)}", f"results_dir={tmp_path}", "latency.input_size=32",
             "latency.repeats=5", "latency.warmup=1", "latency.max_rounds=1"]
-    assert lut_main(["build", *args, "calibrate=3"]) == 0
+    assert lut_main(["build", *args]) == 0
     out = capsys.readouterr().out
-    # stem, 2 + 4 blocks, head; the 8-point space draws two equal networks, beside the three anchors
-    assert "8 entries and 5 calibration networks (" in out
+    assert "8 entries and 2 calibration networks (" in out  # stem, 2 + 4 blocks, head; the (quick) fixed set
     data = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())
-    assert data["calibration"]["scale"] > 0
-    assert lut_main(["build", *args, "calibrate=3"]) == 0
+    assert data["calibration"]["scale"] > 0 and data["calibration"]["overhead_ms"] >= 0
+    assert lut_main(["build", *args]) == 0
     assert "(0 timed now)" in capsys.readouterr().out
     assert lut_main(["validate", *args, "n=3"]) == 0
     out = capsys.readouterr().out
@@ -335,10 +334,10 @@ def _write_table(path, entries: dict[str, float]) -> None:
                                 "reference": {"probe": "v3_large", "ms": 3.0}, "entries": records}))
 
 
-def test_calibration_recovers_a_known_scale_and_offset_and_predicts_with_it(tmp_path):
+def test_calibration_recovers_a_known_scale_and_overhead_and_predicts_with_it(tmp_path):
     from measure.entries import arch_entries, network_entry
 
-    scale, offset = 1.25, 0.5  # end-to-end = scale * sum of entries + offset, exactly
+    scale, overhead = 1.25, 0.5  # end-to-end = scale * sum of entries + overhead, exactly
     archs = [TINY, TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]]),
              TINY.with_blocks([BlockSpec(5, 24, 8), TINY.blocks[1]]),
              TINY.with_blocks([TINY.blocks[0], BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 48, 16)])]
@@ -347,19 +346,62 @@ def test_calibration_recovers_a_known_scale_and_offset_and_predicts_with_it(tmp_
     entry_ms = {k: 0.1 * (i + 1) for i, k in enumerate(keys)}  # distinct, known
     sums = [sum(entry_ms[e.key] for e in arch_entries(a, 32)) for a in archs]
     assert len(set(sums)) == len(archs)  # the sums spread: a line is fitted, not a ratio
-    nets = {network_entry(a, 32).key: scale * s + offset for a, s in zip(archs, sums)}
+    nets = {network_entry(a, 32).key: scale * s + overhead for a, s in zip(archs, sums)}
     _write_table(tmp_path / "t.json", {**entry_ms, **nets})
-    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False)  # may not time
-    cal = table.calibrate(archs)
-    assert cal["scale"] == pytest.approx(scale, rel=1e-9) and cal["offset"] == pytest.approx(offset, rel=1e-9)
+    opts = {"input_size": 32, "passes": 1, "measure_missing": False, "calibration_archs": archs}  # may not time
+    table = LatencyTable(tmp_path / "t.json", **opts)
+    cal = table.calibrate()
+    assert cal["scale"] == pytest.approx(scale, rel=1e-9) and cal["overhead_ms"] == pytest.approx(overhead, rel=1e-9)
     assert cal["sums_ms"] == pytest.approx(sums, rel=1e-12) and cal["measured_ms"] == list(nets.values())
+    assert cal["errors"] == pytest.approx([0] * 4, abs=1e-9)
     unseen_sum = sum(entry_ms[e.key] for e in arch_entries(unseen, 32))
-    assert table.predict(unseen) == pytest.approx(scale * unseen_sum + offset, rel=1e-9)
-    again = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False)  # stored with the table
-    assert again.predict(unseen) == pytest.approx(scale * unseen_sum + offset, rel=1e-9)
-    # Fitted on p10: a table read with another statistic does not apply it (it predicts the raw sum).
-    median = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False, statistic="median")
-    assert median.calibration_fit() is None and median.predict(unseen) == pytest.approx(unseen_sum, rel=1e-12)
+    assert table.predict(unseen) == pytest.approx(scale * unseen_sum + overhead, rel=1e-9)
+    again = LatencyTable(tmp_path / "t.json", **opts)  # stored with the table
+    assert again.predict(unseen) == pytest.approx(scale * unseen_sum + overhead, rel=1e-9)
+    # Fitted on p10: read with another statistic, or for another calibration set, the fit does not
+    # apply, and a table that may not measure refuses to predict raw sums.
+    for other in ({"statistic": "median"}, {"calibration_archs": archs[:3]}):
+        stale = LatencyTable(tmp_path / "t.json", **{**opts, **other})
+        assert stale.calibration_fit() is None
+        with pytest.raises(MeasureError, match=r"not calibrated .*python -m measure\.lut build"):
+            stale.predict(unseen)
+
+
+def test_relative_fit_keeps_small_networks_right_where_an_absolute_line_did_not():
+    from measure.calibration import fit
+
+    # Exact data: recovered. Networks 0.5-10 ms whose true overhead is 0.2 ms.
+    sums = [0.4, 0.9, 2.0, 4.0, 8.0]
+    assert fit(sums, [1.1 * s + 0.2 for s in sums]) == pytest.approx((1.1, 0.2), rel=1e-9)
+    # Two large networks timed 3% slow, three small ones 2% fast: a least-squares line in absolute ms
+    # (the old fit) is pulled by the large ones and misses the smallest by 5%; the relative fit by 1%.
+    measured = [0.98 * (1.1 * s + 0.2) for s in sums[:3]] + [1.03 * (1.1 * s + 0.2) for s in sums[3:]]
+    scale, overhead = fit(sums, measured)
+    rel = [(scale * s + overhead) / m - 1 for s, m in zip(sums, measured)]
+    a, b = __import__("numpy").polyfit(sums, measured, 1)
+    assert abs(rel[0]) < 0.015 < 0.05 < abs((a * sums[0] + b) / measured[0] - 1)
+    assert max(map(abs, rel)) < 0.03
+    # Small networks faster than proportional: the unconstrained fit would take a negative overhead.
+    assert fit(sums, [0.9 * s for s in sums[:2]] + [s for s in sums[2:]])[1] == 0.0
+    assert fit([2.0], [3.0]) == (1.5, 0.0)  # one network: a ratio
+
+
+def test_the_full_calibration_set_spans_every_space_and_reference_and_is_fixed(monkeypatch):
+    from measure.calibration import calibration_set, extreme, full_set
+
+    archs = full_set()
+    assert [format_arch(a) for a in archs] == [format_arch(a) for a in full_set()]  # the same every time
+    monkeypatch.delenv("BNECK_CALIBRATION_SET")
+    assert calibration_set() == archs
+    macs = sorted(count_macs(a) for a in archs)
+    spaces = [load_space(n) for n in measure.calibration.available_spaces()]
+    assert {"v3_large", "v3_small"} <= {s.name for s in spaces}
+    for space in spaces:
+        assert extreme(space, largest=True) in archs and extreme(space, largest=False) in archs
+        assert space.contains(extreme(space, largest=True)) and space.contains(extreme(space, largest=False))
+    assert V3_SMALL in archs and V3_LARGE in archs and scale_width(V3_LARGE, 1.25) in archs
+    assert macs[0] < count_macs(scale_width(V3_SMALL, 0.5)) < count_macs(V3_SMALL)  # below the smallest reference
+    assert macs[-1] >= max(count_macs(extreme(s, largest=True)) for s in spaces) > count_macs(V3_LARGE)
 
 
 def test_table_of_an_older_format_is_refused_with_the_fix(tmp_path):
@@ -369,24 +411,76 @@ def test_table_of_an_older_format_is_refused_with_the_fix(tmp_path):
         LatencyTable(path)
 
 
-def test_a_table_model_calibrates_once_on_the_networks_it_is_given(tmp_path):
-    from measure.lut import calibration_archs
-
+def test_a_table_model_calibrates_once_on_the_fixed_set_and_refuses_without_it(tmp_path):
     model = latency_model({"input_size": 32, **FAST}, tmp_path)
-    space = load_space(_space_file(tmp_path))
-    archs = calibration_archs(space, 4, seed=0)
-    assert archs == calibration_archs(space, 4, seed=0) and archs != calibration_archs(space, 4, seed=1)
-    raw = model(TINY)
-    done = model.prepare(archs, "test networks")
-    assert done.startswith(f"calibrated {model.table.path} on {len(archs)} test networks: scale ")
+    done = model.prepare()
+    assert done.startswith(f"calibrated {model.table.path} on 2 networks: scale ")  # the quick set (conftest)
     cal = json.loads(model.table.path.read_text())["calibration"]
-    assert model(TINY) == pytest.approx(cal["scale"] * raw + cal["offset"])
-    assert model.prepare(archs) is None  # already calibrated: nothing re-timed, nothing refitted
+    assert model(TINY) == pytest.approx(cal["scale"] * model.table.raw_sum(TINY) + cal["overhead_ms"])
+    assert model.prepare() is None  # already calibrated: nothing re-timed, nothing refitted
     assert json.loads(model.table.path.read_text())["calibration"] == cal
     empty = LatencyTable(tmp_path / "other.json", input_size=32, **FAST)
     empty.raw_sum(TINY)
     fixed = latency_model({"input_size": 32, "table": str(empty.path), "measure_missing": False, **FAST})
-    assert fixed.prepare(archs) is None and fixed.table.calibration is None  # may not measure: left as is
+    for use in (fixed.prepare, lambda: fixed(TINY)):  # an uncalibrated table never predicts raw sums
+        with pytest.raises(MeasureError, match=rf"{empty.path} is not calibrated .*measure_missing is false: "
+                                               rf"calibrate it .*`python -m measure\.lut build"):
+            use()
+
+
+class FakeMachine:
+    """Timings as a fixed function of the entry (no export, no clock), a probe that never drifts."""
+
+    def __init__(self):
+        self.timed = 0
+
+    def measure(self, entry) -> measure.Latency:
+        self.timed += 1
+        ms = 0.05 + int(__import__("hashlib").sha1(entry.key.encode()).hexdigest()[:4], 16) / 65536
+        if entry.key.startswith("net_"):  # a network: a little more than the sum of its parts, plus a call
+            from measure.entries import arch_entries
+            from space import parse_arch
+
+            arch = parse_arch(entry.key.split(" ", 1)[1])
+            ms = 0.3 + 1.1 * sum(self.measure(e).p10_ms for e in arch_entries(arch, entry.side))
+        return measure.Latency(ms, 0.0, 5, "onnxruntime", ms)
+
+    def install(self, monkeypatch):
+        from functools import partial
+
+        from measure.probe import SpeedProbe
+
+        monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: 3.0))
+        monkeypatch.setattr(LatencyTable, "_measure", lambda table, entry: self.measure(entry))
+
+
+def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(tmp_path, monkeypatch):
+    from measure.lut import build
+
+    FakeMachine().install(monkeypatch)
+    space = load_space(_space_file(tmp_path))
+    probes = [TINY, space.sample(1), space.sample(2)]
+
+    def search(path):  # search and NetAdapt both prepare the model, then predict their networks
+        model = latency_model({"input_size": 32, "table": str(path), **FAST})
+        model.prepare()
+        return [model(a) for a in probes]
+
+    def lut_build(path):
+        build(space, LatencyTable(path, input_size=32, **FAST), progress=False)
+
+    def netadapt(path):
+        return search(path)[::-1]
+
+    results = {}
+    for order in ((search, netadapt, lut_build), (lut_build, netadapt, search), (netadapt, lut_build, search)):
+        path = tmp_path / ("-".join(f.__name__ for f in order) + ".json")
+        for command in order:
+            command(path)
+        table = LatencyTable(path, input_size=32, measure_missing=False)
+        results[path.name] = (table.calibration, [table.predict(a) for a in probes])
+    first, *others = results.values()
+    assert first[0]["overhead_ms"] > 0 and all(r == first for r in others)
 
 
 # -- the one exporter ----------------------------------------------------------------------------
