@@ -141,6 +141,6 @@ def test_netadapt_killed_at_any_moment_resumes(tmp_path):
     import space
 
     assert space.parse_arch(str(folder / "final.json")) == space.parse_arch(lines[-1]["arch"])
-    assert json.loads(lut.read_text())["calibration"]["scale"] > 0  # on widths of the start, before iteration 0
+    assert json.loads(lut.read_text())["calibration"]["scale"] > 0  # on its fixed set, before iteration 0
     assert (folder / "final.onnx").stat().st_size > 0 and (folder / "trajectory.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(folder.glob("*.tmp")) and not list(folder.glob(".*.tmp"))
