@@ -4,8 +4,8 @@ For each backend: build the table for every entry of the v3_large space and the 
 set (``measure.calibration``; ``python -m measure.lut build``), then predict and measure 50 other
 random points (seed 0) end to end twice (``validate``), and report the share within +-5% / +-10%.
 Measured latencies are at the table's reference speed (``measure.probe``); the shares against the
-latencies as timed, before that conversion, are reported beside them. Run-to-run spread: the reference network timed five times, as
-timed and converted. Writes benchmarks/latency_lut.md.
+latencies as timed, before that conversion, are reported beside them. Run-to-run spread: the
+reference network timed five times, as timed and converted. Writes benchmarks/latency_lut.md.
 
     python benchmarks/latency_lut.py [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
 """
