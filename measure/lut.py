@@ -117,7 +117,9 @@ def main(argv: Sequence[str]) -> int:
         worst = max(cal["errors"], key=abs)
         print(f"{len(space_entries(space, table.input_size))} entries and {len(cal['sums_ms'])} calibration networks "
               f"({timed} timed now) in {table.path}; calibration scale {cal['scale']:.3f} overhead "
-              f"{cal['overhead_ms']:.3f} ms (worst calibration network {worst:+.1%})")
+              f"{cal['overhead_ms']:.3f} ms (worst calibration network {worst:+.1%}); reference speed: probe {PROBE} "
+              f"{table.reference_ms:.3f} ms, median of {len(table.reference.get('timings', [0]))} timings "
+              f"(spread {table.reference.get('spread', float('nan')):.1%})")
         return 0
     n = int(cfg.n)
     if n < 1:

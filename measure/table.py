@@ -97,7 +97,7 @@ class LatencyTable:
                          "max_rounds": max_rounds}
         self.entries: dict[str, dict] = {}
         self.calibration: dict | None = None
-        self.reference_ms: float | None = None  # the probe's latency that defines the table's unit
+        self.reference: dict | None = None  # the probe's latency that defines the table's unit (measure.probe)
         self._probe: SpeedProbe | None = None
         self._calibration_archs = calibration_archs  # None: ``measure.calibration.calibration_set()``
         self._set_id: str | None = None
@@ -111,6 +111,10 @@ class LatencyTable:
         path = table_path(results_dir, check_backend(backend), threads, input_size, batch, channels_last)
         return cls(path, backend=backend, threads=threads, input_size=input_size, batch=batch,
                    channels_last=channels_last, **kw)
+
+    @property
+    def reference_ms(self) -> float | None:
+        return None if self.reference is None else self.reference["ms"]
 
     @property
     def name(self) -> str:
@@ -138,11 +142,12 @@ class LatencyTable:
                                    f"set latency.{k}={data[k]} or use another table")
         self.entries.update(data.get("entries", {}))
         self.calibration = data.get("calibration") or self.calibration
-        self.reference_ms = data.get("reference", {}).get("ms", self.reference_ms)
+        if (data.get("reference") or {}).get("ms") is not None:
+            self.reference = {k: v for k, v in data["reference"].items() if k != "probe"}
 
     def _save(self) -> None:
         data = {**self._header(), "protocol": {**self.protocol, "passes": self.passes}, "calibration": self.calibration,
-                "reference": {"probe": PROBE, "ms": self.reference_ms},
+                "reference": {"probe": PROBE, **(self.reference or {"ms": None})},
                 "entries": dict(sorted(self.entries.items()))}
         write_atomic(self.path, json.dumps(data, indent=1))
 
@@ -219,10 +224,10 @@ class LatencyTable:
         if self._probe is None:
             self._probe = SpeedProbe(backend=self.backend, threads=self.threads, input_size=self.input_size,
                                      batch=self.batch, channels_last=self.channels_last)
-        ms = self._probe.time()
-        if self.reference_ms is None:  # the table's first probe timing sets its unit for good
-            self.reference_ms = ms
-        return ms
+        if self.reference is None:  # a new table: its unit, set for good from several probe timings
+            self.reference = self._probe.reference()
+            return self.reference["ms"]
+        return self._probe.time()
 
     def _refuse(self, entry: Entry) -> None:
         if not self.measure_missing:

@@ -282,16 +282,19 @@ def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, m
 
     keys = [e.key for e in arch_entries(TINY, 32)]
     raw = dict(zip(keys, (1.0, 2.0, 0.5, 4.0)))  # x 0.75 or 0.5: exact in binary
-    # Probe 3 ms at the start (the table's reference), 5 ms after two entries (the clock passed the
-    # 1 s interval), 7 ms after the last two: factors 3 / mean(3, 5) = 0.75, then 3 / mean(5, 7) = 0.5.
-    machine = ScriptedMachine([3.0, 5.0, 7.0], raw, seconds_per_timing=0.6)
+    # Probe timed five times at the start: the table's reference is their median, 3 ms, with their spread
+    # (3.5 - 2.75) / 3 = 0.25. Then 5 ms after two entries (the clock passed the 1 s interval), 7 ms after
+    # the last two: factors 3 / mean(3, 5) = 0.75, then 3 / mean(5, 7) = 0.5.
+    machine = ScriptedMachine([3.5, 2.75, 3.0, 3.25, 2.875, 5.0, 7.0], raw, seconds_per_timing=0.6)
     table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
     machine.install(monkeypatch, table)
     total = table.raw_sum(TINY)
-    assert machine.probe_calls == 3 and sorted(machine.timed) == sorted(keys)
+    assert machine.probe_calls == 7 and sorted(machine.timed) == sorted(keys)
     factor = {k: 0.75 if i < 2 else 0.5 for i, k in enumerate(machine.timed)}  # by the order they were timed
     saved = json.loads((tmp_path / "t.json").read_text())
-    assert saved["reference"]["ms"] == 3.0 and table.reference_ms == 3.0
+    assert saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.5, 2.75, 3.0, 3.25, 2.875],
+                                  "spread": 0.25}
+    assert table.reference_ms == 3.0
     for k in keys:
         f = factor[k]
         assert saved["entries"][k] == {"p10": raw[k] * f, "median": 2 * raw[k] * f, "passes": [
@@ -319,6 +322,9 @@ def test_probe_is_due_only_once_its_interval_has_passed():
                        interval_s=1.0, clock=lambda: now[0], timer=lambda: 2.5)
     assert probe.due()  # never timed
     assert probe.time() == 2.5 and not probe.due()
+    timings = iter([2.0, 2.5, 1.5, 4.0, 2.25])
+    probe._timer = lambda: next(timings)
+    assert probe.reference() == {"ms": 2.25, "timings": [2.0, 2.5, 1.5, 4.0, 2.25], "spread": round(2.5 / 2.25, 5)}
     now[0] = 100.999
     assert not probe.due()
     now[0] = 101.0
