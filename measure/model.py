@@ -10,7 +10,10 @@ from .table import LatencyTable
 
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
-        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes"}
+        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes", "accept_changed", "foreign_ok"}
+# What a result's latency record must match on a rerun: the model and the table content it rests on.
+# The table path and machine are recorded, not compared: workers elsewhere read copies of one table.
+COMPARED = ("name", "statistic", "hash")
 
 
 class LatencyModel:
@@ -26,6 +29,11 @@ class LatencyModel:
         """Make the model ready before its first number; returns what was done, for the log, or None.
         Callers need not know which model they hold."""
         return None
+
+    def describe(self) -> dict:
+        """What a result records about the latency model (``record`` in study settings, NetAdapt's run.json
+        and summary.json); ``COMPARED`` keys must match on a rerun (``changed``)."""
+        return {"name": self.name, "source": self.source}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
@@ -45,6 +53,19 @@ class MeasuredLatency(LatencyModel):
 
     def __call__(self, arch: ArchSpec) -> float:
         return self.table.measure_networks([arch])[0]["ms"]
+
+    def prepare(self) -> str | None:
+        """Set the table's unit before the first number, so a result records the unit it is in."""
+        if not self.table.ensure_reference():
+            return None
+        ref = self.table.reference
+        return (f"set the reference speed of {self.table.path}: probe {ref['ms']:.3f} ms, median of "
+                f"{len(ref['timings'])} timings (spread {ref['spread']:.1%})")
+
+    def describe(self) -> dict:
+        t = self.table
+        return {**super().describe(), "table": str(t.path), "machine": t.machine, "statistic": t.statistic,
+                "passes": t.passes, "reference": t.reference, "hash": t.content_hash(entries=False)}
 
 
 class TableLatency(LatencyModel):
@@ -68,6 +89,32 @@ class TableLatency(LatencyModel):
         return (f"calibrated {self.table.path} on {len(cal['sums_ms'])} networks: scale {cal['scale']:.3f}, "
                 f"overhead {cal['overhead_ms']:.3f} ms")
 
+    def describe(self) -> dict:
+        t, cal = self.table, self.table.calibration_fit() or {}
+        return {**super().describe(), "table": str(t.path), "machine": t.machine, "statistic": t.statistic,
+                "passes": t.passes, "reference": t.reference, "hash": t.content_hash(),
+                "calibration": {k: cal.get(k) for k in ("scale", "overhead_ms", "set")} if cal else None}
+
+
+def changed(old, new: dict) -> str | None:
+    """How the latency record ``new`` differs from the ``old`` one a result was made with, or None.
+
+    An ``old`` that is a plain name comes from before latency records: only the name is compared."""
+    if isinstance(old, str) or old is None:
+        return None if old in (None, new["name"]) else f"model {old} -> {new['name']}"
+    diff = [k for k in COMPARED if old.get(k) != new.get(k)]
+    if not diff:
+        return None
+    what = ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in diff)
+    cal_old, cal_new = old.get("calibration") or {}, new.get("calibration") or {}
+    if cal_old.get("scale") != cal_new.get("scale"):
+        what += (f" (calibration scale {cal_old.get('scale')} -> {cal_new.get('scale')}, overhead "
+                 f"{cal_old.get('overhead_ms')} -> {cal_new.get('overhead_ms')} ms)")
+    ref_old, ref_new = (old.get("reference") or {}).get("ms"), (new.get("reference") or {}).get("ms")
+    if ref_old != ref_new:
+        what += f" (reference speed {ref_old} -> {ref_new} ms)"
+    return what
+
 
 def latency_model(cfg, results_dir="results") -> LatencyModel:
     """The latency model the Hydra group ``latency`` describes (``conf/latency/*.yaml``)."""
@@ -80,6 +127,8 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
     source = cfg.pop("source", "lut")
     table = cfg.pop("table", None)
     measure_missing = cfg.pop("measure_missing", True)
+    cfg.pop("accept_changed", None)  # read by the callers that compare records (search, NetAdapt)
+    cfg.pop("foreign_ok", None)
     opts = {k: v for k, v in cfg.items() if v is not None}
     if source not in SOURCES:
         raise MeasureError(f"unknown latency source {source!r}: use latency=lut or latency=measured")

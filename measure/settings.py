@@ -29,6 +29,7 @@ class LatencySettings(Settings):
     max_rounds: int = integer(4, ge=1)
     statistic: str = choice("p10", STATISTICS)
     passes: int = integer(2, ge=1)
+    accept_changed: bool = flag(False)
 
 
 @register

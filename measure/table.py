@@ -98,6 +98,7 @@ class LatencyTable:
         self.entries: dict[str, dict] = {}
         self.calibration: dict | None = None
         self.reference: dict | None = None  # the probe's latency that defines the table's unit (measure.probe)
+        self.machine: str | None = None  # where the table was started (kept when the file is copied elsewhere)
         self._probe: SpeedProbe | None = None
         self._calibration_archs = calibration_archs  # None: ``measure.calibration.calibration_set()``
         self._set_id: str | None = None
@@ -122,8 +123,9 @@ class LatencyTable:
 
     # -- disk ------------------------------------------------------------------------------------
     def _header(self) -> dict:
-        return {"format": FORMAT, "machine": machine_id(), "backend": self.backend, "threads": self.threads,
-                "input_size": self.input_size, "batch": self.batch, "channels_last": self.channels_last}
+        return {"format": FORMAT, "machine": self.machine or machine_id(), "backend": self.backend,
+                "threads": self.threads, "input_size": self.input_size, "batch": self.batch,
+                "channels_last": self.channels_last}
 
     def _load(self) -> None:
         if not self.path.is_file():
@@ -141,6 +143,7 @@ class LatencyTable:
                 raise MeasureError(f"latency table {self.path} holds {k}={data[k]}, not {getattr(self, k)}: "
                                    f"set latency.{k}={data[k]} or use another table")
         self.entries.update(data.get("entries", {}))
+        self.machine = data.get("machine") or self.machine
         self.calibration = data.get("calibration") or self.calibration
         if (data.get("reference") or {}).get("ms") is not None:
             self.reference = {k: v for k, v in data["reference"].items() if k != "probe"}
@@ -228,6 +231,28 @@ class LatencyTable:
             self.reference = self._probe.reference()
             return self.reference["ms"]
         return self._probe.time()
+
+    def ensure_reference(self) -> bool:
+        """Set (and save) the table's unit now if it has none; True when it was set by this call."""
+        if self.reference is not None:
+            return False
+        with self._locked():
+            if self.reference is not None:  # another process set it while we waited
+                return False
+            self._probe_ms()
+            self._save()
+        return True
+
+    def content_hash(self, *, entries: bool = True) -> str:
+        """A short hash of what this table's numbers rest on: its unit (reference), its calibration and
+        (``entries``) the timings the calibration was fitted on. Other entries are left out: the table
+        grows while runs measure, and a new entry changes no earlier prediction. ``measured`` models
+        rest on the unit alone (``entries=False``)."""
+        parts = {"reference": self.reference}
+        if entries:
+            parts["calibration"] = self.calibration
+            parts["entries"] = {k: self.entries.get(k) for k in sorted(self.calibration_keys())}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
     def _refuse(self, entry: Entry) -> None:
         if not self.measure_missing:

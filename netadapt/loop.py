@@ -91,6 +91,8 @@ class NetAdapt:
         self.start, start_name = start
         results_dir = Path(str(cfg.get("results_dir", "results")))
         self.latency = memo(latency)
+        self.latency_record = latency.describe()  # table, content hash, calibration, unit (measure.model)
+        self.accept_changed = bool((cfg.get("latency") or {}).get("accept_changed", False))
         self.input_size = int((cfg.get("latency") or {}).get("input_size", 224))
         self.cost = resource_fn(self.resource_name, self.latency, self.input_size)
         self.cost0 = self.cost(self.start)
@@ -103,7 +105,7 @@ class NetAdapt:
         self.folder = RunFolder(results_dir / "netadapt" / str(run_name))
         self.settings = {
             "start": format_arch(self.start), "weights": str(self.weights) if self.weights else None,
-            "data": dict(cfg.get("data") or {}), "latency": self.latency.name, "resource": self.resource_name,
+            "data": dict(cfg.get("data") or {}), "latency": self.latency_record, "resource": self.resource_name,
             "budget": cfg.get("budget"), "budget_ms": cfg.get("budget_ms"), "step": self.step,
             "short_steps": self.short_steps, "pretrain_epochs": self.pretrain_epochs,
             "long_epochs": self.long_epochs, "select": self.select, "seed": self.seed,
@@ -163,7 +165,8 @@ class NetAdapt:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        if not self.folder.check_settings(self.settings):  # a new run; else the same run, resumed
+        resumed = self.folder.check_settings(self.settings, accept_changed_latency=self.accept_changed, log=self.log)
+        if not resumed:  # a new run; else the same run, resumed
             self.folder.create(self.settings)
         history = self.folder.history()
         if history:
@@ -281,7 +284,7 @@ class NetAdapt:
                       "top1_before_long": last["top1"],
                       "iterations": last["iteration"], "train_steps": last["train_steps"] + res.steps},
             "budget": self.target, "resource": self.resource_name, "latency_model": self.latency.name,
-            "reached_budget": last["cost"] <= self.target, "stopped": stopped,
+            "latency": self.latency_record, "reached_budget": last["cost"] <= self.target, "stopped": stopped,
             "protocol": self._protocol(),
             "references": self._references(),
         }

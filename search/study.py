@@ -45,7 +45,9 @@ from .storage import new_worker_id, open_storage, recover
 # Settings a study is bound to: every worker and every rerun must agree on them, or the trials
 # would not be comparable. n_trials, seed, sampler and storage may change between runs. The stored
 # "accuracy" protocol is derived from data and train, so it is recorded but not compared twice.
-BOUND = ("space", "objective", "data", "latency", "train", "target_ms", "w", "max_latency_ms", "max_macs")
+# The latency record (table, content hash, calibration, unit) is compared apart: a changed table has a
+# message and an override of its own (latency.accept_changed).
+BOUND = ("space", "objective", "data", "train", "target_ms", "w", "max_latency_ms", "max_macs")
 
 
 @dataclass
@@ -111,7 +113,7 @@ class Search:
             tc.pop(k, None)
         return {"space": self.space.name, "objective": self.mode,
                 "data": {k: v for k, v in _plain(self.cfg.data).items() if k != "root"},
-                "latency": self.latency.name, "train": tc, "accuracy": self.estimator.protocol(),
+                "latency": self.latency.describe(), "train": tc, "accuracy": self.estimator.protocol(),
                 "target_ms": self.cfg.get("target_ms"), "w": float(self.cfg.w) if self.mode == "mnas" else None,
                 **self.limits}
 
@@ -147,6 +149,7 @@ class Search:
                 k = diff[0]
                 raise SearchError(f"study {study.study_name} was run with {k}={_short(theirs.get(k))}, not "
                                   f"{_short(ours.get(k))}: use the same settings or pass another study_name")
+            self._check_latency(study, attrs["settings"], mine)
         else:
             study.set_user_attr("settings", mine)
         ref = self.space.reference
@@ -160,6 +163,20 @@ class Search:
         if ref is not None and not any(t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False)):
             # First, so every front is compared with the network it should beat.
             study.enqueue_trial(self.space.params_of(ref), user_attrs={"reference": ref.name or self.space.name})
+
+    def _check_latency(self, study: optuna.Study, theirs: dict, mine: dict) -> None:
+        """Refuse a latency table that changed since the study started, unless latency.accept_changed=true:
+        then the new record is bound and the old one kept in the study user attribute ``latency_history``."""
+        what = measure.model.changed(theirs.get("latency"), mine["latency"])
+        if what is None:
+            return
+        if not self.cfg.latency.get("accept_changed", False):
+            raise SearchError(f"the latency table of study {study.study_name} changed since it started ({what}): "
+                              f"restore it, pass latency.accept_changed=true to go on with it, or pass another "
+                              f"study_name")
+        study.set_user_attr("latency_history", [*study.user_attrs.get("latency_history", []), theirs.get("latency")])
+        study.set_user_attr("settings", {**theirs, "latency": mine["latency"]})
+        print(f"study {study.study_name}: latency table changed ({what}); accepted (latency.accept_changed=true)")
 
     def _input_size(self) -> int:
         return int(self.cfg.latency.get("input_size") or 224)
