@@ -139,7 +139,8 @@ def test_explicit_table_without_entry_and_no_measuring_fails_clearly(tmp_path):
 def test_measured_source_and_costs(tmp_path):
     model = latency_model({"source": "measured", "backend": "torch", "input_size": 32, **FAST}, tmp_path)
     assert model.name == "measured:torch:t1:32"
-    assert model.prepare() is None and not model.table.path.exists()  # nothing to prepare, nothing timed
+    assert model.prepare().startswith(f"set the reference speed of {model.table.path}: probe ")  # its unit
+    assert model.prepare() is None
     c = measure.costs(TINY, model, input_size=32)
     assert c.params == count_params(TINY) and c.macs == count_macs(TINY, 32) and c.latency_ms > 0
     saved = json.loads(model.table.path.read_text())  # the unit is kept for the next call; no entries
@@ -487,6 +488,31 @@ def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(
         results[path.name] = (table.calibration, [table.predict(a) for a in probes])
     first, *others = results.values()
     assert first[0]["overhead_ms"] > 0 and all(r == first for r in others)
+
+
+def test_a_latency_record_changes_with_the_calibration_or_unit_not_with_new_entries(tmp_path, monkeypatch):
+    from measure.model import changed
+
+    FakeMachine().install(monkeypatch)
+    model = latency_model({"input_size": 32, "table": str(tmp_path / "t.json"), **FAST})
+    model.prepare()
+    record = model.describe()
+    assert record["name"] == "lut:onnxruntime:t1:32" and record["table"] == str(tmp_path / "t.json")
+    assert record["calibration"] == {k: model.table.calibration[k] for k in ("scale", "overhead_ms", "set")}
+    assert record["reference"]["ms"] == 3.0 and record["machine"] == measure.machine_id()
+    model(load_space(_space_file(tmp_path)).sample(3))  # new entries timed: no earlier prediction changes
+    assert model.describe() == record and changed(record, model.describe()) is None
+    model.table.calibration = {**model.table.calibration, "scale": 2.0}
+    assert changed(record, model.describe()).startswith(f"hash {record['hash']} -> ")
+    assert f"calibration scale {record['calibration']['scale']} -> 2.0" in changed(record, model.describe())
+    assert changed("lut:onnxruntime:t1:32", record) is None  # a study from before records: names compared
+    assert changed("measured:onnxruntime:t1:32", record) == "model measured:onnxruntime:t1:32 -> lut:onnxruntime:t1:32"
+    measured = latency_model({"source": "measured", "input_size": 32, "table": str(tmp_path / "t.json"), **FAST})
+    unit = measured.describe()
+    measured.table.calibration = None  # what measured rests on is the unit alone
+    assert measured.describe() == unit
+    measured.table.reference = {**measured.table.reference, "ms": 4.0}
+    assert "reference speed 3.0 -> 4.0 ms" in changed(unit, measured.describe())
 
 
 # -- the one exporter ----------------------------------------------------------------------------

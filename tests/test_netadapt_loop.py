@@ -170,7 +170,7 @@ def test_mismatched_weights_and_changed_settings_exit_2_and_leave_results(tmp_pa
 def test_a_run_whose_latency_table_changed_exits_2_unless_accepted(tmp_path, capsys):
     table = tmp_path / "t.json"  # latency=measured: the record rests on the table's unit
     common = QUICK + [f"results_dir={tmp_path}", f"latency.table={table}", "pretrain_epochs=0", "budget=0.9",
-                      "run_name=r", "baseline=false", "max_iterations=1"]
+                      "run_name=r", "baseline=false", "step=0.5"]  # no proposal cuts half: no iteration
     assert main(common) == 0
     folder = tmp_path / "netadapt" / "r"
     record = json.loads((folder / "run.json").read_text())["latency"]
