@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from space import ArchSpec
 
 from .latency import MeasureError
-from .table import LatencyTable
+from .table import LatencyTable, machine_id
 
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
@@ -30,6 +30,10 @@ class LatencyModel:
         Callers need not know which model they hold."""
         return None
 
+    def raw_ms(self, arch: ArchSpec) -> float | None:
+        """The wall-clock ms behind the last figure for ``arch`` before conversion, when it was measured."""
+        return None
+
     def describe(self) -> dict:
         """What a result records about the latency model (``record`` in study settings, NetAdapt's run.json
         and summary.json); ``COMPARED`` keys must match on a rerun (``changed``)."""
@@ -50,9 +54,15 @@ class MeasuredLatency(LatencyModel):
     def __init__(self, table: LatencyTable):
         self.table = table
         self.name = f"measured:{table.backend}:t{table.threads}:{table.input_size}"
+        self._raw: dict[ArchSpec, float] = {}
 
     def __call__(self, arch: ArchSpec) -> float:
-        return self.table.measure_networks([arch])[0]["ms"]
+        timed = self.table.measure_networks([arch])[0]
+        self._raw[arch] = timed["as_timed_ms"]
+        return timed["ms"]
+
+    def raw_ms(self, arch: ArchSpec) -> float | None:
+        return self._raw.get(arch)
 
     def prepare(self) -> str | None:
         """Set the table's unit before the first number, so a result records the unit it is in."""
@@ -128,7 +138,7 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
     table = cfg.pop("table", None)
     measure_missing = cfg.pop("measure_missing", True)
     cfg.pop("accept_changed", None)  # read by the callers that compare records (search, NetAdapt)
-    cfg.pop("foreign_ok", None)
+    foreign_ok = cfg.pop("foreign_ok", False)
     opts = {k: v for k, v in cfg.items() if v is not None}
     if source not in SOURCES:
         raise MeasureError(f"unknown latency source {source!r}: use latency=lut or latency=measured")
@@ -142,4 +152,10 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
         lut = LatencyTable(path, measure_missing=bool(measure_missing), **opts)
     else:
         lut = LatencyTable.open(results_dir, measure_missing=bool(measure_missing), **opts)
+    if source == "measured" and lut.machine not in (None, machine_id()) and not foreign_ok:
+        # measured converts this machine's timings by the probe speed of the table's machine: a ratio of
+        # two machines' V3-Large timings, not a drift correction
+        raise MeasureError(f"latency table {lut.path} was made on machine {lut.machine}, not this one "
+                           f"({machine_id()}): latency=measured would rescale this machine's timings by another's "
+                           f"probe; drop latency.table to use this machine's own, or pass latency.foreign_ok=true")
     return MeasuredLatency(lut) if source == "measured" else TableLatency(lut)

@@ -30,6 +30,7 @@ class LatencySettings(Settings):
     statistic: str = choice("p10", STATISTICS)
     passes: int = integer(2, ge=1)
     accept_changed: bool = flag(False)
+    foreign_ok: bool = flag(False)
 
 
 @register

@@ -161,7 +161,8 @@ class NetAdapt:
         from measure import costs
 
         c = costs(arch, self.latency, input_size=self.input_size)
-        return {"arch": format_arch(arch), "latency_ms": round(c.latency_ms, 5), "macs": c.macs}
+        raw = {} if c.latency_raw_ms is None else {"latency_raw_ms": round(c.latency_raw_ms, 5)}
+        return {"arch": format_arch(arch), "latency_ms": round(c.latency_ms, 5), **raw, "macs": c.macs}
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> Outcome:
@@ -279,7 +280,8 @@ class NetAdapt:
         save_torch(f.path("final.pt"), model.state_dict())
         last = history[-1]
         summary = {
-            "start": {k: history[0].get(k) for k in ("arch", "latency_ms", "macs", "top1", "test_top1", "train_steps")},
+            "start": {k: history[0].get(k) for k in ("arch", "latency_ms", "latency_raw_ms", "macs", "top1",
+                                                      "test_top1", "train_steps") if k in history[0]},
             "final": {**self._point(arch), "top1": res.top1, "test_top1": res.test_top1,
                       "top1_before_long": last["top1"],
                       "iterations": last["iteration"], "train_steps": last["train_steps"] + res.steps},
@@ -303,6 +305,8 @@ class NetAdapt:
                 self.log(f"netadapt: {name} is not marked on the plot: {str(e).splitlines()[0]}")
                 c = costs(arch, input_size=self.input_size)
             out[name] = {"latency_ms": None if c.latency_ms is None else round(c.latency_ms, 5), "macs": c.macs}
+            if c.latency_raw_ms is not None:
+                out[name]["latency_raw_ms"] = round(c.latency_raw_ms, 5)
         return out
 
     def _baseline(self, history: list[dict], summary: dict) -> dict:

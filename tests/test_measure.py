@@ -143,6 +143,7 @@ def test_measured_source_and_costs(tmp_path):
     assert model.prepare() is None
     c = measure.costs(TINY, model, input_size=32)
     assert c.params == count_params(TINY) and c.macs == count_macs(TINY, 32) and c.latency_ms > 0
+    assert c.latency_raw_ms > 0  # as timed, before conversion to the table's unit
     saved = json.loads(model.table.path.read_text())  # the unit is kept for the next call; no entries
     assert saved["reference"]["ms"] > 0 and saved["entries"] == {}
     again = latency_model({"source": "measured", "backend": "torch", "input_size": 32, **FAST}, tmp_path)
@@ -488,6 +489,18 @@ def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(
         results[path.name] = (table.calibration, [table.predict(a) for a in probes])
     first, *others = results.values()
     assert first[0]["overhead_ms"] > 0 and all(r == first for r in others)
+
+
+def test_measured_refuses_a_table_made_on_another_machine_unless_asked(tmp_path):
+    path = tmp_path / "t.json"
+    _write_table(path, {})
+    path.write_text(path.read_text().replace('"format": 2', '"format": 2, "machine": "elsewhere-0123abcd"'))
+    cfg = {"source": "measured", "input_size": 32, "table": str(path)}
+    with pytest.raises(MeasureError, match=r"made on machine elsewhere-0123abcd, not this one .*latency\.foreign_ok=true"):
+        latency_model(cfg)
+    model = latency_model({**cfg, "foreign_ok": True})
+    assert model.table.machine == "elsewhere-0123abcd" and model.describe()["machine"] == "elsewhere-0123abcd"
+    assert latency_model({**cfg, "source": "lut"}).table.machine == "elsewhere-0123abcd"  # lut: what copies are for
 
 
 def test_a_latency_record_changes_with_the_calibration_or_unit_not_with_new_entries(tmp_path, monkeypatch):

@@ -175,7 +175,11 @@ def test_a_run_whose_latency_table_changed_exits_2_unless_accepted(tmp_path, cap
     folder = tmp_path / "netadapt" / "r"
     record = json.loads((folder / "run.json").read_text())["latency"]
     assert record["source"] == "measured" and record["table"] == str(table) and record["reference"]["ms"] > 0
-    assert json.loads((folder / "summary.json").read_text())["latency"] == record
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["latency"] == record
+    # measured: the wall-clock figure as timed beside the converted one, wherever a latency is written
+    assert summary["start"]["latency_raw_ms"] > 0 and summary["final"]["latency_raw_ms"] > 0
+    assert all(r["latency_raw_ms"] > 0 for r in summary["references"].values())
     data = json.loads(table.read_text())
     data["reference"]["ms"] *= 1.1  # another unit: the table was rebuilt since
     table.write_text(json.dumps(data))
