@@ -5,11 +5,14 @@ build     times every table entry a point of the space can contain (stem, blocks
           with their entries, in the same shuffled sweeps (``latency.passes`` of them), with a
           progress bar; resumable (present timings are kept); then fits the calibration (scale,
           overhead) when it is missing or any of its timings is new.
-validate  measures ``n`` seeded random points end to end (as the table's entries: fastest of
-          ``latency.passes`` shuffled sweeps), compares with the prediction, writes
-          ``validate_<space>_<backend>_t<threads>_<size>.csv`` (arch, predicted_ms, measured_ms, error,
-          measured_raw_ms: before conversion to the table's reference speed) and a scatter PNG beside
-          the table, and prints the share within +-5% and +-10%.
+validate  measures networks end to end (as the table's entries: fastest of ``latency.passes``
+          shuffled sweeps), compares with the prediction, writes
+          ``validate_<space>[_<set>]_<backend>_t<threads>_<size>.csv`` (arch, predicted_ms, measured_ms,
+          error, measured_raw_ms: before conversion to the table's reference speed, set) and a scatter
+          PNG beside the table, and prints the share within +-5% and +-10% per set. ``set=random``:
+          ``n`` seeded random points of the space; ``references``: both references at x0.5, x0.75, x1
+          and x1.25; ``netadapt``: the final network of every run under ``results_dir/netadapt``;
+          ``all``: the three.
 
 ``space_file=<path.yaml>`` may replace ``+space=`` to use a space YAML outside conf/space.
 Writes nowhere but ``results_dir``.
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from core.cli import Command, UsageError, compose, require_group, run
 from core.files import write_atomic
-from space import SearchSpace, available_spaces, format_arch
+from space import V3_LARGE, V3_SMALL, ArchSpec, SearchSpace, available_spaces, format_arch, parse_arch, scale_width
 
 from .entries import arch_entries, network_entry, space_entries
 from .model import TableLatency, latency_model
@@ -56,30 +59,54 @@ def build(space: SearchSpace, table: LatencyTable, progress: bool = True) -> int
     return timed
 
 
-def validate(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Predicted vs measured end-to-end latency of ``n`` seeded random points of ``space``."""
+SETS = ("random", "references", "netadapt", "all")
+
+
+def validation_archs(which: str, space: SearchSpace, n: int, seed: int, results_dir) -> list[tuple[str, ArchSpec]]:
+    """(set name, network) pairs of ``which`` (see the module note), in a fixed order."""
+    out = []
+    if which in ("random", "all"):
+        rng = random.Random(seed)
+        out += [("random", space.sample(rng)) for _ in range(n)]
+    if which in ("references", "all"):
+        out += [("references", scale_width(ref, m) if m != 1 else ref)
+                for ref in (V3_SMALL, V3_LARGE) for m in (0.5, 0.75, 1, 1.25)]
+    if which in ("netadapt", "all"):
+        finals = sorted(Path(results_dir).glob("netadapt/*/final.json"))
+        if not finals and which == "netadapt":
+            raise UsageError(f"no NetAdapt run under {Path(results_dir) / 'netadapt'} has a final.json: run "
+                             f"`python -m netadapt.run` first or pass another results_dir")
+        out += [("netadapt", parse_arch(p)) for p in finals]
+    return out
+
+
+def validate(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, progress: bool = True,
+             which: str = "random", results_dir="results") -> list[dict]:
+    """Predicted vs measured end-to-end latency of the networks of set ``which``."""
     from tqdm import tqdm
 
-    rng = random.Random(seed)
-    archs = [space.sample(rng) for _ in range(n)]
+    named = validation_archs(which, space, n, seed, results_dir)
+    archs = [a for _, a in named]
+    n = len(archs)
     predicted = [table.predict(a) for a in archs]
     # Timed as the table's entries are: the fastest of `passes` shuffled sweeps, at the reference speed.
     with tqdm(total=n * table.passes, desc="validate (end to end)", unit="timing", disable=not progress) as bar:
         measured = table.measure_networks(archs, progress=bar)
     return [{"arch": format_arch(a), "predicted_ms": round(p, 4), "measured_ms": round(m["ms"], 4),
-             "error": round((p - m["ms"]) / m["ms"], 5), "measured_raw_ms": round(m["as_timed_ms"], 4)}
-            for a, p, m in zip(archs, predicted, measured)]
+             "error": round((p - m["ms"]) / m["ms"], 5), "measured_raw_ms": round(m["as_timed_ms"], 4), "set": s}
+            for (s, a), p, m in zip(named, predicted, measured)]
 
 
 def within(rows: list[dict], tolerance: float) -> float:
     return sum(abs(r["error"]) <= tolerance for r in rows) / len(rows)
 
 
-def write_report(rows: list[dict], table: LatencyTable, space_name: str) -> tuple[Path, Path]:
-    stem = f"validate_{space_name}_{table.path.stem}"
+def write_report(rows: list[dict], table: LatencyTable, space_name: str, which: str = "random") -> tuple[Path, Path]:
+    stem = f"validate_{space_name}" + ("" if which == "random" else f"_{which}") + f"_{table.path.stem}"
     csv_path = table.path.with_name(stem + ".csv")
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["arch", "predicted_ms", "measured_ms", "error", "measured_raw_ms"])
+        writer = csv.DictWriter(f, fieldnames=["arch", "predicted_ms", "measured_ms", "error", "measured_raw_ms",
+                                               "set"])
         writer.writeheader()
         writer.writerows(rows)
     png_path = table.path.with_name(stem + ".png")
@@ -127,10 +154,14 @@ def main(argv: Sequence[str]) -> int:
     if table.calibration_fit() is None:  # an uncalibrated sum misses the per-network overhead: a useless check
         raise UsageError(f"latency table {table.path} is not calibrated: run `python -m measure.lut build` with the "
                          f"same arguments first")
-    rows = validate(space, table, n=n, seed=int(cfg.seed))
-    csv_path, png_path = write_report(rows, table, space.name)
-    print(f"{n} architectures: {within(rows, 0.05):.0%} within ±5%, {within(rows, 0.10):.0%} within ±10% "
-          f"of measured ({table.name})")
+    which = str(cfg.get("set", "random"))
+    rows = validate(space, table, n=n, seed=int(cfg.seed), which=which, results_dir=cfg.results_dir)
+    csv_path, png_path = write_report(rows, table, space.name, which)
+    for name in SETS[:3]:
+        some = [r for r in rows if r["set"] == name]
+        if some:
+            print(f"{name}: {len(some)} architectures: {within(some, 0.05):.0%} within ±5%, "
+                  f"{within(some, 0.10):.0%} within ±10% of measured ({table.name})")
     speed = [r["measured_ms"] / r["measured_raw_ms"] for r in rows]  # < 1: slower than the table's reference
     print(f"the machine ran at {min(speed):.2f}-{max(speed):.2f}x the table's reference speed (probe "
           f"{PROBE}, {table.reference_ms:.3f} ms at reference); measured_ms is converted to it")

@@ -42,6 +42,7 @@ class LutConfig(Settings):
     space_file: str | None = text(None, example="my_space.yaml")
     n: int = integer(50, ge=1)
     seed: int = integer(0, ge=0)
+    set: str = choice("random", ("random", "references", "netadapt", "all"))
     latency: LatencySettings = field(default_factory=LatencySettings)
     space: Any = None
 

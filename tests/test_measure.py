@@ -173,9 +173,33 @@ def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "within ±5%" in out and "within ±10%" in out
     csv = next((tmp_path / "lut").rglob("validate_tiny_*.csv")).read_text().splitlines()
-    assert csv[0] == "arch,predicted_ms,measured_ms,error,measured_raw_ms" and len(csv) == 4
+    assert csv[0] == "arch,predicted_ms,measured_ms,error,measured_raw_ms,set" and len(csv) == 4
+    assert all(line.endswith(",random") for line in csv[1:])
     assert next((tmp_path / "lut").rglob("validate_tiny_*.png")).stat().st_size > 0
     assert {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()} == {"lut", "tiny.yaml"}
+
+
+def test_validate_sets_references_widths_and_netadapt_finals(tmp_path, monkeypatch, capsys):
+    from measure.lut import validation_archs
+    from space import to_json
+
+    FakeMachine().install(monkeypatch)
+    space = load_space(_space_file(tmp_path))
+    refs = validation_archs("references", space, 3, 0, tmp_path)
+    assert [a for _, a in refs] == [scale_width(r, m) for r in (V3_SMALL, V3_LARGE) for m in (0.5, 0.75, 1, 1.25)]
+    with pytest.raises(UsageError, match=r"no NetAdapt run under .* has a final\.json"):
+        validation_archs("netadapt", space, 3, 0, tmp_path)
+    (tmp_path / "netadapt" / "run1").mkdir(parents=True)
+    (tmp_path / "netadapt" / "run1" / "final.json").write_text(to_json(TINY) + "\n")
+    assert validation_archs("netadapt", space, 3, 0, tmp_path) == [("netadapt", TINY)]
+    assert [s for s, _ in validation_archs("all", space, 2, 0, tmp_path)] == ["random"] * 2 + ["references"] * 8 + [
+        "netadapt"]
+    args = [f"space_file={_space_file(tmp_path)}", f"results_dir={tmp_path}", "latency.input_size=32"]
+    assert lut_main(["build", *args]) == 0
+    assert lut_main(["validate", *args, "set=netadapt"]) == 0
+    assert "netadapt: 1 architectures: " in capsys.readouterr().out
+    rows = next((tmp_path / "lut").rglob("validate_tiny_netadapt_*.csv")).read_text().splitlines()
+    assert rows[1].startswith(format_arch(TINY) + ",") and rows[1].endswith(",netadapt") and len(rows) == 2
 
 
 def test_cli_usage_errors(tmp_path):
