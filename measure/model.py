@@ -35,7 +35,7 @@ class LatencyModel:
         return None
 
     def describe(self) -> dict:
-        """What a result records about the latency model (``record`` in study settings, NetAdapt's run.json
+        """What a result records about the latency model (study settings, NetAdapt's run.json
         and summary.json); ``COMPARED`` keys must match on a rerun (``changed``)."""
         return {"name": self.name, "source": self.source}
 
