@@ -60,6 +60,7 @@ def build(space: SearchSpace, table: LatencyTable, progress: bool = True) -> int
 
 
 SETS = ("random", "references", "netadapt", "all")
+BUSY = 0.10  # a probe spread or calibration error above this: the table was timed on a busy machine
 
 
 def validation_archs(which: str, space: SearchSpace, n: int, seed: int, results_dir) -> list[tuple[str, ArchSpec]]:
@@ -147,6 +148,9 @@ def main(argv: Sequence[str]) -> int:
               f"{cal['overhead_ms']:.3f} ms (worst calibration network {worst:+.1%}); reference speed: probe {PROBE} "
               f"{table.reference_ms:.3f} ms, median of {len(table.reference.get('timings', [0]))} timings "
               f"(spread {table.reference.get('spread', float('nan')):.1%})")
+        if table.reference.get("spread", 0) > BUSY or abs(worst) > BUSY:  # see the module note of measure.probe
+            print(f"warning: the machine was busy (probe spread or a calibration network off by more than {BUSY:.0%}):"
+                  f" delete {table.path} and build it again on a quiet machine")
         return 0
     n = int(cfg.n)
     if n < 1:
