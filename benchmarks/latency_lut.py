@@ -1,11 +1,11 @@
 """How well the per-block latency table predicts end-to-end latency, per backend.
 
-For each backend: build the table for every entry of the v3_large space with 12 calibration networks
-(``python -m measure.lut build``), then predict and measure 50 other random points (seed 0) end to
-end twice (``validate``), and report the share within +-5% / +-10%. Measured latencies are at the
-table's reference speed (``measure.probe``); the shares against the latencies as timed, before that
-conversion, are reported beside them. Run-to-run spread: the reference network timed five times, as
-timed and converted. Writes benchmarks/latency_lut.md.
+For each backend: build the table for every entry of the v3_large space and the fixed calibration
+set (``measure.calibration``; ``python -m measure.lut build``), then predict and measure 50 other
+random points (seed 0) end to end twice (``validate``), and report the share within +-5% / +-10%.
+Measured latencies are at the table's reference speed (``measure.probe``); the shares against the
+latencies as timed, before that conversion, are reported beside them. Run-to-run spread: the
+reference network timed five times, as timed and converted. Writes benchmarks/latency_lut.md.
 
     python benchmarks/latency_lut.py [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
 """
@@ -37,7 +37,7 @@ def bench(backend: str, results_dir: str, n: int, repeat_ref: int) -> str:
     space = load_space("v3_large")
     table = LatencyTable.open(results_dir, backend=backend)  # the defaults of conf/latency/lut.yaml
     t0 = time.time()
-    build(space, table, calibrate=12, seed=0)
+    build(space, table)
     build_s = time.time() - t0
     runs = []
     for _ in range(2):
@@ -48,7 +48,7 @@ def bench(backend: str, results_dir: str, n: int, repeat_ref: int) -> str:
     as_timed = [measure_latency(V3_LARGE, backend=backend).p10_ms for _ in range(repeat_ref)]
     again = [b["measured_ms"] / a["measured_ms"] - 1 for a, b in zip(*runs)]
     cal = table.calibration
-    cells = [backend, f"{build_s:.0f}", f"{validate_s:.0f}", f"{cal['scale']:.3f}, {cal['offset']:.2f}"]
+    cells = [backend, f"{build_s:.0f}", f"{validate_s:.0f}", f"{cal['scale']:.3f}, {cal['overhead_ms']:.2f}"]
     for rows in runs:
         errors = [r["error"] for r in rows]
         raw = [r["predicted_ms"] / r["measured_raw_ms"] - 1 for r in rows]
@@ -69,9 +69,10 @@ def main() -> None:
     args = p.parse_args()
     lines = ["# Latency lookup table vs end-to-end measurement (v3_large space, 224x224, batch 1, 1 thread)", "",
              f"Machine: 2-core VM, load average {os.getloadavg()[0]:.2f} at the start. Table defaults: p10 statistic, "
-             "2 shuffled passes, 12 calibration networks, timings converted to the reference speed of the probe.",
+             "2 shuffled passes, the fixed calibration set (relative-error fit), timings converted to the "
+             "reference speed of the probe.",
              "`python benchmarks/latency_lut.py --results-dir <empty dir>` regenerates this file.", "",
-             "| backend | build s | validate s | calibration (scale, offset ms) | run 1: ±5% / ±10% "
+             "| backend | build s | validate s | calibration (scale, overhead ms) | run 1: ±5% / ±10% "
              "| run 1: error mean ± sd "
              "| run 1 as timed: ±5% / ±10% | run 2: ±5% / ±10% | run 2: error mean ± sd | run 2 as timed: ±5% / ±10% "
              "| run 2 / run 1 measured, sd | reference net, 5 runs (max-min)/median, converted | same, as timed |",

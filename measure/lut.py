@@ -1,15 +1,18 @@
 """``python -m measure.lut build|validate +space=<name> [results_dir=..] [latency.backend=torch] [n=50]``
 
 build     times every table entry a point of the space can contain (stem, blocks, heads) and the
-          calibration networks (``calibrate`` seeded random points plus three anchors, see
-          ``calibration_archs``) with their entries, in the same shuffled sweeps (``latency.passes``
-          of them), with a progress bar; resumable (present timings are kept); then fits the
-          calibration (scale, offset) of the sum of entries on the networks.
-validate  measures ``n`` seeded random points end to end (as the table's entries: fastest of
-          ``latency.passes`` shuffled sweeps), compares with the prediction, writes
-          ``validate_<space>_<backend>_t<threads>_<size>.csv`` (arch, predicted_ms, measured_ms, error,
-          measured_raw_ms: before conversion to the table's reference speed) and a scatter PNG beside
-          the table, and prints the share within +-5% and +-10%.
+          calibration networks (the fixed set of ``measure.calibration``, the same for every space)
+          with their entries, in the same shuffled sweeps (``latency.passes`` of them), with a
+          progress bar; resumable (present timings are kept); then fits the calibration (scale,
+          overhead) when it is missing or any of its timings is new.
+validate  measures networks end to end (as the table's entries: fastest of ``latency.passes``
+          shuffled sweeps), compares with the prediction, writes
+          ``validate_<space>[_<set>]_<backend>_t<threads>_<size>.csv`` (arch, predicted_ms, measured_ms,
+          error, measured_raw_ms: before conversion to the table's reference speed, set) and a scatter
+          PNG beside the table, and prints the share within +-5% and +-10% per set. ``set=random``:
+          ``n`` seeded random points of the space; ``references``: both references at x0.5, x0.75, x1
+          and x1.25; ``netadapt``: the final network of every run under ``results_dir/netadapt``;
+          ``all``: the three.
 
 ``space_file=<path.yaml>`` may replace ``+space=`` to use a space YAML outside conf/space.
 Writes nowhere but ``results_dir``.
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from core.cli import Command, UsageError, compose, require_group, run
 from core.files import write_atomic
-from space import V3_LARGE, V3_SMALL, SearchSpace, available_spaces, format_arch, scale_width
+from space import V3_LARGE, V3_SMALL, ArchSpec, SearchSpace, available_spaces, format_arch, parse_arch, scale_width
 
 from .entries import arch_entries, network_entry, space_entries
 from .model import TableLatency, latency_model
@@ -38,59 +41,73 @@ CLI = Command("python -m measure.lut", "lut", "build|validate +space=<name> [key
               groups=("space", "latency"), plus=("space",), positionals=COMMANDS)
 
 
-def build(space: SearchSpace, table: LatencyTable, calibrate: int = 12, seed: int = 0, progress: bool = True) -> int:
+def build(space: SearchSpace, table: LatencyTable, progress: bool = True) -> int:
     """Fill ``table`` for every entry of ``space`` and the calibration networks (their entries and
     themselves end to end) in the same sweeps, then fit the calibration; returns how many were timed now."""
     from tqdm import tqdm
 
-    archs = calibration_archs(space, calibrate, seed)
-    parts = list({e.key: e for e in space_entries(space, table.input_size)
-                  + [e for a in archs for e in arch_entries(a, table.input_size)]}.values())
+    archs = table.calibration_archs
+    cal_parts = [e for a in archs for e in arch_entries(a, table.input_size)]
     nets = [network_entry(a, table.input_size) for a in archs]
+    parts = list({e.key: e for e in space_entries(space, table.input_size) + cal_parts}.values())
+    stale = bool(table.missing(cal_parts + nets))  # the fit rests on timings this build adds: refit
     with tqdm(total=(len(parts) + len(nets)) * table.passes, desc=f"{table.name} x {table.passes} passes",
               unit="timing", disable=not progress) as bar:
         timed = table.fill(parts + nets, progress=bar)
-    if archs and (timed or table.calibration is None):
-        table.calibrate(archs)
+    if stale or table.calibration_fit() is None:
+        table.calibrate()
     return timed
 
 
-def calibration_archs(space: SearchSpace, n: int = 12, seed: int = 0) -> list:
-    """What a table is calibrated on: ``n`` seeded random points of ``space`` (a stream apart from
-    validate's) and, when ``n`` > 0, MobileNetV3-Large, -Small and Large x0.5. The three anchors widen
-    the range of the fit (the points of one space span a factor of ~2): a table calibrated on
-    v3_large points alone predicted V3-Small at a third of its latency, with them ~20% low."""
-    rng = random.Random(f"calibrate-{seed}")
-    archs = [space.sample(rng) for _ in range(n)]
-    if n:
-        archs += [V3_LARGE, V3_SMALL, scale_width(V3_LARGE, 0.5)]
-    return list({format_arch(a): a for a in archs}.values())
+SETS = ("random", "references", "netadapt", "all")
+BUSY = 0.10  # a probe spread or calibration error above this: the table was timed on a busy machine
 
 
-def validate(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Predicted vs measured end-to-end latency of ``n`` seeded random points of ``space``."""
+def validation_archs(which: str, space: SearchSpace, n: int, seed: int, results_dir) -> list[tuple[str, ArchSpec]]:
+    """(set name, network) pairs of ``which`` (see the module note), in a fixed order."""
+    out = []
+    if which in ("random", "all"):
+        rng = random.Random(seed)
+        out += [("random", space.sample(rng)) for _ in range(n)]
+    if which in ("references", "all"):
+        out += [("references", scale_width(ref, m) if m != 1 else ref)
+                for ref in (V3_SMALL, V3_LARGE) for m in (0.5, 0.75, 1, 1.25)]
+    if which in ("netadapt", "all"):
+        finals = sorted(Path(results_dir).glob("netadapt/*/final.json"))
+        if not finals and which == "netadapt":
+            raise UsageError(f"no NetAdapt run under {Path(results_dir) / 'netadapt'} has a final.json: run "
+                             f"`python -m netadapt.run` first or pass another results_dir")
+        out += [("netadapt", parse_arch(p)) for p in finals]
+    return out
+
+
+def validate(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, progress: bool = True,
+             which: str = "random", results_dir="results") -> list[dict]:
+    """Predicted vs measured end-to-end latency of the networks of set ``which``."""
     from tqdm import tqdm
 
-    rng = random.Random(seed)
-    archs = [space.sample(rng) for _ in range(n)]
+    named = validation_archs(which, space, n, seed, results_dir)
+    archs = [a for _, a in named]
+    n = len(archs)
     predicted = [table.predict(a) for a in archs]
     # Timed as the table's entries are: the fastest of `passes` shuffled sweeps, at the reference speed.
     with tqdm(total=n * table.passes, desc="validate (end to end)", unit="timing", disable=not progress) as bar:
         measured = table.measure_networks(archs, progress=bar)
     return [{"arch": format_arch(a), "predicted_ms": round(p, 4), "measured_ms": round(m["ms"], 4),
-             "error": round((p - m["ms"]) / m["ms"], 5), "measured_raw_ms": round(m["as_timed_ms"], 4)}
-            for a, p, m in zip(archs, predicted, measured)]
+             "error": round((p - m["ms"]) / m["ms"], 5), "measured_raw_ms": round(m["as_timed_ms"], 4), "set": s}
+            for (s, a), p, m in zip(named, predicted, measured)]
 
 
 def within(rows: list[dict], tolerance: float) -> float:
     return sum(abs(r["error"]) <= tolerance for r in rows) / len(rows)
 
 
-def write_report(rows: list[dict], table: LatencyTable, space_name: str) -> tuple[Path, Path]:
-    stem = f"validate_{space_name}_{table.path.stem}"
+def write_report(rows: list[dict], table: LatencyTable, space_name: str, which: str = "random") -> tuple[Path, Path]:
+    stem = f"validate_{space_name}" + ("" if which == "random" else f"_{which}") + f"_{table.path.stem}"
     csv_path = table.path.with_name(stem + ".csv")
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["arch", "predicted_ms", "measured_ms", "error", "measured_raw_ms"])
+        writer = csv.DictWriter(f, fieldnames=["arch", "predicted_ms", "measured_ms", "error", "measured_raw_ms",
+                                               "set"])
         writer.writeheader()
         writer.writerows(rows)
     png_path = table.path.with_name(stem + ".png")
@@ -123,12 +140,17 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError("measure.lut works on the lookup table: use latency=lut (the default)")
     table = model.table
     if command == "build":
-        timed = build(space, table, calibrate=int(cfg.calibrate), seed=int(cfg.seed))
-        cal = table.calibration or {}
-        n_cal = len(cal.get("sums_ms", []))
-        print(f"{len(space_entries(space, table.input_size))} entries and {n_cal} calibration networks "
-              f"({timed} timed now) in {table.path}; "
-              f"calibration scale {cal.get('scale', 1):.3f} offset {cal.get('offset', 0):.3f} ms")
+        timed = build(space, table)
+        cal = table.calibration
+        worst = max(cal["errors"], key=abs)
+        print(f"{len(space_entries(space, table.input_size))} entries and {len(cal['sums_ms'])} calibration networks "
+              f"({timed} timed now) in {table.path}; calibration scale {cal['scale']:.3f} overhead "
+              f"{cal['overhead_ms']:.3f} ms (worst calibration network {worst:+.1%}); reference speed: probe {PROBE} "
+              f"{table.reference_ms:.3f} ms, median of {len(table.reference.get('timings', [0]))} timings "
+              f"(spread {table.reference.get('spread', float('nan')):.1%})")
+        if table.reference.get("spread", 0) > BUSY or abs(worst) > BUSY:  # see the module note of measure.probe
+            print(f"warning: the machine was busy (probe spread or a calibration network off by more than {BUSY:.0%}):"
+                  f" delete {table.path} and build it again on a quiet machine")
         return 0
     n = int(cfg.n)
     if n < 1:
@@ -136,10 +158,14 @@ def main(argv: Sequence[str]) -> int:
     if table.calibration_fit() is None:  # an uncalibrated sum misses the per-network overhead: a useless check
         raise UsageError(f"latency table {table.path} is not calibrated: run `python -m measure.lut build` with the "
                          f"same arguments first")
-    rows = validate(space, table, n=n, seed=int(cfg.seed))
-    csv_path, png_path = write_report(rows, table, space.name)
-    print(f"{n} architectures: {within(rows, 0.05):.0%} within ±5%, {within(rows, 0.10):.0%} within ±10% "
-          f"of measured ({table.name})")
+    which = str(cfg.get("set", "random"))
+    rows = validate(space, table, n=n, seed=int(cfg.seed), which=which, results_dir=cfg.results_dir)
+    csv_path, png_path = write_report(rows, table, space.name, which)
+    for name in SETS[:3]:
+        some = [r for r in rows if r["set"] == name]
+        if some:
+            print(f"{name}: {len(some)} architectures: {within(some, 0.05):.0%} within ±5%, "
+                  f"{within(some, 0.10):.0%} within ±10% of measured ({table.name})")
     speed = [r["measured_ms"] / r["measured_raw_ms"] for r in rows]  # < 1: slower than the table's reference
     print(f"the machine ran at {min(speed):.2f}-{max(speed):.2f}x the table's reference speed (probe "
           f"{PROBE}, {table.reference_ms:.3f} ms at reference); measured_ms is converted to it")

@@ -6,11 +6,14 @@ from collections.abc import Mapping
 from space import ArchSpec
 
 from .latency import MeasureError
-from .table import LatencyTable
+from .table import LatencyTable, machine_id
 
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
-        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes"}
+        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes", "accept_changed", "foreign_ok"}
+# What a result's latency record must match on a rerun: the model and the table content it rests on.
+# The table path and machine are recorded, not compared: workers elsewhere read copies of one table.
+COMPARED = ("name", "statistic", "hash")
 
 
 class LatencyModel:
@@ -22,11 +25,19 @@ class LatencyModel:
     def __call__(self, arch: ArchSpec) -> float:
         raise NotImplementedError
 
-    def prepare(self, archs, what: str = "networks") -> str | None:
-        """Make the model ready before its first number, given the networks a run would calibrate on
-        (``what`` names them in the log); returns what was done, for the log, or None for nothing.
-        Callers need not know which model they hold: a measured model has nothing to do."""
+    def prepare(self) -> str | None:
+        """Make the model ready before its first number; returns what was done, for the log, or None.
+        Callers need not know which model they hold."""
         return None
+
+    def raw_ms(self, arch: ArchSpec) -> float | None:
+        """The wall-clock ms behind the last figure for ``arch`` before conversion, when it was measured."""
+        return None
+
+    def describe(self) -> dict:
+        """What a result records about the latency model (study settings, NetAdapt's run.json
+        and summary.json); ``COMPARED`` keys must match on a rerun (``changed``)."""
+        return {"name": self.name, "source": self.source}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
@@ -43,9 +54,28 @@ class MeasuredLatency(LatencyModel):
     def __init__(self, table: LatencyTable):
         self.table = table
         self.name = f"measured:{table.backend}:t{table.threads}:{table.input_size}"
+        self._raw: dict[ArchSpec, float] = {}
 
     def __call__(self, arch: ArchSpec) -> float:
-        return self.table.measure_networks([arch])[0]["ms"]
+        timed = self.table.measure_networks([arch])[0]
+        self._raw[arch] = timed["as_timed_ms"]
+        return timed["ms"]
+
+    def raw_ms(self, arch: ArchSpec) -> float | None:
+        return self._raw.get(arch)
+
+    def prepare(self) -> str | None:
+        """Set the table's unit before the first number, so a result records the unit it is in."""
+        if not self.table.ensure_reference():
+            return None
+        ref = self.table.reference
+        return (f"set the reference speed of {self.table.path}: probe {ref['ms']:.3f} ms, median of "
+                f"{len(ref['timings'])} timings (spread {ref['spread']:.1%})")
+
+    def describe(self) -> dict:
+        t = self.table
+        return {**super().describe(), "table": str(t.path), "machine": t.machine, "statistic": t.statistic,
+                "passes": t.passes, "reference": t.reference, "hash": t.content_hash(entries=False)}
 
 
 class TableLatency(LatencyModel):
@@ -60,15 +90,40 @@ class TableLatency(LatencyModel):
     def __call__(self, arch: ArchSpec) -> float:
         return self.table.predict(arch)
 
-    def prepare(self, archs, what: str = "networks") -> str | None:
-        """Fit the table's calibration on ``archs`` unless it has one (or may not measure). Run before
-        the first prediction, or predictions within one run would mix units."""
-        if self.table.calibration_fit() is not None or not self.table.measure_missing:
+    def prepare(self) -> str | None:
+        """Calibrate the table on its fixed calibration set unless it has a fit (refused when it may not
+        measure). Run before the first prediction, so every number of a run is in one calibration."""
+        if self.table.calibration_fit() is not None:
             return None
-        archs = list(archs)
-        cal = self.table.calibrate(archs)
-        return (f"calibrated {self.table.path} on {len(archs)} {what}: scale {cal['scale']:.3f}, "
-                f"offset {cal['offset']:.3f} ms")
+        cal = self.table.ensure_calibrated()
+        return (f"calibrated {self.table.path} on {len(cal['sums_ms'])} networks: scale {cal['scale']:.3f}, "
+                f"overhead {cal['overhead_ms']:.3f} ms")
+
+    def describe(self) -> dict:
+        t, cal = self.table, self.table.calibration_fit() or {}
+        return {**super().describe(), "table": str(t.path), "machine": t.machine, "statistic": t.statistic,
+                "passes": t.passes, "reference": t.reference, "hash": t.content_hash(),
+                "calibration": {k: cal.get(k) for k in ("scale", "overhead_ms", "set")} if cal else None}
+
+
+def changed(old, new: dict) -> str | None:
+    """How the latency record ``new`` differs from the ``old`` one a result was made with, or None.
+
+    An ``old`` that is a plain name comes from before latency records: only the name is compared."""
+    if isinstance(old, str) or old is None:
+        return None if old in (None, new["name"]) else f"model {old} -> {new['name']}"
+    diff = [k for k in COMPARED if old.get(k) != new.get(k)]
+    if not diff:
+        return None
+    what = ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in diff)
+    cal_old, cal_new = old.get("calibration") or {}, new.get("calibration") or {}
+    if cal_old.get("scale") != cal_new.get("scale"):
+        what += (f" (calibration scale {cal_old.get('scale')} -> {cal_new.get('scale')}, overhead "
+                 f"{cal_old.get('overhead_ms')} -> {cal_new.get('overhead_ms')} ms)")
+    ref_old, ref_new = (old.get("reference") or {}).get("ms"), (new.get("reference") or {}).get("ms")
+    if ref_old != ref_new:
+        what += f" (reference speed {ref_old} -> {ref_new} ms)"
+    return what
 
 
 def latency_model(cfg, results_dir="results") -> LatencyModel:
@@ -82,6 +137,8 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
     source = cfg.pop("source", "lut")
     table = cfg.pop("table", None)
     measure_missing = cfg.pop("measure_missing", True)
+    cfg.pop("accept_changed", None)  # read by the callers that compare records (search, NetAdapt)
+    foreign_ok = cfg.pop("foreign_ok", False)
     opts = {k: v for k, v in cfg.items() if v is not None}
     if source not in SOURCES:
         raise MeasureError(f"unknown latency source {source!r}: use latency=lut or latency=measured")
@@ -95,4 +152,10 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
         lut = LatencyTable(path, measure_missing=bool(measure_missing), **opts)
     else:
         lut = LatencyTable.open(results_dir, measure_missing=bool(measure_missing), **opts)
+    if source == "measured" and lut.machine not in (None, machine_id()) and not foreign_ok:
+        # measured converts this machine's timings by the probe speed of the table's machine: a ratio of
+        # two machines' V3-Large timings, not a drift correction
+        raise MeasureError(f"latency table {lut.path} was made on machine {lut.machine}, not this one "
+                           f"({machine_id()}): latency=measured would rescale this machine's timings by another's "
+                           f"probe; drop latency.table to use this machine's own, or pass latency.foreign_ok=true")
     return MeasuredLatency(lut) if source == "measured" else TableLatency(lut)

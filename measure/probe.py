@@ -4,14 +4,17 @@ On a shared VM the speed of the whole machine drifts: here the fastest of six ti
 twelve networks came out 10% slower, all twelve alike, half a minute later (benchmarks/latency_lut.md).
 A table built at one speed then mispredicts networks timed at another by that much. So every timing
 the lookup table makes is bracketed by timings of the probe (MobileNetV3-Large at the table's input
-size and backend), and stored converted to the table's *reference speed*: the probe's latency when
-the table was started. Entries, calibration networks and validation networks all land in the same
-unit, "ms at the reference speed", whatever the machine did in between.
+size and backend), and stored converted to the table's *reference speed*: the median of
+``REFERENCE_TIMINGS`` probe timings taken when the table was started, with their spread kept beside it
+(one timing would make the unit of a whole table hostage to one moment of noise). Entries,
+calibration networks and validation networks all land in the same unit, "ms at the reference
+speed", whatever the machine did in between.
 """
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from space import V3_LARGE
 
@@ -19,6 +22,13 @@ from .latency import make_runner, time_runner
 
 PROBE = "v3_large"
 INTERVAL_S = 1.0  # re-time the probe after this much measuring; the drift seen here takes tens of seconds
+REFERENCE_TIMINGS = 5
+
+
+def reference(timings: Sequence[float]) -> dict:
+    """A table's unit from several probe timings: their median, and their spread ((max - min) / median)."""
+    ms = statistics.median(timings)
+    return {"ms": ms, "timings": [round(t, 5) for t in timings], "spread": round((max(timings) - min(timings)) / ms, 5)}
 
 
 class SpeedProbe:
@@ -43,6 +53,10 @@ class SpeedProbe:
         ms = self._timer() if self._timer is not None else self._time_probe()
         self._last = self._clock()
         return ms
+
+    def reference(self, n: int = REFERENCE_TIMINGS) -> dict:
+        """Time the probe ``n`` times in a row: the unit of a new table (see ``reference``)."""
+        return reference([self.time() for _ in range(n)])
 
     def _time_probe(self) -> float:
         first = self._run is None

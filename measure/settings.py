@@ -29,6 +29,8 @@ class LatencySettings(Settings):
     max_rounds: int = integer(4, ge=1)
     statistic: str = choice("p10", STATISTICS)
     passes: int = integer(2, ge=1)
+    accept_changed: bool = flag(False)
+    foreign_ok: bool = flag(False)
 
 
 @register
@@ -40,7 +42,7 @@ class LutConfig(Settings):
     space_file: str | None = text(None, example="my_space.yaml")
     n: int = integer(50, ge=1)
     seed: int = integer(0, ge=0)
-    calibrate: int = integer(12, ge=0)
+    set: str = choice("random", ("random", "references", "netadapt", "all"))
     latency: LatencySettings = field(default_factory=LatencySettings)
     space: Any = None
 

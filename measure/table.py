@@ -8,9 +8,10 @@ A network costs stem + blocks + head, each an *entry* keyed by everything that s
 
 An entry is that part built alone (with the same ``space.model`` classes as the network) and timed
 with the ``measure_latency`` protocol on an input of its own shape. A prediction is
-``scale * sum(entries) + offset``; the calibration (scale, offset) is a least-squares fit of measured
-end-to-end latency on the sum for a few networks, stored in the table, because timing parts alone
-adds a per-call overhead and misses cache effects between parts.
+``scale * sum(entries) + overhead``, fitted on a fixed set of networks timed end to end
+(``measure.calibration``: relative error, overhead >= 0) and stored in the table, because timing parts
+alone adds a per-call overhead and misses cache effects between parts. A table without a fit for the
+current calibration set predicts nothing: it calibrates first, or, when it may not measure, is refused.
 
 Every entry is timed in ``passes`` shuffled sweeps over the entries being filled, and keeps the
 fastest: a colleague's job that slows one sweep down for a second or two rarely lands on the same
@@ -44,6 +45,7 @@ from pathlib import Path
 from core.files import write_atomic
 from space import ArchSpec
 
+from . import calibration as calib
 from .entries import Entry, arch_entries, network_entry
 from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
 from .probe import PROBE, SpeedProbe
@@ -82,7 +84,7 @@ class LatencyTable:
     def __init__(self, path, *, backend: str = "onnxruntime", threads: int = 1, input_size: int = 224,
                  batch: int = 1, channels_last: bool = False, measure_missing: bool = True,
                  warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05, max_rounds: int = 4,
-                 statistic: str = "p10", passes: int = 2):
+                 statistic: str = "p10", passes: int = 2, calibration_archs: list[ArchSpec] | None = None):
         self.path = Path(path)
         self.backend = check_backend(backend)
         self.statistic = check_statistic(statistic)  # which figure of an entry predictions sum
@@ -95,8 +97,11 @@ class LatencyTable:
                          "max_rounds": max_rounds}
         self.entries: dict[str, dict] = {}
         self.calibration: dict | None = None
-        self.reference_ms: float | None = None  # the probe's latency that defines the table's unit
+        self.reference: dict | None = None  # the probe's latency that defines the table's unit (measure.probe)
+        self.machine: str | None = None  # where the table was started (kept when the file is copied elsewhere)
         self._probe: SpeedProbe | None = None
+        self._calibration_archs = calibration_archs  # None: ``measure.calibration.calibration_set()``
+        self._set_id: str | None = None
         self.measurements = 0
         self._load()
 
@@ -109,13 +114,18 @@ class LatencyTable:
                    channels_last=channels_last, **kw)
 
     @property
+    def reference_ms(self) -> float | None:
+        return None if self.reference is None else self.reference["ms"]
+
+    @property
     def name(self) -> str:
         return f"lut:{self.backend}:t{self.threads}:{self.input_size}"
 
     # -- disk ------------------------------------------------------------------------------------
     def _header(self) -> dict:
-        return {"format": FORMAT, "machine": machine_id(), "backend": self.backend, "threads": self.threads,
-                "input_size": self.input_size, "batch": self.batch, "channels_last": self.channels_last}
+        return {"format": FORMAT, "machine": self.machine or machine_id(), "backend": self.backend,
+                "threads": self.threads, "input_size": self.input_size, "batch": self.batch,
+                "channels_last": self.channels_last}
 
     def _load(self) -> None:
         if not self.path.is_file():
@@ -133,12 +143,14 @@ class LatencyTable:
                 raise MeasureError(f"latency table {self.path} holds {k}={data[k]}, not {getattr(self, k)}: "
                                    f"set latency.{k}={data[k]} or use another table")
         self.entries.update(data.get("entries", {}))
+        self.machine = data.get("machine") or self.machine
         self.calibration = data.get("calibration") or self.calibration
-        self.reference_ms = data.get("reference", {}).get("ms", self.reference_ms)
+        if (data.get("reference") or {}).get("ms") is not None:
+            self.reference = {k: v for k, v in data["reference"].items() if k != "probe"}
 
     def _save(self) -> None:
         data = {**self._header(), "protocol": {**self.protocol, "passes": self.passes}, "calibration": self.calibration,
-                "reference": {"probe": PROBE, "ms": self.reference_ms},
+                "reference": {"probe": PROBE, **(self.reference or {"ms": None})},
                 "entries": dict(sorted(self.entries.items()))}
         write_atomic(self.path, json.dumps(data, indent=1))
 
@@ -215,10 +227,32 @@ class LatencyTable:
         if self._probe is None:
             self._probe = SpeedProbe(backend=self.backend, threads=self.threads, input_size=self.input_size,
                                      batch=self.batch, channels_last=self.channels_last)
-        ms = self._probe.time()
-        if self.reference_ms is None:  # the table's first probe timing sets its unit for good
-            self.reference_ms = ms
-        return ms
+        if self.reference is None:  # a new table: its unit, set for good from several probe timings
+            self.reference = self._probe.reference()
+            return self.reference["ms"]
+        return self._probe.time()
+
+    def ensure_reference(self) -> bool:
+        """Set (and save) the table's unit now if it has none; True when it was set by this call."""
+        if self.reference is not None:
+            return False
+        with self._locked():
+            if self.reference is not None:  # another process set it while we waited
+                return False
+            self._probe_ms()
+            self._save()
+        return True
+
+    def content_hash(self, *, entries: bool = True) -> str:
+        """A short hash of what this table's numbers rest on: its unit (reference), its calibration and
+        (``entries``) the timings the calibration was fitted on. Other entries are left out: the table
+        grows while runs measure, and a new entry changes no earlier prediction. ``measured`` models
+        rest on the unit alone (``entries=False``)."""
+        parts = {"reference": self.reference}
+        if entries:
+            parts["calibration"] = self.calibration
+            parts["entries"] = {k: self.entries.get(k) for k in sorted(self.calibration_keys())}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
     def _refuse(self, entry: Entry) -> None:
         if not self.measure_missing:
@@ -240,14 +274,35 @@ class LatencyTable:
 
     def predict(self, arch: ArchSpec) -> float:
         """Predicted end-to-end latency of ``arch`` in ms: calibrated sum of its entries."""
-        total = self.raw_sum(arch)
-        cal = self.calibration_fit() or {"scale": 1.0, "offset": 0.0}
-        return cal["scale"] * total + cal["offset"]
+        cal = self.calibration_fit() or self.ensure_calibrated()
+        return cal["scale"] * self.raw_sum(arch) + cal["overhead_ms"]
+
+    @property
+    def calibration_archs(self) -> list[ArchSpec]:
+        if self._calibration_archs is None:
+            self._calibration_archs = calib.calibration_set()
+        return self._calibration_archs
 
     def calibration_fit(self) -> dict | None:
-        # A calibration fitted on another statistic does not apply to this one.
+        """The stored fit, if it was made on the current calibration set for this statistic (a fit of an
+        older bneck, of another set or of another statistic does not apply)."""
         cal = self.calibration
-        return cal if cal and cal.get("statistic", "median") == self.statistic else None
+        if self._set_id is None:
+            self._set_id = calib.set_id(self.calibration_archs)
+        ok = cal and cal.get("statistic") == self.statistic and cal.get("set") == self._set_id and "overhead_ms" in cal
+        return cal if ok else None
+
+    def ensure_calibrated(self, progress=None) -> dict:
+        """The fit, made now on the calibration set when missing; refused when the table may not measure."""
+        cal = self.calibration_fit()
+        if cal is not None:
+            return cal
+        if not self.measure_missing:
+            raise MeasureError(f"latency table {self.path} is not calibrated for this bneck (no fit on its "
+                               f"calibration set, statistic {self.statistic}) and latency.measure_missing is false: "
+                               f"calibrate it on the target machine with `python -m measure.lut build +space=<name> "
+                               f"latency.table={self.path}`")
+        return self.calibrate(progress=progress)
 
     def measure_networks(self, archs: list[ArchSpec], progress=None) -> list[dict]:
         """Time each of ``archs`` end to end as entries are timed (fastest of ``passes`` shuffled sweeps,
@@ -267,23 +322,34 @@ class LatencyTable:
             out.append({"ms": fastest[self.statistic], "as_timed_ms": fastest[self.statistic] / fastest["factor"]})
         return out
 
-    def calibrate(self, archs: Iterable[ArchSpec], progress=None) -> dict:
-        """Fit measured = scale * sum + offset on ``archs`` measured end to end, and store it.
+    def calibrate(self, archs: Iterable[ArchSpec] | None = None, progress=None) -> dict:
+        """Fit measured = scale * sum + overhead (``measure.calibration.fit``) on ``archs`` (default: the
+        calibration set) measured end to end, and store it.
 
         The networks' timings are entries of the table (``net_...``): a build fills them in the same
         sweeps as the blocks, so both see the same spells of the machine, and a resumed build keeps them.
+        The fit is a function of those stored timings only, so whoever computes it gets the same one.
         """
-        archs = list(archs)
+        archs = list(self.calibration_archs if archs is None else archs)
         nets = [network_entry(a, self.input_size) for a in archs]
-        self.fill(nets, progress)
+        parts = [e for a in archs for e in arch_entries(a, self.input_size)]
+        self.fill(parts + nets, progress)
         sums = [self.raw_sum(a) for a in archs]
         measured = [self.entries[e.key][self.statistic] for e in nets]
-        scale, offset = _fit(sums, measured)
+        scale, overhead = calib.fit(sums, measured)
+        errors = [round((scale * s + overhead) / m - 1, 5) for s, m in zip(sums, measured)]
         with self._locked():
-            self.calibration = {"scale": scale, "offset": offset, "statistic": self.statistic, "sums_ms": sums,
-                                "measured_ms": measured}
+            self.calibration = {"scale": scale, "overhead_ms": overhead, "statistic": self.statistic,
+                                "set": calib.set_id(archs), "fit": "relative error, overhead >= 0",
+                                "sums_ms": sums, "measured_ms": measured, "errors": errors}
             self._save()
         return self.calibration
+
+    def calibration_keys(self) -> set[str]:
+        """The entries the calibration rests on: every part of every calibration network, and the networks."""
+        archs = self.calibration_archs
+        return ({e.key for a in archs for e in arch_entries(a, self.input_size)}
+                | {network_entry(a, self.input_size).key for a in archs})
 
 
 def _passes(record: dict | None) -> int:
@@ -300,15 +366,3 @@ def _with_pass(record: dict | None, timing: dict) -> dict:
     """``record`` with one more timing; an entry's figures are the fastest of its passes."""
     passes = (record["passes"] if record else []) + [timing]
     return {"p10": min(t["p10"] for t in passes), "median": min(t["median"] for t in passes), "passes": passes}
-
-
-def _fit(x: list[float], y: list[float]) -> tuple[float, float]:
-    """Least-squares line y = a x + b; a pure ratio (b = 0) when the x values do not spread."""
-    n = len(x)
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((xi - mx) ** 2 for xi in x)
-    if n >= 3 and sxx > 1e-9 * mx * mx:
-        a = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
-        if a > 0 and my - a * mx > -0.5 * my:  # a sane line; noise on a narrow range can tilt it
-            return a, my - a * mx
-    return my / mx, 0.0

@@ -69,8 +69,7 @@ class NetAdapt:
                                                              cfg.get("start_trial"))):
             cfg = {**cfg, "weights": str(w)}  # a supernet trial's exported weights (search.supernet export)
         data = load_data(cfg.get("data") or {})
-        latency = prepared(latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results")))),
-                              start[0], log)
+        latency = prepared(latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results")))), log)
         estimator = make_estimator(cfg.get("accuracy"), data, train_cfg)
         start_model, note = None, ""
         if cfg.get("weights"):  # read now: a bad file must fail before the run folder exists
@@ -95,6 +94,8 @@ class NetAdapt:
         self.start, start_name = start
         results_dir = Path(str(cfg.get("results_dir", "results")))
         self.latency = memo(latency)
+        self.latency_record = latency.describe()  # table, content hash, calibration, unit (measure.model)
+        self.accept_changed = bool((cfg.get("latency") or {}).get("accept_changed", False))
         self.input_size = int((cfg.get("latency") or {}).get("input_size", 224))
         self.cost = resource_fn(self.resource_name, self.latency, self.input_size)
         self.cost0 = self.cost(self.start)
@@ -107,7 +108,7 @@ class NetAdapt:
         self.folder = RunFolder(results_dir / "netadapt" / str(run_name))
         self.settings = {
             "start": format_arch(self.start), "weights": str(self.weights) if self.weights else None,
-            "data": dict(cfg.get("data") or {}), "latency": self.latency.name, "resource": self.resource_name,
+            "data": dict(cfg.get("data") or {}), "latency": self.latency_record, "resource": self.resource_name,
             "budget": cfg.get("budget"), "budget_ms": cfg.get("budget_ms"), "step": self.step,
             "short_steps": self.short_steps, "pretrain_epochs": self.pretrain_epochs,
             "long_epochs": self.long_epochs, "select": self.select, "seed": self.seed,
@@ -163,11 +164,13 @@ class NetAdapt:
         from measure import costs
 
         c = costs(arch, self.latency, input_size=self.input_size)
-        return {"arch": format_arch(arch), "latency_ms": round(c.latency_ms, 5), "macs": c.macs}
+        raw = {} if c.latency_raw_ms is None else {"latency_raw_ms": round(c.latency_raw_ms, 5)}
+        return {"arch": format_arch(arch), "latency_ms": round(c.latency_ms, 5), **raw, "macs": c.macs}
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        if not self.folder.check_settings(self.settings):  # a new run; else the same run, resumed
+        resumed = self.folder.check_settings(self.settings, accept_changed_latency=self.accept_changed, log=self.log)
+        if not resumed:  # a new run; else the same run, resumed
             self.folder.create(self.settings)
         history = self.folder.history()
         if history:
@@ -280,12 +283,13 @@ class NetAdapt:
         save_torch(f.path("final.pt"), model.state_dict())
         last = history[-1]
         summary = {
-            "start": {k: history[0].get(k) for k in ("arch", "latency_ms", "macs", "top1", "test_top1", "train_steps")},
+            "start": {k: history[0].get(k) for k in ("arch", "latency_ms", "latency_raw_ms", "macs", "top1",
+                                                      "test_top1", "train_steps") if k in history[0]},
             "final": {**self._point(arch), "top1": res.top1, "test_top1": res.test_top1,
                       "top1_before_long": last["top1"],
                       "iterations": last["iteration"], "train_steps": last["train_steps"] + res.steps},
             "budget": self.target, "resource": self.resource_name, "latency_model": self.latency.name,
-            "reached_budget": last["cost"] <= self.target, "stopped": stopped,
+            "latency": self.latency_record, "reached_budget": last["cost"] <= self.target, "stopped": stopped,
             "protocol": self._protocol(),
             "references": self._references(),
         }
@@ -304,6 +308,8 @@ class NetAdapt:
                 self.log(f"netadapt: {name} is not marked on the plot: {str(e).splitlines()[0]}")
                 c = costs(arch, input_size=self.input_size)
             out[name] = {"latency_ms": None if c.latency_ms is None else round(c.latency_ms, 5), "macs": c.macs}
+            if c.latency_raw_ms is not None:
+                out[name]["latency_raw_ms"] = round(c.latency_raw_ms, 5)
         return out
 
     def _baseline(self, history: list[dict], summary: dict) -> dict:

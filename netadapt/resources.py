@@ -32,16 +32,14 @@ def memo(latency):
         return cache[arch]
 
     cost.name = latency.name
+    cost.raw_ms = latency.raw_ms  # the figure as timed, kept by the model for the one measurement
     return cost
 
 
-def prepared(model, start, log):
-    """``model``, prepared first on the start network at five widths (a lookup table calibrates on them,
-    once per table): the networks NetAdapt visits are thinner copies of the start."""
-    from space import scale_width
-
-    archs = [scale_width(start, m) for m in (0.35, 0.5, 0.75, 0.9)] + [start]
-    done = model.prepare(archs, "widths of the start network")
+def prepared(model, log):
+    """``model``, prepared before its first number (a lookup table calibrates on its fixed set, the same
+    whichever command touches the table first)."""
+    done = model.prepare()
     if done:
         log(done)
     return model

@@ -36,11 +36,15 @@ class RunFolder:
         return self.folder / name
 
     # -- settings: a rerun must ask for the same run ---------------------------------------------
-    def check_settings(self, settings: dict) -> bool:
+    def check_settings(self, settings: dict, *, accept_changed_latency: bool = False, log=print) -> bool:
         """True when the folder holds a run started with ``settings``; False when it is new.
 
-        Raises when it holds a different run, so a changed command never mixes two runs.
+        Raises when it holds a different run, so a changed command never mixes two runs. A latency table
+        that changed since (``measure.model.changed``) is refused with its own message unless
+        ``accept_changed_latency``: then run.json takes the new record and keeps the old in ``latency_history``.
         """
+        from measure.model import changed
+
         p = self.path(SETTINGS)
         if not p.is_file():
             return False
@@ -49,12 +53,23 @@ class RunFolder:
         except json.JSONDecodeError:
             raise NetAdaptError(f"{p} is unreadable: remove {self.folder} to start over") from None
         # "protocol" is derived from the other settings (recorded for plots): compared through them.
-        diff = sorted(k for k in (set(old) | set(settings)) - {"protocol"} if old.get(k) != settings.get(k))
-        if diff and not (self.path(HISTORY).is_file() or self.path(CHECKPOINT).is_file()):
+        diff = sorted(k for k in (set(old) | set(settings)) - {"protocol", "latency", "latency_history"}
+                      if old.get(k) != settings.get(k))
+        latency = changed(old.get("latency"), settings["latency"]) if "latency" in settings else None
+        started = self.path(HISTORY).is_file() or self.path(CHECKPOINT).is_file()
+        if (diff or latency) and not started:
             return False  # a run that failed before its first result (a NaN, say): nothing to protect
         if diff:
             raise NetAdaptError(f"{self.folder} holds a run with other settings ({', '.join(diff)}): "
                                 "rerun with the same settings to resume, or pass another run_name")
+        if latency and not accept_changed_latency:
+            raise NetAdaptError(f"the latency table of {self.folder} changed since the run started ({latency}): "
+                                "restore it, pass latency.accept_changed=true to resume with it (the start's cost, "
+                                "target and delta stay the first run's), or pass another run_name")
+        if latency:
+            kept = {**settings, "latency_history": [*old.get("latency_history", []), old.get("latency")]}
+            write_atomic(p, json.dumps(kept, indent=2, sort_keys=True) + "\n")
+            log(f"{self.folder}: latency table changed ({latency}); accepted (latency.accept_changed=true)")
         return True
 
     def create(self, settings: dict) -> None:

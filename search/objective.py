@@ -61,6 +61,8 @@ class Objective:
             c.latency_ms = round(c.latency_ms, 5)  # the value reported is the value stored
             for key, value in (("latency_ms", c.latency_ms), ("macs", c.macs), ("params", c.params)):
                 trial.set_user_attr(key, value)
+            if c.latency_raw_ms is not None:  # measured: the wall-clock figure before conversion, beside it
+                trial.set_user_attr("latency_raw_ms", round(c.latency_raw_ms, 5))
             # Same set of constraints on every trial, set before training: samplers need both.
             if self.max_latency_ms is not None:
                 trial.set_constraint("latency_ms", c.latency_ms - self.max_latency_ms)
@@ -90,6 +92,7 @@ class Objective:
         start = time.perf_counter()
         c = self.costs(arch)
         out = {"arch": format_arch(arch), "top1": None, "test_top1": None, "latency_ms": round(c.latency_ms, 5),
+               "latency_raw_ms": None if c.latency_raw_ms is None else round(c.latency_raw_ms, 5),
                "macs": c.macs, "params": c.params, "failure": ""}
         try:
             acc = self.estimator(arch, label)

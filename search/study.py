@@ -46,7 +46,9 @@ from .storage import new_worker_id, open_storage, recover
 # would not be comparable. n_trials, seed, sampler and storage may change between runs. The stored
 # "accuracy" protocol (the estimator and its budget; accuracy=train's derives from data and train,
 # accuracy=supernet's names its supernet) is compared too, so a study never mixes estimators.
-BOUND = ("space", "objective", "data", "latency", "train", "target_ms", "w", "max_latency_ms", "max_macs", "accuracy")
+# The latency record (table, content hash, calibration, unit) is compared apart: a changed table has a
+# message and an override of its own (latency.accept_changed).
+BOUND = ("space", "objective", "data", "train", "target_ms", "w", "max_latency_ms", "max_macs", "accuracy")
 
 
 @dataclass
@@ -114,7 +116,7 @@ class Search:
             tc.pop(k, None)
         return {"space": self.space.name, "objective": self.mode,
                 "data": {k: v for k, v in _plain(self.cfg.data).items() if k != "root"},
-                "latency": self.latency.name, "train": tc, "accuracy": self.estimator.protocol(),
+                "latency": self.latency.describe(), "train": tc, "accuracy": self.estimator.protocol(),
                 "target_ms": self.cfg.get("target_ms"), "w": float(self.cfg.w) if self.mode == "mnas" else None,
                 **self.limits}
 
@@ -152,6 +154,7 @@ class Search:
                 k = diff[0]
                 raise SearchError(f"study {study.study_name} was run with {k}={_short(theirs.get(k))}, not "
                                   f"{_short(ours.get(k))}: use the same settings or pass another study_name")
+            self._check_latency(study, attrs["settings"], mine)
         else:
             study.set_user_attr("settings", mine)
         ref = self.space.reference
@@ -165,6 +168,20 @@ class Search:
         if ref is not None and not any(t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False)):
             # First, so every front is compared with the network it should beat.
             study.enqueue_trial(self.space.params_of(ref), user_attrs={"reference": ref.name or self.space.name})
+
+    def _check_latency(self, study: optuna.Study, theirs: dict, mine: dict) -> None:
+        """Refuse a latency table that changed since the study started, unless latency.accept_changed=true:
+        then the new record is bound and the old one kept in the study user attribute ``latency_history``."""
+        what = measure.model.changed(theirs.get("latency"), mine["latency"])
+        if what is None:
+            return
+        if not self.cfg.latency.get("accept_changed", False):
+            raise SearchError(f"the latency table of study {study.study_name} changed since it started ({what}): "
+                              f"restore it, pass latency.accept_changed=true to go on with it, or pass another "
+                              f"study_name")
+        study.set_user_attr("latency_history", [*study.user_attrs.get("latency_history", []), theirs.get("latency")])
+        study.set_user_attr("settings", {**theirs, "latency": mine["latency"]})
+        print(f"study {study.study_name}: latency table changed ({what}); accepted (latency.accept_changed=true)")
 
     def _input_size(self) -> int:
         return int(self.cfg.latency.get("input_size") or 224)
@@ -227,12 +244,9 @@ class Search:
         return out
 
     def calibrate_latency(self) -> None:
-        """Let the latency model prepare on the space's calibration networks (a lookup table calibrates
-        on them, as ``measure.lut build`` would) before any prediction, so trial latencies are end-to-end
-        ms from the first."""
-        from measure.lut import calibration_archs
-
-        done = self.latency.prepare(calibration_archs(self.space), f"networks ({self.space.name} and anchors)")
+        """Let the latency model prepare before any number (a lookup table calibrates on its fixed set,
+        as ``measure.lut build`` would), so trial latencies are end-to-end ms from the first."""
+        done = self.latency.prepare()
         if done:
             print(done, flush=True)
 

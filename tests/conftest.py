@@ -12,6 +12,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("BNECK_FIXTURES", REPO.parent / "shared" / "fixtures"))
 _BUNDLED = REPO / "tests" / "fixtures"
+# Latency tables made by tests calibrate on two tiny networks, not the full set (a minute per fresh
+# table); inherited by the commands tests start. The full set is tested on its own (test_measure).
+os.environ.setdefault("BNECK_CALIBRATION_SET", "quick")
 
 
 @pytest.fixture(scope="session")

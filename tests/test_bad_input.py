@@ -39,6 +39,10 @@ def world(tmp_path_factory):
     good = (results / "search" / "v3_small" / "done" / "study.log").read_text().splitlines(keepends=True)
     (bad_study / "study.log").write_text(good[0] + "{this is not json\n" + "".join(good[1:]))
     (root / "bad.json").write_text('{"stem": 16, "blocks": [')
+    (root / "foreign.json").write_text('{"format": 2, "machine": "elsewhere-0123abcd", "backend": "onnxruntime", '
+                                       '"threads": 1, "input_size": 32, "reference": {"ms": 3.0}, "entries": {}}')
+    (root / "uncalibrated.json").write_text('{"format": 2, "backend": "onnxruntime", "threads": 1, "input_size": 32, '
+                                            '"calibration": null, "reference": {"ms": 3.0}, "entries": {}}')
     (root / "state.pt").write_bytes(b"not a state dict")
     for c in "ab":
         (root / "imgs" / c).mkdir(parents=True)
@@ -122,6 +126,11 @@ CASES = [
      "unknown accuracy 'oracle'"),
     ("unreadable latency table", _search_main, ["+space=v3_small", "latency.table={root}/bad.json"],
      "bad.json is unreadable"),
+    ("uncalibrated latency table", _search_main, ["+space=v3_small", "latency=lut",
+                                                  "latency.table={root}/uncalibrated.json", "latency.measure_missing=false"],
+     "uncalibrated.json is not calibrated"),
+    ("measured with another machine's table", _search_main, ["+space=v3_small", "latency.table={root}/foreign.json"],
+     "made on machine elsewhere-0123abcd"),
     ("cifar10 without root", _search_main, ["+space=v3_small", "data=cifar10"], "data.root is not set"),
     ("unreachable storage", _search_main, ["+space=v3_small", "storage=postgresql://u:pw@127.0.0.1:9/db"],
      "cannot open storage"),
@@ -235,6 +244,8 @@ def test_bad_input(world, capsys, name, main, argv, words):
     base = {_search_main: SEARCH, _netadapt_main: NETADAPT}.get(main, [])
     if any(a.startswith("data=") for a in argv):  # another dataset: drop the synthetic one's keys
         base = [a for a in base if not a.startswith("data")]
+    if any(a.startswith("latency=") for a in argv):  # another latency model
+        base = [a for a in base if not a.startswith("latency=")]
     argv = [a.format(root=world, results=results) for a in argv]
     extra = [] if main is _show_main or any(a.startswith("results_dir=") for a in argv) else [f"results_dir={results}"]
     before = _snapshot(world)

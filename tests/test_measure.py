@@ -99,9 +99,9 @@ def test_table_is_written_reused_and_predicts(tmp_path):
     cfg = {"source": "lut", "input_size": 32, **FAST}
     model = latency_model(cfg, tmp_path)
     assert model.name == "lut:onnxruntime:t1:32" and model.source == "lut"
-    first = model(TINY)
+    first = model(TINY)  # calibrates first: the (quick) calibration set holds TINY, so nothing else is timed
     assert first > 0
-    assert model.table.measurements == 4  # stem, 2 blocks, head
+    assert model.table.measurements == len(model.table.calibration_keys())
     path = model.table.path
     assert path.is_file() and path.is_relative_to(tmp_path / "lut" / measure.machine_id())
     again = latency_model(cfg, tmp_path)
@@ -124,7 +124,7 @@ def test_two_tables_on_one_file_keep_each_others_entries(tmp_path):
 
 def test_explicit_table_without_entry_and_no_measuring_fails_clearly(tmp_path):
     table = latency_model({"input_size": 32, **FAST}, tmp_path).table
-    table.raw_sum(TINY)
+    table.calibrate()
     cfg = {"input_size": 32, "table": str(table.path), "measure_missing": False}
     model = latency_model(cfg, "/nonexistent")
     assert model(TINY) > 0  # present entries only: fine
@@ -139,9 +139,11 @@ def test_explicit_table_without_entry_and_no_measuring_fails_clearly(tmp_path):
 def test_measured_source_and_costs(tmp_path):
     model = latency_model({"source": "measured", "backend": "torch", "input_size": 32, **FAST}, tmp_path)
     assert model.name == "measured:torch:t1:32"
-    assert model.prepare([TINY]) is None and not model.table.path.exists()  # nothing to prepare, nothing timed
+    assert model.prepare().startswith(f"set the reference speed of {model.table.path}: probe ")  # its unit
+    assert model.prepare() is None
     c = measure.costs(TINY, model, input_size=32)
     assert c.params == count_params(TINY) and c.macs == count_macs(TINY, 32) and c.latency_ms > 0
+    assert c.latency_raw_ms > 0  # as timed, before conversion to the table's unit
     saved = json.loads(model.table.path.read_text())  # the unit is kept for the next call; no entries
     assert saved["reference"]["ms"] > 0 and saved["entries"] == {}
     again = latency_model({"source": "measured", "backend": "torch", "input_size": 32, **FAST}, tmp_path)
@@ -160,21 +162,44 @@ def _space_file(tmp_path):
 def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     args = [f"space_file={_space_file(tmp_path)}", f"results_dir={tmp_path}", "latency.input_size=32",
             "latency.repeats=5", "latency.warmup=1", "latency.max_rounds=1"]
-    assert lut_main(["build", *args, "calibrate=3"]) == 0
+    assert lut_main(["build", *args]) == 0
     out = capsys.readouterr().out
-    # stem, 2 + 4 blocks, head; the 8-point space draws two equal networks, beside the three anchors
-    assert "8 entries and 5 calibration networks (" in out
+    assert "8 entries and 2 calibration networks (" in out  # stem, 2 + 4 blocks, head; the (quick) fixed set
     data = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())
-    assert data["calibration"]["scale"] > 0
-    assert lut_main(["build", *args, "calibrate=3"]) == 0
+    assert data["calibration"]["scale"] > 0 and data["calibration"]["overhead_ms"] >= 0
+    assert lut_main(["build", *args]) == 0
     assert "(0 timed now)" in capsys.readouterr().out
     assert lut_main(["validate", *args, "n=3"]) == 0
     out = capsys.readouterr().out
     assert "within ±5%" in out and "within ±10%" in out
     csv = next((tmp_path / "lut").rglob("validate_tiny_*.csv")).read_text().splitlines()
-    assert csv[0] == "arch,predicted_ms,measured_ms,error,measured_raw_ms" and len(csv) == 4
+    assert csv[0] == "arch,predicted_ms,measured_ms,error,measured_raw_ms,set" and len(csv) == 4
+    assert all(line.endswith(",random") for line in csv[1:])
     assert next((tmp_path / "lut").rglob("validate_tiny_*.png")).stat().st_size > 0
     assert {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()} == {"lut", "tiny.yaml"}
+
+
+def test_validate_sets_references_widths_and_netadapt_finals(tmp_path, monkeypatch, capsys):
+    from measure.lut import validation_archs
+    from space import to_json
+
+    FakeMachine().install(monkeypatch)
+    space = load_space(_space_file(tmp_path))
+    refs = validation_archs("references", space, 3, 0, tmp_path)
+    assert [a for _, a in refs] == [scale_width(r, m) for r in (V3_SMALL, V3_LARGE) for m in (0.5, 0.75, 1, 1.25)]
+    with pytest.raises(UsageError, match=r"no NetAdapt run under .* has a final\.json"):
+        validation_archs("netadapt", space, 3, 0, tmp_path)
+    (tmp_path / "netadapt" / "run1").mkdir(parents=True)
+    (tmp_path / "netadapt" / "run1" / "final.json").write_text(to_json(TINY) + "\n")
+    assert validation_archs("netadapt", space, 3, 0, tmp_path) == [("netadapt", TINY)]
+    assert [s for s, _ in validation_archs("all", space, 2, 0, tmp_path)] == ["random"] * 2 + ["references"] * 8 + [
+        "netadapt"]
+    args = [f"space_file={_space_file(tmp_path)}", f"results_dir={tmp_path}", "latency.input_size=32"]
+    assert lut_main(["build", *args]) == 0
+    assert lut_main(["validate", *args, "set=netadapt"]) == 0
+    assert "netadapt: 1 architectures: " in capsys.readouterr().out
+    rows = next((tmp_path / "lut").rglob("validate_tiny_netadapt_*.csv")).read_text().splitlines()
+    assert rows[1].startswith(format_arch(TINY) + ",") and rows[1].endswith(",netadapt") and len(rows) == 2
 
 
 def test_cli_usage_errors(tmp_path):
@@ -283,16 +308,19 @@ def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, m
 
     keys = [e.key for e in arch_entries(TINY, 32)]
     raw = dict(zip(keys, (1.0, 2.0, 0.5, 4.0)))  # x 0.75 or 0.5: exact in binary
-    # Probe 3 ms at the start (the table's reference), 5 ms after two entries (the clock passed the
-    # 1 s interval), 7 ms after the last two: factors 3 / mean(3, 5) = 0.75, then 3 / mean(5, 7) = 0.5.
-    machine = ScriptedMachine([3.0, 5.0, 7.0], raw, seconds_per_timing=0.6)
+    # Probe timed five times at the start: the table's reference is their median, 3 ms, with their spread
+    # (3.5 - 2.75) / 3 = 0.25. Then 5 ms after two entries (the clock passed the 1 s interval), 7 ms after
+    # the last two: factors 3 / mean(3, 5) = 0.75, then 3 / mean(5, 7) = 0.5.
+    machine = ScriptedMachine([3.5, 2.75, 3.0, 3.25, 2.875, 5.0, 7.0], raw, seconds_per_timing=0.6)
     table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
     machine.install(monkeypatch, table)
     total = table.raw_sum(TINY)
-    assert machine.probe_calls == 3 and sorted(machine.timed) == sorted(keys)
+    assert machine.probe_calls == 7 and sorted(machine.timed) == sorted(keys)
     factor = {k: 0.75 if i < 2 else 0.5 for i, k in enumerate(machine.timed)}  # by the order they were timed
     saved = json.loads((tmp_path / "t.json").read_text())
-    assert saved["reference"]["ms"] == 3.0 and table.reference_ms == 3.0
+    assert saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.5, 2.75, 3.0, 3.25, 2.875],
+                                  "spread": 0.25}
+    assert table.reference_ms == 3.0
     for k in keys:
         f = factor[k]
         assert saved["entries"][k] == {"p10": raw[k] * f, "median": 2 * raw[k] * f, "passes": [
@@ -320,6 +348,9 @@ def test_probe_is_due_only_once_its_interval_has_passed():
                        interval_s=1.0, clock=lambda: now[0], timer=lambda: 2.5)
     assert probe.due()  # never timed
     assert probe.time() == 2.5 and not probe.due()
+    timings = iter([2.0, 2.5, 1.5, 4.0, 2.25])
+    probe._timer = lambda: next(timings)
+    assert probe.reference() == {"ms": 2.25, "timings": [2.0, 2.5, 1.5, 4.0, 2.25], "spread": round(2.5 / 2.25, 5)}
     now[0] = 100.999
     assert not probe.due()
     now[0] = 101.0
@@ -335,10 +366,10 @@ def _write_table(path, entries: dict[str, float]) -> None:
                                 "reference": {"probe": "v3_large", "ms": 3.0}, "entries": records}))
 
 
-def test_calibration_recovers_a_known_scale_and_offset_and_predicts_with_it(tmp_path):
+def test_calibration_recovers_a_known_scale_and_overhead_and_predicts_with_it(tmp_path):
     from measure.entries import arch_entries, network_entry
 
-    scale, offset = 1.25, 0.5  # end-to-end = scale * sum of entries + offset, exactly
+    scale, overhead = 1.25, 0.5  # end-to-end = scale * sum of entries + overhead, exactly
     archs = [TINY, TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]]),
              TINY.with_blocks([BlockSpec(5, 24, 8), TINY.blocks[1]]),
              TINY.with_blocks([TINY.blocks[0], BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 48, 16)])]
@@ -347,19 +378,65 @@ def test_calibration_recovers_a_known_scale_and_offset_and_predicts_with_it(tmp_
     entry_ms = {k: 0.1 * (i + 1) for i, k in enumerate(keys)}  # distinct, known
     sums = [sum(entry_ms[e.key] for e in arch_entries(a, 32)) for a in archs]
     assert len(set(sums)) == len(archs)  # the sums spread: a line is fitted, not a ratio
-    nets = {network_entry(a, 32).key: scale * s + offset for a, s in zip(archs, sums)}
+    nets = {network_entry(a, 32).key: scale * s + overhead for a, s in zip(archs, sums)}
     _write_table(tmp_path / "t.json", {**entry_ms, **nets})
-    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False)  # may not time
-    cal = table.calibrate(archs)
-    assert cal["scale"] == pytest.approx(scale, rel=1e-9) and cal["offset"] == pytest.approx(offset, rel=1e-9)
+    opts = {"input_size": 32, "passes": 1, "measure_missing": False, "calibration_archs": archs}  # may not time
+    table = LatencyTable(tmp_path / "t.json", **opts)
+    cal = table.calibrate()
+    assert cal["scale"] == pytest.approx(scale, rel=1e-9) and cal["overhead_ms"] == pytest.approx(overhead, rel=1e-9)
     assert cal["sums_ms"] == pytest.approx(sums, rel=1e-12) and cal["measured_ms"] == list(nets.values())
+    assert cal["errors"] == pytest.approx([0] * 4, abs=1e-9)
     unseen_sum = sum(entry_ms[e.key] for e in arch_entries(unseen, 32))
-    assert table.predict(unseen) == pytest.approx(scale * unseen_sum + offset, rel=1e-9)
-    again = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False)  # stored with the table
-    assert again.predict(unseen) == pytest.approx(scale * unseen_sum + offset, rel=1e-9)
-    # Fitted on p10: a table read with another statistic does not apply it (it predicts the raw sum).
-    median = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False, statistic="median")
-    assert median.calibration_fit() is None and median.predict(unseen) == pytest.approx(unseen_sum, rel=1e-12)
+    assert table.predict(unseen) == pytest.approx(scale * unseen_sum + overhead, rel=1e-9)
+    again = LatencyTable(tmp_path / "t.json", **opts)  # stored with the table
+    assert again.predict(unseen) == pytest.approx(scale * unseen_sum + overhead, rel=1e-9)
+    # Fitted on p10: read with another statistic, or for another calibration set, the fit does not
+    # apply, and a table that may not measure refuses to predict raw sums.
+    for other in ({"statistic": "median"}, {"calibration_archs": archs[:3]}):
+        stale = LatencyTable(tmp_path / "t.json", **{**opts, **other})
+        assert stale.calibration_fit() is None
+        with pytest.raises(MeasureError, match=r"not calibrated .*python -m measure\.lut build"):
+            stale.predict(unseen)
+
+
+def test_relative_fit_keeps_small_networks_right_where_an_absolute_line_did_not():
+    from measure.calibration import fit
+
+    # Exact data: recovered. Networks 0.5-10 ms whose true overhead is 0.2 ms.
+    sums = [0.4, 0.9, 2.0, 4.0, 8.0]
+    assert fit(sums, [1.1 * s + 0.2 for s in sums]) == pytest.approx((1.1, 0.2), rel=1e-9)
+    # Two large networks timed 3% slow, three small ones 2% fast: a least-squares line in absolute ms
+    # (the old fit) is pulled by the large ones and misses the smallest by 5%; the relative fit by 1%.
+    measured = [0.98 * (1.1 * s + 0.2) for s in sums[:3]] + [1.03 * (1.1 * s + 0.2) for s in sums[3:]]
+    scale, overhead = fit(sums, measured)
+    rel = [(scale * s + overhead) / m - 1 for s, m in zip(sums, measured)]
+    a, b = __import__("numpy").polyfit(sums, measured, 1)
+    assert abs(rel[0]) < 0.015 < 0.05 < abs((a * sums[0] + b) / measured[0] - 1)
+    assert max(map(abs, rel)) < 0.03
+    # Small networks faster than proportional: the unconstrained fit would take a negative overhead.
+    assert fit(sums, [0.9 * s for s in sums[:2]] + [s for s in sums[2:]])[1] == 0.0
+    assert fit([2.0], [3.0]) == pytest.approx((1.5, 0.0))  # one network: a ratio
+    # Timings falling as sums grow (noise on two tiny networks): a ratio, never scale 0.
+    scale, overhead = fit([1.0, 1.2], [0.5, 0.45])
+    assert overhead == 0.0 and 0.37 < scale < 0.5
+
+
+def test_the_full_calibration_set_spans_every_space_and_reference_and_is_fixed(monkeypatch):
+    from measure.calibration import calibration_set, extreme, full_set
+
+    archs = full_set()
+    assert [format_arch(a) for a in archs] == [format_arch(a) for a in full_set()]  # the same every time
+    monkeypatch.delenv("BNECK_CALIBRATION_SET")
+    assert calibration_set() == archs
+    macs = sorted(count_macs(a) for a in archs)
+    spaces = [load_space(n) for n in measure.calibration.available_spaces()]
+    assert {"v3_large", "v3_small"} <= {s.name for s in spaces}
+    for space in spaces:
+        assert extreme(space, largest=True) in archs and extreme(space, largest=False) in archs
+        assert space.contains(extreme(space, largest=True)) and space.contains(extreme(space, largest=False))
+    assert V3_SMALL in archs and V3_LARGE in archs and scale_width(V3_LARGE, 1.25) in archs
+    assert macs[0] < count_macs(scale_width(V3_SMALL, 0.5)) < count_macs(V3_SMALL)  # below the smallest reference
+    assert macs[-1] >= max(count_macs(extreme(s, largest=True)) for s in spaces) > count_macs(V3_LARGE)
 
 
 def test_table_of_an_older_format_is_refused_with_the_fix(tmp_path):
@@ -369,24 +446,113 @@ def test_table_of_an_older_format_is_refused_with_the_fix(tmp_path):
         LatencyTable(path)
 
 
-def test_a_table_model_calibrates_once_on_the_networks_it_is_given(tmp_path):
-    from measure.lut import calibration_archs
-
+def test_a_table_model_calibrates_once_on_the_fixed_set_and_refuses_without_it(tmp_path):
     model = latency_model({"input_size": 32, **FAST}, tmp_path)
-    space = load_space(_space_file(tmp_path))
-    archs = calibration_archs(space, 4, seed=0)
-    assert archs == calibration_archs(space, 4, seed=0) and archs != calibration_archs(space, 4, seed=1)
-    raw = model(TINY)
-    done = model.prepare(archs, "test networks")
-    assert done.startswith(f"calibrated {model.table.path} on {len(archs)} test networks: scale ")
+    done = model.prepare()
+    assert done.startswith(f"calibrated {model.table.path} on 2 networks: scale ")  # the quick set (conftest)
     cal = json.loads(model.table.path.read_text())["calibration"]
-    assert model(TINY) == pytest.approx(cal["scale"] * raw + cal["offset"])
-    assert model.prepare(archs) is None  # already calibrated: nothing re-timed, nothing refitted
+    assert model(TINY) == pytest.approx(cal["scale"] * model.table.raw_sum(TINY) + cal["overhead_ms"])
+    assert model.prepare() is None  # already calibrated: nothing re-timed, nothing refitted
     assert json.loads(model.table.path.read_text())["calibration"] == cal
     empty = LatencyTable(tmp_path / "other.json", input_size=32, **FAST)
     empty.raw_sum(TINY)
     fixed = latency_model({"input_size": 32, "table": str(empty.path), "measure_missing": False, **FAST})
-    assert fixed.prepare(archs) is None and fixed.table.calibration is None  # may not measure: left as is
+    for use in (fixed.prepare, lambda: fixed(TINY)):  # an uncalibrated table never predicts raw sums
+        with pytest.raises(MeasureError, match=rf"{empty.path} is not calibrated .*measure_missing is false: "
+                                               rf"calibrate it .*`python -m measure\.lut build"):
+            use()
+
+
+class FakeMachine:
+    """Timings as a fixed function of the entry (no export, no clock), a probe that never drifts."""
+
+    def __init__(self):
+        self.timed = 0
+
+    def measure(self, entry) -> measure.Latency:
+        self.timed += 1
+        ms = 0.05 + int(__import__("hashlib").sha1(entry.key.encode()).hexdigest()[:4], 16) / 65536
+        if entry.key.startswith("net_"):  # a network: a little more than the sum of its parts, plus a call
+            from measure.entries import arch_entries
+            from space import parse_arch
+
+            arch = parse_arch(entry.key.split(" ", 1)[1])
+            ms = 0.3 + 1.1 * sum(self.measure(e).p10_ms for e in arch_entries(arch, entry.side))
+        return measure.Latency(ms, 0.0, 5, "onnxruntime", ms)
+
+    def install(self, monkeypatch):
+        from functools import partial
+
+        from measure.probe import SpeedProbe
+
+        monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: 3.0))
+        monkeypatch.setattr(LatencyTable, "_measure", lambda table, entry: self.measure(entry))
+
+
+def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(tmp_path, monkeypatch):
+    from measure.lut import build
+
+    FakeMachine().install(monkeypatch)
+    space = load_space(_space_file(tmp_path))
+    probes = [TINY, space.sample(1), space.sample(2)]
+
+    def search(path):  # search and NetAdapt both prepare the model, then predict their networks
+        model = latency_model({"input_size": 32, "table": str(path), **FAST})
+        model.prepare()
+        return [model(a) for a in probes]
+
+    def lut_build(path):
+        build(space, LatencyTable(path, input_size=32, **FAST), progress=False)
+
+    def netadapt(path):
+        return search(path)[::-1]
+
+    results = {}
+    for order in ((search, netadapt, lut_build), (lut_build, netadapt, search), (netadapt, lut_build, search)):
+        path = tmp_path / ("-".join(f.__name__ for f in order) + ".json")
+        for command in order:
+            command(path)
+        table = LatencyTable(path, input_size=32, measure_missing=False)
+        results[path.name] = (table.calibration, [table.predict(a) for a in probes])
+    first, *others = results.values()
+    assert first[0]["overhead_ms"] > 0 and all(r == first for r in others)
+
+
+def test_measured_refuses_a_table_made_on_another_machine_unless_asked(tmp_path):
+    path = tmp_path / "t.json"
+    _write_table(path, {})
+    path.write_text(path.read_text().replace('"format": 2', '"format": 2, "machine": "elsewhere-0123abcd"'))
+    cfg = {"source": "measured", "input_size": 32, "table": str(path)}
+    with pytest.raises(MeasureError, match=r"made on machine elsewhere-0123abcd, not this one .*latency\.foreign_ok=true"):
+        latency_model(cfg)
+    model = latency_model({**cfg, "foreign_ok": True})
+    assert model.table.machine == "elsewhere-0123abcd" and model.describe()["machine"] == "elsewhere-0123abcd"
+    assert latency_model({**cfg, "source": "lut"}).table.machine == "elsewhere-0123abcd"  # lut: what copies are for
+
+
+def test_a_latency_record_changes_with_the_calibration_or_unit_not_with_new_entries(tmp_path, monkeypatch):
+    from measure.model import changed
+
+    FakeMachine().install(monkeypatch)
+    model = latency_model({"input_size": 32, "table": str(tmp_path / "t.json"), **FAST})
+    model.prepare()
+    record = model.describe()
+    assert record["name"] == "lut:onnxruntime:t1:32" and record["table"] == str(tmp_path / "t.json")
+    assert record["calibration"] == {k: model.table.calibration[k] for k in ("scale", "overhead_ms", "set")}
+    assert record["reference"]["ms"] == 3.0 and record["machine"] == measure.machine_id()
+    model(load_space(_space_file(tmp_path)).sample(3))  # new entries timed: no earlier prediction changes
+    assert model.describe() == record and changed(record, model.describe()) is None
+    model.table.calibration = {**model.table.calibration, "scale": 2.0}
+    assert changed(record, model.describe()).startswith(f"hash {record['hash']} -> ")
+    assert f"calibration scale {record['calibration']['scale']} -> 2.0" in changed(record, model.describe())
+    assert changed("lut:onnxruntime:t1:32", record) is None  # a study from before records: names compared
+    assert changed("measured:onnxruntime:t1:32", record) == "model measured:onnxruntime:t1:32 -> lut:onnxruntime:t1:32"
+    measured = latency_model({"source": "measured", "input_size": 32, "table": str(tmp_path / "t.json"), **FAST})
+    unit = measured.describe()
+    measured.table.calibration = None  # what measured rests on is the unit alone
+    assert measured.describe() == unit
+    measured.table.reference = {**measured.table.reference, "ms": 4.0}
+    assert "reference speed 3.0 -> 4.0 ms" in changed(unit, measured.describe())
 
 
 # -- the one exporter ----------------------------------------------------------------------------

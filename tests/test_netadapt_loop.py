@@ -167,6 +167,35 @@ def test_mismatched_weights_and_changed_settings_exit_2_and_leave_results(tmp_pa
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
 
 
+def test_a_run_whose_latency_table_changed_exits_2_unless_accepted(tmp_path, capsys):
+    table = tmp_path / "t.json"  # latency=measured: the record rests on the table's unit
+    common = QUICK + [f"results_dir={tmp_path}", f"latency.table={table}", "pretrain_epochs=0", "budget=0.9",
+                      "run_name=r", "baseline=false", "step=0.5"]  # no proposal cuts half: no iteration
+    assert main(common) == 0
+    folder = tmp_path / "netadapt" / "r"
+    record = json.loads((folder / "run.json").read_text())["latency"]
+    assert record["source"] == "measured" and record["table"] == str(table) and record["reference"]["ms"] > 0
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["latency"] == record
+    # measured: the wall-clock figure as timed beside the converted one, wherever a latency is written
+    assert summary["start"]["latency_raw_ms"] > 0 and summary["final"]["latency_raw_ms"] > 0
+    assert all(r["latency_raw_ms"] > 0 for r in summary["references"].values())
+    data = json.loads(table.read_text())
+    data["reference"]["ms"] *= 1.1  # another unit: the table was rebuilt since
+    table.write_text(json.dumps(data))
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(SystemExit) as e:
+        run(main, common)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "\n" not in err and "latency table of" in err and "changed since the run started" in err
+    assert "reference speed" in err and "latency.accept_changed=true" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files  # untouched
+    assert main(common + ["latency.accept_changed=true"]) == 0
+    saved = json.loads((folder / "run.json").read_text())
+    assert saved["latency_history"] == [record] and saved["latency"]["hash"] != record["hash"]
+    assert main(common) == 0  # accepted once: the run is bound to the new table now
+
+
 def test_start_from_a_study_trial(tmp_path):
     study = tmp_path / "search" / "v3_small" / "digits-multi"
     study.mkdir(parents=True)

@@ -68,8 +68,9 @@ def test_three_trial_study_writes_every_file(results, lut, capsys):
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
     assert not list(folder.glob(".*.tmp"))
     trials = rows(folder)
-    assert list(trials[0]) == ["number", "state", "arch", "top1", "test_top1", "latency_ms", "macs", "params",
-                               "reference", "duration_s", "failure"]
+    assert list(trials[0]) == ["number", "state", "arch", "top1", "test_top1", "latency_ms", "latency_raw_ms", "macs",
+                               "params", "reference", "duration_s", "failure"]
+    assert all(r["latency_raw_ms"] == "" for r in trials)  # predicted: there is no figure as timed
     assert all(0 <= float(r["test_top1"]) <= 1 for r in trials)
     assert [r["state"] for r in trials] == ["COMPLETE"] * 3
     assert trials[0]["reference"] == "v3_small" and not trials[1]["reference"]
@@ -247,6 +248,33 @@ def test_a_table_without_the_other_reference_skips_it_and_goes_on(lut, tmp_path,
     assert "companions" not in load(folder).user_attrs and json.loads(table.read_text()) == data  # nothing measured
     assert search_large(tmp_path, lut, "n_trials=1") == 0  # a worker whose table can cost it does it
     assert list(load(folder).user_attrs["companions"]) == ["v3_small"]
+
+
+def test_a_study_whose_latency_table_changed_exits_2_unless_accepted(lut, tmp_path, capsys):
+    from core.cli import run
+
+    table = tmp_path / "copy.json"  # of the module's table when earlier tests filled it, else a new one
+    if lut.is_file():
+        table.write_text(lut.read_text())
+    base = ["n_trials=1", "companions=false", f"latency.table={table}"]
+    assert search(tmp_path, lut, *base) == 0
+    record = load(tmp_path / STUDY).user_attrs["settings"]["latency"]
+    assert record["table"] == str(table) and record["source"] == "lut" and len(record["hash"]) == 16
+    assert record["calibration"]["scale"] > 0 and record["reference"]["ms"] > 0
+    data = json.loads(table.read_text())
+    data["calibration"]["scale"] *= 1.1  # refitted since (as if by another calibration)
+    table.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as e:
+        run(main, args(tmp_path, lut, *base))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert "latency table of study synthetic-multi changed since it started (hash " in err[0]
+    assert "calibration scale" in err[0] and "latency.accept_changed=true" in err[0]
+    assert search(tmp_path, lut, *base, "latency.accept_changed=true") == 0
+    study = load(tmp_path / STUDY)
+    assert study.user_attrs["latency_history"] == [record]
+    assert study.user_attrs["settings"]["latency"]["hash"] != record["hash"]
+    assert search(tmp_path, lut, *base) == 0  # accepted once: bound to the new table now
 
 
 def test_same_seed_gives_same_trials(results, lut, tmp_path):

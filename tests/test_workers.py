@@ -84,7 +84,8 @@ def test_worker_with_a_table_never_measures_and_says_what_is_missing(tmp_path):
 
     lut = tmp_path / "target.json"
     table = LatencyTable(lut, input_size=32, warmup=1, repeats=5)
-    table.fill(arch_entries(space.V3_SMALL, 32))  # only the reference's entries
+    table.calibrate()  # calibrated (an uncalibrated table is refused), and the reference's entries only
+    table.fill(arch_entries(space.V3_SMALL, 32))
     before = lut.read_bytes()
     common = [f"results_dir={tmp_path}", f"latency.table={lut}", "latency.measure_missing=false"]
     ok = start_worker(*common, "n_trials=1")
