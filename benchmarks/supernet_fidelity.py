@@ -155,7 +155,7 @@ def train_supernet(est, key: str, results: Path) -> None:
     est.prepare()
     wall, cpu = time.perf_counter() - w, time.process_time() - c
     after = read_checkpoint(est.folder)
-    append(results, {"kind": "supernet", "key": key, "name": None, "arch": None, "seed": start,
+    append(results, {"kind": "supernet", "key": key, "name": None, "arch": None, "seed": None,
                      "from_step": start, "to_step": int(after["step"]), "wall_s": wall, "cpu_s": cpu,
                      "checkpoint_seconds": float(after["seconds"]), "load": load_avg(),
                      "threads": _threads(), "folder": str(est.folder)})
@@ -372,8 +372,9 @@ def report(rows: list[dict], s: dict, tb: dict, sb: dict, n_points: int, path: P
         L += [f"Trials per CPU-hour once the supernet is trained: {ph['supernet']:.0f} scored by the supernet "
               f"against {ph['train']:.0f} trained at a trial's budget ({ph['supernet'] / ph['train']:.1f}x)."]
         if "break_even" in c:
-            L += [f"Counting the supernet's training CPU seconds, the supernet is cheaper from "
-                  f"{c['break_even']} trials on."]
+            n = c["break_even"]
+            L += [f"Counting the supernet's training CPU seconds, the supernet costs less CPU than per-trial "
+                  f"training from {n} trial{'s' if n != 1 else ''} on."]
         L.append("")
     L += ["CPU seconds are this process's (or worker's) own; on a shared machine wall seconds also measure the "
           "neighbours, so the CPU seconds are the comparable figure. The supernet trains in the main process, "
