@@ -1,0 +1,87 @@
+"""benchmarks/supernet_fidelity.py: the report arithmetic on a synthetic results file, and resuming."""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sf():
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module("benchmarks.supernet_fidelity")
+
+
+SETTINGS = {"dataset": "digits", "input_size": 32, "steps": 100, "batch_size": 64, "lr": 0.05, "n_random": 2,
+            "seed": 0, "bn_recal_batches": 20}
+
+
+def synthetic(sf, path: Path, supernet_top1: list[float], standalone_top1: list[float]) -> tuple[dict, dict]:
+    """A results file as the benchmark writes it: one supernet session, scores, standalone and trial lines."""
+    tb, sb = sf.trial_budget("digits"), sf.standalone_budget("digits", None)
+    skey, tkey, stkey = sf.supernet_key(SETTINGS), sf.tag_of("digits", tb), sf.tag_of("digits", sb)
+    rows = [{"kind": "supernet", "key": skey, "from_step": 0, "to_step": 50, "cpu_s": 40.0, "wall_s": 50.0,
+             "checkpoint_seconds": 45.0, "load": 1.0},
+            {"kind": "supernet", "key": skey, "from_step": 50, "to_step": 100, "cpu_s": 60.0, "wall_s": 70.0,
+             "checkpoint_seconds": 110.0, "load": 2.0},
+            {"kind": "trial", "key": tkey, "name": "V3-Small", "arch": "a0", "seed": 0, "top1": 0.5,
+             "wall_s": 12.0, "cpu_s": 10.0, "load": 1.0},
+            # another budget's standalone line must not mix in
+            {"kind": "standalone", "key": "digits-other", "name": "n0", "arch": "a0", "seed": 0, "top1": 0.99,
+             "wall_s": 1.0, "cpu_s": 1.0, "load": 1.0, "macs": 1, "params": 1}]
+    for i, (a, b) in enumerate(zip(supernet_top1, standalone_top1)):
+        rows.append({"kind": "score", "key": skey, "name": f"n{i}", "arch": f"a{i}", "seed": None, "top1": a,
+                     "test_top1": a, "wall_s": 2.5, "cpu_s": 2.0, "load": 1.0})
+        rows.append({"kind": "standalone", "key": stkey, "name": f"n{i}", "arch": f"a{i}", "seed": 0, "top1": b,
+                     "test_top1": b, "wall_s": 40.0, "cpu_s": 38.0, "load": 1.0, "macs": 1000 + i, "params": 10})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"kind": "score", "cut by a ki')
+    return tb, sb
+
+
+def test_identical_rankings_give_tau_one_and_costs_add_up(sf, tmp_path):
+    res = tmp_path / "r.jsonl"
+    tb, sb = synthetic(sf, res, [0.1 * i for i in range(8)], [0.5 + 0.05 * i for i in range(8)])
+    rows = sf.read_results(res)  # the cut last line is skipped
+    skey = sf.supernet_key(SETTINGS)
+    pairs = sf.paired(rows, skey, sf.tag_of("digits", sb))
+    assert len(pairs) == 8 and all(p["name"] != "n0" or p["standalone"] == pytest.approx(50.0) for p in pairs)
+    f = sf.fidelity(pairs, n_boot=200)
+    assert f["tau"] == pytest.approx(1.0) and f["rho"] == pytest.approx(1.0)
+    assert f["tau_lo"] == pytest.approx(1.0) and f["tau_hi"] == pytest.approx(1.0)
+    c = sf.costs(rows, skey, SETTINGS, sf.tag_of("digits", tb), sf.tag_of("digits", sb))
+    assert c["supernet"]["cpu_s"] == pytest.approx(100.0) and c["supernet"]["wall_s"] == pytest.approx(110.0)
+    assert c["per_cpu_hour"] == {"supernet": pytest.approx(1800.0), "train": pytest.approx(360.0)}
+    assert c["break_even"] == 13  # 100 + 13 * 2 < 13 * 10, but not at 12
+    text = sf.report(rows, SETTINGS, tb, sb, 8, tmp_path / "r.md", n_boot=200)
+    assert "| 8 | 1.00 [1.00, 1.00] | 1.00 [1.00, 1.00] | **not met** |" in text  # 8 < 21 points
+    assert "only 8 points" in text and "1800 scored by the supernet against 360 trained" in text
+    assert (tmp_path / "r.md").read_text().strip() == text.strip()
+
+
+def test_reversed_rankings_give_tau_minus_one(sf, tmp_path):
+    res = tmp_path / "r.jsonl"
+    tb, sb = synthetic(sf, res, [0.1 * i for i in range(6)], [0.9 - 0.1 * i for i in range(6)])
+    pairs = sf.paired(sf.read_results(res), sf.supernet_key(SETTINGS), sf.tag_of("digits", sb))
+    f = sf.fidelity(pairs, n_boot=200)
+    assert f["tau"] == pytest.approx(-1.0) and f["rho"] == pytest.approx(-1.0)
+    assert "tau -1.00 is below 0.7" in sf.report(sf.read_results(res), SETTINGS, tb, sb, 6, n_boot=200)
+
+
+def test_resuming_skips_done_lines_only(sf, tmp_path):
+    res = tmp_path / "r.jsonl"
+    synthetic(sf, res, [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+    rows = sf.read_results(res)
+    skey = sf.supernet_key(SETTINGS)
+    jobs = [{"kind": "score", "key": skey, "name": f"n{i}", "arch": f"a{i}", "seed": None} for i in range(5)]
+    jobs.append({"kind": "score", "key": sf.supernet_key({**SETTINGS, "steps": 200}), "name": "n0", "arch": "a0",
+                 "seed": None})  # other supernet settings: not done
+    todo = sf.pending(jobs, rows)
+    assert [(j["key"] == skey, j["name"]) for j in todo] == [(True, "n3"), (True, "n4"), (False, "n0")]
+    assert sf.standalone_budget("cluttered", None)["steps"] == 4 * sf.trial_budget("cluttered")["steps"]
+    assert sf.standalone_budget("digits", None)["epochs"] == 4 * sf.trial_budget("digits")["epochs"]
