@@ -24,7 +24,7 @@ from .baseline import match_multiplier
 from .proposals import Proposal, propose
 from .report import onnx_bytes, write_report
 from .resources import memo, prepared, resource_fn
-from .shrink import shrink
+from .shrink import channel_scores, shrink
 from .start import load_weights, resolve_start
 from .store import RunFolder, save_torch, write_atomic
 
@@ -81,6 +81,8 @@ class NetAdapt:
         self.cfg, self.progress, self.log = cfg, progress, log
         self.estimator, self.data, self.train_cfg = estimator, estimator.data, estimator.cfg
         self.select, self.resource_name = cfg.get("select", "ratio"), cfg.get("resource", "latency")
+        self.importance = cfg.get("importance", "bn_weight")
+        self._inputs: torch.Tensor | None = None
         # Every value was checked against netadapt/settings.py when the config was composed.
         self.step, self.short_steps = float(cfg.get("step", 0.01)), int(cfg.get("short_steps", 40))
         self.pretrain_epochs = float(cfg.get("pretrain_epochs", 10))
@@ -107,7 +109,7 @@ class NetAdapt:
             "data": dict(cfg.get("data") or {}), "latency": self.latency.name, "resource": self.resource_name,
             "budget": cfg.get("budget"), "budget_ms": cfg.get("budget_ms"), "step": self.step,
             "short_steps": self.short_steps, "pretrain_epochs": self.pretrain_epochs,
-            "long_epochs": self.long_epochs, "select": self.select, "seed": self.seed,
+            "long_epochs": self.long_epochs, "select": self.select, "importance": self.importance, "seed": self.seed,
             "finetune_lr": self.finetune_lr, "train": dataclasses.asdict(self.train_cfg),
             "baseline": bool(cfg.get("baseline", True)), "protocol": self._protocol(),
         }
@@ -155,6 +157,16 @@ class NetAdapt:
             return self.estimator.train(model, desc, report=report, **changes)
         except DivergedError as e:
             raise NetAdaptError(str(e)) from None
+
+    def importance_inputs(self, n: int = 256) -> torch.Tensor | None:
+        """The training images ``importance=activation`` reads (a seeded sample, the same every iteration)."""
+        if self.importance != "activation":
+            return None
+        if self._inputs is None:
+            train = self.data.train
+            idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))[:n]
+            self._inputs = torch.stack([train[int(i)][0] for i in idx])
+        return self._inputs
 
     def _point(self, arch: ArchSpec) -> dict:
         from measure import costs
@@ -238,9 +250,10 @@ class NetAdapt:
                              f"({cur['cost']:.4g} > budget {self.target:.4g}): lower step or raise the budget")
         best: tuple[float, Proposal, torch.nn.Module, dict] | None = None
         tried = []
+        scores = channel_scores(model, self.importance, self.importance_inputs())  # one set for every proposal
         for j, p in enumerate(props.made):
             bar.set_postfix_str(f"iteration {k}: proposal {j + 1}/{len(props.made)} {p.label}")
-            cand = shrink(model, p.arch)
+            cand = shrink(model, p.arch, scores=scores)
             # Scored on holdout only: the test split is read once, for the kept proposal, to report it.
             res = self._train(cand, f"iteration {k} {p.label}", report=False, steps=self.short_steps,
                               lr=self.finetune_lr, seed=self.train_cfg.seed + k)

@@ -11,6 +11,7 @@ from measure.settings import LatencySettings
 from train.settings import TrainBase
 
 from .resources import RESOURCES
+from .shrink import IMPORTANCE
 
 SELECT = ("ratio", "accuracy")
 
@@ -29,6 +30,7 @@ class NetAdaptConfig(Settings):
     step: float = number(0.01, gt=0, lt=1)
     short_steps: int = integer(40, ge=1)
     select: str = choice("ratio", SELECT)
+    importance: str = choice("bn_weight", IMPORTANCE)
     max_iterations: int | None = integer(None, ge=1, example=10)
     long_epochs: float = number(10, ge=0)
     finetune_lr: float | None = number(0.02, gt=0, optional=True)
