@@ -77,7 +77,8 @@ class NetAdapt:
                    weights_note=note, progress=progress, log=log)
 
     def __init__(self, cfg: dict, *, start: tuple[ArchSpec, str], estimator, latency, start_model=None,
-                 weights_note: str = "", progress: bool = True, log: Callable[[str], Any] = print):
+                 weights_note: str = "", progress: bool = True, log: Callable[[str], Any] = print,
+                 measured=None):
         self.cfg, self.progress, self.log = cfg, progress, log
         self.estimator, self.data, self.train_cfg = estimator, estimator.data, estimator.cfg
         self.select, self.resource_name = cfg.get("select", "ratio"), cfg.get("resource", "latency")
@@ -93,7 +94,7 @@ class NetAdapt:
 
         self.start, start_name = start
         results_dir = Path(str(cfg.get("results_dir", "results")))
-        self.latency = memo(latency)
+        self.raw_latency, self.latency = latency, memo(latency)
         self.input_size = int((cfg.get("latency") or {}).get("input_size", 224))
         self.cost = resource_fn(self.resource_name, self.latency, self.input_size)
         self.cost0 = self.cost(self.start)
@@ -101,6 +102,7 @@ class NetAdapt:
         self.delta = self.step * self.cost0
 
         self.weights, self.start_model, self.weights_note = cfg.get("weights"), start_model, weights_note
+        self.measured = measured  # the end-to-end model timing start, final and baseline (None: built at the end)
         run_name = cfg.get("run_name") or "-".join(
             [start_name, self.data.name, budget_tag] + (["macs"] if self.resource_name == "macs" else []))
         self.folder = RunFolder(results_dir / "netadapt" / str(run_name))
@@ -191,6 +193,7 @@ class NetAdapt:
         history, stopped = self._shrink_loop(history)
         summary = self._final(history, stopped)
         baseline = self._baseline(history, summary) if self.settings["baseline"] else None
+        summary = self._measured(summary, baseline)
         write_report(self.folder.folder, history, summary, baseline, self.title)
         return Outcome(self.folder.folder, history, summary, baseline)
 
@@ -329,6 +332,44 @@ class NetAdapt:
                     "test_top1": res.test_top1, "train_steps": res.steps}
         self.folder.write_json("baseline.json", baseline)
         return baseline
+
+
+    def _measured(self, summary: dict, baseline: dict | None) -> dict:
+        """Start, final network and baseline timed end to end, back to back (``latency=measured`` with this
+        run's latency settings: fastest of ``passes`` timings at the table's reference speed), so the two
+        networks compare on measured latency whatever the run's own model (a table's prediction is kept
+        beside it). Two rounds in turn, the faster of each network's two counts."""
+        if "measured" in summary:
+            return summary
+        from measure import latency_model
+
+        lat_cfg = dict(self.cfg.get("latency") or {})
+        if lat_cfg.get("source", "lut") == "measured" and self.measured is None:
+            self.measured = self.raw_latency  # not the memo: each round is a fresh timing
+        if self.measured is None:
+            self.measured = latency_model({**lat_cfg, "source": "measured"},
+                                          Path(str(self.cfg.get("results_dir", "results"))))
+        nets = {"start": self.start, "final": parse_arch(summary["final"]["arch"])}
+        predicted = {"start": summary["start"]["latency_ms"], "final": summary["final"]["latency_ms"]}
+        if baseline is not None:
+            nets["baseline"], predicted["baseline"] = parse_arch(baseline["arch"]), baseline["latency_ms"]
+        times: dict[str, list[float]] = {k: [] for k in nets}
+        for _ in range(2):
+            for name, arch in nets.items():
+                times[name].append(float(self.measured(arch)))
+        out = {"latency_model": self.measured.name, "predicted_by": summary["latency_model"]}
+        for name in nets:
+            out[name] = {"measured_ms": round(min(times[name]), 5), "predicted_ms": predicted[name]}
+        if baseline is not None:
+            out["baseline_over_final"] = round(out["baseline"]["measured_ms"] / out["final"]["measured_ms"], 4)
+            out["top1_final_minus_baseline"] = round(summary["final"]["top1"] - baseline["top1"], 6)
+            if summary["final"].get("test_top1") is not None and baseline.get("test_top1") is not None:
+                out["test_top1_final_minus_baseline"] = round(summary["final"]["test_top1"] - baseline["test_top1"], 6)
+        summary = {**summary, "measured": out}
+        self.folder.write_json("summary.json", summary)
+        m = ", ".join(f"{k} {v['measured_ms']:.4g} ms" for k, v in out.items() if isinstance(v, dict))
+        self.log(f"measured end to end ({out['latency_model']}): {m}")
+        return summary
 
 
 def run_netadapt(cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print) -> Outcome:

@@ -78,6 +78,16 @@ def test_loop_stops_at_the_budget_and_writes_every_result(tmp_path, capsys):
         assert refs[name]["latency_ms"] > 0 and refs[name]["macs"] == measure.count_macs(arch, input_size=32)
     info = trajectory_info(h, summary, base, "t")  # the plot, redrawn from the files
     assert info.references == tuple((n, refs[n]["latency_ms"]) for n in ("v3_large", "v3_small"))
+    # Both networks (and the start) timed end to end, the run's own figure kept beside each.
+    m = summary["measured"]
+    assert m["latency_model"].startswith("measured:") and m["predicted_by"] == summary["latency_model"]
+    assert m["final"]["predicted_ms"] == summary["final"]["latency_ms"] and m["baseline"]["predicted_ms"] == base["latency_ms"]
+    assert all(m[k]["measured_ms"] > 0 for k in ("start", "final", "baseline"))
+    assert m["baseline_over_final"] == round(m["baseline"]["measured_ms"] / m["final"]["measured_ms"], 4)
+    assert m["top1_final_minus_baseline"] == round(summary["final"]["top1"] - base["top1"], 6)
+    assert info.measured == (("final", m["final"]["measured_ms"], summary["final"]["top1"]),
+                             ("baseline", m["baseline"]["measured_ms"], base["top1"]))
+    assert f"measured end to end ({m['latency_model']})" in out and "baseline / final measured latency" in out
 
 
 def test_trajectory_marks_only_references_with_a_latency():
