@@ -107,7 +107,7 @@ def summarise(rows: list[dict]) -> tuple[list[dict], object]:
             Curve(label, tuple(p[0][0] for p in pts), tuple(_finite(p[0][1]) for p in pts),
                   tuple(p[1][0] for p in pts), tuple(_finite(p[1][1]) for p in pts))
             for label, pts in (("NetAdapt", curves["netadapt"]), ("width multiplier", curves["multiplier"])))))
-    return table, VersusInfo("NetAdapt vs width multiplier: test top-1 at measured latency (mean, 95% interval)",
+    return table, VersusInfo("NetAdapt vs width multiplier (mean, 95% interval over seeds)",
                              tuple(panels))
 
 
