@@ -158,6 +158,9 @@ def report() -> str:
         best = max(by[k + (i,)]["top1"] for i in IMPORTANCE)
         for i in IMPORTANCE:
             wins[i] += by[k + (i,)]["top1"] == best
+    loss = {i: statistics.fmean(by[k + (i,)]["loss"] for k in groups) for i in IMPORTANCE}
+    lines += ["", "Mean holdout cross-entropy after the cut: " + ", ".join(f"{i} {v:.3f}" for i, v in loss.items())
+              + "."]
     lines += ["", f"Best or tied best, of {len(groups)} cuts: " + ", ".join(f"{i} {n}" for i, n in wins.items()) + "."]
     return "\n".join(lines) + "\n"
 
