@@ -69,7 +69,7 @@ def main() -> None:
             with open(JSONL, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             print(rec, flush=True)
-    rows = [json.loads(line) for line in JSONL.read_text().splitlines()]
+    rows = list({(r["epochs"], r["seed"]): r for r in map(json.loads, JSONL.read_text().splitlines())}.values())
     lines = ["# How long to pretrain NetAdapt's start (digits, MobileNetV3-Small)", "",
              "`python benchmarks/netadapt_pretrain.py` (results: `netadapt_pretrain.jsonl`). Start trained "
              "`pretrain_epochs` on digits at 32 px (batch 64, lr 0.1, cosine), then finetuned as a proposal is "

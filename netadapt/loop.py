@@ -86,7 +86,7 @@ class NetAdapt:
         self._inputs: torch.Tensor | None = None
         # Every value was checked against netadapt/settings.py when the config was composed.
         self.step, self.short_steps = float(cfg.get("step", 0.01)), int(cfg.get("short_steps", 40))
-        self.pretrain_epochs = float(cfg.get("pretrain_epochs", 10))
+        self.pretrain_epochs = float(cfg.get("pretrain_epochs", 20))
         self.long_epochs = float(cfg.get("long_epochs", 10))
         self.max_iterations = cfg.get("max_iterations")
         self.seed = int(cfg.get("seed", 0))

@@ -23,7 +23,7 @@ class NetAdaptConfig(Settings):
     start_study: str | None = text(None, example="results/search/v3_small/digits-multi")
     start_trial: int | None = integer(None, ge=0, example=3)
     weights: str | None = text(None, example="weights.pt")
-    pretrain_epochs: float = number(10, ge=0)
+    pretrain_epochs: float = number(20, ge=0)
     resource: str = choice("latency", RESOURCES)
     budget: float | None = number(0.8, gt=0, lt=1, optional=True)
     budget_ms: float | None = number(None, gt=0, example=1.0)
