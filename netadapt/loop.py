@@ -178,7 +178,8 @@ class NetAdapt:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        if not self.folder.check_settings(self.settings):  # a new run; else the same run, resumed
+        # A new run, else the same run resumed. Runs from before `importance` existed used the weight norm.
+        if not self.folder.check_settings(self.settings, legacy={"importance": "weight"}):
             self.folder.create(self.settings)
         history = self.folder.history()
         if history:

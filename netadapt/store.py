@@ -36,10 +36,11 @@ class RunFolder:
         return self.folder / name
 
     # -- settings: a rerun must ask for the same run ---------------------------------------------
-    def check_settings(self, settings: dict) -> bool:
+    def check_settings(self, settings: dict, legacy: dict | None = None) -> bool:
         """True when the folder holds a run started with ``settings``; False when it is new.
 
-        Raises when it holds a different run, so a changed command never mixes two runs.
+        Raises when it holds a different run, so a changed command never mixes two runs. ``legacy``: the
+        value a setting had before run.json recorded it (a run from then resumes when asked for that value).
         """
         p = self.path(SETTINGS)
         if not p.is_file():
@@ -48,6 +49,7 @@ class RunFolder:
             old = json.loads(p.read_text())
         except json.JSONDecodeError:
             raise NetAdaptError(f"{p} is unreadable: remove {self.folder} to start over") from None
+        old = {**(legacy or {}), **old}
         # "protocol" is derived from the other settings (recorded for plots): compared through them.
         diff = sorted(k for k in (set(old) | set(settings)) - {"protocol"} if old.get(k) != settings.get(k))
         if diff and not (self.path(HISTORY).is_file() or self.path(CHECKPOINT).is_file()):
