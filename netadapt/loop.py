@@ -334,7 +334,6 @@ class NetAdapt:
         self.folder.write_json("baseline.json", baseline)
         return baseline
 
-
     def _measured(self, summary: dict, baseline: dict | None) -> dict:
         """Start, final network and baseline timed end to end, back to back (``latency=measured`` with this
         run's latency settings: fastest of ``passes`` timings at the table's reference speed), so the two
