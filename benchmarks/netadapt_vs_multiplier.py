@@ -1,75 +1,180 @@
-"""NetAdapt vs the width-multiplier baseline at equal latency, on digits, from MobileNetV3-Small.
+"""NetAdapt vs the width multiplier, a sweep: budgets 0.9 / 0.75 / 0.6 x 3 seeds from MobileNetV3-Small and -Large.
 
-    python benchmarks/netadapt_vs_multiplier.py [key=value ...]   # extra conf/netadapt.yaml overrides
+    python benchmarks/netadapt_vs_multiplier.py [--starts v3_small v3_large] [--budgets 0.9 0.75 0.6]
+        [--seeds 0 1 2] [--out benchmarks] [key=value ...]   # extra conf/netadapt.yaml overrides
 
-Runs ``python -m netadapt.run`` in-process with a budget sized for a shared 2-core CPU (~15 min),
-then writes ``benchmarks/netadapt_vs_multiplier.md`` with both networks' accuracy, latency and MACs.
-Latency is the onnxruntime lookup table at 224x224, 1 thread (the deployment setting); training uses
-digits upsampled to 16x16 (the images are 8x8, so nothing is lost). Rerunning resumes the run.
+Each (start, budget, seed) is one ``python -m netadapt.run`` in-process (run_name ``sweep-<start>-b<budget>-s<seed>``,
+so a rerun resumes it) on the proxy task of ``conf/netadapt.yaml`` (digits, 32 px) with its defaults: NetAdapt
+shrinks against the latency table's prediction, and at the end the final network and the width-multiplier
+baseline (same training steps) are timed end to end (``summary.json`` ``measured``). One line per finished run
+goes to ``<out>/netadapt_vs_multiplier.jsonl`` (rerun to resume); ``<out>/netadapt_vs_multiplier.md`` and
+``.png`` are rewritten from all lines.
+
+Per start and budget, over seeds (mean and 95% t-interval over the seeds):
+- ``diff``: NetAdapt test top-1 minus the multiplier's at NetAdapt's measured latency (the multiplier's test top-1
+  interpolated linearly in measured latency between its points of the same seed; the nearest point outside them);
+- ``ratio``: the multiplier's measured latency at NetAdapt's test top-1 (interpolated likewise on the multiplier's
+  points of the seed) over NetAdapt's measured latency: > 1 means NetAdapt is faster at equal accuracy.
+Cost: a default run is budget-dependent, about (1 - budget) / step iterations x ~13 proposals x short_steps
+steps; the full sweep is many hours on 2 cores.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import statistics
 import sys
-import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from core.cli import compose, quiet_warnings
-from netadapt.loop import run_netadapt
-
-OVERRIDES = [
-    "start=v3_small", "data=digits", "data.input_size=16", "latency=lut", "resource=latency",
-    "budget=0.8", "step=0.04", "short_steps=10", "pretrain_epochs=6", "long_epochs=4", "select=ratio",
-    "threads=1", "run_name=bench-v3_small-digits", "seed=0",
-]
+HERE = Path(__file__).resolve().parent
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 
 
-def main(extra: list[str]) -> None:
+def record(out, start: str, budget: float, seed: int) -> dict:
+    s, b = out.summary, out.baseline
+    m = s["measured"]
+    return {"start": start, "budget": budget, "seed": seed, "latency_model": s["latency_model"],
+            "measured_by": m["latency_model"], "iterations": s["final"]["iterations"],
+            "netadapt": {"arch": s["final"]["arch"], "top1": s["final"]["top1"], "test_top1": s["final"]["test_top1"],
+                         "predicted_ms": s["final"]["latency_ms"], "measured_ms": m["final"]["measured_ms"]},
+            "multiplier": {"m": b["multiplier"], "arch": b["arch"], "top1": b["top1"], "test_top1": b["test_top1"],
+                           "predicted_ms": b["latency_ms"], "measured_ms": m["baseline"]["measured_ms"]},
+            "start_measured_ms": m["start"]["measured_ms"], "train_steps": s["final"]["train_steps"]}
+
+
+def interp(x: float, xs: list[float], ys: list[float]) -> float:
+    """Piecewise-linear y at x through the points (xs, ys) sorted by x; the nearest point's y outside them."""
+    pts = sorted(zip(xs, ys))
+    if x <= pts[0][0]:
+        return pts[0][1]
+    if x >= pts[-1][0]:
+        return pts[-1][1]
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    raise AssertionError("unreachable")
+
+
+def latency_at(acc: float, lats: list[float], accs: list[float]) -> float | None:
+    """The smallest latency at which the piecewise-linear curve (by latency) reaches ``acc``; None if never."""
+    pts = sorted(zip(lats, accs))
+    if pts[0][1] >= acc:
+        return pts[0][0]
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if y0 < acc <= y1:
+            return x0 + (x1 - x0) * (acc - y0) / (y1 - y0)
+    return None
+
+
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% t-interval; nan for one value)."""
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return m, math.nan
+    return m, T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def summarise(rows: list[dict]) -> tuple[list[dict], object]:
+    """Per (start, budget): diff and ratio with intervals; and the figure's info."""
+    from plots import Curve, VersusInfo
+
+    table, panels = [], []
+    for start in sorted({r["start"] for r in rows}):
+        rs = [r for r in rows if r["start"] == start]
+        budgets = sorted({r["budget"] for r in rs}, reverse=True)
+        curves = {"netadapt": [], "multiplier": []}
+        for budget in budgets:
+            diffs, ratios = [], []
+            here = [r for r in rs if r["budget"] == budget]
+            for r in here:
+                mine = [q for q in rs if q["seed"] == r["seed"]]
+                lats = [q["multiplier"]["measured_ms"] for q in mine]
+                accs = [q["multiplier"]["test_top1"] for q in mine]
+                na = r["netadapt"]
+                diffs.append(na["test_top1"] - interp(na["measured_ms"], lats, accs))
+                lat = latency_at(na["test_top1"], lats, accs)
+                if lat is not None:
+                    ratios.append(lat / na["measured_ms"])
+            row = {"start": start, "budget": budget, "seeds": len(here), "diff": mean_interval(diffs),
+                   "ratio": mean_interval(ratios) if ratios else None, "ratio_seeds": len(ratios)}
+            for name in curves:
+                row[name] = (mean_interval([r[name]["measured_ms"] for r in here]),
+                             mean_interval([r[name]["test_top1"] for r in here]))
+                curves[name].append(row[name])
+            table.append(row)
+        panels.append((start, tuple(
+            Curve(label, tuple(p[0][0] for p in pts), tuple(_finite(p[0][1]) for p in pts),
+                  tuple(p[1][0] for p in pts), tuple(_finite(p[1][1]) for p in pts))
+            for label, pts in (("NetAdapt", curves["netadapt"]), ("width multiplier", curves["multiplier"])))))
+    return table, VersusInfo("NetAdapt vs width multiplier (mean, 95% interval over seeds)",
+                             tuple(panels))
+
+
+def _finite(x: float) -> float:
+    return 0.0 if math.isnan(x) else x
+
+
+def write(rows: list[dict], out: Path, overrides: list[str]) -> str:
+    from plots import draw_versus
+
+    table, info = summarise(rows)
+    lines = ["# NetAdapt vs width multiplier at equal measured latency", "",
+             "`python benchmarks/netadapt_vs_multiplier.py " + " ".join(overrides) + "` (results: "
+             "`netadapt_vs_multiplier.jsonl`, figure `netadapt_vs_multiplier.png`). Test top-1 is reported only; "
+             "NetAdapt selected on holdout. Mean over seeds, 95% t-interval in brackets.", "",
+             "| start | budget | seeds | NetAdapt ms (measured) | multiplier ms | NetAdapt test top-1 | multiplier "
+             "test top-1 | diff at equal latency (points) | latency ratio at equal accuracy |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        (nl, nlh), (na, nah) = r["netadapt"]
+        (ml, mlh), (ma, mah) = r["multiplier"]
+        d, dh = r["diff"]
+        ratio = "never reached" if r["ratio"] is None else (
+            f"{r['ratio'][0]:.3f} [{r['ratio'][0] - r['ratio'][1]:.3f}, {r['ratio'][0] + r['ratio'][1]:.3f}]"
+            + (f" ({r['ratio_seeds']} of {r['seeds']} seeds)" if r["ratio_seeds"] < r["seeds"] else ""))
+        lines.append(f"| {r['start']} | {r['budget']:g} | {r['seeds']} | {nl:.3f} | {ml:.3f} | {100 * na:.1f}% | "
+                     f"{100 * ma:.1f}% | {100 * d:+.2f} [{100 * (d - dh):+.2f}, {100 * (d + dh):+.2f}] | {ratio} |")
+    text = "\n".join(lines) + "\n"
+    md = out / "netadapt_vs_multiplier.md"
+    old = md.read_text() if md.is_file() else ""
+    md.write_text(text + ("\n## Reading\n" + old.split("\n## Reading\n")[1] if "\n## Reading\n" in old else ""))
+    (out / "netadapt_vs_multiplier.png").write_bytes(draw_versus(info))
+    return text
+
+
+def main(argv: list[str]) -> None:
+    from core.cli import compose, quiet_warnings
+    from core.settings import plain
+    from netadapt.loop import run_netadapt
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--starts", nargs="+", default=["v3_small", "v3_large"])
+    ap.add_argument("--budgets", type=float, nargs="+", default=[0.9, 0.75, 0.6])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", type=Path, default=HERE)
+    args, overrides = ap.parse_known_args(argv)
     quiet_warnings()
-    t0 = time.perf_counter()
-    cfg = OmegaConf.to_container(compose("netadapt", OVERRIDES + extra), resolve=True)
-    out = run_netadapt(cfg, progress=True)
-    minutes = (time.perf_counter() - t0) / 60
-    s, b, h = out.summary, out.baseline, out.history
-    start, final = s["start"], s["final"]
-    rows = [
-        ("MobileNetV3-Small (start, pretrained)", start["top1"], start["latency_ms"], start["macs"],
-         start["train_steps"], start["arch"]),
-        (f"NetAdapt, {final['iterations']} iterations + long finetune", final["top1"], final["latency_ms"],
-         final["macs"], final["train_steps"], final["arch"]),
-        (f"width multiplier x{b['multiplier']:.3f}, same steps", b["top1"], b["latency_ms"], b["macs"],
-         b["train_steps"], b["arch"]),
-    ]
-    lines = [
-        "# NetAdapt vs width multiplier at equal latency (digits, from MobileNetV3-Small)",
-        "",
-        f"`python benchmarks/netadapt_vs_multiplier.py` ({minutes:.1f} min on this run, resumed runs count only the "
-        "resumed part). Overrides: `" + " ".join(OVERRIDES + extra) + "`.",
-        "",
-        f"Latency: {s['latency_model']} (lookup table, onnxruntime, 1 thread, 224x224); MACs at 224x224. "
-        f"Budget {s['budget']:.3f} ms = {cfg['budget']} x start, step {cfg['step']}. "
-        f"Accuracy: top-1 on the digits validation split (360 images), "
-        "one seed.",
-        "",
-        "| network | top-1 | latency (ms) | MACs | training steps |",
-        "|---|---|---|---|---|",
-    ]
-    for name, acc, lat, macs, steps, _ in rows:
-        lines.append(f"| {name} | {acc:.1%} | {lat:.3f} | {macs / 1e6:.1f}M | {steps} |")
-    lines += ["", "NetAdapt trajectory (kept network per iteration, after its short finetune):", "",
-              "| iteration | chosen | latency (ms) | MACs | top-1 | proposals |", "|---|---|---|---|---|---|"]
-    for r in h:
-        lines.append(f"| {r['iteration']} | {r['chosen']} | {r['latency_ms']:.3f} | {r['macs'] / 1e6:.1f}M | "
-                     f"{r['top1']:.1%} | {len(r['proposals'])} |")
-    lines += ["", "Architectures:", ""] + [f"- {name}: `{arch}`" for name, *_, arch in rows]
-    lines += ["", f"Results folder: `{out.folder}` (history.jsonl, trajectory.png)."]
-    if s.get("stopped"):
-        lines += ["", f"Note: {s['stopped']}"]
-    path = Path(__file__).with_suffix(".md")
-    path.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"\nwritten: {path}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    jsonl = args.out / "netadapt_vs_multiplier.jsonl"
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
+    done = {(r["start"], r["budget"], r["seed"]) for r in rows}
+    for i, start in enumerate(args.starts):
+        name = start if start in ("v3_small", "v3_large") else f"start{i}"
+        for budget in args.budgets:
+            for seed in args.seeds:
+                if (name, budget, seed) in done:
+                    continue
+                cfg = plain(compose("netadapt", [f"start={start}", f"budget={budget}", f"seed={seed}",
+                                                 "baseline=true", "progress=false",
+                                                 f"run_name=sweep-{name}-b{budget:g}-s{seed}", *overrides]))
+                out = run_netadapt(cfg, progress=False)
+                rec = record(out, name, budget, seed)
+                with open(jsonl, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                rows.append(rec)
+                print(json.dumps(rec), flush=True)
+    print(write(rows, args.out, argv))
 
 
 if __name__ == "__main__":

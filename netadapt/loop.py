@@ -24,7 +24,7 @@ from .baseline import match_multiplier
 from .proposals import Proposal, propose
 from .report import onnx_bytes, write_report
 from .resources import memo, prepared, resource_fn
-from .shrink import shrink
+from .shrink import channel_scores, shrink
 from .start import exported_weights, load_weights, resolve_start
 from .store import RunFolder, save_torch, write_atomic
 
@@ -79,13 +79,16 @@ class NetAdapt:
                    weights_note=note, progress=progress, log=log)
 
     def __init__(self, cfg: dict, *, start: tuple[ArchSpec, str], estimator, latency, start_model=None,
-                 weights_note: str = "", progress: bool = True, log: Callable[[str], Any] = print):
+                 weights_note: str = "", progress: bool = True, log: Callable[[str], Any] = print,
+                 measured=None):
         self.cfg, self.progress, self.log = cfg, progress, log
         self.estimator, self.data, self.train_cfg = estimator, estimator.data, estimator.cfg
         self.select, self.resource_name = cfg.get("select", "ratio"), cfg.get("resource", "latency")
+        self.importance = cfg.get("importance", "bn_weight")
+        self._inputs: torch.Tensor | None = None
         # Every value was checked against netadapt/settings.py when the config was composed.
         self.step, self.short_steps = float(cfg.get("step", 0.01)), int(cfg.get("short_steps", 40))
-        self.pretrain_epochs = float(cfg.get("pretrain_epochs", 10))
+        self.pretrain_epochs = float(cfg.get("pretrain_epochs", 20))
         self.long_epochs = float(cfg.get("long_epochs", 10))
         self.max_iterations = cfg.get("max_iterations")
         self.seed = int(cfg.get("seed", 0))
@@ -93,7 +96,7 @@ class NetAdapt:
 
         self.start, start_name = start
         results_dir = Path(str(cfg.get("results_dir", "results")))
-        self.latency = memo(latency)
+        self.raw_latency, self.latency = latency, memo(latency)
         self.latency_record = latency.describe()  # table, content hash, calibration, unit (measure.model)
         self.accept_changed = bool((cfg.get("latency") or {}).get("accept_changed", False))
         self.input_size = int((cfg.get("latency") or {}).get("input_size", 224))
@@ -103,6 +106,7 @@ class NetAdapt:
         self.delta = self.step * self.cost0
 
         self.weights, self.start_model, self.weights_note = cfg.get("weights"), start_model, weights_note
+        self.measured = measured  # the end-to-end model timing start, final and baseline (None: built at the end)
         run_name = cfg.get("run_name") or "-".join(
             [start_name, self.data.name, budget_tag] + (["macs"] if self.resource_name == "macs" else []))
         self.folder = RunFolder(results_dir / "netadapt" / str(run_name))
@@ -111,7 +115,7 @@ class NetAdapt:
             "data": dict(cfg.get("data") or {}), "latency": self.latency_record, "resource": self.resource_name,
             "budget": cfg.get("budget"), "budget_ms": cfg.get("budget_ms"), "step": self.step,
             "short_steps": self.short_steps, "pretrain_epochs": self.pretrain_epochs,
-            "long_epochs": self.long_epochs, "select": self.select, "seed": self.seed,
+            "long_epochs": self.long_epochs, "select": self.select, "importance": self.importance, "seed": self.seed,
             "finetune_lr": self.finetune_lr, "train": dataclasses.asdict(self.train_cfg),
             "baseline": bool(cfg.get("baseline", True)), "protocol": self._protocol(),
         }
@@ -160,6 +164,16 @@ class NetAdapt:
         except DivergedError as e:
             raise NetAdaptError(str(e)) from None
 
+    def importance_inputs(self, n: int = 256) -> torch.Tensor | None:
+        """The training images ``importance=activation`` reads (a seeded sample, the same every iteration)."""
+        if self.importance != "activation":
+            return None
+        if self._inputs is None:
+            train = self.data.train
+            idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))[:n]
+            self._inputs = torch.stack([train[int(i)][0] for i in idx])
+        return self._inputs
+
     def _point(self, arch: ArchSpec) -> dict:
         from measure import costs
 
@@ -169,8 +183,10 @@ class NetAdapt:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        resumed = self.folder.check_settings(self.settings, accept_changed_latency=self.accept_changed, log=self.log)
-        if not resumed:  # a new run; else the same run, resumed
+        # A new run, else the same run resumed. Runs from before `importance` existed used the weight norm.
+        resumed = self.folder.check_settings(self.settings, legacy={"importance": "weight"},
+                                             accept_changed_latency=self.accept_changed, log=self.log)
+        if not resumed:
             self.folder.create(self.settings)
         history = self.folder.history()
         if history:
@@ -185,6 +201,7 @@ class NetAdapt:
         history, stopped = self._shrink_loop(history)
         summary = self._final(history, stopped)
         baseline = self._baseline(history, summary) if self.settings["baseline"] else None
+        summary = self._measured(summary, baseline)
         write_report(self.folder.folder, history, summary, baseline, self.title)
         return Outcome(self.folder.folder, history, summary, baseline)
 
@@ -244,9 +261,10 @@ class NetAdapt:
                              f"({cur['cost']:.4g} > budget {self.target:.4g}): lower step or raise the budget")
         best: tuple[float, Proposal, torch.nn.Module, dict] | None = None
         tried = []
+        scores = channel_scores(model, self.importance, self.importance_inputs())  # one set for every proposal
         for j, p in enumerate(props.made):
             bar.set_postfix_str(f"iteration {k}: proposal {j + 1}/{len(props.made)} {p.label}")
-            cand = shrink(model, p.arch)
+            cand = shrink(model, p.arch, scores=scores)
             # Scored on holdout only: the test split is read once, for the kept proposal, to report it.
             res = self._train(cand, f"iteration {k} {p.label}", report=False, steps=self.short_steps,
                               lr=self.finetune_lr, seed=self.train_cfg.seed + k)
@@ -325,6 +343,51 @@ class NetAdapt:
                     "test_top1": res.test_top1, "train_steps": res.steps}
         self.folder.write_json("baseline.json", baseline)
         return baseline
+
+    def _measured(self, summary: dict, baseline: dict | None) -> dict:
+        """Start, final network and baseline timed end to end, back to back (``latency=measured`` with this
+        run's latency settings: fastest of ``passes`` timings at the table's reference speed), so the two
+        networks compare on measured latency whatever the run's own model (a table's prediction is kept
+        beside it). Two rounds in turn, the faster of each network's two counts."""
+        if "measured" in summary:
+            return summary
+        from measure import MeasureError, latency_model
+
+        lat_cfg = dict(self.cfg.get("latency") or {})
+        if lat_cfg.get("source", "lut") == "measured" and self.measured is None:
+            self.measured = self.raw_latency  # not the memo: each round is a fresh timing
+        if self.measured is None:
+            self.measured = latency_model({**lat_cfg, "source": "measured"},
+                                          Path(str(self.cfg.get("results_dir", "results"))))
+        raw: dict[str, list[float]] = {}
+        nets = {"start": self.start, "final": parse_arch(summary["final"]["arch"])}
+        predicted = {"start": summary["start"]["latency_ms"], "final": summary["final"]["latency_ms"]}
+        if baseline is not None:
+            nets["baseline"], predicted["baseline"] = parse_arch(baseline["arch"]), baseline["latency_ms"]
+        times: dict[str, list[float]] = {k: [] for k in nets}
+        try:
+            for _ in range(2):
+                for name, arch in nets.items():
+                    times[name].append(float(self.measured(arch)))
+                    raw.setdefault(name, []).append(self.measured.raw_ms(arch))
+        except MeasureError as e:  # the run's results stand; a rerun tries the timing again
+            self.log(f"netadapt: not timed end to end ({str(e).splitlines()[0]}): rerun to retry")
+            return summary
+        out = {"latency_model": self.measured.name, "predicted_by": summary["latency_model"]}
+        for name in nets:
+            out[name] = {"measured_ms": round(min(times[name]), 5), "predicted_ms": predicted[name]}
+            if all(r is not None for r in raw[name]):  # wall-clock ms as timed, before conversion to the unit
+                out[name]["measured_raw_ms"] = round(min(raw[name]), 5)
+        if baseline is not None:
+            out["baseline_over_final"] = round(out["baseline"]["measured_ms"] / out["final"]["measured_ms"], 4)
+            out["top1_final_minus_baseline"] = round(summary["final"]["top1"] - baseline["top1"], 6)
+            if summary["final"].get("test_top1") is not None and baseline.get("test_top1") is not None:
+                out["test_top1_final_minus_baseline"] = round(summary["final"]["test_top1"] - baseline["test_top1"], 6)
+        summary = {**summary, "measured": out}
+        self.folder.write_json("summary.json", summary)
+        m = ", ".join(f"{k} {v['measured_ms']:.4g} ms" for k, v in out.items() if isinstance(v, dict))
+        self.log(f"measured end to end ({out['latency_model']}): {m}")
+        return summary
 
 
 def run_netadapt(cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print) -> Outcome:

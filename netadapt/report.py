@@ -12,6 +12,7 @@ from plots import TrajectoryInfo, draw_trajectory
 def trajectory_info(history: list[dict], summary: dict | None, baseline: dict | None, title: str) -> TrajectoryInfo:
     final = (summary or {}).get("final")
     refs = (summary or {}).get("references") or {}
+    m = (summary or {}).get("measured") or {}
     return TrajectoryInfo(
         title,
         tuple(float(r["latency_ms"]) for r in history),
@@ -21,6 +22,8 @@ def trajectory_info(history: list[dict], summary: dict | None, baseline: dict | 
         tuple((name, float(r["latency_ms"])) for name, r in sorted(refs.items()) if r.get("latency_ms") is not None),
         final.get("test_top1") if final else None,
         baseline.get("test_top1") if baseline else None,
+        tuple((name, float(m[name]["measured_ms"]), float(row["top1"]))
+              for name, row in (("final", final), ("baseline", baseline)) if row and name in m),
     )
 
 

@@ -28,6 +28,14 @@ def main(argv: Sequence[str]) -> int:
     if b:
         print(f"x{b['multiplier']:.3f} {b['latency_ms']:8.3f} ms {b['macs'] / 1e6:7.1f}M MACs  {acc(b)} "
               f"(width-multiplier baseline, same steps)")
+    if s.get("measured"):
+        m = s["measured"]
+        line = "  ".join(f"{k} {v['measured_ms']:.3f} ms (predicted {v['predicted_ms']:.3f})"
+                         for k, v in m.items() if isinstance(v, dict))
+        print(f"measured end to end ({m['latency_model']}): {line}")
+        if "baseline_over_final" in m:
+            print(f"baseline / final measured latency {m['baseline_over_final']:.3f}; top-1 final - baseline "
+                  f"{100 * m['top1_final_minus_baseline']:+.1f} points (holdout)")
     if s.get("stopped"):
         print(f"note: {s['stopped']}")
     print(f"results: {out.folder}/ (history.jsonl, final.json/.pt/.onnx, baseline.json, trajectory.png)")

@@ -11,6 +11,7 @@ from measure.settings import LatencySettings
 from train.settings import TrainBase
 
 from .resources import RESOURCES
+from .shrink import IMPORTANCE
 
 SELECT = ("ratio", "accuracy")
 
@@ -22,13 +23,14 @@ class NetAdaptConfig(Settings):
     start_study: str | None = text(None, example="results/search/v3_small/digits-multi")
     start_trial: int | None = integer(None, ge=0, example=3)
     weights: str | None = text(None, example="weights.pt")
-    pretrain_epochs: float = number(10, ge=0)
+    pretrain_epochs: float = number(20, ge=0)
     resource: str = choice("latency", RESOURCES)
     budget: float | None = number(0.8, gt=0, lt=1, optional=True)
     budget_ms: float | None = number(None, gt=0, example=1.0)
     step: float = number(0.01, gt=0, lt=1)
     short_steps: int = integer(40, ge=1)
     select: str = choice("ratio", SELECT)
+    importance: str = choice("bn_weight", IMPORTANCE)
     max_iterations: int | None = integer(None, ge=1, example=10)
     long_epochs: float = number(10, ge=0)
     finetune_lr: float | None = number(0.02, gt=0, optional=True)

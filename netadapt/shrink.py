@@ -1,13 +1,25 @@
 """Weight transfer: a trained network cut down to a smaller spec of the same structure.
 
-Which channels survive: the strongest by the L2 norm of the weights that *read* them, summed over
-every layer that reads the channel (its input columns in the next 1x1 convs / linears, the SE fc1
-included). Every conv here is followed by BatchNorm, which cancels any scale of the producing filter,
-so a producer's filter norm says little; the reading weights are not normalised away and say how much
-the next layer uses the channel. A residual group is ranked once, over the readers of all its
-members, and the same channels are kept in every producer (stem or project conv + BN) and reader.
-A side effect the tests rely on: zeroing the outgoing weights of the channels to be dropped only
-lowers their own score, so the choice is stable and the transfer exact.
+Which channels survive: the strongest by *importance*, summed over every layer that reads the
+channel (its input columns in the next 1x1 convs / linears, the SE fc1 and fc2 included; a depthwise
+conv is followed by BN, which cancels its per-channel scale, so it is not counted). A reader's share
+is the size of what it reads times the L2 norm of its column, ``scale_c x ||W[:, c]||``, where the
+size ``scale_c`` is, by ``importance``:
+
+- ``bn_weight``: the RMS ``sqrt(gamma_c^2 + beta_c^2)`` of the BN output feeding the reader (the BN
+  output has mean beta and sd gamma on the data its statistics came from); where no BN feeds it (SE
+  squeeze, classifier hidden layer) the norm of the producer's row and bias;
+- ``activation``: the mean |activation| of the channel at the reader's input, on a few training
+  batches (eval mode);
+- ``weight``: 1 (the reader's column norm alone).
+
+Scaling a channel's BN (gamma, beta) by ``a > 0`` and its readers' columns by ``1/a`` leaves a network
+with ReLU or linear in between unchanged; ``bn_weight`` and ``activation`` leave its score unchanged
+too, ``weight`` divides it by ``a``, so under ``weight`` such a rescaling flips which channel goes.
+A residual group is ranked once, over the readers of all its members, and the same channels are
+kept in every producer (stem or project conv + BN) and reader. A side effect the tests rely on: under
+``weight`` and ``bn_weight``, zeroing the outgoing weights of the channels to be dropped only lowers
+their own score, so the choice is stable and the transfer exact.
 
 The choice is applied through one table of layers, each naming the channel node it reads and the
 node it writes: expand conv + BN, depthwise conv + BN, SE fc1 (input columns) / fc2 (output rows),
@@ -81,32 +93,108 @@ def _modules(model: nn.Module) -> dict[str, nn.Module]:
     return dict(model.named_modules())
 
 
-def channel_scores(model: nn.Module) -> dict[Node, torch.Tensor]:
-    """Per node, the summed L2 norms of each channel's columns in every layer reading it."""
+IMPORTANCE = ("bn_weight", "activation", "weight")
+
+
+def _column_norms(w: torch.Tensor) -> torch.Tensor:
+    return w.transpose(0, 1).reshape(w.shape[1], -1).norm(dim=1)
+
+
+def _bn_scales(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Per reader path, the RMS of each input channel as its BN leaves it (see module doc)."""
+    mods = _modules(model)
+    current: dict[Node, torch.Tensor] = {}
+    out: dict[str, torch.Tensor] = {}
+    for layer in layer_table(model.arch):
+        m = mods[layer.path]
+        if layer.kind == "conv" and layer.reads != RGB:
+            out[layer.path] = current[layer.reads]
+        if layer.kind == "bn":
+            current[layer.writes] = torch.hypot(m.weight.detach(), m.bias.detach()).abs()
+        elif layer.kind == "conv" and layer.writes not in current:  # SE squeeze, hidden layer: no BN after
+            w = m.weight.detach().reshape(m.weight.shape[0], -1)
+            if m.bias is not None:
+                w = torch.cat([w, m.bias.detach()[:, None]], dim=1)
+            current[layer.writes] = w.norm(dim=1)
+    return out
+
+
+@torch.no_grad()
+def _activation_scales(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """Per reader path, the mean |input| of each channel on ``inputs`` (eval mode; the mode is restored)."""
+    mods = _modules(model)
+    readers = [ly.path for ly in layer_table(model.arch) if ly.kind == "conv" and ly.reads != RGB]
+    sums: dict[str, torch.Tensor] = {}
+
+    def hook(path):
+        def record(_module, args):
+            x = args[0].detach().abs().double()
+            x = x.transpose(0, 1).reshape(x.shape[1], -1)
+            sums[path] = sums.get(path, 0) + x.mean(dim=1) * len(args[0])
+        return record
+
+    handles = [mods[p].register_forward_pre_hook(hook(p)) for p in readers]
+    was_training = model.training
+    dtype = next(model.parameters()).dtype
+    try:
+        model.eval()
+        for batch in inputs.split(batch_size):
+            model(batch.to(dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {p: (v / len(inputs)).to(dtype) for p, v in sums.items()}
+
+
+def channel_scores(model: nn.Module, importance: str = "bn_weight",
+                   inputs: torch.Tensor | None = None) -> dict[Node, torch.Tensor]:
+    """Per node, each channel's importance summed over every layer reading it (see module doc).
+
+    ``inputs`` (a few normalised training images, N x 3 x H x W) are needed by ``activation`` only.
+    """
+    if importance not in IMPORTANCE:
+        raise ValueError(f"importance={importance!r} is unknown: use one of {', '.join(IMPORTANCE)}")
+    if importance == "activation":
+        if inputs is None or len(inputs) == 0:
+            raise ValueError("importance=activation needs a few training images (inputs=)")
+        scales = _activation_scales(model, inputs)
+    elif importance == "bn_weight":
+        scales = _bn_scales(model)
+    else:
+        scales = None
     mods = _modules(model)
     scores: dict[Node, torch.Tensor] = {}
     for layer in layer_table(model.arch):
-        if layer.kind != "conv" or layer.reads in (RGB,):
+        if layer.kind != "conv" or layer.reads == RGB:
             continue
-        w = mods[layer.path].weight.detach()
-        col = w.transpose(0, 1).reshape(w.shape[1], -1).norm(dim=1)
+        col = _column_norms(mods[layer.path].weight.detach())
+        if scales is not None:
+            col = col * scales[layer.path]
         scores[layer.reads] = scores.get(layer.reads, 0) + col
     return scores
 
 
-def choose_channels(model: nn.Module, new_arch: ArchSpec) -> dict[Node, torch.Tensor]:
-    """Per node, the sorted indices of the channels ``shrink`` keeps (all of them if it keeps its size)."""
+def choose_channels(model: nn.Module, new_arch: ArchSpec, scores: dict[Node, torch.Tensor] | None = None,
+                    *, importance: str = "bn_weight") -> dict[Node, torch.Tensor]:
+    """Per node, the sorted indices of the channels ``shrink`` keeps (all of them if it keeps its size).
+
+    ``scores`` are ``channel_scores(model, ...)`` when already computed (one set serves every proposal
+    of an iteration); else they are computed with ``importance`` (which must not need inputs).
+    """
     old_arch: ArchSpec = model.arch
     if not same_structure(old_arch, new_arch):
         raise ValueError("shrink needs the same structure (expand convs, residual adds, SE, strides); "
                          f"got {len(old_arch.blocks)} vs {len(new_arch.blocks)} blocks or a changed layer")
     old, new = node_sizes(old_arch), node_sizes(new_arch)
-    scores = channel_scores(model)
+    for node, n_old in old.items():
+        if new[node] > n_old:
+            raise ValueError(f"shrink cannot grow channels: {node} {n_old} -> {new[node]}")
+    if scores is None:
+        scores = channel_scores(model, importance)
     keep: dict[Node, torch.Tensor] = {}
     for node, n_old in old.items():
         n_new = new[node]
-        if n_new > n_old:
-            raise ValueError(f"shrink cannot grow channels: {node} {n_old} -> {n_new}")
         if n_new == n_old:
             keep[node] = torch.arange(n_old)
         else:
@@ -123,13 +211,15 @@ def _slice(t: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None
     return t.clone()
 
 
-def shrink(model: nn.Module, new_arch: ArchSpec, keep: dict[Node, torch.Tensor] | None = None) -> nn.Module:
+def shrink(model: nn.Module, new_arch: ArchSpec, keep: dict[Node, torch.Tensor] | None = None, *,
+           scores: dict[Node, torch.Tensor] | None = None, importance: str = "bn_weight") -> nn.Module:
     """A new network for ``new_arch`` holding ``model``'s strongest channels (see module doc).
 
     ``model`` is a ``space.build_model`` network; it is not modified. The result has the same
-    number of classes and the same train/eval mode.
+    number of classes and the same train/eval mode. ``keep`` (else ``scores``, else ``importance``)
+    says which channels: see ``choose_channels``.
     """
-    keep = choose_channels(model, new_arch) if keep is None else keep
+    keep = choose_channels(model, new_arch, scores, importance=importance) if keep is None else keep
     fixed = lambda node: None if node in (RGB, CLASSES) else keep[node]  # noqa: E731
     num_classes = model.classifier[-1].out_features
     new_model = build_model(new_arch, num_classes).to(next(model.parameters()).dtype)

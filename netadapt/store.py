@@ -36,11 +36,13 @@ class RunFolder:
         return self.folder / name
 
     # -- settings: a rerun must ask for the same run ---------------------------------------------
-    def check_settings(self, settings: dict, *, accept_changed_latency: bool = False, log=print) -> bool:
+    def check_settings(self, settings: dict, legacy: dict | None = None, *, accept_changed_latency: bool = False,
+                       log=print) -> bool:
         """True when the folder holds a run started with ``settings``; False when it is new.
 
-        Raises when it holds a different run, so a changed command never mixes two runs. A latency table
-        that changed since (``measure.model.changed``) is refused with its own message unless
+        Raises when it holds a different run, so a changed command never mixes two runs. ``legacy``: the
+        value a setting had before run.json recorded it (a run from then resumes when asked for that value).
+        A latency table that changed since (``measure.model.changed``) is refused with its own message unless
         ``accept_changed_latency``: then run.json takes the new record and keeps the old in ``latency_history``.
         """
         from measure.model import changed
@@ -52,6 +54,7 @@ class RunFolder:
             old = json.loads(p.read_text())
         except json.JSONDecodeError:
             raise NetAdaptError(f"{p} is unreadable: remove {self.folder} to start over") from None
+        old = {**(legacy or {}), **old}
         # "protocol" is derived from the other settings (recorded for plots): compared through them.
         diff = sorted(k for k in (set(old) | set(settings)) - {"protocol", "latency", "latency_history"}
                       if old.get(k) != settings.get(k))

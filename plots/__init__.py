@@ -8,8 +8,10 @@ from .canvas import figure, png
 from .latency import ValidationInfo, draw_validation
 from .pareto import OverviewInfo, ParetoInfo, Trajectory, draw_overview, draw_pareto
 from .trajectory import TrajectoryInfo, draw_trajectory
+from .versus import Curve, VersusInfo, draw_versus
 
 __all__ = [
-    "OverviewInfo", "ParetoInfo", "Trajectory", "TrajectoryInfo", "ValidationInfo", "draw_overview", "draw_pareto",
+    "Curve", "OverviewInfo", "ParetoInfo", "Trajectory", "TrajectoryInfo", "ValidationInfo", "VersusInfo",
+    "draw_overview", "draw_pareto", "draw_versus",
     "draw_trajectory", "draw_validation", "figure", "png",
 ]

@@ -20,6 +20,7 @@ class TrajectoryInfo:
     references: tuple[tuple[str, float], ...] = ()  # (name, latency_ms): costed with the run's model, not trained
     final_test: float | None = None  # report-only test top-1 of the final network and of the baseline
     baseline_test: float | None = None
+    measured: tuple[tuple[str, float, float], ...] = ()  # ("final" | "baseline", latency measured end to end, top1)
 
 
 def draw_trajectory(info: TrajectoryInfo) -> bytes:
@@ -38,6 +39,9 @@ def draw_trajectory(info: TrajectoryInfo) -> bytes:
     if info.baseline and info.baseline_test is not None:
         ax.plot(info.baseline[0], info.baseline_test, "s", mfc="none", color="tab:red", ms=8,
                 label="multiplier, test top-1")
+    for name, lat, acc in info.measured:  # the same networks timed end to end (x): the comparison that counts
+        ax.plot(lat, acc, "x", color="tab:blue" if name == "final" else "tab:red", ms=9, mew=2,
+                label=f"{name}, measured {lat:.3g} ms")
     for i, (name, lat) in enumerate(info.references):  # by cost only: NetAdapt does not train them
         ax.axvline(lat, ls="--", lw=1, color=("tab:green", "tab:purple")[i % 2],
                    label=f"{reference_title(name)} {lat:.3g} ms")

@@ -160,6 +160,7 @@ CASES = [
     ("label smoothing 1", _search_main, ["+space=v3_small", "train.label_smoothing=1"], "train.label_smoothing=1"),
     ("n_trials in words", _search_main, ["+space=v3_small", "n_trials=ten"], "n_trials=ten must be an integer"),
     ("unknown select", _netadapt_main, ["select=speed"], "unknown select 'speed'"),
+    ("unknown importance", _netadapt_main, ["importance=l1"], "unknown importance 'l1': use one of bn_weight"),
     ("epochs in netadapt's train", _netadapt_main, ["train.epochs=3"], "bad override"),
     ("netadapt with accuracy=supernet", _netadapt_main, ["accuracy=supernet"], "NetAdapt has none: pass accuracy=train"),
 ]

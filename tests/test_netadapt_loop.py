@@ -78,6 +78,16 @@ def test_loop_stops_at_the_budget_and_writes_every_result(tmp_path, capsys):
         assert refs[name]["latency_ms"] > 0 and refs[name]["macs"] == measure.count_macs(arch, input_size=32)
     info = trajectory_info(h, summary, base, "t")  # the plot, redrawn from the files
     assert info.references == tuple((n, refs[n]["latency_ms"]) for n in ("v3_large", "v3_small"))
+    # Both networks (and the start) timed end to end, the run's own figure kept beside each.
+    m = summary["measured"]
+    assert m["latency_model"].startswith("measured:") and m["predicted_by"] == summary["latency_model"]
+    assert m["final"]["predicted_ms"] == summary["final"]["latency_ms"] and m["baseline"]["predicted_ms"] == base["latency_ms"]
+    assert all(m[k]["measured_ms"] > 0 for k in ("start", "final", "baseline"))
+    assert m["baseline_over_final"] == round(m["baseline"]["measured_ms"] / m["final"]["measured_ms"], 4)
+    assert m["top1_final_minus_baseline"] == round(summary["final"]["top1"] - base["top1"], 6)
+    assert info.measured == (("final", m["final"]["measured_ms"], summary["final"]["top1"]),
+                             ("baseline", m["baseline"]["measured_ms"], base["top1"]))
+    assert f"measured end to end ({m['latency_model']})" in out and "baseline / final measured latency" in out
 
 
 def test_trajectory_marks_only_references_with_a_latency():
@@ -224,6 +234,15 @@ def fake_fit(model, data, cfg, **_):
     return FitResult(round(random.Random(shapes).uniform(0.3, 0.9), 6), 1.0, cfg.steps or 1, 0.0, 1.0)
 
 
+class MacsLatency(measure.LatencyModel):
+    """A stand-in 'measured' latency: MACs at 32 px in millions (instant, the same every call)."""
+
+    source, name = "measured", "measured:fake"
+
+    def __call__(self, arch):
+        return measure.count_macs(arch, 32) / 1e6
+
+
 def test_select_accuracy_keeps_the_proposal_with_the_best_top1(tmp_path, monkeypatch):
     monkeypatch.setattr("train.estimator.fit", fake_fit)  # top-1 figures that tell the two rules apart
     assert main(QUICK + ["select=accuracy", "budget=0.6", "baseline=false", f"results_dir={tmp_path}"]) == 0
@@ -291,3 +310,57 @@ def test_killed_latency_run_resumes_with_the_first_runs_start_target_and_delta(t
         assert f"no proposal cuts {delta:.4g} ms" in summary["stopped"] and f"budget {target:.4g}" in summary["stopped"]
     else:
         assert after[-1]["cost"] <= target < after[-2]["cost"]
+
+
+def test_proposals_are_scored_on_holdout_only_and_the_kept_networks_reported_on_test(tmp_path, monkeypatch):
+    """The test split raises if read while a proposal is finetuned and scored; it is read for each kept
+    network (start, every iteration's choice, final, baseline) and nothing else."""
+    import dataclasses
+
+    import train
+    from train.estimator import TrainEstimator
+
+    monkeypatch.setattr("train.estimator.fit", fake_fit)  # no training: the split reads are the point
+
+    class GuardedTest(torch.utils.data.Dataset):
+        def __init__(self, inner):
+            self.inner, self.blocked, self.passes = inner, None, 0
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, i):
+            if self.blocked:
+                raise AssertionError(f"the test split was read while scoring {self.blocked}")
+            self.passes += i == 0
+            return self.inner[i]
+
+    guard = {}
+    load = train.load_data
+
+    def load_data(cfg):
+        split = load(cfg)
+        guard["test"] = GuardedTest(split.test)
+        return dataclasses.replace(split, test=guard["test"])
+
+    real_train = TrainEstimator.train
+
+    def guarded_train(self, model, label, **kw):
+        guard["test"].blocked = label if label.startswith("iteration") else None
+        try:
+            return real_train(self, model, label, **kw)
+        finally:
+            guard["test"].blocked = None
+
+    monkeypatch.setattr(train, "load_data", load_data)
+    monkeypatch.setattr(TrainEstimator, "train", guarded_train)
+    monkeypatch.setattr(measure, "latency_model", lambda cfg, results_dir="results": MacsLatency())  # no timing
+    assert main(QUICK + ["budget=0.85", "step=0.1", f"results_dir={tmp_path}"]) == 0
+    folder = run_dir(tmp_path)
+    h = history(folder)
+    assert len(h) >= 2 and all(len(r["proposals"]) > 1 for r in h[1:])  # proposals were scored, several each time
+    assert all(isinstance(r["test_top1"], float) for r in h)
+    assert all("test_top1" not in p for r in h for p in r["proposals"])
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["protocol"]["selection"] == "holdout"
+    assert guard["test"].passes == len(h) + 2  # each kept network, the final one and the baseline: once each

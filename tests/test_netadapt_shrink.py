@@ -10,8 +10,9 @@ import torch
 from measure import count_macs
 from netadapt.groups import width_groups
 from netadapt.proposals import propose, with_expand, with_group_width
-from netadapt.shrink import choose_channels, layer_table, node_sizes, shrink
+from netadapt.shrink import channel_scores, choose_channels, layer_table, node_sizes, shrink
 from space import V3_LARGE, V3_SMALL, build_model, parse_arch
+from space.skeleton import module_paths
 
 TRICKY = parse_arch("stem16 k3_e16_c16_re k3_e64_c24_s2_re k3_e72_c24_re k3_e24_c32_se_re "
                     "k3_e96_c40_se_hs k3_e32_c24_s2_hs last144 head256")
@@ -113,3 +114,48 @@ def test_shrink_refuses_growth_and_structure_changes():
         shrink(model, with_expand(V3_SMALL, 4, 256))
     with pytest.raises(ValueError, match="structure"):
         shrink(model, V3_LARGE)
+
+
+def rescaled(model, block: int, channel: int, a: float):
+    """``model`` with one expansion channel's depthwise BN (gamma, beta) times ``a`` and its reader (the
+    project conv's input column) times ``1/a``: the same function, since ReLU(a y) = a ReLU(y)."""
+    model = copy.deepcopy(model)
+    p = module_paths(model.arch).blocks[block]
+    mods = dict(model.named_modules())
+    bn, project = mods[p.depthwise[1]], mods[p.project[0]]
+    with torch.no_grad():
+        bn.weight[channel] *= a
+        bn.bias[channel] *= a
+        project.weight[:, channel] /= a
+    return model
+
+
+@pytest.mark.parametrize("importance", ["bn_weight", "activation", "weight"])
+def test_importance_survives_bn_rescaling_only_when_it_accounts_for_the_scale(importance):
+    block, new = 1, with_expand(V3_SMALL, 1, 64)  # k3_e72_c24_s2_re: ReLU, no SE; drop 8 of 72
+    assert V3_SMALL.blocks[block].act == "RE" and not V3_SMALL.blocks[block].se
+    model = random_net(V3_SMALL)
+    x = torch.randn(8, 3, 16, 16, dtype=torch.float64)
+    node = ("e", block)
+    # the channel the plain weight norm ranks first: kept by every criterion that sees its reader alone
+    c = int(channel_scores(model, "weight")[node].argmax())
+    other = rescaled(model, block, c, 100.0)
+    torch.testing.assert_close(other(x), model(x), rtol=1e-9, atol=1e-9)  # the same network
+    inputs = torch.randn(16, 3, 16, 16, dtype=torch.float64)
+    keep = choose_channels(model, new, channel_scores(model, importance, inputs))
+    keep_other = choose_channels(other, new, channel_scores(other, importance, inputs))
+    assert set(keep) == set(keep_other)
+    if importance == "weight":  # the reader's norm fell 100x: the channel is dropped now
+        assert c in keep[node].tolist() and c not in keep_other[node].tolist()
+    else:
+        assert all(torch.equal(keep[n], keep_other[n]) for n in keep), f"{importance} changed its choice"
+        torch.testing.assert_close(channel_scores(other, importance, inputs)[node],
+                                   channel_scores(model, importance, inputs)[node], rtol=1e-9, atol=0)
+
+
+def test_activation_importance_needs_inputs_and_unknown_importance_is_refused():
+    model = random_net(V3_SMALL)
+    with pytest.raises(ValueError, match="needs a few training images"):
+        channel_scores(model, "activation")
+    with pytest.raises(ValueError, match="importance='l1' is unknown"):
+        channel_scores(model, "l1")

@@ -39,3 +39,13 @@ def test_other_settings_are_refused(tmp_path):
     (tmp_path / HISTORY).write_text("{}\n")
     with pytest.raises(NetAdaptError, match=r"other settings \(b\)"):
         folder.check_settings({"a": 1, "b": 3})
+
+
+def test_a_run_from_before_a_setting_existed_resumes_only_with_its_old_value(tmp_path):
+    folder = RunFolder(tmp_path)
+    folder.create({"a": 1})  # written before "importance" was recorded
+    (tmp_path / HISTORY).write_text("{}\n")
+    legacy = {"importance": "weight"}
+    assert folder.check_settings({"a": 1, "importance": "weight"}, legacy=legacy) is True
+    with pytest.raises(NetAdaptError, match=r"other settings \(importance\)"):
+        folder.check_settings({"a": 1, "importance": "bn_weight"}, legacy=legacy)

@@ -1,0 +1,47 @@
+"""The sweep's arithmetic (benchmarks/netadapt_vs_multiplier.py): differences at equal measured latency and
+latency ratios at equal accuracy, on hand-made results."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from plots import draw_versus
+
+_spec = importlib.util.spec_from_file_location(
+    "netadapt_vs_multiplier", Path(__file__).resolve().parent.parent / "benchmarks" / "netadapt_vs_multiplier.py")
+versus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(versus)
+
+
+def row(seed, budget, na_ms, na_acc, m_ms, m_acc, start="v3_small"):
+    return {"start": start, "budget": budget, "seed": seed,
+            "netadapt": {"measured_ms": na_ms, "test_top1": na_acc},
+            "multiplier": {"measured_ms": m_ms, "test_top1": m_acc}}
+
+
+def test_interpolation_and_latency_at_accuracy():
+    xs, ys = [1.0, 2.0, 3.0], [0.90, 0.95, 0.96]
+    assert versus.interp(1.5, xs, ys) == pytest.approx(0.925)
+    assert versus.interp(0.5, xs, ys) == 0.90 and versus.interp(9, xs, ys) == 0.96  # nearest point outside
+    assert versus.latency_at(0.925, xs, ys) == pytest.approx(1.5)
+    assert versus.latency_at(0.80, xs, ys) == 1.0 and versus.latency_at(0.99, xs, ys) is None
+
+
+def test_summary_pairs_each_seed_with_its_own_multiplier_curve():
+    # Seed 0: multiplier (1, .90) (2, .95); NetAdapt at 1.5 ms reaches .95 -> +2.5 points, ratio 2/1.5.
+    # Seed 1: the same shifted down by 1 point in both methods -> the same differences.
+    rows = []
+    for seed, shift in ((0, 0.0), (1, -0.01)):
+        rows += [row(seed, 0.9, 1.5, 0.95 + shift, 2.0, 0.95 + shift), row(seed, 0.6, 0.8, 0.90 + shift, 1.0, 0.90 + shift)]
+    table, info = versus.summarise(rows)
+    at = {r["budget"]: r for r in table}
+    d, half = at[0.9]["diff"]
+    assert d == pytest.approx(0.025) and half == pytest.approx(0.0, abs=1e-12)
+    assert at[0.9]["ratio"][0] == pytest.approx(2.0 / 1.5)
+    assert at[0.6]["diff"][0] == pytest.approx(0.0) and at[0.6]["ratio"][0] == pytest.approx(1.0 / 0.8)
+    (start, curves), = info.panels
+    assert start == "v3_small" and [c.label for c in curves] == ["NetAdapt", "width multiplier"]
+    assert curves[0].latency_ms == (1.5, 0.8) and curves[1].top1 == pytest.approx((0.945, 0.895))
+    assert draw_versus(info)[:4] == b"\x89PNG"
