@@ -2,7 +2,7 @@
 standalone training does? (issue 12's first benchmark)
 
     python benchmarks/supernet_fidelity.py [--dataset cluttered|digits] [--n-archs 20] [--workers 2]
-        [--supernet-steps 2000] [--standalone-steps N] [--report-only]
+        [--supernet-steps 2000] [--standalone-steps N] [--part all|supernet|standalone] [--report-only]
 
 1. Trains one supernet of `v3_small` on the dataset's train split (`train/supernet/`; resumable through
    its own checkpoint in `<--supernet-dir>/supernet/v3_small/<run name from its settings>/`).
@@ -422,6 +422,9 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--report", type=Path, default=REPORT)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--part", choices=("all", "supernet", "standalone"), default="all",
+                    help="supernet: train it and score the points; standalone: the trainings only. Two "
+                         "processes, one per part, use two cores at once (they append to one results file)")
     args = ap.parse_args(argv)
     if args.n_archs < 0 or args.supernet_steps < 1 or (args.standalone_steps is not None and args.standalone_steps < 1):
         print("--n-archs must be >= 0, --supernet-steps and --standalone-steps >= 1", file=sys.stderr)
@@ -438,15 +441,17 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
         key = supernet_key(s)
-        try:
-            est = make_estimator(args, s)
-            train_supernet(est, key, args.results)
-        except SupernetError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        score_all(est, key, archs, args.results)
-        del est
-        train_all(args.dataset, archs, sb, tb, args.seed, args.results, args.workers)
+        if args.part in ("all", "supernet"):
+            try:
+                est = make_estimator(args, s)
+                train_supernet(est, key, args.results)
+            except SupernetError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            score_all(est, key, archs, args.results)
+            del est
+        if args.part in ("all", "standalone"):
+            train_all(args.dataset, archs, sb, tb, args.seed, args.results, args.workers)
     text = report(read_results(args.results), s, tb, sb, len(archs), args.report)
     print(text)
     print(f"results: {args.results}; report: {args.report}")

@@ -84,9 +84,13 @@ def validation_archs(which: str, space: SearchSpace, n: int, seed: int, results_
 def validate(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, progress: bool = True,
              which: str = "random", results_dir="results") -> list[dict]:
     """Predicted vs measured end-to-end latency of the networks of set ``which``."""
+    return compare(table, validation_archs(which, space, n, seed, results_dir), progress)
+
+
+def compare(table: LatencyTable, named: list[tuple[str, ArchSpec]], progress: bool = True) -> list[dict]:
+    """Predicted vs measured end-to-end latency of (set name, network) pairs: one row per network."""
     from tqdm import tqdm
 
-    named = validation_archs(which, space, n, seed, results_dir)
     archs = [a for _, a in named]
     n = len(archs)
     predicted = [table.predict(a) for a in archs]
