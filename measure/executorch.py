@@ -1,6 +1,7 @@
 """The ExecuTorch backend: the network exported with ``torch.export``, lowered to the XNNPACK delegate and
 run by the ExecuTorch runtime, i.e. the kernels (XNNPACK) behind the phone latencies MobileNetV3 was
-designed against. An optional extra: ``pip install 'bneck[executorch]'``.
+designed against. An optional extra: ``pip install -e '.[executorch]'`` (bneck is installed from its
+checkout, not from an index, so the error names that command).
 
 Lowering costs seconds per table entry and about half a minute per whole network, against well under a
 second for the ONNX export, so lowered programs are cached on disk (``cache_dir()``), keyed by the
@@ -27,7 +28,8 @@ from core.files import write_atomic
 from .errors import MeasureError
 from .onnx import network_name
 
-MISSING = "latency.backend=executorch needs the executorch extra: pip install 'bneck[executorch]'"
+MISSING = ("latency.backend=executorch needs the executorch extra: pip install -e '.[executorch]' "
+           "(in the bneck checkout)")
 exports = 0  # programs lowered by this process (tests check that a cached structure is not lowered again)
 
 

@@ -17,7 +17,7 @@ from space import ArchSpec, BlockSpec, build_model
 
 FAST = {"warmup": 1, "repeats": 5, "max_rounds": 1}
 TINY = ArchSpec(8, (BlockSpec(3, 16, 8), BlockSpec(3, 24, 16, True, "HS", 2)), 96, 32)  # calibration's quick_set
-MISSING = "latency.backend=executorch needs the executorch extra: pip install 'bneck[executorch]'"
+MISSING = "latency.backend=executorch needs the executorch extra: pip install -e '.[executorch]' (in the bneck checkout)"
 
 
 def test_without_the_extra_the_backend_is_refused_in_one_line(monkeypatch):
