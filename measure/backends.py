@@ -46,4 +46,12 @@ def torch_runner(module: nn.Module, x: torch.Tensor, *, threads: int = 1, channe
     return lambda: module(x)
 
 
-RUNNERS = {"torch": torch_runner, "onnxruntime": ort_runner}
+def executorch_runner(module: nn.Module, x: torch.Tensor, **options):
+    """ExecuTorch + XNNPACK (``measure.executorch``), imported on first use: the extra is optional, and
+    importing it costs seconds."""
+    from .executorch import et_runner
+
+    return et_runner(module, x, **options)
+
+
+RUNNERS = {"torch": torch_runner, "onnxruntime": ort_runner, "executorch": executorch_runner}

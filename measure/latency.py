@@ -1,4 +1,4 @@
-"""Wall-clock latency of a network (or one block) on a CPU backend: eager torch or onnxruntime.
+"""Wall-clock latency of a network (or one block) on a CPU backend: eager torch, onnxruntime or ExecuTorch.
 
 Protocol, built for a noisy shared machine: a fixed thread count, ``warmup`` untimed runs, then
 rounds of ``repeats`` timed runs each; after each round, when the interquartile range exceeds
@@ -25,7 +25,7 @@ from space import ArchSpec, build_model
 
 from .errors import MeasureError
 
-BACKENDS = ("onnxruntime", "torch")  # the keys of measure.backends.RUNNERS
+BACKENDS = ("onnxruntime", "torch", "executorch")  # the keys of measure.backends.RUNNERS
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,11 @@ def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise MeasureError(f"unknown latency backend {backend!r}: use one of {', '.join(BACKENDS)} "
                            f"(e.g. latency.backend=onnxruntime)")
+    if backend == "executorch":  # an optional extra: say so before anything is built or timed
+        from .executorch import MISSING, available
+
+        if not available():
+            raise MeasureError(MISSING)
     return backend
 
 
@@ -68,7 +73,8 @@ def measure_latency(arch_or_module, *, backend: str = "onnxruntime", input_size:
 
     The input is ``(batch, 3, input_size, input_size)`` unless ``input_shape`` is given (a block
     of the lookup table sees its own shape). ``channels_last`` applies to the torch backend only:
-    onnxruntime picks its own layout. ``name`` says what a failed export was (a table entry's key).
+    onnxruntime and ExecuTorch (XNNPACK) pick their own layout. ``name`` says what a failed export was
+    (a table entry's key).
     """
     check_backend(backend)
     for key, value, low in (("threads", threads, 1), ("repeats", repeats, 3), ("batch", batch, 1),

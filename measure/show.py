@@ -29,7 +29,7 @@ def main(argv) -> int:
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--latency", choices=("none", "lut", "measured"), default="none",
                         help="add latency: predicted by the lookup table, or measured end to end")
-    parser.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
+    parser.add_argument("--backend", choices=("onnxruntime", "torch", "executorch"), default="onnxruntime")
     parser.add_argument("--results-dir", default="results", help="where the latency table lives")
     args = parser.parse_args(argv)
     if args.input_size <= 0:

@@ -214,7 +214,7 @@ def test_cli_usage_errors(tmp_path):
     proc = subprocess.run([sys.executable, "-W", "error", "-m", "measure.lut", "build", "+space=v3_large",
                            "latency.backend=tpu", f"results_dir={tmp_path}"], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.splitlines() == ["error: unknown latency backend 'tpu': use one of onnxruntime, torch "
+    assert proc.stderr.splitlines() == ["error: unknown latency backend 'tpu': use one of onnxruntime, torch, executorch "
                                         "(e.g. latency.backend=onnxruntime)"]
 
 
