@@ -19,7 +19,8 @@ Writes ``benchmarks/latency_lut.md`` and every network's row to ``benchmarks/lat
     python benchmarks/latency_lut.py [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
 
 The tables live in ``--results-dir`` and resume there (a killed build keeps its timings); the
-validation runs are redone.
+validation runs are redone. ``--lower-only`` (executorch): lower every program the run will time into
+the ExecuTorch cache and time nothing: the half hour of lowering needs no quiet machine, the timing does.
 """
 from __future__ import annotations
 
@@ -90,6 +91,25 @@ def repeat_in_processes(results_dir: str, backend: str, k: int) -> list[dict]:
     return out
 
 
+def lower_all(results_dir: str, n: int) -> None:
+    """Every program an executorch run of this benchmark times, lowered into the cache (nothing timed)."""
+    import torch
+    from tqdm import tqdm
+
+    from measure.entries import arch_entries, network_entry, space_entries
+    from measure.executorch import cached_program
+
+    table = LatencyTable.open(results_dir, backend="executorch")
+    size = table.input_size
+    nets = table.calibration_archs + [V3_LARGE] + [a for named in sets(n).values() for _, a in named]
+    entries = [e for name in available_spaces() for e in space_entries(load_space(name), size)]
+    entries += [e for a in nets for e in arch_entries(a, size)] + [network_entry(a, size) for a in nets]
+    entries = list({e.key: e for e in entries}.values())
+    entries.sort(key=lambda e: e.key.startswith("net_"))  # the blocks first: a table build needs them first
+    for e in tqdm(entries, desc="lowering (executorch)", unit="program", dynamic_ncols=True):
+        cached_program(e.build().eval(), torch.randn(*e.input_shape(table.batch)), name=e.key)
+
+
 def cv(values: list[float]) -> float:
     return statistics.pstdev(values) / statistics.mean(values)
 
@@ -141,7 +161,11 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=5, help="fresh processes timing V3-Large")
     p.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"])
     p.add_argument("--out", default="latency_lut.md", help="file name beside this script")
+    p.add_argument("--lower-only", action="store_true", help="executorch: fill the lowering cache, time nothing")
     args = p.parse_args()
+    if args.lower_only:
+        lower_all(args.results_dir, args.n)
+        return
     rows: list[dict] = []
     lines = ["# Latency lookup table vs end-to-end measurement (224x224, batch 1, 1 thread)", "",
              f"Machine: {os.cpu_count()}-core VM, load average {os.getloadavg()[0]:.2f} at the start. Table defaults "
