@@ -14,18 +14,19 @@ the fixed calibration set of ``measure.calibration``), then, twice, predicted vs
 Measured latencies are at the table's reference speed (``measure.probe``); the shares against the
 latencies as timed, before that conversion, are reported beside them. Repeat spread: MobileNetV3-Large
 timed in 5 fresh processes, each opening the table, as timed and converted (coefficient of variation).
-Writes ``benchmarks/latency_lut.md`` and every network's row to ``benchmarks/latency_lut.csv``.
+Appends one JSON line per finished piece to ``benchmarks/latency_lut.jsonl`` (a rerun resumes) and writes
+``benchmarks/latency_lut.md`` from it.
 
     python benchmarks/latency_lut.py [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
 
-The tables live in ``--results-dir`` and resume there (a killed build keeps its timings); the
-validation runs are redone. ``--lower-only`` (executorch): lower every program the run will time into
-the ExecuTorch cache and time nothing: the half hour of lowering needs no quiet machine, the timing does.
+The tables live in ``--results-dir`` and resume there (a killed build keeps its timings); a finished
+validation run of a set is kept in the JSON lines and not redone. ``--lower-only`` (executorch): lower
+every program the run will time into the ExecuTorch cache and time nothing: the hour of lowering needs no
+quiet machine, the timing does.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -114,44 +115,103 @@ def cv(values: list[float]) -> float:
     return statistics.pstdev(values) / statistics.mean(values)
 
 
-def bench(backend: str, results_dir: str, n: int, repeat: int, rows_out: list[dict]) -> list[str]:
+def append(path: Path, record: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path) -> None:
+    """Build ``backend``'s table, then each (set, run) and the repeat in processes not yet in ``results``:
+    one JSON line per finished piece, so a killed run resumes where it stopped."""
+    done = {(r["backend"], r["kind"], r.get("set"), r.get("run")) for r in read(results)}
     table = LatencyTable.open(results_dir, backend=backend)  # the defaults of conf/latency/lut.yaml
     t0 = time.time()
     for name in available_spaces():
         build(load_space(name), table)
-    build_s = time.time() - t0
-    cal = table.calibration
-    lines = [f"### {backend}", "",
-             f"Table `{table.path.name}`: built in {build_s:.0f} s (both spaces' entries and the calibration set); "
-             f"calibration scale {cal['scale']:.3f}, overhead {cal['overhead_ms']:.3f} ms; reference speed "
-             f"{table.reference_ms:.3f} ms.", "",
-             "| set | networks | run | ±5% / ±10% | error mean ± sd | worst error | as timed: ±5% / ±10% | s |"
-             " run 2 / run 1 measured, sd |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    if (backend, "table", None, None) not in done:
+        cal = table.calibration
+        append(results, {"backend": backend, "kind": "table", "name": table.path.name, "build_s": time.time() - t0,
+                         "scale": cal["scale"], "overhead_ms": cal["overhead_ms"], "reference_ms": table.reference_ms,
+                         "probe_spread": table.reference.get("spread"), "calibration_errors": cal.get("errors"),
+                         "load": os.getloadavg()[0]})
     for set_name, named in sets(n).items():
-        runs = []
         for run in range(1, RUNS + 1):
+            if (backend, "set", set_name, run) in done:
+                continue
             t0 = time.time()
             rows = compare(table, named)
-            secs = time.time() - t0
-            runs.append(rows)
-            errors = [r["error"] for r in rows]
-            raw = [{"error": r["predicted_ms"] / r["measured_raw_ms"] - 1} for r in rows]
-            worst = max(errors, key=abs)
+            append(results, {"backend": backend, "kind": "set", "set": set_name, "run": run,
+                             "seconds": time.time() - t0, "load": os.getloadavg()[0], "rows": rows})
+    if (backend, "repeat", None, None) not in done:
+        reps = repeat_in_processes(results_dir, backend, repeat)
+        append(results, {"backend": backend, "kind": "repeat", "ms": [r["ms"] for r in reps],
+                         "as_timed_ms": [r["as_timed_ms"] for r in reps], "load": os.getloadavg()[0]})
+
+
+def section(backend: str, records: list[dict]) -> list[str]:
+    mine = [r for r in records if r["backend"] == backend]
+    tables = [r for r in mine if r["kind"] == "table"]
+    if not tables:
+        return []
+    t = tables[-1]
+    lines = [f"### {backend}", "",
+             f"Table `{t['name']}`: built in {t['build_s']:.0f} s (both spaces' entries and the calibration set; "
+             f"0 s when it was already built); calibration scale {t['scale']:.3f}, overhead {t['overhead_ms']:.3f} ms; "
+             f"reference speed {t['reference_ms']:.3f} ms, from probe timings whose (max-min)/median spread was "
+             f"{_pct(t.get('probe_spread'))} (a quiet machine: a few %; `lut build` warns above 10%); calibration "
+             f"networks' own errors {_range(t.get('calibration_errors'))}.", "",
+             "| set | networks | run | ±5% / ±10% | error mean ± sd | worst error | as timed: ±5% / ±10% | s "
+             "| load | run 2 / run 1 measured, sd |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    runs: dict[str, dict[int, dict]] = {}
+    for r in mine:
+        if r["kind"] == "set":
+            runs.setdefault(r["set"], {})[r["run"]] = r
+    for set_name, by_run in runs.items():
+        for run, r in sorted(by_run.items()):
+            rows = r["rows"]
+            errors = [x["error"] for x in rows]
+            raw = [{"error": x["predicted_ms"] / x["measured_raw_ms"] - 1} for x in rows]
+            again = ""
+            if run > 1 and 1 in by_run:
+                ratios = [b["measured_ms"] / a["measured_ms"] - 1 for a, b in zip(by_run[1]["rows"], rows)]
+                again = f"{statistics.pstdev(ratios):.1%}"
             lines.append(f"| {set_name} | {len(rows)} | {run} | {within(rows, 0.05):.0%} / {within(rows, 0.10):.0%} "
-                         f"| {statistics.mean(errors):+.1%} ± {statistics.pstdev(errors):.1%} | {worst:+.1%} "
-                         f"| {within(raw, 0.05):.0%} / {within(raw, 0.10):.0%} | {secs:.0f} |")
-            if run == RUNS:
-                again = [b["measured_ms"] / a["measured_ms"] - 1 for a, b in zip(runs[0], rows)]
-                lines[-1] += f" {statistics.pstdev(again):.1%} |"
-            else:
-                lines[-1] += " |"
-            rows_out += [{"backend": backend, "set": set_name, "run": run, **r} for r in rows]
-    reps = repeat_in_processes(results_dir, backend, repeat)
-    conv, timed = [r["ms"] for r in reps], [r["as_timed_ms"] for r in reps]
-    lines += ["", f"MobileNetV3-Large in {repeat} fresh processes: converted {statistics.mean(conv):.3f} ms, "
-              f"CV {cv(conv):.1%} (target <= 2%); as timed {statistics.mean(timed):.3f} ms, CV {cv(timed):.1%}.", ""]
-    return lines
+                         f"| {statistics.mean(errors):+.1%} ± {statistics.pstdev(errors):.1%} "
+                         f"| {max(errors, key=abs):+.1%} | {within(raw, 0.05):.0%} / {within(raw, 0.10):.0%} "
+                         f"| {r['seconds']:.0f} | {r['load']:.1f} | {again} |")
+    for r in (x for x in mine if x["kind"] == "repeat"):
+        lines += ["", f"MobileNetV3-Large in {len(r['ms'])} fresh processes: converted "
+                  f"{statistics.mean(r['ms']):.3f} ms, "
+                  f"CV {cv(r['ms']):.1%} (target <= 2%); as timed {statistics.mean(r['as_timed_ms']):.3f} ms, "
+                  f"CV {cv(r['as_timed_ms']):.1%}."]
+    return lines + [""]
+
+
+def _pct(v) -> str:
+    return "not recorded" if v is None else f"{v:.0%}"
+
+
+def _range(errors) -> str:
+    return "not recorded" if not errors else f"{min(errors):+.0%} to {max(errors):+.0%}"
+
+
+def report(records: list[dict], out: Path) -> None:
+    lines = ["# Latency lookup table vs end-to-end measurement (224x224, batch 1, 1 thread)", "",
+             f"Machine: {os.cpu_count()}-core VM. Table defaults (`conf/latency/lut.yaml`): p10 statistic, 2 shuffled "
+             "passes, the fixed calibration set (relative-error fit), timings converted to the reference speed of the "
+             f"probe. Each set is validated {RUNS} times (run 1, run 2); `load` is the 1-minute load average when the "
+             "run ended. `python benchmarks/latency_lut.py --results-dir <dir>` resumes or regenerates this file from "
+             "`latency_lut.jsonl` (every network's row is there).", ""]
+    for backend in dict.fromkeys(r["backend"] for r in records):
+        lines += section(backend, records)
+    out.write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -162,28 +222,20 @@ def main() -> None:
     p.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"])
     p.add_argument("--out", default="latency_lut.md", help="file name beside this script")
     p.add_argument("--lower-only", action="store_true", help="executorch: fill the lowering cache, time nothing")
+    p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
     if args.lower_only:
         lower_all(args.results_dir, args.n)
         return
-    rows: list[dict] = []
-    lines = ["# Latency lookup table vs end-to-end measurement (224x224, batch 1, 1 thread)", "",
-             f"Machine: {os.cpu_count()}-core VM, load average {os.getloadavg()[0]:.2f} at the start. Table defaults "
-             "(`conf/latency/lut.yaml`): p10 statistic, 2 shuffled passes, the fixed calibration set "
-             "(relative-error fit), timings converted to the reference speed of the probe. Each set is "
-             f"validated {RUNS} times (run 1, run 2). `python benchmarks/latency_lut.py --results-dir <empty dir>` "
-             "regenerates this file; every network's row is in `latency_lut.csv`.", ""]
-    for backend in args.backends:
-        lines += bench(backend, args.results_dir, args.n, args.repeat, rows)
-        print("\n".join(lines[-12:]), flush=True)
-    lines += [f"Load average at the end: {os.getloadavg()[0]:.2f}."]
     out = HERE / args.out
-    out.write_text("\n".join(lines) + "\n")
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {out} and {out.with_suffix('.csv')}")
+    results = out.with_suffix(".jsonl")
+    if not args.report_only:
+        for backend in args.backends:
+            bench(backend, args.results_dir, args.n, args.repeat, results)
+            report(read(results), out)
+    report(read(results), out)
+    print(out.read_text())
+    print(f"wrote {out}; results in {results}")
 
 
 if __name__ == "__main__":
