@@ -39,3 +39,29 @@ def test_sets_cover_every_space_the_references_and_netadapt_shapes(ll):
     sets = ll.sets(3)
     assert set(sets) == {"random v3_large", "random v3_small", "references", "netadapt-shaped"}
     assert [len(v) for v in sets.values()] == [3, 3, 8, 10]
+
+
+def test_report_renders_shares_and_run_to_run_spread_from_the_json_lines(ll, tmp_path):
+    def row(pred, meas, raw):
+        return {"arch": "x", "predicted_ms": pred, "measured_ms": meas, "error": (pred - meas) / meas,
+                "measured_raw_ms": raw, "set": "references"}
+
+    path = tmp_path / "r.jsonl"
+    ll.append(path, {"backend": "onnxruntime", "kind": "table", "name": "t.json", "build_s": 12.0, "scale": 1.1,
+                     "overhead_ms": 0.2, "reference_ms": 8.0, "probe_spread": 0.03,
+                     "calibration_errors": [-0.04, 0.06], "load": 1.0})
+    for run, meas in ((1, [1.0, 2.0]), (2, [1.1, 2.0])):
+        rows = [row(1.0, meas[0], meas[0]), row(2.12, meas[1], 2.5)]
+        ll.append(path, {"backend": "onnxruntime", "kind": "set", "set": "references", "run": run, "seconds": 3.0,
+                         "load": 1.0, "rows": rows})
+    ll.append(path, {"backend": "onnxruntime", "kind": "repeat", "ms": [8.0, 8.0], "as_timed_ms": [7.0, 9.0],
+                     "load": 1.0})
+    out = tmp_path / "r.md"
+    ll.report(ll.read(path), out)
+    text = out.read_text()
+    assert "probe timings whose (max-min)/median spread was 3%" in text and "-4% to +6%" in text
+    # run 1: errors 0 and +6%: both within 10%, one within 5%; as timed 2.12/2.5 is -15%: 50% / 50%
+    assert "| references | 2 | 1 | 50% / 100% | +3.0% ± 3.0% | +6.0% | 50% / 50% | 3 | 1.0 |  |" in text
+    # run 2: errors -9.1% and +6%: neither within 5%; measured 1.1 vs 1.0 (+10%) and 2.0 vs 2.0: sd 5.0%
+    assert "| references | 2 | 2 | 0% / 100% |" in text and "| 5.0% |" in text
+    assert "converted 8.000 ms, CV 0.0%" in text and "as timed 8.000 ms, CV 12.5%" in text
