@@ -1,74 +1,164 @@
-"""Default sampler (TPE) vs random search at the same trial budget on digits: hypervolume ratio.
+"""Samplers compared at the same trial budget: hypervolume of each study's front, over seeds (issue 12).
 
-    python benchmarks/search_sampler.py [--trials 30] [--seeds 0 1 2] [--epochs 2] [--startup N]
-                                        [--results-dir /tmp/bneck_bench] [override ...]
+    python benchmarks/search_sampler.py [--trials 200] [--seeds 0 1 2] [--samplers tpe nsga2 random]
+        [--space v3_large] [--accuracy supernet] [--results-dir results/sampler-bench] [override ...]
 
-Each (sampler, seed) is its own study ``<sampler>-s<seed>`` under ``--results-dir``; reruns resume, so
-an interrupted benchmark picks up where it stopped. Hypervolume is the normalised one of
-``search.pareto`` (box fixed by the reference network), so studies compare directly. Prints a
-Markdown table: final hypervolume per seed, the ratio TPE / random, and hypervolume at half budget.
+Each (sampler, seed) is its own study ``<sampler>-s<seed>`` under ``--results-dir``: a rerun resumes it
+(Optuna storage), and one JSON line per finished study goes to ``--results`` (keyed by the settings, so
+other budgets never mix). With ``accuracy=supernet`` (the default here) every study scores its trials with
+the same supernet, trained once by the first study, so thousands of trials fit in an hour; what is
+compared is how fast each sampler finds the front of that objective, not the objective's fidelity
+(``supernet.md``). Hypervolume is ``search.pareto``'s normalised one (losses -top1, latency/ref,
+MACs/ref in the box (0, 2x, 2x) of the space's reference network), so studies compare directly.
+
+Report (``--report``): per sampler the mean hypervolume at 25%, 50% and 100% of the budget with a 95%
+t-interval over seeds, and per sampler against random the geometric-mean ratio of final hypervolumes
+with a 95% t-interval on the log ratios (paired by seed).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import math
+import os
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
 
-LUT = Path(__file__).resolve().parent.parent / "results" / "lut"
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+HERE = Path(__file__).resolve().parent
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+FRACTIONS = (0.25, 0.5, 1.0)
+
+
+def settings(args) -> dict:
+    return {"space": args.space, "data": args.data, "accuracy": args.accuracy, "trials": args.trials,
+            "overrides": list(args.overrides)}
+
+
+def key(s: dict) -> str:
+    return json.dumps(s, sort_keys=True)
 
 
 def run_one(sampler: str, seed: int, args) -> dict:
     from core.cli import compose
     from search.study import Search
 
-    overrides = ["+space=v3_large", "data=digits", f"sampler={sampler}", f"seed={seed}", f"n_trials={args.trials}",
-                 f"train.epochs={args.epochs}", f"study_name={sampler}-s{seed}", f"results_dir={args.results_dir}",
-                 "progress=false", *args.overrides]
-    if sampler == "tpe" and args.startup is not None:
-        overrides.append(f"sampler.n_startup_trials={args.startup}")
+    overrides = [f"+space={args.space}", f"data={args.data}", f"accuracy={args.accuracy}", f"sampler={sampler}",
+                 f"seed={seed}", f"n_trials={args.trials}", f"study_name={sampler}-s{seed}",
+                 f"results_dir={args.results_dir}", "companions=false", "progress=false", *args.overrides]
     cfg = compose("search", overrides)
     start = time.perf_counter()
-    out = Search.from_config(cfg).run(progress=False)
+    out = Search.from_config(cfg).run(progress=True)
     with open(out.folder / "hypervolume.csv", newline="") as f:
         hv = [(int(r["number"]), float(r["hypervolume"])) for r in csv.DictReader(f)]
-    half = max((h for n, h in hv if n < args.trials // 2), default=0.0)
-    print(f"  {sampler:>6} seed {seed}: hv {out.hypervolume:.4f} (half budget {half:.4f}), front {len(out.front)}, "
-          f"{time.perf_counter() - start:.0f} s", flush=True)
-    return {"hv": out.hypervolume, "half": half, "front": len(out.front), "seconds": time.perf_counter() - start}
+    at = {str(fr): max((h for n, h in hv if n < round(fr * args.trials)), default=0.0) for fr in FRACTIONS}
+    return {"sampler": sampler, "seed": seed, "hv": out.hypervolume, "hv_at": at, "front": len(out.front),
+            "seconds": time.perf_counter() - start, "folder": str(out.folder), "load": os.getloadavg()[0]}
 
 
-def main() -> None:
+def mean_ci(xs: list[float]) -> tuple[float, float]:
+    """Mean and half-width of its 95% t-interval (nan with one value)."""
+    m = statistics.mean(xs)
+    if len(xs) < 2:
+        return m, math.nan
+    return m, T975.get(len(xs) - 1, 1.96) * statistics.stdev(xs) / math.sqrt(len(xs))
+
+
+def report(rows: list[dict], s: dict) -> str:
+    by = {(r["sampler"], r["seed"]): r for r in rows}
+    samplers = list(dict.fromkeys(r["sampler"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    L = ["# Samplers at the same trial budget: hypervolume (`benchmarks/search_sampler.py`)", "",
+         f"Space `{s['space']}`, data `{s['data']}`, accuracy `{s['accuracy']}`, {s['trials']} trials per study, "
+         f"overrides `{' '.join(s['overrides']) or 'none'}`. Hypervolume: `search.pareto`'s normalised one "
+         "(higher is better). Intervals: 95% t over seeds.", "",
+         "| sampler | seeds | hv @ 25% | hv @ 50% | hv @ 100% | front size | minutes per study |",
+         "|---|---|---|---|---|---|---|"]
+    for sm in samplers:
+        rs = [by[sm, sd] for sd in seeds if (sm, sd) in by]
+        cells = []
+        for fr in FRACTIONS:
+            m, h = mean_ci([r["hv_at"][str(fr)] for r in rs])
+            cells.append(f"{m:.4f} ± {h:.4f}" if math.isfinite(h) else f"{m:.4f}")
+        L.append(f"| {sm} | {len(rs)} | {' | '.join(cells)} | {statistics.mean(r['front'] for r in rs):.1f} | "
+                 f"{statistics.mean(r['seconds'] for r in rs) / 60:.1f} |")
+    L.append("")
+    if "random" in samplers:
+        L += ["| sampler / random | paired seeds | geometric-mean ratio of final hv [95%] | per seed | verdict |",
+              "|---|---|---|---|---|"]
+        for sm in (x for x in samplers if x != "random"):
+            pairs = [(by[sm, sd]["hv"], by["random", sd]["hv"]) for sd in seeds
+                     if (sm, sd) in by and ("random", sd) in by and by["random", sd]["hv"] > 0 and by[sm, sd]["hv"] > 0]
+            if not pairs:
+                continue
+            logs = [math.log(a / b) for a, b in pairs]
+            m, h = mean_ci(logs)
+            lo, hi = (math.exp(m - h), math.exp(m + h)) if math.isfinite(h) else (math.nan, math.nan)
+            if not math.isfinite(h):
+                verdict = "one seed: no interval"
+            elif lo > 1:
+                verdict = "better than random" + (" (target >= 1.2x met)" if math.exp(m) >= 1.2 else "")
+            elif hi < 1:
+                verdict = "worse than random"
+            else:
+                verdict = "no difference shown (interval includes 1)"
+            L.append(f"| {sm} | {len(pairs)} | {math.exp(m):.3f} [{lo:.3f}, {hi:.3f}] | "
+                     f"{', '.join(f'{a / b:.3f}' for a, b in pairs)} | {verdict} |")
+        L.append("")
+    loads = [r["load"] for r in rows]
+    L += [f"1-minute load average when each study finished: {min(loads):.1f}-{max(loads):.1f}.", ""]
+    return "\n".join(L)
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=float, default=2)
-    ap.add_argument("--startup", type=int, default=None, help="TPE n_startup_trials (default: conf/sampler/tpe.yaml)")
-    ap.add_argument("--results-dir", default="/tmp/bneck_bench")
+    ap.add_argument("--samplers", nargs="+", default=["tpe", "nsga2", "random"])
+    ap.add_argument("--space", default="v3_large")
+    ap.add_argument("--data", default="digits")
+    ap.add_argument("--accuracy", default="supernet", choices=("supernet", "train"))
+    ap.add_argument("--results-dir", default=str(ROOT / "results" / "sampler-bench"))
+    ap.add_argument("--results", type=Path, default=HERE / "search_sampler.jsonl")
+    ap.add_argument("--report", type=Path, default=HERE / "search_sampler.md")
+    ap.add_argument("--report-only", action="store_true")
     ap.add_argument("overrides", nargs="*", help="more search.run overrides, e.g. latency.table=...")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    res = {}
-    for seed in args.seeds:
-        for sampler in ("tpe", "random"):
-            res[sampler, seed] = run_one(sampler, seed, args)
-    print(f"\n{args.trials} trials, {args.epochs:g} epochs, TPE startup "
-          f"{args.startup if args.startup is not None else 'default'}\n")
-    print("| seed | TPE hv | random hv | ratio | TPE hv @ half | random hv @ half | TPE front | random front |")
-    print("|---|---|---|---|---|---|---|---|")
-    ratios = []
-    for seed in args.seeds:
-        t, r = res["tpe", seed], res["random", seed]
-        ratio = t["hv"] / r["hv"] if r["hv"] else float("nan")
-        ratios.append(ratio)
-        print(f"| {seed} | {t['hv']:.4f} | {r['hv']:.4f} | {ratio:.3f} | {t['half']:.4f} | {r['half']:.4f} | "
-              f"{t['front']} | {r['front']} |")
-    gm = statistics.geometric_mean(ratios) if all(x > 0 for x in ratios) else float("nan")
-    print(f"\ngeometric-mean ratio TPE / random: {gm:.3f} over {len(ratios)} seeds "
-          f"(total {sum(v['seconds'] for v in res.values()) / 60:.1f} min)")
+    s = settings(args)
+    k = key(s)
+    rows = [r for r in _read(args.results) if r.get("key") == k]
+    if not args.report_only:
+        for seed in args.seeds:
+            for sampler in args.samplers:
+                if any(r["sampler"] == sampler and r["seed"] == seed for r in rows):
+                    continue
+                r = {"key": k, **run_one(sampler, seed, args)}
+                with args.results.open("a") as f:
+                    f.write(json.dumps(r) + "\n")
+                rows.append(r)
+                print(f"{sampler} seed {seed}: hv {r['hv']:.4f}, front {r['front']}, {r['seconds'] / 60:.1f} min",
+                      flush=True)
+    if not rows:
+        print(f"no finished study with these settings in {args.results}", file=sys.stderr)
+        return 2
+    text = report(rows, s)
+    args.report.write_text(text)
+    print(text)
+    print(f"results: {args.results}; report: {args.report}")
+    return 0
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
