@@ -18,6 +18,10 @@ Appends one JSON line per finished piece to ``benchmarks/latency_lut.jsonl`` (a 
 ``benchmarks/latency_lut.md`` from it.
 
     python benchmarks/latency_lut.py [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
+        [--max-spread 0.05] [--force]
+
+Before a backend is timed, five probe timings (MobileNetV3-Large) must spread by <= ``--max-spread``
+((max-min)/median): on a noisier host the run stops with exit 2 (``--force`` times anyway).
 
 The tables live in ``--results-dir`` and resume there (a killed build keeps its timings); a finished
 validation run of a set is kept in the JSON lines and not redone. ``--lower-only`` (executorch): lower
@@ -109,6 +113,16 @@ def lower_all(results_dir: str, n: int) -> None:
     entries.sort(key=lambda e: e.key.startswith("net_"))  # the blocks first: a table build needs them first
     for e in tqdm(entries, desc="lowering (executorch)", unit="program", dynamic_ncols=True):
         cached_program(e.build().eval(), torch.randn(*e.input_shape(table.batch)), name=e.key)
+
+
+def host_check(backend: str, limit: float, n: int = 5, timer=None) -> dict:
+    """Five timings of the probe network before anything else: their spread says whether the host is quiet
+    enough for a benchmark whose targets are +-5% (neighbours of a VM slow it in bursts no probe can follow)."""
+    from measure.probe import SpeedProbe
+
+    probe = SpeedProbe(backend=backend, threads=1, input_size=224, batch=1, channels_last=False, timer=timer)
+    ref = probe.reference(n)
+    return {**ref, "quiet": ref["spread"] <= limit}
 
 
 def cv(values: list[float]) -> float:
@@ -223,6 +237,9 @@ def main() -> None:
     p.add_argument("--out", default="latency_lut.md", help="file name beside this script")
     p.add_argument("--lower-only", action="store_true", help="executorch: fill the lowering cache, time nothing")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--max-spread", type=float, default=0.05,
+                   help="refuse to time when 5 probe timings at the start spread more than this ((max-min)/median)")
+    p.add_argument("--force", action="store_true", help="time even on a noisy host (the report shows the spread)")
     args = p.parse_args()
     if args.lower_only:
         lower_all(args.results_dir, args.n)
@@ -231,6 +248,12 @@ def main() -> None:
     results = out.with_suffix(".jsonl")
     if not args.report_only:
         for backend in args.backends:
+            check = host_check(backend, args.max_spread)
+            print(f"{backend}: five probe timings {check['timings']} ms, spread {check['spread']:.1%}")
+            if not check["quiet"] and not args.force:
+                print(f"error: the host is too noisy to validate a table to +-5% (probe spread {check['spread']:.0%} > "
+                      f"{args.max_spread:.0%}): rerun when it is quiet, or pass --force", file=sys.stderr)
+                raise SystemExit(2)
             bench(backend, args.results_dir, args.n, args.repeat, results)
             report(read(results), out)
     report(read(results), out)

@@ -65,3 +65,11 @@ def test_report_renders_shares_and_run_to_run_spread_from_the_json_lines(ll, tmp
     # run 2: errors -9.1% and +6%: neither within 5%; measured 1.1 vs 1.0 (+10%) and 2.0 vs 2.0: sd 5.0%
     assert "| references | 2 | 2 | 0% / 100% |" in text and "| 5.0% |" in text
     assert "converted 8.000 ms, CV 0.0%" in text and "as timed 8.000 ms, CV 12.5%" in text
+
+
+def test_host_check_calls_a_host_noisy_when_five_probe_timings_spread_beyond_the_limit(ll):
+    quiet = iter([8.0, 8.1, 8.2, 8.0, 8.1])
+    noisy = iter([8.0, 9.5, 8.2, 10.0, 8.1])
+    assert ll.host_check("onnxruntime", 0.05, timer=lambda: next(quiet))["quiet"]
+    check = ll.host_check("onnxruntime", 0.05, timer=lambda: next(noisy))
+    assert not check["quiet"] and check["spread"] == pytest.approx((10.0 - 8.0) / 8.2, abs=1e-4)
