@@ -118,6 +118,7 @@ class NetAdapt:
             "long_epochs": self.long_epochs, "select": self.select, "importance": self.importance, "seed": self.seed,
             "finetune_lr": self.finetune_lr, "train": dataclasses.asdict(self.train_cfg),
             "baseline": bool(cfg.get("baseline", True)), "protocol": self._protocol(),
+            "continued_from": str(cfg["continue_from"]) if cfg.get("continue_from") else None,
         }
         self.start_name = start_name
 
@@ -184,9 +185,11 @@ class NetAdapt:
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> Outcome:
         # A new run, else the same run resumed. Runs from before `importance` existed used the weight norm.
-        resumed = self.folder.check_settings(self.settings, legacy={"importance": "weight"},
+        resumed = self.folder.check_settings(self.settings, legacy={"importance": "weight", "continued_from": None},
                                              accept_changed_latency=self.accept_changed, log=self.log)
-        if not resumed:
+        if not resumed and self.settings["continued_from"]:
+            self._continue(RunFolder(Path(self.settings["continued_from"])))
+        elif not resumed:
             self.folder.create(self.settings)
         history = self.folder.history()
         if history:
@@ -204,6 +207,37 @@ class NetAdapt:
         summary = self._measured(summary, baseline)
         write_report(self.folder.folder, history, summary, baseline, self.title)
         return Outcome(self.folder.folder, history, summary, baseline)
+
+    def _continue(self, source: RunFolder) -> None:
+        """Start this run with the iterations of ``source``, a run that differs only in its budget and has
+        not gone past this one's: the iterations do not depend on the budget (proposals, the finetune
+        seed of iteration k, the choice), so they are this run's first ones and need not be redone."""
+        from measure.model import changed
+
+        what = f"continue_from={source.folder}"
+        old = source.read_json("run.json")
+        if old is None:
+            raise NetAdaptError(f"{what} holds no NetAdapt run (no readable run.json): give the folder of a run "
+                                "with the same settings and a higher budget")
+        old = {"importance": "weight", "continued_from": None, **old}
+        free = {"budget", "budget_ms", "protocol", "latency", "latency_history", "continued_from"}
+        diff = sorted(k for k in (set(old) | set(self.settings)) - free if old.get(k) != self.settings.get(k))
+        if diff:
+            raise NetAdaptError(f"{what} was run with other settings ({', '.join(diff)}): only budget and "
+                                "budget_ms may differ")
+        if latency := changed(old.get("latency"), self.settings["latency"]):
+            raise NetAdaptError(f"{what} used another latency table ({latency}): continue with its table")
+        history = source.history()
+        if not history:
+            raise NetAdaptError(f"{what} has no finished iteration: run it first")
+        self.cost0 = float(history[0]["cost"])
+        self.target, _ = self._budget(self.cfg)
+        past = [r["iteration"] for r in history[:-1] if r["cost"] <= self.target]
+        if past:
+            raise NetAdaptError(f"{what} went past this run's budget {self.target:.4g} at iteration {past[0]}: "
+                                "continue from a run with a higher budget, or start afresh")
+        self.folder.create_from(source, self.settings)
+        self.log(f"{self.folder.folder}: iterations 0-{history[-1]['iteration']} taken from {source.folder}")
 
     def _iteration_zero(self) -> dict:
         t0 = time.perf_counter()

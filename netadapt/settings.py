@@ -28,6 +28,7 @@ class NetAdaptConfig(Settings):
     budget: float | None = number(0.8, gt=0, lt=1, optional=True)
     budget_ms: float | None = number(None, gt=0, example=1.0)
     step: float = number(0.01, gt=0, lt=1)
+    continue_from: str | None = text(None, example="results/netadapt/v3_small-digits-b0p9")
     short_steps: int = integer(40, ge=1)
     select: str = choice("ratio", SELECT)
     importance: str = choice("bn_weight", IMPORTANCE)

@@ -79,6 +79,14 @@ class RunFolder:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path(SETTINGS), json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
+    def create_from(self, source: RunFolder, settings: dict) -> None:
+        """A new run whose first iterations are ``source``'s (history and current network). run.json is
+        written last: a kill before it leaves no run here, and the rerun copies again."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path(CHECKPOINT), source.path(CHECKPOINT).read_bytes())
+        write_atomic(self.path(HISTORY), source.path(HISTORY).read_bytes())
+        self.create(settings)
+
     # -- history + checkpoint ----------------------------------------------------------------------
     def history(self) -> list[dict]:
         """Records in order, after repairing a kill between checkpoint and history (see module doc)."""

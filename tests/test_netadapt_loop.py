@@ -389,3 +389,68 @@ def test_proposals_are_scored_on_holdout_only_and_the_kept_networks_reported_on_
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["protocol"]["selection"] == "holdout"
     assert guard["test"].passes == len(h) + 2  # each kept network, the final one and the baseline: once each
+
+
+def _untimed(x):
+    """A history without what the clock decides (seconds): what the iterations chose and scored."""
+    if isinstance(x, list):
+        return [_untimed(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _untimed(v) for k, v in x.items() if k != "seconds"}
+    return x
+
+
+@pytest.fixture(scope="module")
+def fresh_b7(tmp_path_factory):
+    """A finished run to budget 0.7 with MACs as the resource; its latency figures are MACs
+    (``macs_timer``): they are not what continue_from is about, and ONNX exports would take most of it."""
+    results = tmp_path_factory.mktemp("continue")
+    with pytest.MonkeyPatch.context() as mp:
+        macs_timer(1.0, mp)
+        assert main(CONTINUE + ["budget=0.7", "run_name=b7", f"results_dir={results}"]) == 0
+    return results
+
+
+CONTINUE = QUICK + ["baseline=false", "long_epochs=0"]
+
+
+def test_continue_from_a_higher_budget_gives_the_fresh_runs_iterations_without_redoing_them(
+        fresh_b7, tmp_path, capsys, monkeypatch):
+    """A budget sweep trains each iteration once: the 0.7 run takes the 0.9 run's iterations and goes on,
+    and ends with the same history as a fresh 0.7 run (real training, seeded per iteration)."""
+    macs_timer(1.0, monkeypatch)
+    common = CONTINUE + [f"results_dir={tmp_path}"]
+    assert main(common + ["budget=0.9", "run_name=b9"]) == 0
+    first = history(tmp_path / "netadapt" / "b9")
+    capsys.readouterr()
+    cont = common + ["budget=0.7", "run_name=b7", f"continue_from={tmp_path / 'netadapt' / 'b9'}"]
+    assert main(cont) == 0
+    out = capsys.readouterr().out
+    assert f"iterations 0-{first[-1]['iteration']} taken from {tmp_path / 'netadapt' / 'b9'}" in out
+    assert "iteration 0:" not in out and f"iteration {first[-1]['iteration'] + 1}:" in out  # no pretraining again
+    continued = history(tmp_path / "netadapt" / "b7")
+    assert continued[:len(first)] == first and len(continued) > len(first)
+    fresh = history(fresh_b7 / "netadapt" / "b7")
+    assert _untimed(fresh) == _untimed(continued) and len({r["top1"] for r in fresh}) > 1  # trained, not constant
+    summary = json.loads((tmp_path / "netadapt" / "b7" / "summary.json").read_text())
+    assert summary["budget"] == 0.7 * first[0]["cost"] and summary["reached_budget"]
+    assert main(cont) == 0  # the same command again: the finished run, not a second copy
+    assert history(tmp_path / "netadapt" / "b7") == continued
+
+
+@pytest.mark.parametrize("args, message", [
+    (["budget=0.6", "continue_from={missing}"], "holds no NetAdapt run (no readable run.json)"),
+    (["budget=0.6", "short_steps=4", "continue_from={b7}"], "was run with other settings (short_steps): only budget"),
+    (["budget=0.9", "continue_from={b7}"], "went past this run's budget"),
+])
+def test_continue_from_refuses_another_run_with_one_line(fresh_b7, tmp_path, capsys, monkeypatch, args, message):
+    macs_timer(1.0, monkeypatch)
+    names = {"missing": tmp_path / "nothing", "b7": fresh_b7 / "netadapt" / "b7"}
+    before = {p.name: p.read_bytes() for p in names["b7"].iterdir()}
+    with pytest.raises(SystemExit) as e:
+        # the source's results_dir: the same latency table (another table is refused, as for a resume)
+        run(main, CONTINUE + [f"results_dir={fresh_b7}", "run_name=new"] + [a.format(**names) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("error: ") and "\n" not in err and message in err, err
+    assert not (fresh_b7 / "netadapt" / "new").exists()
+    assert {p.name: p.read_bytes() for p in names["b7"].iterdir()} == before  # the source is untouched
