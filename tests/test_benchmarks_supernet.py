@@ -85,3 +85,31 @@ def test_resuming_skips_done_lines_only(sf, tmp_path):
     assert [(j["key"] == skey, j["name"]) for j in todo] == [(True, "n3"), (True, "n4"), (False, "n0")]
     assert sf.standalone_budget("cluttered", None)["steps"] == 4 * sf.trial_budget("cluttered")["steps"]
     assert sf.standalone_budget("digits", None)["epochs"] == 4 * sf.trial_budget("digits")["epochs"]
+
+
+def test_ceiling_of_a_noisy_reference(sf):
+    # runs that agree perfectly leave room for tau 1; independent runs for 0; between, above their agreement
+    assert sf.ceiling(1.0) == pytest.approx(1.0) and sf.ceiling(0.0) == 0.0 and sf.ceiling(-0.2) == 0.0
+    assert sf.ceiling(0.65) == pytest.approx(0.7489, abs=1e-3) and sf.ceiling(0.3) > 0.3
+
+
+def test_references_pool_runs_of_the_same_points_at_four_times_a_trials_budget(sf):
+    s = {**SETTINGS, "dataset": "cluttered", "input_size": 64}
+    trial = {"steps": 200, "batch_size": 32}
+    archs = [json.dumps({"blocks": [i], "stem": 16}) for i in range(6)]
+    respelt = [json.dumps({"stem": 16, "blocks": [i]}) for i in range(6)]  # same archs, other key order
+    sup = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    rows = [{"kind": "score", "key": "k", "arch": a, "top1": t, "macs": 10 - i} for i, (a, t) in enumerate(zip(archs, sup))]
+    rows += [{"kind": "standalone", "key": "st", "arch": a, "seed": 0, "top1": t} for a, t in zip(archs, sup)]
+    proxy = [{"dataset": "cluttered", "tag": "64px-600steps-b64", "budget": {"steps": 600, "batch_size": 64},
+              "seed": 0, "arch": a, "top1": -t} for a, t in zip(respelt, sup)]  # reversed ranking
+    proxy += [{"dataset": "cluttered", "tag": "64px-200steps-b32", "budget": {"steps": 200, "batch_size": 32},
+               "seed": 0, "arch": a, "top1": t} for a, t in zip(respelt, sup)]  # a trial's budget: left out
+    proxy += [{"dataset": "digits", "tag": "64px-600steps-b64", "budget": {"steps": 600, "batch_size": 64},
+               "seed": 1, "arch": a, "top1": t} for a, t in zip(respelt, sup)]  # another dataset: left out
+    ref = sf.references(rows, proxy, "k", "st", s, trial)
+    assert ref["n"] == 6 and set(ref["runs"]) == {"st seed 0", "64px-600steps-b64 seed 0"}
+    assert ref["runs"]["st seed 0"]["supernet"] == pytest.approx(1.0)
+    assert ref["runs"]["64px-600steps-b64 seed 0"]["supernet"] == pytest.approx(-1.0)
+    assert ref["runs"]["st seed 0"]["macs"] == pytest.approx(-1.0) and ref["between"] == pytest.approx((-1.0, -1.0))
+    assert sf.references(rows, [], "k", "st", s, trial) is None  # one run: nothing to pool
