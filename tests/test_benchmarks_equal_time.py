@@ -1,0 +1,51 @@
+"""benchmarks/search_equal_time.py: which trials fit the wall time, and the comparison at equal latency."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def et():
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module("benchmarks.search_equal_time")
+
+
+def row(number, duration, state="COMPLETE", **kw):
+    return {"number": number, "state": state, "duration_s": duration, **kw}
+
+
+def test_trials_count_until_the_first_overruns_the_wall_time(et):
+    rows = [row(2, 10.0), row(0, 10.0), row(1, 5.0, state="FAIL"), row(3, 30.0), row(4, 1.0)]
+    assert [r["number"] for r in et.within(rows, 25.0)] == [0, 2]  # 3 would end at 50 s; 4 comes after it
+    assert [r["number"] for r in et.within(rows, 25.0, spent_s=10.0)] == [0]  # the supernet's training counts
+    assert et.within(rows, 5.0) == []
+
+
+def test_more_trials_fill_the_time_left_from_the_mean_duration(et):
+    assert et.more_trials([row(0, 10.0), row(1, 20.0)], budget_s=100.0, spent_s=10.0) == 4  # 60 s left / 15 s
+    assert et.more_trials([], budget_s=100.0, spent_s=40.0, guess_s=15.0) == 4
+    assert et.more_trials([row(0, 10.0)], budget_s=100.0, spent_s=95.0) == 0  # overrun: no more
+    assert et.more_trials([row(0, 10.0)], budget_s=100.0, spent_s=89.0) == 1
+
+
+def test_equal_latency_difference_interpolates_the_other_curve_and_skips_points_outside_it(et):
+    theirs = [{"latency_ms": 1.0, "test_top1": 0.50}, {"latency_ms": 3.0, "test_top1": 0.70}]
+    mine = [{"number": 7, "latency_ms": 2.0, "test_top1": 0.65}, {"number": 8, "latency_ms": 0.5, "test_top1": 0.9},
+            {"number": 9, "latency_ms": 3.0, "test_top1": 0.70}]
+    d = et.at_equal_latency(mine, theirs)
+    assert [x["number"] for x in d] == [7, 9]
+    assert d[0]["diff"] == pytest.approx(0.05) and d[1]["diff"] == pytest.approx(0.0)
+
+
+def test_best_picks_by_holdout_and_data_overrides_reach_the_retraining(et):
+    front = [{"number": i, "top1": t} for i, t in enumerate([0.3, 0.9, 0.5, 0.7])]
+    assert [r["number"] for r in et.best(front, 3)] == [1, 3, 2]
+    assert et.data_overrides(["data.n_train=300", "data.clutter_frac=0.5", "data.input_size=32", "seed=1",
+                              "latency=measured"]) == {"n_train": 300, "clutter_frac": 0.5}
