@@ -146,17 +146,26 @@ def write(rows: list[dict], out: Path, overrides: list[str]) -> str:
     return text
 
 
-def main(argv: list[str]) -> None:
-    from core.cli import compose, quiet_warnings
-    from core.settings import plain
-    from netadapt.loop import run_netadapt
-
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The options and the ``key=value`` overrides, wherever they stand."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--starts", nargs="+", default=["v3_small", "v3_large"])
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.9, 0.75, 0.6])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=HERE)
     args, overrides = ap.parse_known_args(argv)
+    # `--starts v3_small key=value ...`: argparse's nargs="+" swallows the overrides; give them back
+    overrides += [a for a in args.starts if "=" in a]
+    args.starts = [a for a in args.starts if "=" not in a]
+    return args, overrides
+
+
+def main(argv: list[str]) -> None:
+    from core.cli import compose, quiet_warnings
+    from core.settings import plain
+    from netadapt.loop import run_netadapt
+
+    args, overrides = parse(argv)
     quiet_warnings()
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl = args.out / "netadapt_vs_multiplier.jsonl"

@@ -45,3 +45,11 @@ def test_summary_pairs_each_seed_with_its_own_multiplier_curve():
     assert start == "v3_small" and [c.label for c in curves] == ["NetAdapt", "width multiplier"]
     assert curves[0].latency_ms == (1.5, 0.8) and curves[1].top1 == pytest.approx((0.945, 0.895))
     assert draw_versus(info)[:4] == b"\x89PNG"
+
+
+def test_overrides_after_the_starts_are_overrides_not_starts():
+    args, over = versus.parse(["--starts", "v3_small", "threads=1", "results_dir=/r", "--seeds", "0", "data.x=2"])
+    assert args.starts == ["v3_small"] and args.seeds == [0]
+    assert over == ["data.x=2", "threads=1", "results_dir=/r"]
+    args, over = versus.parse([])
+    assert args.starts == ["v3_small", "v3_large"] and args.budgets == [0.9, 0.75, 0.6] and over == []
