@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.netadapt_vs_multiplier import interp  # noqa: E402
 from benchmarks.proxy_fidelity import read_results, train_one  # noqa: E402
 from benchmarks.supernet_fidelity import append  # noqa: E402
 
@@ -87,26 +88,13 @@ def best(front: list[dict], top: int) -> list[dict]:
     return sorted(front, key=lambda r: -float(r["top1"]))[:top]
 
 
-def interp(x: float, pts: list[tuple[float, float]]) -> float | None:
-    """y at x on the piecewise-linear curve through ``pts`` (sorted by x); None outside their x range."""
-    pts = sorted(pts)
-    if not pts or x < pts[0][0] or x > pts[-1][0]:
-        return None
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return pts[0][1]
-
-
 def at_equal_latency(mine: list[dict], theirs: list[dict]) -> list[dict]:
-    """Per retrained network of one study: its test top-1 minus the other study's at the same latency."""
-    pts = [(r["latency_ms"], r["test_top1"]) for r in theirs]
-    out = []
-    for r in mine:
-        y = interp(r["latency_ms"], pts)
-        if y is not None:
-            out.append({"number": r["number"], "latency_ms": r["latency_ms"], "diff": r["test_top1"] - y})
-    return out
+    """Per retrained network of one study inside the other's latency range: its test top-1 minus the other
+    study's at the same latency (piecewise linear between the other's retrained points)."""
+    lats, accs = [r["latency_ms"] for r in theirs], [r["test_top1"] for r in theirs]
+    return [{"number": r["number"], "latency_ms": r["latency_ms"],
+             "diff": r["test_top1"] - interp(r["latency_ms"], lats, accs)}
+            for r in mine if lats and min(lats) <= r["latency_ms"] <= max(lats)]
 
 
 # ---------------------------------------------------------------- the work

@@ -26,7 +26,11 @@ from .report import onnx_bytes, write_report
 from .resources import memo, prepared, resource_fn
 from .shrink import channel_scores, shrink
 from .start import exported_weights, load_weights, resolve_start
-from .store import RunFolder, save_torch, write_atomic
+from .store import SETTINGS, RunFolder, differing, save_torch, write_atomic
+
+# What a setting was before run.json recorded it: runs from before `importance` existed used the weight
+# norm, and runs from before `continue_from` started afresh.
+LEGACY = {"importance": "weight", "continued_from": None}
 
 
 class _Exhausted(Exception):
@@ -184,9 +188,9 @@ class NetAdapt:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        # A new run, else the same run resumed. Runs from before `importance` existed used the weight norm.
-        resumed = self.folder.check_settings(self.settings, legacy={"importance": "weight", "continued_from": None},
-                                             accept_changed_latency=self.accept_changed, log=self.log)
+        # A new run, else the same run resumed.
+        resumed = self.folder.check_settings(self.settings, legacy=LEGACY, accept_changed_latency=self.accept_changed,
+                                             log=self.log)
         if not resumed and self.settings["continued_from"]:
             self._continue(RunFolder(Path(self.settings["continued_from"])))
         elif not resumed:
@@ -215,13 +219,11 @@ class NetAdapt:
         from measure.model import changed
 
         what = f"continue_from={source.folder}"
-        old = source.read_json("run.json")
+        old = source.read_json(SETTINGS)
         if old is None:
             raise NetAdaptError(f"{what} holds no NetAdapt run (no readable run.json): give the folder of a run "
                                 "with the same settings and a higher budget")
-        old = {"importance": "weight", "continued_from": None, **old}
-        free = {"budget", "budget_ms", "protocol", "latency", "latency_history", "continued_from"}
-        diff = sorted(k for k in (set(old) | set(self.settings)) - free if old.get(k) != self.settings.get(k))
+        diff = differing({**LEGACY, **old}, self.settings, ignore=("budget", "budget_ms", "continued_from"))
         if diff:
             raise NetAdaptError(f"{what} was run with other settings ({', '.join(diff)}): only budget and "
                                 "budget_ms may differ")

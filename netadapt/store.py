@@ -28,6 +28,13 @@ def save_torch(path: Path, obj) -> None:
     write_atomic(path, buf.getvalue())
 
 
+def differing(old: dict, new: dict, ignore=()) -> list[str]:
+    """The settings whose values differ, besides ``ignore`` (``protocol`` is derived from the others, and
+    latency records are compared by ``measure.model.changed``)."""
+    skip = {"protocol", "latency", "latency_history", *ignore}
+    return sorted(k for k in (set(old) | set(new)) - skip if old.get(k) != new.get(k))
+
+
 class RunFolder:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -55,9 +62,7 @@ class RunFolder:
         except json.JSONDecodeError:
             raise NetAdaptError(f"{p} is unreadable: remove {self.folder} to start over") from None
         old = {**(legacy or {}), **old}
-        # "protocol" is derived from the other settings (recorded for plots): compared through them.
-        diff = sorted(k for k in (set(old) | set(settings)) - {"protocol", "latency", "latency_history"}
-                      if old.get(k) != settings.get(k))
+        diff = differing(old, settings)
         latency = changed(old.get("latency"), settings["latency"]) if "latency" in settings else None
         started = self.path(HISTORY).is_file() or self.path(CHECKPOINT).is_file()
         if (diff or latency) and not started:

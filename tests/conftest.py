@@ -1,6 +1,7 @@
-"""Shared fixtures: the reference state-dict shapes and a clean environment for CLI runs."""
+"""Shared fixtures: the reference state-dict shapes, a clean environment for CLI runs, the benchmark scripts."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -114,3 +115,14 @@ def _postgres(password: str | None = None):
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("latency_lut")``: the script ``benchmarks/latency_lut.py`` as a module."""
+    def load(name: str):
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        return importlib.import_module(f"benchmarks.{name}")
+
+    return load

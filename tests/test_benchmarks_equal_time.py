@@ -1,20 +1,12 @@
 """benchmarks/search_equal_time.py: which trials fit the wall time, and the comparison at equal latency."""
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def et():
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    return importlib.import_module("benchmarks.search_equal_time")
+def et(load_benchmark):
+    return load_benchmark("search_equal_time")
 
 
 def row(number, duration, state="COMPLETE", **kw):

@@ -1,24 +1,16 @@
 """benchmarks/latency_lut.py: the validation sets it times (no timing here)."""
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
 from measure import count_macs
 from netadapt.groups import same_structure
 from space import V3_LARGE, V3_SMALL, build_model, format_arch, scale_width
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
-def ll():
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    return importlib.import_module("benchmarks.latency_lut")
+def ll(load_benchmark):
+    return load_benchmark("latency_lut")
 
 
 def test_netadapt_shaped_networks_are_seeded_nonuniform_shrinks_of_the_references(ll):

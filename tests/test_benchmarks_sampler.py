@@ -1,21 +1,14 @@
 """benchmarks/search_sampler.py: the report's arithmetic and verdicts on synthetic studies."""
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
 SETTINGS = {"space": "v3_large", "data": "digits", "accuracy": "supernet", "trials": 200, "overrides": []}
 
 
 @pytest.fixture(scope="module")
-def ss():
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    return importlib.import_module("benchmarks.search_sampler")
+def ss(load_benchmark):
+    return load_benchmark("search_sampler")
 
 
 def study(sampler: str, seed: int, hv: float) -> dict:

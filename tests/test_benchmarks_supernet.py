@@ -1,21 +1,15 @@
 """benchmarks/supernet_fidelity.py: the report arithmetic on a synthetic results file, and resuming."""
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
-def sf():
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    return importlib.import_module("benchmarks.supernet_fidelity")
+def sf(load_benchmark):
+    return load_benchmark("supernet_fidelity")
 
 
 SETTINGS = {"dataset": "digits", "input_size": 32, "steps": 100, "batch_size": 64, "lr": 0.05, "n_random": 2,
