@@ -2,7 +2,9 @@
 
 Each kill is triggered by what the run is doing, watched from outside: right after a latency-table
 entry lands (so, amid measuring the next), right after a results table is rewritten (amid writing
-the rest and the plot), and at fixed delays (start-up, training). Whatever it hits, the rerun must
+the rest and the plot), right after the run's first file appears (start-up) and right after the study's
+journal grows (a trial asked for or told: amid sampling and training). Never on a clock, so a fast or a
+slow machine kills at the same moments. Whatever it hits, the rerun must
 finish the study with every finished trial kept exactly once and every results file readable.
 """
 from __future__ import annotations
@@ -33,25 +35,26 @@ def _stamp(paths) -> tuple:
     return tuple((str(p), p.stat().st_mtime_ns) for p in sorted(paths) if p.exists())
 
 
-def kill_when(module: str, args: list[str], *, watch=None, delay: float = 120.0) -> bool:
-    """Start ``module``; SIGKILL it when a file from ``watch()`` changes, or after ``delay`` s.
+def kill_when(module: str, args: list[str], *, watch, timeout: float = 300.0) -> bool:
+    """Start ``module``; SIGKILL it as soon as a file from ``watch()`` appears or changes.
 
-    Returns False when the run ended on its own first.
+    Returns False when the run ended on its own first; fails the test when neither happens in ``timeout``
+    s (a hung run, not a moment to kill at).
     """
     p = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=_env(),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    start, first = time.monotonic(), _stamp(watch()) if watch else ()
+    start, first = time.monotonic(), _stamp(watch())
     while p.poll() is None:
-        if time.monotonic() - start > delay or (watch and _stamp(watch()) != first):
+        if _stamp(watch()) != first:
             p.send_signal(signal.SIGKILL)
             p.wait()
             return True
+        if time.monotonic() - start > timeout:
+            p.kill()
+            p.wait()
+            pytest.fail(f"{module} neither changed {watch()} nor ended in {timeout:.0f} s")
         time.sleep(0.02)
     return False
-
-
-def kill_after(module: str, args: list[str], delay: float) -> bool:
-    return kill_when(module, args, delay=delay)
 
 
 def run_to_end(module: str, args: list[str]) -> subprocess.CompletedProcess:
@@ -73,11 +76,12 @@ def test_search_killed_at_any_moment_resumes(tmp_path):
     folder = tmp_path / "search" / "v3_small" / "k"
     lut = lambda: list((tmp_path / "lut").rglob("*.json"))  # noqa: E731
     tables = lambda: [folder / "trials.csv"]  # noqa: E731
-    assert kill_after("search.run", args, 3.0)  # start-up: imports, opening the study
+    journal = lambda: [folder / "study.log"]  # noqa: E731
+    assert kill_when("search.run", args, watch=journal)  # start-up: the study was just opened
     assert kill_when("search.run", args, watch=lut)  # measuring latency-table entries
     assert kill_when("search.run", args, watch=tables)  # writing results after a trial
     assert kill_when("search.run", args, watch=tables)
-    assert kill_after("search.run", args, 12.0)  # somewhere in training
+    assert kill_when("search.run", args, watch=journal)  # a trial was just asked for or told: sampling, training
     kill_when("search.run", args, watch=lut)  # may finish first on a fast machine: no entry left to measure
     done = run_to_end("search.run", args)
     assert done.returncode == 0, done.stderr
@@ -124,7 +128,7 @@ def test_netadapt_killed_at_any_moment_resumes(tmp_path):
     args = [*NETADAPT, f"latency.table={lut}", f"results_dir={tmp_path}"]
     folder = tmp_path / "netadapt" / "k"
     written = lambda: [folder / "history.jsonl", folder / "checkpoint.pt"]  # noqa: E731
-    assert kill_after("netadapt.run", args, 4.0)  # start-up or pretraining
+    assert kill_when("netadapt.run", args, watch=lambda: [folder / "run.json"])  # start-up: pretraining begins
     assert kill_when("netadapt.run", args, watch=lambda: [lut])  # measuring latency-table entries
     assert kill_when("netadapt.run", args, watch=written)  # writing an iteration
     kill_when("netadapt.run", args, watch=written)  # may finish first on a fast machine
