@@ -123,7 +123,7 @@ def test_search_selection_does_not_depend_on_the_test_split(tmp_path, monkeypatc
 TINY = "stem8 k3_e16_c8_re k3_e32_c16_s2_re k3_e48_c16_re k3_e64_c24_s2_se_hs k3_e72_c24_se_hs last96 head64"
 NETADAPT = [f"start={TINY}", "data=synthetic", "data.input_size=16", "data.n_train=64", "data.n_holdout=32",
             "data.n_test=32", "resource=macs", "latency=measured", "latency.input_size=32", "latency.repeats=5",
-            "latency.warmup=1", "pretrain_epochs=2", "long_epochs=1", "short_steps=3", "step=0.05", "budget=0.8",
+            "latency.warmup=1", "pretrain_epochs=2", "long_epochs=1", "short_steps=3", "step=0.1", "budget=0.8",
             "threads=1", "progress=false", "train.batch_size=32", "train.bn_recal_batches=1"]
 
 
