@@ -14,6 +14,8 @@ goes to ``<out>/netadapt_vs_multiplier.jsonl`` (rerun to resume); ``<out>/netada
 ``.png`` are rewritten from all lines.
 
 Per start and budget, over seeds (mean and 95% t-interval over the seeds):
+Latency is measured ms brought to one speed per start network: each run's final network and baseline as fractions
+of its start network (timed in the same rounds), times the median start timing over the runs (``_at_common_speed``).
 - ``diff``: NetAdapt test top-1 minus the multiplier's at NetAdapt's measured latency (the multiplier's test top-1
   interpolated linearly in measured latency between its points of the same seed; the nearest point outside them);
 - ``ratio``: the multiplier's measured latency at NetAdapt's test top-1 (interpolated likewise on the multiplier's
@@ -84,7 +86,7 @@ def summarise(rows: list[dict]) -> tuple[list[dict], object]:
 
     table, panels = [], []
     for start in sorted({r["start"] for r in rows}):
-        rs = [r for r in rows if r["start"] == start]
+        rs = [_at_common_speed(r, [q for q in rows if q["start"] == start]) for r in rows if r["start"] == start]
         budgets = sorted({r["budget"] for r in rs}, reverse=True)
         curves = {"netadapt": [], "multiplier": []}
         for budget in budgets:
@@ -114,6 +116,18 @@ def summarise(rows: list[dict]) -> tuple[list[dict], object]:
                              tuple(panels))
 
 
+def _at_common_speed(r: dict, runs: list[dict]) -> dict:
+    """``r`` with its measured latencies as fractions of its start network's, timed in the same rounds, times
+    the median start timing over ``runs``. Runs timed at different moments then compare: on a shared VM the same
+    start timed 1.96 and 3.09 ms in two runs an hour apart, converted to the table's unit all the same.
+    Rows without ``start_measured_ms`` are kept as timed."""
+    starts = [q["start_measured_ms"] for q in runs if q.get("start_measured_ms")]
+    if not r.get("start_measured_ms") or not starts:
+        return r
+    unit = statistics.median(starts) / r["start_measured_ms"]
+    return {**r, **{k: {**r[k], "measured_ms": r[k]["measured_ms"] * unit} for k in ("netadapt", "multiplier")}}
+
+
 def _finite(x: float) -> float:
     return 0.0 if math.isnan(x) else x
 
@@ -125,7 +139,10 @@ def write(rows: list[dict], out: Path, overrides: list[str]) -> str:
     lines = ["# NetAdapt vs width multiplier at equal measured latency", "",
              "`python benchmarks/netadapt_vs_multiplier.py " + " ".join(overrides) + "` (results: "
              "`netadapt_vs_multiplier.jsonl`, figure `netadapt_vs_multiplier.png`). Test top-1 is reported only; "
-             "NetAdapt selected on holdout. Mean over seeds, 95% t-interval in brackets.", "",
+             "NetAdapt selected on holdout. Mean over seeds, 95% t-interval in brackets. Latency: each run times its "
+             "start, final network and multiplier baseline in turn; a network's ms are its fraction of that run's "
+             "start timing times the median start timing over the runs of the start network, so runs timed an "
+             "hour apart compare.", "",
              "| start | budget | seeds | NetAdapt ms (measured) | multiplier ms | NetAdapt test top-1 | multiplier "
              "test top-1 | diff at equal latency (points) | latency ratio at equal accuracy |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -47,6 +47,23 @@ def test_summary_pairs_each_seed_with_its_own_multiplier_curve():
     assert draw_versus(info)[:4] == b"\x89PNG"
 
 
+def test_runs_timed_at_different_speeds_compare_through_their_start_network():
+    # Seed 1 ran on a machine 2x slower: every network, its start too, timed twice as long.
+    fast = [row(0, 0.9, 1.5, 0.95, 2.0, 0.95), row(0, 0.6, 0.8, 0.90, 1.0, 0.90)]
+    slow = [row(1, 0.9, 3.0, 0.95, 4.0, 0.95), row(1, 0.6, 1.6, 0.90, 2.0, 0.90)]
+    for r in fast:
+        r["start_measured_ms"] = 2.0
+    for r in slow:
+        r["start_measured_ms"] = 4.0
+    table, info = versus.summarise(fast + slow)
+    at = {r["budget"]: r for r in table}
+    # the median start timing (3.0 ms) is the common unit: both seeds land on the same latencies
+    assert at[0.9]["netadapt"][0] == pytest.approx((2.25, 0.0)) and at[0.6]["multiplier"][0] == pytest.approx((1.5, 0.0))
+    assert at[0.9]["diff"][0] == pytest.approx(0.025) and at[0.9]["ratio"][0] == pytest.approx(2.0 / 1.5)
+    # without the start's timing a row is kept as timed
+    assert versus._at_common_speed(row(0, 0.9, 1.5, 0.95, 2.0, 0.95), fast)["netadapt"]["measured_ms"] == 1.5
+
+
 def test_overrides_after_the_starts_are_overrides_not_starts():
     args, over = versus.parse(["data.x=2", "--starts", "v3_small", "threads=1", "results_dir=/r", "--seeds", "0"])
     assert args.starts == ["v3_small"] and args.seeds == [0]
