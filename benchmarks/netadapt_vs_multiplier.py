@@ -16,6 +16,11 @@ goes to ``<out>/netadapt_vs_multiplier.jsonl`` (rerun to resume); ``<out>/netada
 Per start and budget, over seeds (mean and 95% t-interval over the seeds):
 Latency is measured ms brought to one speed per start network: each run's final network and baseline as fractions
 of its start network (timed in the same rounds), times the median start timing over the runs (``_at_common_speed``).
+``--retime R`` (after the runs) times every network of the sweep again, all of one start network together, in R
+rounds (``measure_networks``: shuffled sweeps over all of them); a network's latency is then the median over rounds
+of its time over the start's in the same round, times the start's median: one session's timings instead of each
+run's two, where the host allows (``benchmarks/host_noise.md``). One line per round goes to
+``<out>/netadapt_vs_multiplier_timing.jsonl`` (resumes); the report uses those rounds when there are any.
 - ``diff``: NetAdapt test top-1 minus the multiplier's at NetAdapt's measured latency (the multiplier's test top-1
   interpolated linearly in measured latency between its points of the same seed; the nearest point outside them);
 - ``ratio``: the multiplier's measured latency at NetAdapt's test top-1 (interpolated likewise on the multiplier's
@@ -33,7 +38,18 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
+
+
+def _start_archs() -> dict[str, str]:
+    from space import V3_LARGE, V3_SMALL, format_arch
+
+    return {"v3_small": format_arch(V3_SMALL), "v3_large": format_arch(V3_LARGE)}
+
+
+START_ARCH = _start_archs()  # the start networks --retime times beside the runs' networks
 
 
 def record(out, start: str, budget: float, seed: int) -> dict:
@@ -80,13 +96,15 @@ def mean_interval(values: list[float]) -> tuple[float, float]:
     return m, T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
-def summarise(rows: list[dict]) -> tuple[list[dict], object]:
-    """Per (start, budget): diff and ratio with intervals; and the figure's info."""
+def summarise(rows: list[dict], rounds: list[dict] = ()) -> tuple[list[dict], object]:
+    """Per (start, budget): diff and ratio with intervals; and the figure's info. Latencies from the
+    ``--retime`` ``rounds`` where they cover a run, else each run's own timings at a common speed."""
     from plots import Curve, VersusInfo
 
     table, panels = [], []
     for start in sorted({r["start"] for r in rows}):
-        rs = [_at_common_speed(r, [q for q in rows if q["start"] == start]) for r in rows if r["start"] == start]
+        rs = [_retimed(r, rounds) or _at_common_speed(r, [q for q in rows if q["start"] == start])
+              for r in rows if r["start"] == start]
         budgets = sorted({r["budget"] for r in rs}, reverse=True)
         curves = {"netadapt": [], "multiplier": []}
         for budget in budgets:
@@ -116,6 +134,47 @@ def summarise(rows: list[dict]) -> tuple[list[dict], object]:
                              tuple(panels))
 
 
+def _retimed(r: dict, rounds: list[dict]) -> dict | None:
+    """``r`` with latencies from the ``--retime`` rounds of its start (module note); None without such rounds."""
+    start = START_ARCH.get(r["start"])
+    mine = [q["ms"] for q in rounds if q["start"] == r["start"] and start in q["ms"]]
+    if not mine:
+        return None
+    unit = statistics.median(q[start] for q in mine)
+    out = dict(r)
+    for k in ("netadapt", "multiplier"):
+        ratios = [q[r[k]["arch"]] / q[start] for q in mine if r[k]["arch"] in q]
+        if not ratios:
+            return None
+        out[k] = {**r[k], "measured_ms": statistics.median(ratios) * unit, "rounds": len(ratios)}
+    return out
+
+
+def retime(rows: list[dict], overrides: list[str], rounds: int, path: Path) -> None:
+    """Time every network of each start's runs in ``rounds`` rounds, one JSON line per round (module note)."""
+    from core.cli import compose
+    from core.settings import plain
+    from measure import latency_model
+    from space import parse_arch
+
+    done = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    for start in sorted({r["start"] for r in rows if r["start"] in START_ARCH}):
+        nets = sorted({START_ARCH[start]} | {r[k]["arch"] for r in rows if r["start"] == start
+                                             for k in ("netadapt", "multiplier")})
+        cfg = plain(compose("netadapt", [f"start={start}", *overrides]))
+        model = latency_model({**cfg["latency"], "source": "measured"}, Path(str(cfg["results_dir"])))
+        model.prepare()
+        complete = sum(1 for q in done if q["start"] == start and set(nets) <= set(q["ms"]))
+        for k in range(complete, rounds):
+            timed = model.table.measure_networks([parse_arch(a) for a in nets])
+            line = {"start": start, "round": k, "model": model.name,
+                    "ms": {a: round(t["as_timed_ms"], 5) for a, t in zip(nets, timed)}}
+            with open(path, "a") as f:
+                f.write(json.dumps(line) + "\n")
+            done.append(line)
+            print(f"retimed {start}: round {k + 1} of {rounds}, {len(nets)} networks", flush=True)
+
+
 def _at_common_speed(r: dict, runs: list[dict]) -> dict:
     """``r`` with its measured latencies as fractions of its start network's, timed in the same rounds, times
     the median start timing over ``runs``. Runs timed at different moments then compare: on a shared VM the same
@@ -132,17 +191,18 @@ def _finite(x: float) -> float:
     return 0.0 if math.isnan(x) else x
 
 
-def write(rows: list[dict], out: Path, overrides: list[str]) -> str:
+def write(rows: list[dict], out: Path, overrides: list[str], rounds: list[dict] = ()) -> str:
     from plots import draw_versus
 
-    table, info = summarise(rows)
+    table, info = summarise(rows, rounds)
     lines = ["# NetAdapt vs width multiplier at equal measured latency", "",
              "`python benchmarks/netadapt_vs_multiplier.py " + " ".join(overrides) + "` (results: "
              "`netadapt_vs_multiplier.jsonl`, figure `netadapt_vs_multiplier.png`). Test top-1 is reported only; "
              "NetAdapt selected on holdout. Mean over seeds, 95% t-interval in brackets. Latency: each run times its "
              "start, final network and multiplier baseline in turn; a network's ms are its fraction of that run's "
              "start timing times the median start timing over the runs of the start network, so runs timed an "
-             "hour apart compare.", "",
+             "hour apart compare" + (f"; here from `--retime` ({len(rounds)} rounds of every network, "
+             "`netadapt_vs_multiplier_timing.jsonl`)" if rounds else "") + ".", "",
              "| start | budget | seeds | NetAdapt ms (measured) | multiplier ms | NetAdapt test top-1 | multiplier "
              "test top-1 | diff at equal latency (points) | latency ratio at equal accuracy |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -170,6 +230,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.9, 0.75, 0.6])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--retime", type=int, default=0, metavar="R",
+                    help="after the runs, time all networks of each start together in R rounds (module note)")
     args, overrides = ap.parse_known_args(argv)
     # `--starts v3_small key=value ...`: argparse's nargs="+" swallows the overrides; give them back
     overrides += [a for a in args.starts if "=" in a]
@@ -207,7 +269,11 @@ def main(argv: list[str]) -> None:
                     f.write(json.dumps(rec) + "\n")
                 rows.append(rec)
                 print(json.dumps(rec), flush=True)
-    print(write(rows, args.out, argv))
+    timing = args.out / "netadapt_vs_multiplier_timing.jsonl"
+    if args.retime:
+        retime(rows, overrides, args.retime, timing)
+    rounds = [json.loads(line) for line in timing.read_text().splitlines()] if timing.is_file() else []
+    print(write(rows, args.out, argv, rounds))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ latency ratios at equal accuracy, on hand-made results."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,39 @@ def test_overrides_after_the_starts_are_overrides_not_starts():
     assert over == ["data.x=2", "threads=1", "results_dir=/r"]
     args, over = versus.parse([])
     assert args.starts == ["v3_small", "v3_large"] and args.budgets == [0.9, 0.75, 0.6] and over == []
+
+
+def test_retimed_rounds_give_each_network_its_median_fraction_of_the_start():
+    start = versus.START_ARCH["v3_small"]
+    r = row(0, 0.9, 9.9, 0.95, 9.9, 0.94)
+    r["netadapt"]["arch"], r["multiplier"]["arch"] = "na", "mult"
+    r["start_measured_ms"] = 3.0
+    # the machine's speed changes from round to round; each network's fraction of the start does not
+    rounds = [{"start": "v3_small", "ms": {start: 2.0 * f, "na": 1.6 * f, "mult": 1.5 * f}} for f in (1.0, 1.5, 1.0)]
+    got = versus._retimed(r, rounds)
+    assert got["netadapt"]["measured_ms"] == pytest.approx(0.8 * 2.0) and got["netadapt"]["rounds"] == 3
+    assert got["multiplier"]["measured_ms"] == pytest.approx(0.75 * 2.0)
+    assert versus._retimed(r, [{"start": "v3_large", "ms": rounds[0]["ms"]}]) is None  # no round of its start
+    assert versus._retimed(r, [{"start": "v3_small", "ms": {start: 2.0, "na": 1.6}}]) is None  # baseline not timed
+    table, _ = versus.summarise([r], rounds)
+    assert table[0]["netadapt"][0][0] == pytest.approx(1.6)
+
+
+def test_retime_times_every_network_of_a_start_per_round_and_resumes(tmp_path):
+    from space import V3_SMALL, format_arch, scale_width
+
+    r = row(0, 0.9, 1.0, 0.95, 1.0, 0.94)
+    r["netadapt"]["arch"] = format_arch(scale_width(V3_SMALL, 0.5))
+    r["multiplier"]["arch"] = format_arch(scale_width(V3_SMALL, 0.75))
+    over = [f"results_dir={tmp_path}", f"latency.table={tmp_path / 'lut.json'}", "latency.input_size=32",
+            "latency.repeats=5", "latency.warmup=1", "latency.passes=1", "latency.max_rounds=1", "threads=1"]
+    path = tmp_path / "timing.jsonl"
+    versus.retime([r], over, 2, path)
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [q["round"] for q in lines] == [0, 1]
+    assert set(lines[0]["ms"]) == {versus.START_ARCH["v3_small"], r["netadapt"]["arch"], r["multiplier"]["arch"]}
+    assert all(v > 0 for q in lines for v in q["ms"].values())
+    versus.retime([r], over, 2, path)  # done: nothing timed again
+    assert len(path.read_text().splitlines()) == 2
+    got = versus._retimed(r, lines)
+    assert got["netadapt"]["rounds"] == 2 and got["netadapt"]["measured_ms"] > 0
