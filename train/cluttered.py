@@ -134,7 +134,7 @@ def as_tensors(parts: dict[str, Cluttered], size: int) -> dict:
 
 def load_cluttered(c: dict, size: int):
     """DataSplit(train, holdout, test) of cluttered digits generated at data.canvas px, shown at `size`."""
-    from .data import DataSplit
+    from .split import DataSplit
 
     t = as_tensors(generate(c), size)
     return DataSplit(train=t["train"], holdout=t["holdout"], test=t["test"], num_classes=NUM_CLASSES,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from torch import nn
@@ -17,28 +15,10 @@ from torch import nn
 from core.errors import UsageError
 from space import ArchSpec, build_model
 
+from .accuracy import Accuracy, AccuracyEstimator
 from .errors import DivergedError
 from .fit import TrainConfig, evaluate, fit, resolve_device
 from .split import DataSplit
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    top1: float  # on holdout: the only figure selection may read
-    test_top1: float | None  # on test: reported beside it, never selected on (None when not asked for)
-    loss: float  # holdout cross-entropy
-    steps: int  # optimiser steps this estimate took
-    seconds: float
-
-
-class AccuracyEstimator(Protocol):
-    name: str
-
-    def protocol(self) -> dict:
-        """What makes two results comparable: dataset and splits, input size, estimator and its budget."""
-
-    def __call__(self, arch: ArchSpec, label: str = "") -> Accuracy:
-        """The accuracy of ``arch`` under this estimator."""
 
 
 class TrainEstimator:

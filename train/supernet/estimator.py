@@ -16,7 +16,7 @@ from torch import nn
 
 from space import ArchSpec, SearchSpace
 
-from ..estimator import Accuracy
+from ..accuracy import Accuracy
 from ..fit import TrainConfig, evaluate, recalibrate_bn, resolve_device
 from ..split import DataSplit
 from .errors import SupernetError
