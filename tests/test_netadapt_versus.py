@@ -98,7 +98,8 @@ def test_retime_times_every_network_of_a_start_per_round_and_resumes(tmp_path):
     over = [f"results_dir={tmp_path}", f"latency.table={tmp_path / 'lut.json'}", "latency.input_size=32",
             "latency.repeats=5", "latency.warmup=1", "latency.passes=1", "latency.max_rounds=1", "threads=1"]
     path = tmp_path / "timing.jsonl"
-    versus.retime([r], over, 2, path)
+    versus.retime([r], over, 1, path)
+    versus.retime([r], over, 2, path)  # resumes: one more round
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     assert [q["round"] for q in lines] == [0, 1]
     assert set(lines[0]["ms"]) == {versus.START_ARCH["v3_small"], r["netadapt"]["arch"], r["multiplier"]["arch"]}
