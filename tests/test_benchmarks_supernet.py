@@ -107,3 +107,23 @@ def test_references_pool_runs_of_the_same_points_at_four_times_a_trials_budget(s
     assert ref["runs"]["64px-600steps-b64 seed 0"]["supernet"] == pytest.approx(-1.0)
     assert ref["runs"]["st seed 0"]["macs"] == pytest.approx(-1.0) and ref["between"] == pytest.approx((-1.0, -1.0))
     assert sf.references(rows, [], "k", "st", s, trial) is None  # one run: nothing to pool
+
+
+def test_finetuned_scores_are_keyed_apart_share_the_supernet_and_rank_by_loss_too(sf, tmp_path):
+    res = tmp_path / "r.jsonl"
+    tb, sb = synthetic(sf, res, [0.1 * i for i in range(6)], [0.5 + 0.05 * i for i in range(6)])
+    ft = {**SETTINGS, "finetune_steps": 50, "finetune_lr": 0.01}
+    assert sf.supernet_key(ft) == sf.supernet_key(SETTINGS) + "-ft50-lr0.01"
+    assert sf.train_key(ft) == sf.supernet_key(SETTINGS)  # one supernet, two ways of scoring it
+    rows = sf.read_results(res)
+    assert sf.paired(rows, sf.supernet_key(ft), sf.tag_of("digits", sb)) == []  # plain scores do not mix in
+    # Finetuned scores whose top-1 reverses the standalone order while their loss follows it.
+    rows += [{"kind": "score", "key": sf.supernet_key(ft), "name": f"n{i}", "arch": f"a{i}", "seed": None,
+              "top1": 0.9 - 0.1 * i, "loss": 1.0 - 0.1 * i, "wall_s": 3.0, "cpu_s": 3.0, "load": 1.0}
+             for i in range(6)]
+    f = sf.fidelity(sf.paired(rows, sf.supernet_key(ft), sf.tag_of("digits", sb)), n_boot=50)
+    assert f["tau"] == pytest.approx(-1.0) and f["tau_loss"] == pytest.approx(1.0)
+    c = sf.costs(rows, sf.supernet_key(ft), ft, sf.tag_of("digits", tb), sf.tag_of("digits", sb))
+    assert c["supernet"]["cpu_s"] == pytest.approx(100.0) and c["score"]["cpu_s"] == pytest.approx(3.0)
+    text = sf.report(rows, ft, tb, sb, 6, n_boot=50)
+    assert "after 50 SGD steps (lr 0.01, cosine)" in text and "holdout loss instead of its top-1" in text

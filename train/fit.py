@@ -114,40 +114,10 @@ def fit(model: nn.Module, data: DataSplit, cfg: TrainConfig, *, progress: bool =
     """Train `model` in place; it ends on the CPU in eval mode. Same seed -> same weights on CPU."""
     start = time.perf_counter()
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)  # dropout and anything else drawing from the global generator
-    n_train = len(data.train)
-    if n_train == 0:
+    if len(data.train) == 0:
         raise ValueError(f"{desc}: the training set of {data.name!r} is empty")
-    loader = shuffled_loader(data.train, cfg, device, seed=cfg.seed)
-    total = total_steps(n_train, cfg)
-    opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
-                          nesterov=cfg.nesterov and cfg.momentum > 0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg))
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    recent: list[float] = []
     try:
-        model.to(device).train()
-        step = 0
-        with tqdm(total=total, desc=desc, disable=not progress, dynamic_ncols=True) as bar:
-            while step < total:
-                for x, y in loader:
-                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                    loss = criterion(model(x), y)
-                    value = loss.item()  # one sync per step buys an exact step number on divergence
-                    if not math.isfinite(value):
-                        raise DivergedError(f"{desc}: loss became {value} at step {step + 1}/{total} "
-                                            f"(lr={sched.get_last_lr()[0]:.3g}): lower train.lr or check the model")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    recent = (recent + [value])[-50:]
-                    bar.update(1)
-                    if progress and (step % 10 == 0 or step == total):
-                        bar.set_postfix(loss=f"{value:.3f}", lr=f"{sched.get_last_lr()[0]:.3g}")
-                    if step >= total:
-                        break
+        total, train_loss = train_steps(model, data.train, cfg, device, progress=progress, desc=desc)
         if cfg.bn_recal_batches:
             recalibrate_bn(model, data.train, cfg, device)
         # Holdout only: `fit` is what selection calls, and selection never reads the test split.
@@ -155,8 +125,44 @@ def fit(model: nn.Module, data: DataSplit, cfg: TrainConfig, *, progress: bool =
                                  num_workers=cfg.num_workers)
     finally:
         model.cpu()  # callers measure and export on the CPU
-    return FitResult(acc, val_loss, total, time.perf_counter() - start,
-                     sum(recent) / len(recent) if recent else math.nan)
+    return FitResult(acc, val_loss, total, time.perf_counter() - start, train_loss)
+
+
+def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, device: torch.device, *,
+                progress: bool = False, desc: str = "train") -> tuple[int, float]:
+    """Seeded SGD on `dataset` for `cfg`'s steps (or epochs), in place on `device`; leaves the model in
+    train mode. Returns (steps taken, mean training loss over the last up to 50 steps)."""
+    torch.manual_seed(cfg.seed)  # dropout and anything else drawing from the global generator
+    loader = shuffled_loader(dataset, cfg, device, seed=cfg.seed)
+    total = total_steps(len(dataset), cfg)
+    opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
+                          nesterov=cfg.nesterov and cfg.momentum > 0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg))
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    recent: list[float] = []
+    model.to(device).train()
+    step = 0
+    with tqdm(total=total, desc=desc, disable=not progress, dynamic_ncols=True) as bar:
+        while step < total:
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                loss = criterion(model(x), y)
+                value = loss.item()  # one sync per step buys an exact step number on divergence
+                if not math.isfinite(value):
+                    raise DivergedError(f"{desc}: loss became {value} at step {step + 1}/{total} "
+                                        f"(lr={sched.get_last_lr()[0]:.3g}): lower train.lr or check the model")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                recent = (recent + [value])[-50:]
+                bar.update(1)
+                if progress and (step % 10 == 0 or step == total):
+                    bar.set_postfix(loss=f"{value:.3f}", lr=f"{sched.get_last_lr()[0]:.3g}")
+                if step >= total:
+                    break
+    return total, sum(recent) / len(recent) if recent else math.nan
 
 
 @torch.no_grad()

@@ -133,6 +133,8 @@ class SupernetAccuracy(Settings):
     sort_every: int = integer(100, ge=0)
     checkpoint_every: int = integer(25, ge=1)
     bn_recal_batches: int = integer(20, ge=1)
+    finetune_steps: int = integer(0, ge=0)
+    finetune_lr: float = number(0.01, gt=0)
     seed: int = integer(0, ge=0)
 
 

@@ -1,7 +1,8 @@
 """``accuracy=supernet``: a trial's accuracy with the weights it inherits from the trained supernet.
 
-Scoring a point: extract it as a plain ``space.build_model`` network (``Supernet.extract``), re-estimate
-its BN statistics on seeded training batches, score it on ``holdout`` (selection) and on ``test``
+Scoring a point: extract it as a plain ``space.build_model`` network (``Supernet.extract``), optionally
+finetune it for a few seeded SGD steps on training batches (``finetune_steps``), re-estimate its BN
+statistics on seeded training batches, score it on ``holdout`` (selection) and on ``test``
 (report only), as ``accuracy=train`` does after its training. The same point always gets the same
 weights, so ``export_trial`` writes exactly the network a trial was scored with.
 """
@@ -17,10 +18,10 @@ from torch import nn
 from space import ArchSpec, SearchSpace
 
 from ..accuracy import Accuracy
-from ..fit import TrainConfig, evaluate, recalibrate_bn, resolve_device
+from ..fit import TrainConfig, evaluate, recalibrate_bn, resolve_device, train_steps
 from ..split import DataSplit
 from .errors import SupernetError
-from .train import SETTINGS, SupernetConfig, space_config, train_supernet
+from .train import SCORING, SETTINGS, SupernetConfig, space_config, train_supernet
 
 
 def supernet_folder(results_dir, space_name: str, run_name: str) -> Path:
@@ -54,7 +55,13 @@ class SupernetEstimator:
                 "n_train": len(self.data.train), "n_holdout": len(self.data.holdout), "n_test": len(self.data.test),
                 "test": self.data.test_source, "estimator": self.name, "space": self.space.name,
                 "run_name": self.cfg.run_name,
-                "budget": {**self.cfg.bound(), "bn_recal_batches": self.cfg.bn_recal_batches}}
+                "budget": {**self.cfg.bound(), **self.scoring()}}
+
+    def scoring(self) -> dict:
+        """How a trial is scored from the trained weights (recorded in the protocol, not bound to the checkpoint).
+        Finetuning is recorded only when used, so studies scored before it existed keep their protocol."""
+        used = [k for k in SCORING if not (k.startswith("finetune_") and not self.cfg.finetune_steps)]
+        return {k: getattr(self.cfg, k) for k in used}
 
     def covers(self, arch: ArchSpec) -> bool:
         """Whether ``arch`` is a point of the supernet's space (only those inherit weights)."""
@@ -80,13 +87,23 @@ class SupernetEstimator:
         return TrainConfig(batch_size=c.batch_size, seed=c.seed, bn_recal_batches=c.bn_recal_batches,
                            device=c.device, num_workers=c.num_workers)
 
+    def _finetune_cfg(self) -> TrainConfig:
+        c = self.cfg
+        return TrainConfig(steps=c.finetune_steps, batch_size=c.batch_size, lr=c.finetune_lr, momentum=c.momentum,
+                           nesterov=c.nesterov, weight_decay=c.weight_decay, label_smoothing=c.label_smoothing,
+                           seed=c.seed, device=c.device, num_workers=c.num_workers, bn_recal_batches=0)
+
     def model(self, arch: ArchSpec) -> nn.Module:
-        """``arch`` with its inherited weights and BN statistics re-estimated on training batches (CPU, eval)."""
+        """``arch`` with its inherited weights (finetuned if ``finetune_steps``) and BN statistics re-estimated
+        on training batches (CPU, eval). The same point always gets the same weights on the CPU."""
         self.prepare()
         model = self.net.extract(arch)
         tc = self._train_cfg()
         device = resolve_device(tc.device)
         try:
+            if self.cfg.finetune_steps:
+                # The extracted network owns copies of the weights: the supernet is left as it is.
+                train_steps(model, self.data.train, self._finetune_cfg(), device, desc="finetune")
             recalibrate_bn(model.to(device), self.data.train, tc, device)
         finally:
             model.cpu()
@@ -168,8 +185,8 @@ def export_trial(study, trial: int, out=None, *, progress: bool = False) -> tupl
     binding = json.loads((folder / SETTINGS).read_text())["binding"]
     data_cfg = json.loads((folder / "data.json").read_text())
     space = SearchSpace.from_config(binding["space"])
-    cfg = SupernetConfig(run_name=proto["run_name"], bn_recal_batches=proto["budget"]["bn_recal_batches"],
-                         **binding["accuracy"])
+    scoring = {k: proto["budget"][k] for k in SCORING if k in proto["budget"]}  # older studies: defaults
+    cfg = SupernetConfig(run_name=proto["run_name"], **scoring, **binding["accuracy"])
     est = SupernetEstimator(load_data(data_cfg), cfg, space=space, results_dir=results_dir, data_cfg=data_cfg,
                             progress=progress)
     model = est.model(arch)

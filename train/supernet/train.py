@@ -66,6 +66,8 @@ class SupernetConfig:
     sort_every: int = 100
     checkpoint_every: int = 25
     bn_recal_batches: int = 20
+    finetune_steps: int = 0  # SGD steps on train batches of a trial's inherited weights before scoring
+    finetune_lr: float = 0.01
     seed: int = 0
     device: str = "auto"  # from train.device: where it runs, not what it computes
     num_workers: int = 0
@@ -84,9 +86,13 @@ class SupernetConfig:
     def bound(self) -> dict:
         """The settings the weights depend on (not where they run, nor how often they are saved)."""
         d = dataclasses.asdict(self)
-        for k in ("run_name", "device", "num_workers", "checkpoint_every", "bn_recal_batches"):
+        for k in ("run_name", "device", "num_workers", "checkpoint_every", *SCORING):
             d.pop(k)
         return d
+
+
+# How a trial is scored from the trained weights: not part of what the checkpoint depends on.
+SCORING = ("bn_recal_batches", "finetune_steps", "finetune_lr")
 
 
 def space_config(space: SearchSpace) -> dict:
