@@ -455,7 +455,8 @@ def report(rows: list[dict], s: dict, tb: dict, sb: dict, n_points: int, path: P
         L.append(f"| supernet training, {sn['steps']} steps ({sn['sessions']} session(s), "
                  f"threads {sn['threads']}) | 1 | {sn['wall_s']:.0f} | {sn['cpu_s']:.0f}{cpu_note} | "
                  f"{_loads(sn['load'])} |")
-    labels = {"score": "one trial, accuracy=supernet (extract, BN re-estimated, holdout + test)",
+    ft = (f"finetuned {s['finetune_steps']} steps, " if s.get("finetune_steps") else "")
+    labels = {"score": f"one trial, accuracy=supernet (extract, {ft}BN re-estimated, holdout + test)",
               "trial": f"one trial, accuracy=train (`{budget_tag(tb)}` from scratch, holdout + test)",
               "standalone": f"one standalone training (`{budget_tag(sb)}`, holdout + test)"}
     for k, label in labels.items():
