@@ -130,6 +130,11 @@ def _rho(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def _seed_sd(a: np.ndarray, b: np.ndarray) -> float:
+    """Pooled within-architecture sd of one run from two runs per architecture: sqrt(mean((a-b)^2)/2)."""
+    return float(np.sqrt(np.mean((a - b) ** 2) / 2))
+
+
 def stats(rows: list[dict], key: str = "top1", n_boot: int = 2000) -> dict | None:
     """Fidelity figures of one (dataset, budget) from its rows; None if no arch has two seeds yet."""
     by: dict[str, dict] = {}
@@ -145,15 +150,18 @@ def stats(rows: list[dict], key: str = "top1", n_boot: int = 2000) -> dict | Non
     a = np.array([by[n][seeds[0]] for n in names])
     b = np.array([by[n][seeds[1]] for n in names])
     mean = (a + b) / 2
-    seed_sd = float(np.sqrt(np.mean((a - b) ** 2) / 2))  # pooled within-arch sd of one run
+    seed_sd = _seed_sd(a, b)
     rng = np.random.default_rng(0)
-    boot = []
-    for _ in range(n_boot):
+    boot, boot_ratio = [], []
+    for _ in range(n_boot):  # resample architectures: the intervals say how much 20 of them pin down
         i = rng.integers(0, len(names), len(names))
         if len(set(i)) > 2:
             t = _tau(a[i], b[i])
             if math.isfinite(t):
                 boot.append(t)
+            sd = _seed_sd(a[i], b[i])
+            if sd > 0:
+                boot_ratio.append(float(np.std(mean[i], ddof=1)) / sd)
     out = {
         "n_archs": len(names), "seeds": seeds, "mean_top1": float(mean.mean()),
         "min_top1": float(mean.min()), "max_top1": float(mean.max()),
@@ -164,6 +172,8 @@ def stats(rows: list[dict], key: str = "top1", n_boot: int = 2000) -> dict | Non
         "seconds": float(np.mean([r["seconds"] for r in rows])),
     }
     out["arch_over_seed"] = out["arch_sd"] / seed_sd if seed_sd > 0 else math.inf
+    out["ratio_lo"], out["ratio_hi"] = ((float(np.percentile(boot_ratio, 2.5)), float(np.percentile(boot_ratio, 97.5)))
+                                        if boot_ratio else (math.nan, math.nan))
     if "V3-Small" in names and "V3-Small x0.5" in names:
         gap = mean[names.index("V3-Small")] - mean[names.index("V3-Small x0.5")]
         out["gap"] = float(gap)
@@ -185,13 +195,21 @@ def read_results(path: Path) -> list[dict]:
     return rows
 
 
+def _where(target: float, lo: float, hi: float) -> str:
+    """What the bootstrap interval says of the target, beyond the point estimate."""
+    if not lo <= target <= hi:
+        return f" (the interval {'excludes' if math.isfinite(lo) else 'is undefined at'} {target:g})"
+    return f" (the interval holds {target:g}: the data do not tell either way)"
+
+
 def _verdicts(s: dict) -> list[str]:
     """One line per issue-10 target, met or not, from the numbers in `s`."""
     def say(ok: bool) -> str:
         return "met" if ok else "**not met**"
     out = [f"- seed tau {s['tau']:.2f} over {s['n_archs']} architectures vs target >= 0.6 over >= 20: "
            f"{say(s['tau'] >= 0.6 and s['n_archs'] >= 20)}",
-           f"- arch sd / seed sd {s['arch_over_seed']:.1f} vs target >= 3: {say(s['arch_over_seed'] >= 3)}"]
+           f"- arch sd / seed sd {s['arch_over_seed']:.1f} [{s['ratio_lo']:.1f}, {s['ratio_hi']:.1f}] vs target >= 3: "
+           f"{say(s['arch_over_seed'] >= 3)}" + _where(3.0, s["ratio_lo"], s["ratio_hi"])]
     if "gap_sd" in s:
         out.append(f"- V3-Small minus x0.5 {s['gap']:+.1f} points = {s['gap_sd']:+.1f} seed sd vs target >= +3: "
                    f"{say(s['gap_sd'] >= 3)}")
@@ -210,8 +228,8 @@ def report(rows: list[dict], path: Path, expected: int, pilot: list[dict] | None
              "Random `v3_small` architectures (seeded sample) plus MobileNetV3-Small and its x0.5 width variant, "
              "each trained with two seeds (0, 1) under the dataset's proxy budget; single-thread CPU workers. "
              "Top-1 in points (%). Seed sd: pooled sd of one run, sqrt(mean((a-b)^2)/2) over architectures. "
-             "Arch sd: sd across architectures of the two-seed mean. tau 95% interval: bootstrap over "
-             "architectures (2000 resamples). Holdout is what selection sees; test is reported only.",
+             "Arch sd: sd across architectures of the two-seed mean. 95% intervals of tau and of arch sd / seed sd: "
+             "bootstrap over architectures (2000 resamples). Holdout is what selection sees; test is reported only.",
              "", "Targets (issue 10, on the new task): seed tau >= 0.6 over >= 20 architectures, "
              "arch sd >= 3x seed sd, V3-Small above x0.5 by >= 3 seed sd.", ""]
     for (dataset, tag), rs in sorted(groups.items()):
@@ -219,7 +237,7 @@ def report(rows: list[dict], path: Path, expected: int, pilot: list[dict] | None
         lines += [f"## {dataset}, {tag} ({done}/{expected} trainings finished, "
                   f"mean {np.mean([r['seconds'] for r in rs]):.0f} s per training incl. evaluation)", ""]
         lines += ["| split | archs | mean top-1 (min-max) | seed tau [95%] | seed rho | seed sd | arch sd | "
-                  "arch sd / seed sd | V3-S - x0.5 (seed sd) | tau vs params | tau vs MACs |",
+                  "arch sd / seed sd [95%] | V3-S - x0.5 (seed sd) | tau vs params | tau vs MACs |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for key, split in (("top1", "holdout"), ("test_top1", "test")):
             s = stats(rs, key)
@@ -229,7 +247,7 @@ def report(rows: list[dict], path: Path, expected: int, pilot: list[dict] | None
             lines.append(
                 f"| {split} | {s['n_archs']} | {s['mean_top1']:.1f} ({s['min_top1']:.1f}-{s['max_top1']:.1f}) | "
                 f"{s['tau']:.2f} [{s['tau_lo']:.2f}, {s['tau_hi']:.2f}] | {s['rho']:.2f} | {s['seed_sd']:.2f} | "
-                f"{s['arch_sd']:.2f} | {s['arch_over_seed']:.1f} | {gap} | {s['tau_params']:.2f} | "
+                f"{s['arch_sd']:.2f} | {s['arch_over_seed']:.1f} [{s['ratio_lo']:.1f}, {s['ratio_hi']:.1f}] | {gap} | {s['tau_params']:.2f} | "
                 f"{s['tau_macs']:.2f} |")
         s = stats(rs, "top1")
         if s is not None:
