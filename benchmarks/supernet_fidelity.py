@@ -61,14 +61,15 @@ def supernet_settings(args) -> dict:
     return {"dataset": args.dataset, "input_size": BUDGETS[args.dataset]["input_size"], "steps": args.supernet_steps,
             "batch_size": args.supernet_batch_size, "lr": args.supernet_lr, "n_random": args.n_random,
             "seed": args.supernet_seed, "bn_recal_batches": args.bn_recal_batches,
-            "finetune_steps": args.finetune_steps, "finetune_lr": args.finetune_lr}
+            "finetune_steps": args.finetune_steps, "finetune_lr": args.finetune_lr,
+            "kernel_transform": args.kernel_transform}
 
 
 def train_key(s: dict) -> str:
     """The trained supernet's key (its folder, its training sessions' lines): scoring settings aside, but the
     BN batches, which named the folders before finetuning existed."""
     return (f"{s['dataset']}-{s['input_size']}px-{s['steps']}steps-b{s['batch_size']}-lr{s['lr']:g}-"
-            f"r{s['n_random']}-s{s['seed']}-bn{s['bn_recal_batches']}")
+            f"r{s['n_random']}-s{s['seed']}-bn{s['bn_recal_batches']}" + ("-kt" if s.get("kernel_transform") else ""))
 
 
 def supernet_key(s: dict) -> str:
@@ -146,6 +147,7 @@ def make_estimator(args, s: dict):
     cfg = SupernetConfig(run_name=f"fidelity-{train_key(s)}", steps=s["steps"], batch_size=s["batch_size"],
                          lr=s["lr"], n_random=s["n_random"], seed=s["seed"], bn_recal_batches=s["bn_recal_batches"],
                          finetune_steps=s["finetune_steps"], finetune_lr=s["finetune_lr"],
+                         kernel_transform=bool(s.get("kernel_transform")),
                          checkpoint_every=max(1, min(25, s["steps"])), device="cpu")
     return SupernetEstimator(data, cfg, space=SearchSpace.load(SPACE), results_dir=args.supernet_dir,
                              data_cfg=data_cfg(s["dataset"], size), progress=True,
@@ -393,7 +395,9 @@ def report(rows: list[dict], s: dict, tb: dict, sb: dict, n_points: int, path: P
          f"reported only.", "",
          "Settings:", "",
          f"- supernet `{skey}`: {s['steps']} sandwich steps (largest + smallest + {s['n_random']} random points "
-         f"per step), batch {s['batch_size']}, lr {s['lr']:g}, seed {s['seed']}; scoring re-estimates BN on "
+         f"per step), batch {s['batch_size']}, lr {s['lr']:g}, seed {s['seed']}"
+         + ("; smaller kernels by Once-for-All's learned kernel transform" if s.get("kernel_transform") else "")
+         + f"; scoring re-estimates BN on "
          f"{s['bn_recal_batches']} training batches"
          + (f" after {s['finetune_steps']} SGD steps (lr {s['finetune_lr']:g}, cosine) of the point's inherited "
             "weights on training batches" if s.get("finetune_steps") else ""),
@@ -511,6 +515,8 @@ def main(argv=None) -> int:
     ap.add_argument("--finetune-steps", type=int, default=0,
                     help="SGD steps on train batches of each point's inherited weights before it is scored")
     ap.add_argument("--finetune-lr", type=float, default=0.01)
+    ap.add_argument("--kernel-transform", action="store_true",
+                    help="train the supernet with Once-for-All's learned kernel transform (a supernet of its own)")
     ap.add_argument("--supernet-dir", type=Path, default=ROOT / "results",
                     help="results dir: the supernet lives in <it>/supernet/v3_small/fidelity-<settings>/")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the main process (supernet, scoring)")

@@ -127,3 +127,10 @@ def test_finetuned_scores_are_keyed_apart_share_the_supernet_and_rank_by_loss_to
     assert c["supernet"]["cpu_s"] == pytest.approx(100.0) and c["score"]["cpu_s"] == pytest.approx(3.0)
     text = sf.report(rows, ft, tb, sb, 6, n_boot=50)
     assert "after 50 SGD steps (lr 0.01, cosine)" in text and "holdout loss instead of its top-1" in text
+
+
+def test_a_kernel_transform_supernet_is_a_supernet_of_its_own(sf):
+    kt = {**SETTINGS, "kernel_transform": True}
+    assert sf.train_key(kt) == sf.train_key(SETTINGS) + "-kt"
+    assert sf.supernet_key({**kt, "finetune_steps": 5, "finetune_lr": 0.1}).endswith("-kt-ft5-lr0.1")
+    assert "-kt" not in sf.train_key({**SETTINGS, "kernel_transform": False})

@@ -40,8 +40,12 @@ def _env() -> dict:
 
 
 def _scrambled(net: Supernet) -> Supernet:
-    """Random BN statistics and affine parameters, so a wrong slice cannot hide behind BN's identity init."""
+    """Random BN statistics and affine parameters (and kernel transforms, if any), so a wrong slice cannot
+    hide behind BN's or the transform's identity init."""
     g = torch.Generator().manual_seed(1)
+    for blk in net.blocks:
+        for m in (blk.kernel_maps or {}).values():
+            m.data.add_(0.3 * torch.randn(m.shape, generator=g))
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.copy_(torch.randn(m.num_features, generator=g))
@@ -55,11 +59,11 @@ def _points(space: SearchSpace, net: Supernet, n: int = 4):
     return [net.largest(), net.smallest(), *(space.sample(s) for s in range(n))]
 
 
-@pytest.mark.parametrize("which", ["v3_small", "tiny"])
-def test_extracted_subnet_computes_what_the_supernet_computes(which):
+@pytest.mark.parametrize("which,transform", [("v3_small", False), ("tiny", False), ("tiny", True)])
+def test_extracted_subnet_computes_what_the_supernet_computes(which, transform):
     space = SearchSpace.load(which) if which != "tiny" else SearchSpace.from_config(TINY)
     torch.manual_seed(0)
-    net = _scrambled(Supernet(space, 4))
+    net = _scrambled(Supernet(space, 4, kernel_transform=transform))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         for arch in _points(space, net):
@@ -70,10 +74,11 @@ def test_extracted_subnet_computes_what_the_supernet_computes(which):
             assert torch.equal(plain(x), model(x))
 
 
-def test_every_choice_of_every_block_is_reachable_and_matters():
+@pytest.mark.parametrize("transform", [False, True])
+def test_every_choice_of_every_block_is_reachable_and_matters(transform):
     space = SearchSpace.from_config(TINY)
     torch.manual_seed(0)
-    net = _scrambled(Supernet(space, 4))
+    net = _scrambled(Supernet(space, 4, kernel_transform=transform))
     x = torch.randn(2, 3, 32, 32)
     base = net.largest()
     with torch.no_grad():
@@ -117,6 +122,40 @@ def test_a_sandwich_step_updates_the_shared_weights_and_sorting_keeps_the_larges
     assert torch.all(norms[:-1] >= norms[1:])
     assert not torch.equal(momentum, opt.state[net.blocks[4].project.weight]["momentum_buffer"])
     assert not net.sortable(0)  # v3_small's first block may skip its expansion conv: left in place
+
+
+def test_the_kernel_transform_maps_the_centre_learns_and_is_bound_only_when_used(tmp_path):
+    space = SearchSpace.from_config(TINY)
+    torch.manual_seed(0)
+    plain, mapped = Supernet(space, 4), Supernet(space, 4, kernel_transform=True)
+    mapped.load_state_dict(plain.state_dict(), strict=False)
+    blk, ref = mapped.blocks[0], plain.blocks[0]
+    assert sorted(blk.kernel_maps) == ["3", "5"] and ref.kernel_maps is None
+    # Identity maps at the start: the centre, as without the transform.
+    assert torch.equal(blk.depthwise_weight(8, 3), ref.depthwise_weight(8, 3))
+    # 7 -> 5 -> 3: kernel 3 is the centre of the mapped 5x5, mapped again.
+    with torch.no_grad():
+        blk.kernel_maps["5"].copy_(torch.randn(25, 25))
+        blk.kernel_maps["3"].copy_(torch.randn(9, 9))
+    w5 = blk.depthwise.weight[:8, :, 1:6, 1:6].reshape(8, 25) @ blk.kernel_maps["5"].T
+    w3 = w5.reshape(8, 1, 5, 5)[:, :, 1:4, 1:4].reshape(8, 9) @ blk.kernel_maps["3"].T
+    assert torch.allclose(blk.depthwise_weight(8, 5), w5.reshape(8, 1, 5, 5))
+    assert torch.allclose(blk.depthwise_weight(8, 3), w3.reshape(8, 1, 3, 3))
+    assert torch.equal(blk.depthwise_weight(8, 7), blk.depthwise.weight[:8])
+    # A sandwich step trains the maps the step's points use (the smallest point has kernel 3 everywhere).
+    data = load_data(DATA)
+    cfg = SupernetConfig(batch_size=16, n_random=0, kernel_transform=True)
+    net = Supernet(space, data.num_classes, kernel_transform=True).train()
+    from train.fit import param_groups
+
+    opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=0.1)
+    x = torch.stack([data.train[i][0] for i in range(16)])
+    y = torch.tensor([data.train[i][1] for i in range(16)])
+    sandwich_step(net, net, x, y, step_archs(net, 0, cfg), opt, cfg)
+    assert not torch.equal(net.blocks[1].kernel_maps["3"], torch.eye(9))
+    # Bound to the checkpoint only when on, so supernets trained before the option resume unchanged.
+    assert "kernel_transform" not in SupernetConfig().bound()
+    assert SupernetConfig(kernel_transform=True).bound()["kernel_transform"] is True
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +270,12 @@ def test_kill_resume_gives_the_weights_of_an_uninterrupted_run_and_changed_setti
     with pytest.raises(SystemExit) as e:
         run(_main, [*CLI, "accuracy.lr=0.01", f"results_dir={killed}"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1 and "accuracy.lr=0.05, not 0.01" in err[0], err
+    assert e.value.code == 2 and len(err) == 1 and "with accuracy.lr=0.05, not accuracy.lr=0.01" in err[0], err
+    with pytest.raises(SystemExit) as e:
+        run(_main, [*CLI, "accuracy.kernel_transform=true", f"results_dir={killed}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert "trained without accuracy.kernel_transform, not accuracy.kernel_transform=true" in err[0], err
 
 
 def test_two_gloo_processes_train_end_to_end(tmp_path):

@@ -131,6 +131,7 @@ class SupernetAccuracy(Settings):
     warmup_steps: int = integer(10, ge=0)
     n_random: int = integer(2, ge=0)
     sort_every: int = integer(100, ge=0)
+    kernel_transform: bool = flag(False)
     checkpoint_every: int = integer(25, ge=1)
     bn_recal_batches: int = integer(20, ge=1)
     finetune_steps: int = integer(0, ge=0)

@@ -4,8 +4,10 @@ Each block stores its largest choices once: the expansion conv at the widest exp
 input, the depthwise conv at the widest expansion and largest kernel, an SE module for the widest
 expansion, the projection at the widest output. A point of the space uses slices of them:
 
-* kernel ``k``: the centre ``k x k`` of the largest kernel (Once-for-All's elastic kernel, without its
-  learned transform);
+* kernel ``k``: the centre ``k x k`` of the largest kernel (Once-for-All's elastic kernel). With
+  ``kernel_transform`` (Once-for-All's learned kernel transform), each smaller kernel is the centre of
+  the next larger one mapped by a learned ``k^2 x k^2`` matrix per block and kernel size, shared by all
+  channels and started at the identity: a small kernel need not be exactly the centre of the large one;
 * expansion ``e``: the first ``e`` channels of the expansion, depthwise, SE and projection-input weights
   (``sort_channels`` moves the most important channels first, by the L1 norm of the projection
   weights that read them, as Once-for-All's ``re_organize_middle_weights``); a block whose expansion
@@ -49,12 +51,17 @@ class SlicedBN(nn.BatchNorm2d):
 class SuperBlock(nn.Module):
     """Every choice of one block of the space (see the module note)."""
 
-    def __init__(self, max_in: int, max_mid: int, max_out: int, max_kernel: int, any_se: bool):
+    def __init__(self, max_in: int, max_mid: int, max_out: int, kernels: tuple[int, ...], any_se: bool,
+                 kernel_transform: bool = False):
         super().__init__()
-        self.max_kernel = max_kernel
+        self.kernels = tuple(sorted(set(kernels), reverse=True))
+        self.max_kernel = self.kernels[0]
+        # Parameters only when asked for: a supernet without them keeps its state-dict keys.
+        self.kernel_maps = nn.ParameterDict(
+            {str(k): nn.Parameter(torch.eye(k * k)) for k in self.kernels[1:]}) if kernel_transform else None
         self.expand = nn.Conv2d(max_in, max_mid, 1, bias=False)
         self.expand_bn = SlicedBN(max_mid)
-        self.depthwise = nn.Conv2d(max_mid, max_mid, max_kernel, groups=max_mid, bias=False)
+        self.depthwise = nn.Conv2d(max_mid, max_mid, self.max_kernel, groups=max_mid, bias=False)
         self.depthwise_bn = SlicedBN(max_mid)
         self.se = None
         if any_se:
@@ -65,8 +72,17 @@ class SuperBlock(nn.Module):
 
     # -- the slices of one choice --------------------------------------------------------------------
     def depthwise_weight(self, e: int, k: int) -> torch.Tensor:
-        lo = (self.max_kernel - k) // 2
-        return self.depthwise.weight[:e, :, lo:lo + k, lo:lo + k]
+        w = self.depthwise.weight[:e]
+        if self.kernel_maps is None:
+            lo = (self.max_kernel - k) // 2
+            return w[:, :, lo:lo + k, lo:lo + k]
+        for size in self.kernels[1:]:  # largest to smallest: each the mapped centre of the one before
+            if size < k:
+                break
+            lo = (w.shape[-1] - size) // 2
+            centre = w[:, :, lo:lo + size, lo:lo + size].reshape(-1, size * size)
+            w = F.linear(centre, self.kernel_maps[str(size)]).reshape(e, 1, size, size)
+        return w
 
     def slices(self, cin: int, b: BlockSpec) -> dict[str, torch.Tensor | None]:
         """The weights ``space.model.InvertedResidual(cin, b)`` gets, by role."""
@@ -109,14 +125,14 @@ def _input_widths(space: SearchSpace) -> list[set[int]]:
 class Supernet(nn.Module):
     """Weights for every point of ``space``; ``forward(x, arch)`` runs the point ``arch``."""
 
-    def __init__(self, space: SearchSpace, num_classes: int):
+    def __init__(self, space: SearchSpace, num_classes: int, kernel_transform: bool = False):
         super().__init__()
         self.space, self.num_classes = space, num_classes
         self.in_widths = _input_widths(space)
         self.stem = nn.Conv2d(3, space.stem, STEM_KERNEL, STEM_STRIDE, STEM_KERNEL // 2, bias=False)
         self.stem_bn = SlicedBN(space.stem)
         self.blocks = nn.ModuleList(
-            SuperBlock(max(ins), max(bc.expand), max(bc.out), max(bc.kernel), True in bc.se)
+            SuperBlock(max(ins), max(bc.expand), max(bc.out), bc.kernel, True in bc.se, kernel_transform)
             for ins, bc in zip(self.in_widths, space.blocks))
         last_in = max(space.blocks[-1].out)
         self.max_last = max(last_conv_width(space.last_conv, c) for c in space.blocks[-1].out)

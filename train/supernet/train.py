@@ -64,6 +64,7 @@ class SupernetConfig:
     warmup_steps: int = 10
     n_random: int = 2
     sort_every: int = 100
+    kernel_transform: bool = False  # Once-for-All's learned kernel transform (net.py)
     checkpoint_every: int = 25
     bn_recal_batches: int = 20
     finetune_steps: int = 0  # SGD steps on train batches of a trial's inherited weights before scoring
@@ -88,6 +89,8 @@ class SupernetConfig:
         d = dataclasses.asdict(self)
         for k in ("run_name", "device", "num_workers", "checkpoint_every", *SCORING):
             d.pop(k)
+        if not d["kernel_transform"]:  # bound only when used: supernets trained before it existed still load
+            d.pop("kernel_transform")
         return d
 
 
@@ -134,8 +137,10 @@ def check_binding(folder: Path, binding: dict) -> None:
     key = first_difference(theirs, binding)
     if key is not None:
         a, b = flat(theirs), flat(binding)
-        raise SupernetError(f"supernet {folder} was trained with {key}={_short(a.get(key))}, not "
-                            f"{_short(b.get(key))}: use the same settings or pass accuracy.run_name=<another name>")
+        was = f"with {key}={_short(a[key])}" if key in a else f"without {key}"
+        now = f"{key}={_short(b[key])}" if key in b else "without it"
+        raise SupernetError(f"supernet {folder} was trained {was}, not {now}: use the same settings or pass "
+                            f"accuracy.run_name=<another name>")
 
 
 # -- distributed --------------------------------------------------------------------------------------
@@ -253,7 +258,7 @@ def train_supernet(space: SearchSpace, data, cfg: SupernetConfig, folder: Path, 
         folder.mkdir(parents=True, exist_ok=True)
         check_binding(folder, binding)
     torch.manual_seed(cfg.seed)  # the initial weights
-    net = Supernet(space, data.num_classes)
+    net = Supernet(space, data.num_classes, cfg.kernel_transform)
     with folder_lock(folder, say, d):
         if d.main and not (folder / SETTINGS).is_file():
             write_atomic(folder / SETTINGS, json.dumps({"binding": binding}, indent=1, sort_keys=True) + "\n")
