@@ -248,8 +248,7 @@ def report(rows: list[dict], path: Path, expected: int, pilot: list[dict] | None
                 f"| {split} | {s['n_archs']} | {s['mean_top1']:.1f} ({s['min_top1']:.1f}-{s['max_top1']:.1f}) | "
                 f"{s['tau']:.2f} [{s['tau_lo']:.2f}, {s['tau_hi']:.2f}] | {s['rho']:.2f} | {s['seed_sd']:.2f} | "
                 f"{s['arch_sd']:.2f} | {s['arch_over_seed']:.1f} [{s['ratio_lo']:.1f}, {s['ratio_hi']:.1f}] | {gap} | "
-                f"{s['tau_params']:.2f} | "
-                f"{s['tau_macs']:.2f} |")
+                f"{s['tau_params']:.2f} | {s['tau_macs']:.2f} |")
         s = stats(rs, "top1")
         if s is not None:
             lines += ["", "Holdout, against issue 10's targets:", *_verdicts(s)]

@@ -31,8 +31,8 @@ def test_seed_sd_arch_sd_and_their_ratio_are_the_documented_formulas(pf):
     assert s["arch_sd"] == pytest.approx(5.163977794943222)  # sd of 80, 84, 88, 92 with ddof=1
     assert s["arch_over_seed"] == pytest.approx(5.163977794943222 / math.sqrt(2))
     assert s["tau"] == pytest.approx(1.0) and s["tau_params"] == pytest.approx(1.0)
-    # equal seed differences everywhere: every resample with >2 distinct archs has the same seed sd,
-    # and its arch sd can only fall below or reach the full sample's range
+    # equal seed differences everywhere, so every resample has seed sd sqrt(2): the interval is that of
+    # the arch sd alone, and the point estimate lies inside it
     assert s["ratio_lo"] <= s["arch_over_seed"] <= s["ratio_hi"]
 
 

@@ -124,7 +124,7 @@ def test_a_sandwich_step_updates_the_shared_weights_and_sorting_keeps_the_larges
     assert not net.sortable(0)  # v3_small's first block may skip its expansion conv: left in place
 
 
-def test_the_kernel_transform_maps_the_centre_learns_and_is_bound_only_when_used(tmp_path):
+def test_the_kernel_transform_maps_the_centre_learns_and_is_bound_only_when_used():
     space = SearchSpace.from_config(TINY)
     torch.manual_seed(0)
     plain, mapped = Supernet(space, 4), Supernet(space, 4, kernel_transform=True)
