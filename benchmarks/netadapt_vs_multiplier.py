@@ -26,7 +26,9 @@ run's two, where the host allows (``benchmarks/host_noise.md``). One line per ro
 - ``ratio``: the multiplier's measured latency at NetAdapt's test top-1 (interpolated likewise on the multiplier's
   points of the seed) over NetAdapt's measured latency: > 1 means NetAdapt is faster at equal accuracy.
 Cost: a default run is budget-dependent, about (1 - budget) / step iterations x ~13 proposals x short_steps
-steps; the full sweep is many hours on 2 cores.
+steps; the full sweep is many hours on 2 cores. Each row records its ``step`` and the table shows it: from
+MobileNetV3-Large (about 20 proposals of ~450 s per iteration here) the paper's step 0.01 costs about 5 core-hours
+per seed to budget 0.6, so the committed sweep ran it with ``step=0.025`` (16 iterations instead of 40).
 """
 from __future__ import annotations
 
@@ -52,10 +54,10 @@ def _start_archs() -> dict[str, str]:
 START_ARCH = _start_archs()  # the start networks --retime times beside the runs' networks
 
 
-def record(out, start: str, budget: float, seed: int) -> dict:
+def record(out, start: str, budget: float, seed: int, step: float) -> dict:
     s, b = out.summary, out.baseline
     m = s["measured"]
-    return {"start": start, "budget": budget, "seed": seed, "latency_model": s["latency_model"],
+    return {"start": start, "budget": budget, "seed": seed, "step": step, "latency_model": s["latency_model"],
             "measured_by": m["latency_model"], "iterations": s["final"]["iterations"],
             "netadapt": {"arch": s["final"]["arch"], "top1": s["final"]["top1"], "test_top1": s["final"]["test_top1"],
                          "predicted_ms": s["final"]["latency_ms"], "measured_ms": m["final"]["measured_ms"]},
@@ -120,6 +122,7 @@ def summarise(rows: list[dict], rounds: list[dict] = ()) -> tuple[list[dict], ob
                 if lat is not None:
                     ratios.append(lat / na["measured_ms"])
             row = {"start": start, "budget": budget, "seeds": len(here), "diff": mean_interval(diffs),
+                   "step": "/".join(sorted({f"{r['step']:g}" if r.get("step") else "?" for r in here})),
                    "ratio": mean_interval(ratios) if ratios else None, "ratio_seeds": len(ratios)}
             for name in curves:
                 row[name] = (mean_interval([r[name]["measured_ms"] for r in here]),
@@ -203,9 +206,9 @@ def write(rows: list[dict], out: Path, overrides: list[str], rounds: list[dict] 
              "start timing times the median start timing over the runs of the start network, so runs timed an "
              "hour apart compare" + (f"; here from `--retime` ({len(rounds)} rounds of every network, "
              "`netadapt_vs_multiplier_timing.jsonl`)" if rounds else "") + ".", "",
-             "| start | budget | seeds | NetAdapt ms (measured) | multiplier ms | NetAdapt test top-1 | multiplier "
-             "test top-1 | diff at equal latency (points) | latency ratio at equal accuracy |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| start | budget | step | seeds | NetAdapt ms (measured) | multiplier ms | NetAdapt test top-1 | "
+             "multiplier test top-1 | diff at equal latency (points) | latency ratio at equal accuracy |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         (nl, nlh), (na, nah) = r["netadapt"]
         (ml, mlh), (ma, mah) = r["multiplier"]
@@ -213,8 +216,9 @@ def write(rows: list[dict], out: Path, overrides: list[str], rounds: list[dict] 
         ratio = "never reached" if r["ratio"] is None else (
             f"{r['ratio'][0]:.3f} [{r['ratio'][0] - r['ratio'][1]:.3f}, {r['ratio'][0] + r['ratio'][1]:.3f}]"
             + (f" ({r['ratio_seeds']} of {r['seeds']} seeds)" if r["ratio_seeds"] < r["seeds"] else ""))
-        lines.append(f"| {r['start']} | {r['budget']:g} | {r['seeds']} | {nl:.3f} | {ml:.3f} | {100 * na:.1f}% | "
-                     f"{100 * ma:.1f}% | {100 * d:+.2f} [{100 * (d - dh):+.2f}, {100 * (d + dh):+.2f}] | {ratio} |")
+        lines.append(f"| {r['start']} | {r['budget']:g} | {r['step']} | {r['seeds']} | {nl:.3f} | {ml:.3f} | "
+                     f"{100 * na:.1f}% | {100 * ma:.1f}% | {100 * d:+.2f} [{100 * (d - dh):+.2f}, "
+                     f"{100 * (d + dh):+.2f}] | {ratio} |")
     text = "\n".join(lines) + "\n"
     md = out / "netadapt_vs_multiplier.md"
     old = md.read_text() if md.is_file() else ""
@@ -264,7 +268,7 @@ def main(argv: list[str]) -> None:
                 if (name, budget, seed) in done:
                     continue
                 out = run_netadapt(cfg, progress=False)
-                rec = record(out, name, budget, seed)
+                rec = record(out, name, budget, seed, float(cfg["step"]))
                 with open(jsonl, "a") as f:
                     f.write(json.dumps(rec) + "\n")
                 rows.append(rec)

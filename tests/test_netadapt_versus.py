@@ -108,3 +108,16 @@ def test_retime_times_every_network_of_a_start_per_round_and_resumes(tmp_path):
     assert len(path.read_text().splitlines()) == 2
     got = versus._retimed(r, lines)
     assert got["netadapt"]["rounds"] == 2 and got["netadapt"]["measured_ms"] > 0
+
+
+def test_the_report_names_each_budgets_step(tmp_path):
+    # V3-Large runs at a coarser step than V3-Small (cost); the table says which step each row used
+    rows = [dict(row(0, 0.9, 1.5, 0.95, 2.0, 0.95), step=0.01), dict(row(0, 0.6, 0.8, 0.90, 1.0, 0.90), step=0.01),
+            dict(row(0, 0.9, 1.5, 0.95, 2.0, 0.95, start="v3_large"), step=0.025),
+            dict(row(0, 0.6, 0.8, 0.90, 1.0, 0.90, start="v3_large"), step=0.025)]
+    rows.append(dict(row(1, 0.9, 1.5, 0.95, 2.0, 0.95, start="v3_large")))  # a row from before steps were recorded
+    text = versus.write(rows, tmp_path, [])
+    lines = [x for x in text.splitlines() if x.startswith("| v3_")]
+    assert [x.split(" | ")[:4] for x in lines] == [["| v3_large", "0.9", "0.025/?", "2"], ["| v3_large", "0.6", "0.025", "1"],
+                                                  ["| v3_small", "0.9", "0.01", "1"], ["| v3_small", "0.6", "0.01", "1"]]
+    assert (tmp_path / "netadapt_vs_multiplier.png").read_bytes()[:4] == b"\x89PNG"
