@@ -1,0 +1,185 @@
+"""Where the latency table misleads NetAdapt: every network of its trajectories, and a width-multiplier ladder,
+timed end to end in the same rounds.
+
+    python benchmarks/netadapt_table_error.py [key=value ...] [--runs DIR ...] [--rounds 5] [--out benchmarks]
+
+NetAdapt picks each cut by the table's predicted saving (``latency=lut``); the sweep
+(``netadapt_vs_multiplier.md``) found its final networks slower, relative to their start, than the table said,
+and the multiplier's faster. This script measures the error along the way instead of at the end.
+
+- Networks: every iteration of each run in ``--runs`` (``history.jsonl``; the runs of one start network), and
+  the start scaled by the width multiplier 1.0, 0.95, ..., 0.5.
+- Timing: ``--rounds`` rounds; each round times all of them end to end (``LatencyTable.measure_networks``:
+  shuffled sweeps, the latency settings of ``conf/netadapt.yaml`` and the overrides). One JSON line per round
+  goes to ``<out>/netadapt_table_error.jsonl`` (rerun to resume or to add rounds).
+- A network's *measured fraction* is the median over rounds of its time over the start's in the same round;
+  its *predicted fraction* is the table's prediction over the start's. Their ratio is the table's error on the
+  network relative to the start (1: right; > 1: slower than predicted).
+- A *cut* is one iteration: predicted saving (previous minus this predicted fraction) against measured saving.
+  Per kind of cut (``expand``: one block's expansion; ``width``: a stage's output channels), the sum of measured
+  over the sum of predicted savings, with a 95% bootstrap interval over cuts: < 1 means the table overstates
+  what that kind of cut saves.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+MULTIPLIERS = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
+
+
+def trajectory(run: Path) -> list[dict]:
+    """The run's iterations: ``iteration``, ``arch``, ``chosen`` (``start`` for the first)."""
+    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
+    return [{"iteration": r["iteration"], "arch": r["arch"], "chosen": r["chosen"]} for r in rows]
+
+
+def measured_fractions(rounds: list[dict], start: str) -> dict[str, float]:
+    """Per network, the median over rounds of its time over the start's time in the same round."""
+    nets = set().union(*(q["ms"] for q in rounds)) if rounds else set()
+    return {a: statistics.median(q["ms"][a] / q["ms"][start] for q in rounds if a in q["ms"]) for a in nets}
+
+
+def kind(chosen: str) -> str:
+    """``expand[6] 120->72`` -> ``expand``."""
+    return chosen.split("[", 1)[0]
+
+
+def cuts(traj: list[dict], predicted: dict[str, float], measured: dict[str, float]) -> list[dict]:
+    """One row per iteration after the start: its kind and its predicted and measured saving (fractions)."""
+    return [{"kind": kind(b["chosen"]), "chosen": b["chosen"], "iteration": b["iteration"],
+             "predicted": predicted[a["arch"]] - predicted[b["arch"]],
+             "measured": measured[a["arch"]] - measured[b["arch"]]}
+            for a, b in zip(traj, traj[1:])]
+
+
+def saving_ratio(rows: list[dict], resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Sum of measured over sum of predicted savings, and its 95% bootstrap interval over the rows."""
+    def ratio(rs):
+        p = sum(r["predicted"] for r in rs)
+        return sum(r["measured"] for r in rs) / p if p > 0 else float("nan")
+
+    rng = random.Random(seed)
+    boot = sorted(ratio([rng.choice(rows) for _ in rows]) for _ in range(resamples))
+    return ratio(rows), boot[int(0.025 * resamples)], boot[int(0.975 * resamples) - 1]
+
+
+def error_at(fraction: float, traj: list[dict], predicted: dict[str, float], measured: dict[str, float]) -> float:
+    """The table's error (measured over predicted fraction) on the first network predicted at or below
+    ``fraction``: where a run of that budget stops."""
+    for r in traj:
+        if predicted[r["arch"]] <= fraction:
+            return measured[r["arch"]] / predicted[r["arch"]]
+    return float("nan")
+
+
+def ladder_error_at(fraction: float, ladder: list[str], predicted: dict[str, float],
+                    measured: dict[str, float]) -> float:
+    """The multiplier's error at ``fraction``, interpolated linearly in predicted fraction along the ladder."""
+    pts = sorted((predicted[a], measured[a] / predicted[a]) for a in ladder)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= fraction <= x1:
+            return y0 + (y1 - y0) * (fraction - x0) / (x1 - x0) if x1 > x0 else y0
+    return float("nan")
+
+
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    vals = [v for v in values if v == v]
+    if len(vals) < 2:
+        return (vals[0] if vals else float("nan")), float("nan")
+    return statistics.fmean(vals), T975.get(len(vals) - 1, 1.96) * statistics.stdev(vals) / len(vals) ** 0.5
+
+
+def report(runs: dict[str, list[dict]], ladder: list[str], predicted: dict[str, float], rounds: list[dict],
+           start: str, budgets=(0.9, 0.75, 0.6)) -> str:
+    measured = measured_fractions(rounds, start)
+    lines = [f"# Where the latency table misleads NetAdapt ({len(rounds)} rounds, {len(measured)} networks)", "",
+             "`python benchmarks/netadapt_table_error.py` (module note: method). Error = measured fraction of "
+             "the start over the table's predicted fraction (1: the table is right relative to the start; > 1: "
+             "slower than predicted). Mean over runs, 95% t-interval.", "",
+             "| predicted fraction of the start | NetAdapt error | multiplier error | NetAdapt - multiplier |",
+             "|---|---|---|---|"]
+    for f in budgets:
+        na = [error_at(f, t, predicted, measured) for t in runs.values()]
+        mu = ladder_error_at(f, ladder, predicted, measured)
+        (m, h), (d, dh) = mean_interval(na), mean_interval([x - mu for x in na])
+        lines.append(f"| {f:g} | {m:.3f} [{m - h:.3f}, {m + h:.3f}] | {mu:.3f} | "
+                     f"{d:+.3f} [{d - dh:+.3f}, {d + dh:+.3f}] |")
+    rows = [c for name, t in runs.items() for c in cuts(t, predicted, measured)]
+    lines += ["", "Cuts of all runs by kind: measured over predicted saving (sum over cuts), 95% bootstrap "
+              "interval over cuts. Below 1: the table overstates what the kind of cut saves.", "",
+              "| kind | cuts | predicted saving (sum, fraction of start) | measured saving | measured / predicted |",
+              "|---|---|---|---|---|"]
+    for k in sorted({c["kind"] for c in rows}) + ["all"]:
+        mine = [c for c in rows if k in ("all", c["kind"])]
+        r, lo, hi = saving_ratio(mine)
+        lines.append(f"| {k} | {len(mine)} | {sum(c['predicted'] for c in mine):.3f} | "
+                     f"{sum(c['measured'] for c in mine):.3f} | {r:.2f} [{lo:.2f}, {hi:.2f}] |")
+    lines += ["", "Multiplier ladder:", "", "| multiplier | predicted fraction | measured fraction | error |",
+              "|---|---|---|---|"]
+    for m, a in zip(MULTIPLIERS, ladder):
+        lines.append(f"| {m:g} | {predicted[a]:.3f} | {measured[a]:.3f} | {measured[a] / predicted[a]:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    from tqdm import tqdm
+
+    from core.cli import compose, quiet_warnings
+    from core.settings import plain
+    from measure import latency_model
+    from space import format_arch, parse_arch, scale_width
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=Path, nargs="+",
+                    default=sorted((HERE.parent / "results" / "sweep" / "netadapt").glob("sweep-v3_small-b0.6-s*")))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=HERE)
+    args, overrides = ap.parse_known_args(argv)
+    overrides += [str(a) for a in args.runs if "=" in str(a)]  # nargs="+" swallows trailing overrides
+    args.runs = [a for a in args.runs if "=" not in str(a)]
+    quiet_warnings()
+    if not args.runs:
+        sys.exit("netadapt_table_error: no run folders; pass --runs results/sweep/netadapt/<run> ...")
+    runs = {r.name: trajectory(r) for r in args.runs}
+    start = next(iter(runs.values()))[0]["arch"]
+    if any(t[0]["arch"] != start for t in runs.values()):
+        sys.exit("netadapt_table_error: the runs start from different networks; pass the runs of one start")
+    ladder = [format_arch(scale_width(parse_arch(start), m)) if m != 1.0 else start for m in MULTIPLIERS]
+    nets = sorted({start, *ladder} | {r["arch"] for t in runs.values() for r in t})
+
+    cfg = plain(compose("netadapt", overrides))
+    model = latency_model({**cfg["latency"], "source": "lut"}, Path(str(cfg["results_dir"])))
+    model.prepare()
+    raw = {a: model(parse_arch(a)) for a in nets}
+    predicted = {a: v / raw[start] for a, v in raw.items()}
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "netadapt_table_error.jsonl"
+    done = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    done = [q for q in done if q["start"] == start and set(nets) <= set(q["ms"])]
+    bar = tqdm(total=max(0, args.rounds - len(done)) * model.table.passes * len(nets), desc="timing", unit="net")
+    for k in range(len(done), args.rounds):
+        timed = model.table.measure_networks([parse_arch(a) for a in nets], progress=bar)
+        line = {"start": start, "round": k, "model": model.name,
+                "ms": {a: round(t["as_timed_ms"], 5) for a, t in zip(nets, timed)}}
+        with open(path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        done.append(line)
+        bar.write(f"round {k + 1} of {args.rounds}: {len(nets)} networks timed")
+    bar.close()
+    text = report(runs, ladder, predicted, done, start)
+    (args.out / "netadapt_table_error.md").write_text(text)
+    print(text + f"\nwritten: {args.out / 'netadapt_table_error.md'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
