@@ -19,11 +19,17 @@ and the multiplier's faster. This script measures the error along the way instea
   Per kind of cut (``expand``: one block's expansion; ``width``: a stage's output channels), the sum of measured
   over the sum of predicted savings, with a 95% bootstrap interval over cuts: < 1 means the table overstates
   what that kind of cut saves.
+- ``--entries R``: the table's parts themselves. Every entry (stem, block, head) of those networks is timed
+  again in R rounds as the table times its entries (``LatencyTable.time_entries``, converted to the table's
+  reference speed; one JSON line per round in ``<out>/netadapt_table_error_entries.jsonl``). Per entry: the
+  stored value over the median of the fresh rounds, split into the start network's entries and the ones
+  NetAdapt's cuts and the ladder added (filled on demand during the runs).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import sys
@@ -130,6 +136,32 @@ def report(runs: dict[str, list[dict]], ladder: list[str], predicted: dict[str, 
     return "\n".join(lines) + "\n"
 
 
+def entry_report(stored: dict[str, float], rounds: list[dict], start_keys: set[str]) -> str:
+    """The stored entries against the median of fresh rounds: their ratio per group, and the worst ones."""
+    fresh = {k: statistics.median(q["ms"][k] for q in rounds if k in q["ms"]) for k in stored}
+    spread = {k: max(v) / min(v) for k in stored if len(v := [q["ms"][k] for q in rounds if k in q["ms"]]) > 1}
+    ratio = {k: stored[k] / fresh[k] for k in stored}
+    lines = [f"Entries: the stored value over the median of {len(rounds)} fresh rounds (1: the table holds what "
+             "timing now gives; > 1: stored slower). Round spread: slowest over fastest fresh round.", "",
+             "| entries | count | median ratio | 10th-90th percentile | share off by > 20% | median round spread |",
+             "|---|---|---|---|---|---|"]
+    for name, keys in (("of the start network", sorted(k for k in stored if k in start_keys)),
+                       ("added by cuts and ladder", sorted(k for k in stored if k not in start_keys)),
+                       ("all", sorted(stored))):
+        if not keys:
+            continue
+        rs = sorted(ratio[k] for k in keys)
+        q = statistics.quantiles(rs, n=10) if len(rs) > 1 else [rs[0]] * 9
+        off = sum(abs(r - 1) > 0.2 for r in rs) / len(rs)
+        sp = statistics.median(spread[k] for k in keys) if all(k in spread for k in keys) else float("nan")
+        lines.append(f"| {name} | {len(rs)} | {statistics.median(rs):.2f} | {q[0]:.2f}-{q[-1]:.2f} | "
+                     f"{100 * off:.0f}% | {sp:.2f} |")
+    worst = sorted(stored, key=lambda k: -abs(math.log(ratio[k])))[:5]
+    lines += ["", "| entry (worst 5) | stored ms | fresh ms (median) | ratio |", "|---|---|---|---|"]
+    lines += [f"| `{k}` | {stored[k]:.3f} | {fresh[k]:.3f} | {ratio[k]:.2f} |" for k in worst]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> None:
     from tqdm import tqdm
 
@@ -143,6 +175,7 @@ def main(argv: list[str]) -> None:
                     default=sorted((HERE.parent / "results" / "sweep" / "netadapt").glob("sweep-v3_small-b0.6-s*")))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--entries", type=int, default=0, metavar="R", help="also time every entry again, R rounds")
     args, overrides = ap.parse_known_args(argv)
     overrides += [str(a) for a in args.runs if "=" in str(a)]  # nargs="+" swallows trailing overrides
     args.runs = [a for a in args.runs if "=" not in str(a)]
@@ -177,8 +210,41 @@ def main(argv: list[str]) -> None:
         bar.write(f"round {k + 1} of {args.rounds}: {len(nets)} networks timed")
     bar.close()
     text = report(runs, ladder, predicted, done, start)
-    (args.out / "netadapt_table_error.md").write_text(text)
-    print(text + f"\nwritten: {args.out / 'netadapt_table_error.md'}")
+    if args.entries:
+        text += "\n" + time_entries(model.table, nets, start, args.entries, args.out)
+    cal = model.table.calibration or {}
+    if cal.get("errors"):
+        text += (f"\nThe table's own fit on its calibration set ({len(cal['errors'])} networks timed end to end): "
+                 f"relative errors {100 * min(cal['errors']):+.0f}% to {100 * max(cal['errors']):+.0f}%, median "
+                 f"|error| {100 * statistics.median(abs(e) for e in cal['errors']):.0f}%.\n")
+    md = args.out / "netadapt_table_error.md"
+    old = md.read_text() if md.is_file() else ""
+    text += "\n## Reading\n" + old.split("\n## Reading\n")[1] if "\n## Reading\n" in old else ""
+    md.write_text(text)
+    print(text + f"\nwritten: {md}")
+
+
+def time_entries(table, nets: list[str], start: str, rounds: int, out: Path) -> str:
+    """``--entries``: every entry of ``nets`` timed afresh in ``rounds`` rounds (resumable), against the table."""
+    from tqdm import tqdm
+
+    from measure.entries import arch_entries
+    from space import parse_arch
+
+    entries = list({e.key: e for a in nets for e in arch_entries(parse_arch(a), table.input_size)}.values())
+    path = out / "netadapt_table_error_entries.jsonl"
+    done = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    done = [q for q in done if {e.key for e in entries} <= set(q["ms"])]
+    bar = tqdm(total=max(0, rounds - len(done)) * table.passes * len(entries), desc="entries", unit="entry")
+    for k in range(len(done), rounds):
+        timed = table.time_entries(entries, progress=bar)
+        line = {"round": k, "ms": {key: round(v["ms"], 5) for key, v in timed.items()}}
+        with open(path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        done.append(line)
+    bar.close()
+    stored = {e.key: table.entries[e.key][table.statistic] for e in entries if e.key in table.entries}
+    return entry_report(stored, done, {e.key for e in arch_entries(parse_arch(start), table.input_size)})
 
 
 if __name__ == "__main__":

@@ -309,17 +309,24 @@ class LatencyTable:
         probe around them), without storing them. Per network: ``ms`` (the table's statistic at the
         reference speed) and ``as_timed_ms`` (the same pass before conversion). ``progress``: one update
         per timing."""
+        timed = self.time_entries([network_entry(a, self.input_size) for a in archs], progress)
+        return [timed[network_entry(a, self.input_size).key] for a in archs]
+
+    def time_entries(self, entries: Iterable[Entry], progress=None) -> dict[str, dict]:
+        """Time ``entries`` afresh as the table times its own (fastest of ``passes`` shuffled sweeps, probe
+        around them) without storing them: per key, ``ms`` (at the reference speed) and ``as_timed_ms``.
+        What the table holds can then be checked against a timing of now."""
         records: dict[str, dict] = {}
-        nets = [network_entry(a, self.input_size) for a in archs]
+        unique = list({e.key: e for e in entries}.values())
         with self._locked():  # no other table process times entries on this machine meanwhile
             new_unit = self.reference_ms is None
-            self._sweep(list({e.key: e for e in nets}.values()), records, save=False, progress=progress)
+            self._sweep(unique, records, save=False, progress=progress)
             if new_unit:  # keep the unit these figures are in for the next call, worker or run
                 self._save()
-        out = []
-        for e in nets:
+        out = {}
+        for e in unique:
             fastest = min(records[e.key]["passes"], key=lambda t: t[self.statistic])
-            out.append({"ms": fastest[self.statistic], "as_timed_ms": fastest[self.statistic] / fastest["factor"]})
+            out[e.key] = {"ms": fastest[self.statistic], "as_timed_ms": fastest[self.statistic] / fastest["factor"]}
         return out
 
     def calibrate(self, archs: Iterable[ArchSpec] | None = None, progress=None) -> dict:

@@ -66,7 +66,7 @@ def test_times_every_network_resumes_and_writes_the_report(te, tmp_path):
             "latency.repeats=5", "latency.warmup=1", "latency.passes=1", "latency.max_rounds=1"]
     out = tmp_path / "out"
     te.main(["--runs", str(run), "--rounds", "1", "--out", str(out), *over])
-    te.main([*over, "--runs", str(run), "--rounds", "2", "--out", str(out)])  # resumes: one more round
+    te.main([*over, "--runs", str(run), "--rounds", "2", "--out", str(out), "--entries", "1"])  # one more round
     lines = [json.loads(x) for x in (out / "netadapt_table_error.jsonl").read_text().splitlines()]
     assert [q["round"] for q in lines] == [0, 1]
     # start, its cut and the ladder (x0.5 scaled again; some multipliers round to the same network)
@@ -74,6 +74,29 @@ def test_times_every_network_resumes_and_writes_the_report(te, tmp_path):
     assert all(v > 0 for q in lines for v in q["ms"].values())
     md = (out / "netadapt_table_error.md").read_text()
     assert md.startswith("# Where the latency table misleads NetAdapt (2 rounds,") and "| expand | 1 |" in md
+    # --entries: every part of every network timed afresh, compared with what the table stored
+    [fresh] = [json.loads(x) for x in (out / "netadapt_table_error_entries.jsonl").read_text().splitlines()]
+    from measure.entries import arch_entries
+
+    new = {e.key for e in arch_entries(cut, 32)} - {e.key for e in arch_entries(start, 32)}
+    assert len(new) == 1 and new | {e.key for e in arch_entries(start, 32)} <= set(fresh["ms"])
+    assert "| of the start network | " in md and "| added by cuts and ladder | " in md
+    assert "calibration set (2 networks timed end to end)" in md
+    # a reading written by hand under the report survives the next rewrite
+    (out / "netadapt_table_error.md").write_text(md + "\n## Reading\nby hand\n")
+    te.main([*over, "--runs", str(run), "--rounds", "2", "--out", str(out)])
+    assert (out / "netadapt_table_error.md").read_text().endswith("\n## Reading\nby hand\n")
+
+
+def test_entry_report_groups_and_worst_entries(te):
+    stored = {"s1": 1.0, "s2": 2.0, "n1": 1.5, "n2": 0.5}
+    rounds = [{"round": 0, "ms": {"s1": 1.0, "s2": 2.0, "n1": 1.0, "n2": 0.5}},
+              {"round": 1, "ms": {"s1": 1.0, "s2": 2.0, "n1": 1.0, "n2": 1.0}},
+              {"round": 2, "ms": {"s1": 1.0, "s2": 2.0, "n1": 1.0, "n2": 1.0}}]
+    text = te.entry_report(stored, rounds, {"s1", "s2"})
+    assert "| of the start network | 2 | 1.00 | 1.00-1.00 | 0% | 1.00 |" in text
+    assert "| added by cuts and ladder | 2 | 1.00 | " in text and "| 100% | 1.50 |" in text  # n1 1.5x, n2 0.5x
+    assert text.index("`n1`") < text.index("`s1`") and "| `n2` | 0.500 | 1.000 | 0.50 |" in text
 
 
 def test_runs_from_different_starts_are_refused(te, tmp_path):
