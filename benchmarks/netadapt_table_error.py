@@ -28,6 +28,7 @@ and the multiplier's faster. This script measures the error along the way instea
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
@@ -111,14 +112,13 @@ def report(runs: dict[str, list[dict]], ladder: list[str], predicted: dict[str, 
              "`python benchmarks/netadapt_table_error.py` (module note: method). Error = measured fraction of "
              "the start over the table's predicted fraction (1: the table is right relative to the start; > 1: "
              "slower than predicted). Mean over runs, 95% t-interval.", "",
-             "| predicted fraction of the start | NetAdapt error | multiplier error | NetAdapt - multiplier |",
-             "|---|---|---|---|"]
+             "| predicted fraction of the start | NetAdapt error (mean over runs) | multiplier error (one ladder, "
+             "interpolated; no interval) |",
+             "|---|---|---|"]
     for f in budgets:
-        na = [error_at(f, t, predicted, measured) for t in runs.values()]
-        mu = ladder_error_at(f, ladder, predicted, measured)
-        (m, h), (d, dh) = mean_interval(na), mean_interval([x - mu for x in na])
-        lines.append(f"| {f:g} | {m:.3f} [{m - h:.3f}, {m + h:.3f}] | {mu:.3f} | "
-                     f"{d:+.3f} [{d - dh:+.3f}, {d + dh:+.3f}] |")
+        m, h = mean_interval([error_at(f, t, predicted, measured) for t in runs.values()])
+        lines.append(f"| {f:g} | {m:.3f} [{m - h:.3f}, {m + h:.3f}] | "
+                     f"{ladder_error_at(f, ladder, predicted, measured):.3f} |")
     rows = [c for name, t in runs.items() for c in cuts(t, predicted, measured)]
     lines += ["", "Cuts of all runs by kind: measured over predicted saving (sum over cuts), 95% bootstrap "
               "interval over cuts. Below 1: the table overstates what the kind of cut saves.", "",
@@ -134,6 +134,23 @@ def report(runs: dict[str, list[dict]], ladder: list[str], predicted: dict[str, 
     for m, a in zip(MULTIPLIERS, ladder):
         lines.append(f"| {m:g} | {predicted[a]:.3f} | {measured[a]:.3f} | {measured[a] / predicted[a]:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def dispersion(rounds: list[dict], per_set: int) -> tuple[float, float] | None:
+    """How far two tables built from disjoint fresh rounds disagree when each keeps the fastest of ``per_set``
+    rounds: mean over the ways to draw two disjoint sets of the median and 90th percentile, over entries,
+    of |log(ratio)|. None when there are fewer than 2 x ``per_set`` rounds."""
+    if len(rounds) < 2 * per_set:
+        return None
+    keys = sorted(set.intersection(*(set(q["ms"]) for q in rounds)))
+    med, p90 = [], []
+    for a in itertools.combinations(range(len(rounds)), per_set):
+        for b in itertools.combinations([i for i in range(len(rounds)) if i not in a], per_set):
+            fa, fb = ({k: min(rounds[i]["ms"][k] for i in s) for k in keys} for s in (a, b))
+            d = sorted(abs(math.log(fa[k] / fb[k])) for k in keys)
+            med.append(statistics.median(d))
+            p90.append(d[min(len(d) - 1, int(0.9 * len(d)))])
+    return statistics.fmean(med), statistics.fmean(p90)
 
 
 def entry_report(stored: dict[str, float], rounds: list[dict], start_keys: set[str]) -> str:
@@ -156,6 +173,12 @@ def entry_report(stored: dict[str, float], rounds: list[dict], start_keys: set[s
         sp = statistics.median(spread[k] for k in keys) if all(k in spread for k in keys) else float("nan")
         lines.append(f"| {name} | {len(rs)} | {statistics.median(rs):.2f} | {q[0]:.2f}-{q[-1]:.2f} | "
                      f"{100 * off:.0f}% | {sp:.2f} |")
+    disp = [(n, d) for n in (1, 2) if (d := dispersion(rounds, n))]
+    if disp:
+        lines += ["", "Two tables from disjoint fresh rounds (each round keeps the fastest of the table's passes), "
+                  "by how many rounds each keeps the fastest of: how far they disagree per entry.", "",
+                  "| fastest of rounds | median \\|log ratio\\| | 90th percentile |", "|---|---|---|"]
+        lines += [f"| {n} | {m:.3f} | {q:.3f} |" for n, (m, q) in disp]
     worst = sorted(stored, key=lambda k: -abs(math.log(ratio[k])))[:5]
     lines += ["", "| entry (worst 5) | stored ms | fresh ms (median) | ratio |", "|---|---|---|---|"]
     lines += [f"| `{k}` | {stored[k]:.3f} | {fresh[k]:.3f} | {ratio[k]:.2f} |" for k in worst]

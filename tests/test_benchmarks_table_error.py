@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_fractions_cuts_and_saving_ratios(te):
 def test_report_rows(te):
     meas = {"S": 2.0, "A": 1.8, "B": 1.6, "L1": 1.6, "L2": 1.2}
     text = te.report({"r0": TRAJ, "r1": TRAJ}, ["S", "L1", "L2"], PRED, rounds(meas), "S", budgets=(0.75,))
-    assert "| 0.75 | 1.143 [1.143, 1.143] | 0.932 | +0.211 [+0.211, +0.211] |" in text
+    assert "| 0.75 | 1.143 [1.143, 1.143] | 0.932 |" in text
     assert "| width | 2 | 0.400 | 0.200 | 0.50 [0.50, 0.50] |" in text
     assert "| all | 4 | 0.600 | 0.400 | 0.67 [" in text
 
@@ -97,6 +98,18 @@ def test_entry_report_groups_and_worst_entries(te):
     assert "| of the start network | 2 | 1.00 | 1.00-1.00 | 0% | 1.00 |" in text
     assert "| added by cuts and ladder | 2 | 1.00 | " in text and "| 100% | 1.50 |" in text  # n1 1.5x, n2 0.5x
     assert text.index("`n1`") < text.index("`s1`") and "| `n2` | 0.500 | 1.000 | 0.50 |" in text
+
+
+def test_dispersion_between_tables_from_disjoint_rounds(te):
+    # entry a: rounds 1, 1, 2, 2 ms; b is always 1 ms
+    rounds = [{"ms": {"a": v, "b": 1.0}} for v in (1.0, 1.0, 2.0, 2.0)]
+    # single rounds: 12 ordered pairs, 8 of them 1 vs 2 -> median over entries |log 2| / 2 there, else 0
+    med, p90 = te.dispersion(rounds, 1)
+    assert med == pytest.approx(8 / 12 * math.log(2) / 2) and p90 == pytest.approx(8 / 12 * math.log(2))
+    # fastest of two rounds: any set holding a 1 ms round keeps 1 ms; {2, 2} vs {1, 1} disagree
+    med2, _ = te.dispersion(rounds, 2)
+    assert med2 == pytest.approx(2 / 6 * math.log(2) / 2)
+    assert te.dispersion(rounds, 3) is None
 
 
 def test_runs_from_different_starts_are_refused(te, tmp_path):
