@@ -186,8 +186,7 @@ def entry_report(stored: dict[str, float], rounds: list[dict], start_keys: set[s
 
 
 def main(argv: list[str]) -> None:
-    from tqdm import tqdm
-
+    from benchmarks.rounds import timed_rounds
     from core.cli import compose, quiet_warnings
     from core.settings import plain
     from measure import latency_model
@@ -220,18 +219,14 @@ def main(argv: list[str]) -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "netadapt_table_error.jsonl"
-    done = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    done = [q for q in done if q["start"] == start and set(nets) <= set(q["ms"])]
-    bar = tqdm(total=max(0, args.rounds - len(done)) * model.table.passes * len(nets), desc="timing", unit="net")
-    for k in range(len(done), args.rounds):
-        timed = model.table.measure_networks([parse_arch(a) for a in nets], progress=bar)
-        line = {"start": start, "round": k, "model": model.name,
-                "ms": {a: round(t["as_timed_ms"], 5) for a, t in zip(nets, timed)}}
-        with open(path, "a") as f:
-            f.write(json.dumps(line) + "\n")
-        done.append(line)
-        bar.write(f"round {k + 1} of {args.rounds}: {len(nets)} networks timed")
-    bar.close()
+    table = model.table
+
+    def time_networks(bar):
+        timed = table.measure_networks([parse_arch(a) for a in nets], progress=bar)
+        return {a: t["as_timed_ms"] for a, t in zip(nets, timed)}
+
+    done = timed_rounds(path, args.rounds, {"start": start, "model": model.name}, set(nets), time_networks,
+                        table.passes * len(nets), desc="networks")
     text = report(runs, ladder, predicted, done, start)
     if args.entries:
         text += "\n" + time_entries(model.table, nets, start, args.entries, args.out)
@@ -249,23 +244,15 @@ def main(argv: list[str]) -> None:
 
 def time_entries(table, nets: list[str], start: str, rounds: int, out: Path) -> str:
     """``--entries``: every entry of ``nets`` timed afresh in ``rounds`` rounds (resumable), against the table."""
-    from tqdm import tqdm
-
+    from benchmarks.rounds import timed_rounds
     from measure.entries import arch_entries
     from space import parse_arch
 
     entries = list({e.key: e for a in nets for e in arch_entries(parse_arch(a), table.input_size)}.values())
-    path = out / "netadapt_table_error_entries.jsonl"
-    done = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    done = [q for q in done if {e.key for e in entries} <= set(q["ms"])]
-    bar = tqdm(total=max(0, rounds - len(done)) * table.passes * len(entries), desc="entries", unit="entry")
-    for k in range(len(done), rounds):
-        timed = table.time_entries(entries, progress=bar)
-        line = {"round": k, "ms": {key: round(v["ms"], 5) for key, v in timed.items()}}
-        with open(path, "a") as f:
-            f.write(json.dumps(line) + "\n")
-        done.append(line)
-    bar.close()
+    keys = {e.key for e in entries}
+    done = timed_rounds(out / "netadapt_table_error_entries.jsonl", rounds, {}, keys,
+                        lambda bar: {k: v["ms"] for k, v in table.time_entries(entries, progress=bar).items()},
+                        table.passes * len(keys), desc="entries")
     stored = {e.key: table.entries[e.key][table.statistic] for e in entries if e.key in table.entries}
     return entry_report(stored, done, {e.key for e in arch_entries(parse_arch(start), table.input_size)})
 

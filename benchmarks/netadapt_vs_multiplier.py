@@ -155,27 +155,25 @@ def _retimed(r: dict, rounds: list[dict]) -> dict | None:
 
 def retime(rows: list[dict], overrides: list[str], rounds: int, path: Path) -> None:
     """Time every network of each start's runs in ``rounds`` rounds, one JSON line per round (module note)."""
+    from benchmarks.rounds import timed_rounds
     from core.cli import compose
     from core.settings import plain
     from measure import latency_model
     from space import parse_arch
 
-    done = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     for start in sorted({r["start"] for r in rows if r["start"] in START_ARCH}):
         nets = sorted({START_ARCH[start]} | {r[k]["arch"] for r in rows if r["start"] == start
                                              for k in ("netadapt", "multiplier")})
         cfg = plain(compose("netadapt", [f"start={start}", *overrides]))
         model = latency_model({**cfg["latency"], "source": "measured"}, Path(str(cfg["results_dir"])))
         model.prepare()
-        complete = sum(1 for q in done if q["start"] == start and set(nets) <= set(q["ms"]))
-        for k in range(complete, rounds):
-            timed = model.table.measure_networks([parse_arch(a) for a in nets])
-            line = {"start": start, "round": k, "model": model.name,
-                    "ms": {a: round(t["as_timed_ms"], 5) for a, t in zip(nets, timed)}}
-            with open(path, "a") as f:
-                f.write(json.dumps(line) + "\n")
-            done.append(line)
-            print(f"retimed {start}: round {k + 1} of {rounds}, {len(nets)} networks", flush=True)
+
+        def time_once(bar, nets=nets, table=model.table):
+            timed = table.measure_networks([parse_arch(a) for a in nets], progress=bar)
+            return {a: t["as_timed_ms"] for a, t in zip(nets, timed)}
+
+        timed_rounds(path, rounds, {"start": start, "model": model.name}, set(nets), time_once,
+                     model.table.passes * len(nets), desc=f"retime {start}")
 
 
 def _at_common_speed(r: dict, runs: list[dict]) -> dict:
