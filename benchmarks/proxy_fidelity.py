@@ -218,7 +218,9 @@ def _verdicts(s: dict) -> list[str]:
     return out
 
 
-def report(rows: list[dict], path: Path, expected: int, pilot: list[dict] | None = None) -> str:
+def report(rows: list[dict], path: Path, expected: dict | None = None, pilot: list[dict] | None = None) -> str:
+    """The markdown report of ``rows``, written to ``path``. ``expected``: trainings planned per (dataset, tag)
+    by this run; a group it does not name counts its own architectures x seeds as planned."""
     groups: dict[tuple, list] = {}
     timing = [r for r in rows if r.get("timing")]
     rows = [r for r in rows if not r.get("timing")]
@@ -234,7 +236,8 @@ def report(rows: list[dict], path: Path, expected: int, pilot: list[dict] | None
              "arch sd >= 3x seed sd, V3-Small above x0.5 by >= 3 seed sd.", ""]
     for (dataset, tag), rs in sorted(groups.items()):
         done = len(rs)
-        lines += [f"## {dataset}, {tag} ({done}/{expected} trainings finished, "
+        planned = (expected or {}).get((dataset, tag)) or len({r["name"] for r in rs}) * len({r["seed"] for r in rs})
+        lines += [f"## {dataset}, {tag} ({done}/{planned} trainings finished, "
                   f"mean {np.mean([r['seconds'] for r in rs]):.0f} s per training incl. evaluation)", ""]
         lines += ["| split | archs | mean top-1 (min-max) | seed tau [95%] | seed rho | seed sd | arch sd | "
                   "arch sd / seed sd [95%] | V3-S - x0.5 (seed sd) | tau vs params | tau vs MACs |",
@@ -357,7 +360,10 @@ def main(argv=None) -> int:
             with args.results.open("a") as f:
                 f.write(json.dumps(r) + "\n")
     pilot = read_results(args.results.with_name("proxy_pilot.jsonl"))
-    text = report(read_results(args.results), args.report, expected=len(archs) * len(seeds), pilot=pilot)
+    planned: dict[tuple, int] = {}
+    for j in jobs:
+        planned[(j["dataset"], j["tag"])] = planned.get((j["dataset"], j["tag"]), 0) + 1
+    text = report(read_results(args.results), args.report, expected=planned, pilot=pilot)
     print(text)
     print(f"results: {args.results}; report: {args.report}")
     return 0
