@@ -39,8 +39,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.netadapt_vs_multiplier import mean_interval  # noqa: E402
+
 MULTIPLIERS = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 
 
 def trajectory(run: Path) -> list[dict]:
@@ -98,13 +100,6 @@ def ladder_error_at(fraction: float, ladder: list[str], predicted: dict[str, flo
     return float("nan")
 
 
-def mean_interval(values: list[float]) -> tuple[float, float]:
-    vals = [v for v in values if v == v]
-    if len(vals) < 2:
-        return (vals[0] if vals else float("nan")), float("nan")
-    return statistics.fmean(vals), T975.get(len(vals) - 1, 1.96) * statistics.stdev(vals) / len(vals) ** 0.5
-
-
 def report(runs: dict[str, list[dict]], ladder: list[str], predicted: dict[str, float], rounds: list[dict],
            start: str, budgets=(0.9, 0.75, 0.6)) -> str:
     measured = measured_fractions(rounds, start)
@@ -116,10 +111,11 @@ def report(runs: dict[str, list[dict]], ladder: list[str], predicted: dict[str, 
              "interpolated; no interval) |",
              "|---|---|---|"]
     for f in budgets:
-        m, h = mean_interval([error_at(f, t, predicted, measured) for t in runs.values()])
+        errs = [e for t in runs.values() if (e := error_at(f, t, predicted, measured)) == e]  # nan: not reached
+        m, h = mean_interval(errs) if errs else (math.nan, math.nan)
         lines.append(f"| {f:g} | {m:.3f} [{m - h:.3f}, {m + h:.3f}] | "
                      f"{ladder_error_at(f, ladder, predicted, measured):.3f} |")
-    rows = [c for name, t in runs.items() for c in cuts(t, predicted, measured)]
+    rows = [c for t in runs.values() for c in cuts(t, predicted, measured)]
     lines += ["", "Cuts of all runs by kind: measured over predicted saving (sum over cuts), 95% bootstrap "
               "interval over cuts. Below 1: the table overstates what the kind of cut saves.", "",
               "| kind | cuts | predicted saving (sum, fraction of start) | measured saving | measured / predicted |",

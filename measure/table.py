@@ -309,8 +309,9 @@ class LatencyTable:
         probe around them), without storing them. Per network: ``ms`` (the table's statistic at the
         reference speed) and ``as_timed_ms`` (the same pass before conversion). ``progress``: one update
         per timing."""
-        timed = self.time_entries([network_entry(a, self.input_size) for a in archs], progress)
-        return [timed[network_entry(a, self.input_size).key] for a in archs]
+        nets = [network_entry(a, self.input_size) for a in archs]
+        timed = self.time_entries(nets, progress)
+        return [timed[e.key] for e in nets]
 
     def time_entries(self, entries: Iterable[Entry], progress=None) -> dict[str, dict]:
         """Time ``entries`` afresh as the table times its own (fastest of ``passes`` shuffled sweeps, probe
