@@ -192,6 +192,27 @@ def _finite(x: float) -> float:
     return 0.0 if math.isnan(x) else x
 
 
+def _with_interval(mean: float, half: float, fmt: str) -> str:
+    """``mean [lo, hi]``; one seed has no interval."""
+    if math.isnan(half):
+        return fmt.format(mean) + " (one seed: no interval)"
+    return f"{fmt.format(mean)} [{fmt.format(mean - half)}, {fmt.format(mean + half)}]"
+
+
+def timing_sources(rows: list[dict], rounds: list[dict]) -> str:
+    """Per start network, where the table's latencies come from: ``--retime`` rounds or the runs' own timings."""
+    said = []
+    for start in sorted({r["start"] for r in rows}):
+        mine = [r for r in rows if r["start"] == start]
+        if all(_retimed(r, rounds) for r in mine):
+            n = min(r_["rounds"] for r in mine for r_ in (_retimed(r, rounds)[k] for k in ("netadapt", "multiplier")))
+            said.append(f"{start}: from `--retime` ({n} rounds of every network, "
+                        "`netadapt_vs_multiplier_timing.jsonl`)")
+        else:
+            said.append(f"{start}: from the runs' own timings (not retimed)")
+    return "Here " + "; ".join(said) + "."
+
+
 def write(rows: list[dict], out: Path, overrides: list[str], rounds: list[dict] = ()) -> str:
     from plots import draw_versus
 
@@ -202,21 +223,19 @@ def write(rows: list[dict], out: Path, overrides: list[str], rounds: list[dict] 
              "NetAdapt selected on holdout. Mean over seeds, 95% t-interval in brackets. Latency: each run times its "
              "start, final network and multiplier baseline in turn; a network's ms are its fraction of that run's "
              "start timing times the median start timing over the runs of the start network, so runs timed an "
-             "hour apart compare" + (f"; here from `--retime` ({len(rounds)} rounds of every network, "
-             "`netadapt_vs_multiplier_timing.jsonl`)" if rounds else "") + ".", "",
+             "hour apart compare. " + timing_sources(rows, rounds), "",
              "| start | budget | step | seeds | NetAdapt ms (measured) | multiplier ms | NetAdapt test top-1 | "
              "multiplier test top-1 | diff at equal latency (points) | latency ratio at equal accuracy |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         (nl, nlh), (na, nah) = r["netadapt"]
         (ml, mlh), (ma, mah) = r["multiplier"]
-        d, dh = r["diff"]
         ratio = "never reached" if r["ratio"] is None else (
-            f"{r['ratio'][0]:.3f} [{r['ratio'][0] - r['ratio'][1]:.3f}, {r['ratio'][0] + r['ratio'][1]:.3f}]"
+            _with_interval(*r["ratio"], "{:.3f}")
             + (f" ({r['ratio_seeds']} of {r['seeds']} seeds)" if r["ratio_seeds"] < r["seeds"] else ""))
         lines.append(f"| {r['start']} | {r['budget']:g} | {r['step']} | {r['seeds']} | {nl:.3f} | {ml:.3f} | "
-                     f"{100 * na:.1f}% | {100 * ma:.1f}% | {100 * d:+.2f} [{100 * (d - dh):+.2f}, "
-                     f"{100 * (d + dh):+.2f}] | {ratio} |")
+                     f"{100 * na:.1f}% | {100 * ma:.1f}% | "
+                     f"{_with_interval(100 * r['diff'][0], 100 * r['diff'][1], '{:+.2f}')} | {ratio} |")
     text = "\n".join(lines) + "\n"
     md = out / "netadapt_vs_multiplier.md"
     old = md.read_text() if md.is_file() else ""
@@ -275,6 +294,8 @@ def main(argv: list[str]) -> None:
     if args.retime:
         retime(rows, overrides, args.retime, timing)
     rounds = [json.loads(line) for line in timing.read_text().splitlines()] if timing.is_file() else []
+    # read again: chains of other seeds, run side by side, append their rows to the same file
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.is_file() else rows
     print(write(rows, args.out, argv, rounds))
 
 

@@ -121,3 +121,17 @@ def test_the_report_names_each_budgets_step(tmp_path):
     assert [x.split(" | ")[:4] for x in lines] == [["| v3_large", "0.9", "0.025/?", "2"], ["| v3_large", "0.6", "0.025", "1"],
                                                   ["| v3_small", "0.9", "0.01", "1"], ["| v3_small", "0.6", "0.01", "1"]]
     assert (tmp_path / "netadapt_vs_multiplier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_report_says_per_start_whether_its_latencies_were_retimed(tmp_path):
+    # V3-Small retimed, V3-Large not yet: the header must not claim --retime for both
+    start = versus.START_ARCH["v3_small"]
+    small = row(0, 0.9, 9.9, 0.95, 9.9, 0.94)
+    small["netadapt"]["arch"], small["multiplier"]["arch"] = "na", "mult"
+    large = row(0, 0.9, 5.0, 0.95, 5.0, 0.96, start="v3_large")
+    rounds = [{"start": "v3_small", "round": k, "ms": {start: 2.0, "na": 1.6, "mult": 1.5}} for k in range(3)]
+    text = versus.write([small, large], tmp_path, [], rounds)
+    assert ("Here v3_large: from the runs' own timings (not retimed); v3_small: from `--retime` (3 rounds of every "
+            "network, `netadapt_vs_multiplier_timing.jsonl`).") in text
+    # both diffs and V3-Large's ratio (V3-Small's multiplier never reaches 95%)
+    assert "nan" not in text and text.count("(one seed: no interval)") == 3
