@@ -1,14 +1,16 @@
-"""A supernet search against a per-trial-training search at equal wall time (issue 12).
+"""A supernet search against a per-trial-training search at equal time (issue 12).
 
     python benchmarks/search_equal_time.py [--train-trials 120] [--top 3] [--retrain-steps 800]
         [--supernet-steps 2000] [--results-dir results/equal-time] [override ...]
 
 1. ``train``: a search of ``v3_small`` on ``cluttered`` at 64 px with ``accuracy=train`` at a trial's budget
-   (200 steps of batch 32, as ``proxy_fidelity.py``), ``--train-trials`` trials. Its wall time W is the sum of
-   its trials' ``duration_s``.
+   (200 steps of batch 32, as ``proxy_fidelity.py``), ``--train-trials`` trials. Its time W is the sum of
+   its trials' ``cpu_s``: CPU seconds of the one-thread worker, what its wall time is on a core of its own. On a
+   shared machine wall seconds (``duration_s``) vary with the other load (here the same kind of trial took 48 s
+   in one hour and 68 s in another), so two studies run hours apart would not get equal time by them.
 2. ``supernet``: the same search with ``accuracy=supernet`` (``--supernet-steps`` sandwich steps of batch 64).
-   The supernet's training seconds (from its checkpoint) count against W; trials are added in chunks until the
-   supernet's seconds plus its trials' ``duration_s`` reach W. Only trials finished within W count.
+   The supernet's training CPU seconds (from its checkpoint) count against W; trials are added in chunks until
+   they plus its trials' ``cpu_s`` reach W. Only trials finished within W count.
 3. Each study's front within W; its ``--top`` members by holdout top-1 are retrained standalone
    (``--retrain-steps`` steps of batch 32, 4x a trial's, seed 0) and scored on holdout and test.
 4. Report: trials within W, front size and best holdout top-1 per study; the retrained networks; and at equal
@@ -38,6 +40,7 @@ from benchmarks.supernet_fidelity import append  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SPACE, DATA, SIZE = "v3_small", "cluttered", 64
+CLOCK = "cpu_s"  # what a trial's time is counted in (module note)
 TRIAL = {"steps": 200, "batch_size": 32}
 
 
@@ -61,22 +64,30 @@ def data_overrides(overrides: list[str]) -> dict:
 
 # ---------------------------------------------------------------- pure arithmetic (tested)
 def within(rows: list[dict], budget_s: float, spent_s: float = 0.0) -> list[dict]:
-    """The complete trials, in number order, that finished before ``spent_s`` plus their durations passed
+    """The complete trials, in number order, that finished before ``spent_s`` plus their ``CLOCK`` seconds passed
     ``budget_s`` (trials run one after another: the first that overruns ends the count)."""
     out, t = [], spent_s
     for r in sorted(rows, key=lambda r: int(r["number"])):
-        if r["state"] != "COMPLETE" or r.get("duration_s") in (None, ""):
+        if r["state"] != "COMPLETE":
             continue
-        t += float(r["duration_s"])
+        t += seconds(r)
         if t > budget_s:
             break
         out.append(r)
     return out
 
 
+def seconds(r: dict) -> float:
+    """A complete trial's ``CLOCK`` seconds; a trial recorded without them cannot be counted."""
+    if r.get(CLOCK) in (None, ""):
+        raise SystemExit(f"error: trial {r['number']} has no {CLOCK} (recorded before trials kept their CPU "
+                         "seconds): move its study folder aside and rerun to start that study again")
+    return float(r[CLOCK])
+
+
 def more_trials(rows: list[dict], budget_s: float, spent_s: float, guess_s: float = 15.0) -> int:
     """How many more trials are likely to fit in the time left (0 when a trial has already overrun it)."""
-    done = [float(r["duration_s"]) for r in rows if r["state"] == "COMPLETE" and r.get("duration_s") not in (None, "")]
+    done = [seconds(r) for r in rows if r["state"] == "COMPLETE"]
     left = budget_s - spent_s - sum(done)
     if left <= 0:
         return 0
@@ -116,13 +127,16 @@ def supernet_seconds(args, run_name: str) -> float:
     state = read_checkpoint(Path(args.results_dir) / "supernet" / SPACE / run_name)
     if state is None or not state["done"]:
         raise SystemExit(f"error: the supernet {run_name} is not trained: rerun to resume it")
-    return float(state["seconds"])
+    if state.get("cpu_seconds") is None:
+        raise SystemExit(f"error: the supernet {run_name} was trained before checkpoints kept CPU seconds: move "
+                         "its folder aside and rerun to train it again")
+    return float(state["cpu_seconds"])
 
 
 def run_studies(args) -> dict:
     train_acc = ["accuracy=train", f"train.steps={TRIAL['steps']}", f"train.batch_size={TRIAL['batch_size']}"]
     rows_t = search("train", train_acc, args.train_trials, args)
-    budget = sum(float(r["duration_s"]) for r in rows_t if r["state"] == "COMPLETE")
+    budget = sum(seconds(r) for r in rows_t if r["state"] == "COMPLETE")
     run_name = f"equal-time-{args.supernet_steps}"
     sup_acc = ["accuracy=supernet", f"accuracy.steps={args.supernet_steps}", "accuracy.batch_size=64",
                f"accuracy.run_name={run_name}"]
@@ -130,7 +144,7 @@ def run_studies(args) -> dict:
     spent = supernet_seconds(args, run_name)
     while (n := more_trials(rows_s, budget, spent)) > 0:
         complete = [r for r in rows_s if r["state"] == "COMPLETE"]
-        left = budget - spent - sum(float(r["duration_s"]) for r in complete)
+        left = budget - spent - sum(seconds(r) for r in complete)
         print(f"equal time: {left:.0f} s left of {budget:.0f}: {n} more supernet trials", flush=True)
         rows_s = search("supernet", sup_acc, len(complete) + n, args)
     return {"budget_s": budget, "supernet_s": spent, "train": within(rows_t, budget),
@@ -159,13 +173,14 @@ def retrain(study: str, picks: list[dict], s: dict, results: Path) -> list[dict]
 
 
 def report(s: dict, studies: dict, fronts: dict, retrained: dict) -> str:
-    L = ["# Supernet search vs per-trial training at equal wall time (`benchmarks/search_equal_time.py`)", "",
+    L = ["# Supernet search vs per-trial training at equal time (`benchmarks/search_equal_time.py`)", "",
          f"`{SPACE}` on `{DATA}` at {SIZE} px; per-trial training {TRIAL['steps']} steps of batch "
          f"{TRIAL['batch_size']}; supernet {s['supernet_steps']} sandwich steps of batch 64; overrides "
          f"`{' '.join(s['overrides']) or 'none'}`. "
-         f"Wall time W = {studies['budget_s']:.0f} s (the per-trial search's {len(studies['train'])} trials); the "
-         f"supernet's training took {studies['supernet_s']:.0f} s of it. One seed per search and per retraining: no "
-         "interval, so a difference here is one draw, not a shown effect.", "",
+         f"Time W = {studies['budget_s']:.0f} CPU s of one-thread workers (the per-trial search's "
+         f"{len(studies['train'])} trials; CPU seconds, as a dedicated core's wall time: the module note says "
+         f"why); the supernet's training took {studies['supernet_s']:.0f} s of it. One seed per search and per "
+         "retraining: no interval, so a difference here is one draw, not a shown effect.", "",
          "| search | trials within W | front | best holdout top-1 in the front |", "|---|---|---|---|"]
     for name in ("train", "supernet"):
         f = fronts[name]

@@ -1,7 +1,7 @@
 """What one trial does: pick an architecture, cost it, train it briefly, report its objectives.
 
 Every figure a trial produces is stored as a user attribute (``arch``, ``params``, ``macs``,
-``latency_ms``, ``top1``, ``test_top1``, ``duration_s``, ``failure``), whatever the objective mode, so
+``latency_ms``, ``top1``, ``test_top1``, ``duration_s``, ``cpu_s``, ``failure``), whatever the objective mode, so
 results and plots read one place for both the multi-objective and the MnasNet-reward studies.
 ``top1`` is the holdout accuracy the sampler optimises; ``test_top1`` is only reported.
 
@@ -52,7 +52,7 @@ class Objective:
         return measure.costs(arch, self.latency, input_size=self.input_size)
 
     def __call__(self, trial: optuna.Trial):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         trial.set_user_attr("worker", self.worker)  # first: tells a dead worker's trial apart
         try:
             arch = self.space.suggest(trial)
@@ -80,16 +80,17 @@ class Objective:
             raise
         finally:
             trial.set_user_attr("duration_s", round(time.perf_counter() - start, 2))
+            trial.set_user_attr("cpu_s", round(time.process_time() - cpu, 2))  # load-independent, unlike wall s
         if self.mode == "mnas":
             return mnas_reward(top1, c.latency_ms, self.target_ms, self.w)
         return top1, c.latency_ms, float(c.macs)
 
     def evaluate(self, arch: ArchSpec, label: str) -> dict:
-        """What a trial records (arch, costs, top1, duration_s, failure) for any network, with no trial.
+        """What a trial records (arch, costs, top1, duration_s, cpu_s, failure) for any network, with no trial.
 
         A divergence is a result, as for a trial: ``top1`` None and ``failure`` saying why.
         """
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         c = self.costs(arch)
         out = {"arch": format_arch(arch), "top1": None, "test_top1": None, "latency_ms": round(c.latency_ms, 5),
                "latency_raw_ms": None if c.latency_raw_ms is None else round(c.latency_raw_ms, 5),
@@ -100,4 +101,5 @@ class Objective:
         except (DivergedError, TrialFailed) as e:
             out["failure"] = str(e).splitlines()[0] if str(e) else type(e).__name__
         out["duration_s"] = round(time.perf_counter() - start, 2)
+        out["cpu_s"] = round(time.process_time() - cpu, 2)
         return out

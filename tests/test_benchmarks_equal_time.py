@@ -10,14 +10,21 @@ def et(load_benchmark):
 
 
 def row(number, duration, state="COMPLETE", **kw):
-    return {"number": number, "state": state, "duration_s": duration, **kw}
+    return {"number": number, "state": state, "cpu_s": duration, "duration_s": 3 * duration, **kw}
 
 
-def test_trials_count_until_the_first_overruns_the_wall_time(et):
+def test_trials_count_until_the_first_overruns_the_time(et):
     rows = [row(2, 10.0), row(0, 10.0), row(1, 5.0, state="FAIL"), row(3, 30.0), row(4, 1.0)]
     assert [r["number"] for r in et.within(rows, 25.0)] == [0, 2]  # 3 would end at 50 s; 4 comes after it
     assert [r["number"] for r in et.within(rows, 25.0, spent_s=10.0)] == [0]  # the supernet's training counts
     assert et.within(rows, 5.0) == []
+
+
+def test_time_is_counted_in_cpu_seconds_and_a_trial_without_them_is_refused(et):
+    # wall seconds (here 3x: a loaded machine) do not count; a trial recorded before cpu_s existed is an error
+    assert [r["number"] for r in et.within([row(0, 10.0), row(1, 10.0)], 25.0)] == [0, 1]
+    with pytest.raises(SystemExit, match="trial 1 has no cpu_s .* move its study folder aside"):
+        et.within([row(0, 10.0), {"number": 1, "state": "COMPLETE", "duration_s": 5.0, "cpu_s": ""}], 25.0)
 
 
 def test_more_trials_fill_the_time_left_from_the_mean_duration(et):

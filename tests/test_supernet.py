@@ -257,7 +257,8 @@ def test_kill_resume_gives_the_weights_of_an_uninterrupted_run_and_changed_setti
     p.wait()
     assert p.returncode == -signal.SIGKILL
     folder = killed / "supernet" / "v3_small" / "synthetic"
-    assert not torch.load(folder / CHECKPOINT, weights_only=True)["done"]
+    first = torch.load(folder / CHECKPOINT, weights_only=True)
+    assert not first["done"] and first["cpu_seconds"] > 0
     resumed = subprocess.run([*command, f"results_dir={killed}"], cwd=REPO, env=_env(), capture_output=True,
                              text=True)
     assert resumed.returncode == 0, resumed.stderr
@@ -265,6 +266,7 @@ def test_kill_resume_gives_the_weights_of_an_uninterrupted_run_and_changed_setti
     a = torch.load(whole / "supernet" / "v3_small" / "synthetic" / CHECKPOINT, weights_only=True)
     b = torch.load(folder / CHECKPOINT, weights_only=True)
     assert a["done"] and b["done"] and a["model"].keys() == b["model"].keys()
+    assert b["cpu_seconds"] > first["cpu_seconds"] and a["cpu_seconds"] > 0  # CPU seconds add up across the resume
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     # The same folder with other settings: one line naming the key, exit 2.
     with pytest.raises(SystemExit) as e:

@@ -276,11 +276,12 @@ def _fit(net: Supernet, data, cfg: SupernetConfig, folder: Path, state: dict | N
     net.to(device).train()
     opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
                           nesterov=cfg.nesterov and cfg.momentum > 0)
-    start, seconds = 0, 0.0
+    start, seconds, cpu_seconds = 0, 0.0, 0.0
     if state is not None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start, seconds = int(state["step"]), float(state["seconds"])
+        cpu_seconds = state.get("cpu_seconds")  # None: a checkpoint from before CPU seconds were kept
         say(f"supernet: resuming {folder} at step {start}/{cfg.steps}")
     model: nn.Module = net
     if d.world > 1:
@@ -292,7 +293,7 @@ def _fit(net: Supernet, data, cfg: SupernetConfig, folder: Path, state: dict | N
     n = len(data.train)
     if n == 0:
         raise SupernetError(f"the training set of {data.name!r} is empty: the supernet needs training data")
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     bar = tqdm(total=cfg.steps, initial=start, desc=f"supernet {net.space.name}", disable=not progress,
                dynamic_ncols=True, unit="step")
     try:
@@ -313,7 +314,10 @@ def _fit(net: Supernet, data, cfg: SupernetConfig, folder: Path, state: dict | N
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 if d.main:
                     spent = seconds + time.perf_counter() - began
+                    # CPU seconds of this process (all its threads): unlike wall seconds, not inflated by other load
+                    cpu = None if cpu_seconds is None else round(cpu_seconds + time.process_time() - cpu_began, 2)
                     write_checkpoint(folder, {"step": done, "done": done == cfg.steps, "seconds": spent,
+                                              "cpu_seconds": cpu,
                                               "model": {k: v.cpu() for k, v in net.state_dict().items()},
                                               "opt": opt.state_dict()})
                     (bar.write if progress else say)(f"{CHECKPOINT_LINE} {done}/{cfg.steps} written to "
