@@ -41,6 +41,7 @@ if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.netadapt_vs_multiplier import mean_interval  # noqa: E402
+from core.errors import UserError  # noqa: E402
 
 MULTIPLIERS = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))
 
@@ -199,11 +200,11 @@ def main(argv: list[str]) -> None:
     args.runs = [a for a in args.runs if "=" not in str(a)]
     quiet_warnings()
     if not args.runs:
-        sys.exit("netadapt_table_error: no run folders; pass --runs results/sweep/netadapt/<run> ...")
+        raise UserError("no run folders: pass --runs results/sweep/netadapt/<run> ...")
     runs = {r.name: trajectory(r) for r in args.runs}
     start = next(iter(runs.values()))[0]["arch"]
     if any(t[0]["arch"] != start for t in runs.values()):
-        sys.exit("netadapt_table_error: the runs start from different networks; pass the runs of one start")
+        raise UserError("the runs start from different networks; pass the runs of one start")
     ladder = [format_arch(scale_width(parse_arch(start), m)) if m != 1.0 else start for m in MULTIPLIERS]
     nets = sorted({start, *ladder} | {r["arch"] for t in runs.values() for r in t})
 
@@ -254,4 +255,6 @@ def time_entries(table, nets: list[str], start: str, rounds: int, out: Path) -> 
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from core.cli import run
+
+    run(main)  # bad input: one line, exit 2

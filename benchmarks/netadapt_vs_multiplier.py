@@ -300,4 +300,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from core.cli import run
+
+    run(main)  # bad input: one line, exit 2

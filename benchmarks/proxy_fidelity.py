@@ -370,4 +370,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from core.cli import run
+
+    run(main)  # bad input: one line, exit 2

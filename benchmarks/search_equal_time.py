@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.netadapt_vs_multiplier import interp  # noqa: E402
 from benchmarks.proxy_fidelity import read_results, train_one  # noqa: E402
 from benchmarks.supernet_fidelity import append  # noqa: E402
+from core.errors import UserError  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SPACE, DATA, SIZE = "v3_small", "cluttered", 64
@@ -80,7 +81,7 @@ def within(rows: list[dict], budget_s: float, spent_s: float = 0.0) -> list[dict
 def seconds(r: dict) -> float:
     """A complete trial's ``CLOCK`` seconds; a trial recorded without them cannot be counted."""
     if r.get(CLOCK) in (None, ""):
-        raise SystemExit(f"error: trial {r['number']} has no {CLOCK} (recorded before trials kept their CPU "
+        raise UserError(f"trial {r['number']} has no {CLOCK} (recorded before trials kept their CPU "
                          "seconds): move its study folder aside and rerun to start that study again")
     return float(r[CLOCK])
 
@@ -126,9 +127,9 @@ def supernet_seconds(args, run_name: str) -> float:
 
     state = read_checkpoint(Path(args.results_dir) / "supernet" / SPACE / run_name)
     if state is None or not state["done"]:
-        raise SystemExit(f"error: the supernet {run_name} is not trained: rerun to resume it")
+        raise UserError(f"the supernet {run_name} is not trained: rerun to resume it")
     if state.get("cpu_seconds") is None:
-        raise SystemExit(f"error: the supernet {run_name} was trained before checkpoints kept CPU seconds: move "
+        raise UserError(f"the supernet {run_name} was trained before checkpoints kept CPU seconds: move "
                          "its folder aside and rerun to train it again")
     return float(state["cpu_seconds"])
 
@@ -231,4 +232,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from core.cli import run
+
+    run(main)  # bad input: one line, exit 2

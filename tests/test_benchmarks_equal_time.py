@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import UserError
+
 
 @pytest.fixture(scope="module")
 def et(load_benchmark):
@@ -23,7 +25,7 @@ def test_trials_count_until_the_first_overruns_the_time(et):
 def test_time_is_counted_in_cpu_seconds_and_a_trial_without_them_is_refused(et):
     # wall seconds (here 3x: a loaded machine) do not count; a trial recorded before cpu_s existed is an error
     assert [r["number"] for r in et.within([row(0, 10.0), row(1, 10.0)], 25.0)] == [0, 1]
-    with pytest.raises(SystemExit, match="trial 1 has no cpu_s .* move its study folder aside"):
+    with pytest.raises(UserError, match="trial 1 has no cpu_s .* move its study folder aside"):
         et.within([row(0, 10.0), {"number": 1, "state": "COMPLETE", "duration_s": 5.0, "cpu_s": ""}], 25.0)
 
 
@@ -48,3 +50,16 @@ def test_best_picks_by_holdout_and_data_overrides_reach_the_retraining(et):
     assert [r["number"] for r in et.best(front, 3)] == [1, 3, 2]
     assert et.data_overrides(["data.n_train=300", "data.clutter_frac=0.5", "data.input_size=32", "seed=1",
                               "latency=measured"]) == {"n_train": 300, "clutter_frac": 0.5}
+
+
+def test_a_bad_override_is_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "search_equal_time.py"
+    done = subprocess.run([sys.executable, str(script), "--results-dir", str(tmp_path), "no_such_key=1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: bad override: Could not override 'no_such_key'")
+    assert not any(tmp_path.iterdir())  # nothing written

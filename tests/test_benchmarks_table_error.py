@@ -8,6 +8,8 @@ import math
 
 import pytest
 
+from core.errors import UserError
+
 
 @pytest.fixture(scope="module")
 def te(load_benchmark):
@@ -117,5 +119,5 @@ def test_runs_from_different_starts_are_refused(te, tmp_path):
                        ("b", "stem8 k3_e16_c16_re last576 head1024 drop0.2")):
         (tmp_path / name).mkdir()
         (tmp_path / name / "history.jsonl").write_text(json.dumps({"iteration": 0, "arch": arch, "chosen": "start"}))
-    with pytest.raises(SystemExit, match="different networks"):
+    with pytest.raises(UserError, match="different networks"):
         te.main(["--runs", str(tmp_path / "a"), str(tmp_path / "b")])
