@@ -203,9 +203,9 @@ def timing_sources(rows: list[dict], rounds: list[dict]) -> str:
     """Per start network, where the table's latencies come from: ``--retime`` rounds or the runs' own timings."""
     said = []
     for start in sorted({r["start"] for r in rows}):
-        mine = [r for r in rows if r["start"] == start]
-        if all(_retimed(r, rounds) for r in mine):
-            n = min(r_["rounds"] for r in mine for r_ in (_retimed(r, rounds)[k] for k in ("netadapt", "multiplier")))
+        retimed = [_retimed(r, rounds) for r in rows if r["start"] == start]
+        if all(retimed):
+            n = min(r[k]["rounds"] for r in retimed for k in ("netadapt", "multiplier"))
             said.append(f"{start}: from `--retime` ({n} rounds of every network, "
                         "`netadapt_vs_multiplier_timing.jsonl`)")
         else:
