@@ -596,3 +596,17 @@ def test_netadapts_onnx_file_and_table_entries_use_the_same_exporter(monkeypatch
     with pytest.raises(MeasureError, match=re.escape(f"latency-table entry '{entry.key}' to ONNX")):
         measure.table.LatencyTable(tmp_path / "t.json", input_size=32, **FAST)._measure(entry)
     assert len(calls) == 2
+
+
+def test_build_warnings_tell_a_busy_machine_from_a_table_that_misses_networks():
+    from measure.lut import build_warnings
+
+    cal = {"errors": [0.296, -0.05, -0.107], "measured_ms": [0.556, 3.05, 6.80]}
+    steady = build_warnings("t.json", 0.03, cal)
+    assert len(steady) == 1 and "busy" not in steady[0]
+    assert "2 of 3 calibration networks" in steady[0] and "0.56 ms by +29.6%" in steady[0]
+    assert "6.80 ms by -10.7%" in steady[0]
+    busy = build_warnings("t.json", 0.25, {"errors": [0.01], "measured_ms": [1.0]})
+    assert busy == ["warning: the machine was busy (the probe's timings spread 25.0%, over 10%): delete t.json and "
+                    "build it again on a quiet machine"]
+    assert build_warnings("t.json", 0.05, {"errors": [0.09, -0.02], "measured_ms": [1.0, 2.0]}) == []
