@@ -11,7 +11,9 @@
 2. ``supernet``: the same search with ``accuracy=supernet`` (``--supernet-steps`` sandwich steps of batch 64).
    The supernet's training CPU seconds (from its checkpoint) count against W; trials are added in chunks until
    they plus its trials' ``cpu_s`` reach W. Only trials finished within W count.
-3. Each study's front within W; its ``--top`` members by holdout top-1 are retrained standalone
+3. Each study's front within W; its ``--top`` members by holdout top-1 among those inside the latency range both
+   fronts cover (``shared_range``: the most accurate members of a front are its slowest, and the two fronts' were
+   0.6 ms apart, so a comparison at equal latency had no points) are retrained standalone
    (``--retrain-steps`` steps of batch 32, 4x a trial's, seed 0) and scored on holdout and test.
 4. Report: trials within W, front size and best holdout top-1 per study; the retrained networks; and at equal
    latency, each retrained network's test top-1 minus the other study's (piecewise linear in the study's
@@ -100,6 +102,21 @@ def best(front: list[dict], top: int) -> list[dict]:
     return sorted(front, key=lambda r: -float(r["top1"]))[:top]
 
 
+def shared_range(fronts: list[list[dict]]) -> tuple[float, float] | None:
+    """The latencies every front covers (from the largest of their fastest to the smallest of their slowest
+    members); None when they do not overlap."""
+    if any(not f for f in fronts):
+        return None
+    lo = max(min(float(r["latency_ms"]) for r in f) for f in fronts)
+    hi = min(max(float(r["latency_ms"]) for r in f) for f in fronts)
+    return (lo, hi) if lo <= hi else None
+
+
+def picks(front: list[dict], top: int, span: tuple[float, float] | None) -> list[dict]:
+    """The ``top`` best by holdout top-1 among the members inside ``span`` (the whole front without one)."""
+    return best([r for r in front if span is None or span[0] <= float(r["latency_ms"]) <= span[1]], top)
+
+
 def at_equal_latency(mine: list[dict], theirs: list[dict]) -> list[dict]:
     """Per retrained network of one study inside the other's latency range: its test top-1 minus the other
     study's at the same latency (piecewise linear between the other's retrained points)."""
@@ -173,7 +190,7 @@ def retrain(study: str, picks: list[dict], s: dict, results: Path) -> list[dict]
     return out
 
 
-def report(s: dict, studies: dict, fronts: dict, retrained: dict) -> str:
+def report(s: dict, studies: dict, fronts: dict, retrained: dict, span: tuple[float, float] | None) -> str:
     L = ["# Supernet search vs per-trial training at equal time (`benchmarks/search_equal_time.py`)", "",
          f"`{SPACE}` on `{DATA}` at {SIZE} px; per-trial training {TRIAL['steps']} steps of batch "
          f"{TRIAL['batch_size']}; supernet {s['supernet_steps']} sandwich steps of batch 64; overrides "
@@ -187,8 +204,10 @@ def report(s: dict, studies: dict, fronts: dict, retrained: dict) -> str:
         f = fronts[name]
         top = max((100 * float(r["top1"]) for r in f), default=math.nan)
         L.append(f"| {name} | {len(studies[name])} | {len(f)} | {top:.1f} |")
-    L += ["", f"Each front's {s['top']} best by holdout top-1, retrained standalone ({s['retrain_steps']} steps "
-          "of batch 32, seed 0):", "", "| search | trial | latency ms | MACs | top-1 in the search | retrained "
+    where = (f"among its members at {span[0]:.3f}-{span[1]:.3f} ms, the latencies both fronts cover" if span else
+             "(the fronts share no latency range)")
+    L += ["", f"Each front's {s['top']} best by holdout top-1 {where}, retrained standalone ({s['retrain_steps']} "
+          "steps of batch 32, seed 0):", "", "| search | trial | latency ms | MACs | top-1 in the search | retrained "
           "holdout | retrained test |", "|---|---|---|---|---|---|---|"]
     for name in ("train", "supernet"):
         for r in sorted(retrained[name], key=lambda r: r["latency_ms"]):
@@ -223,8 +242,9 @@ def main(argv: list[str]) -> int:
     s = settings(args)
     studies = run_studies(args)
     fronts = {name: pareto_rows(studies[name]) for name in ("train", "supernet")}
-    retrained = {name: retrain(name, best(fronts[name], args.top), s, args.results) for name in fronts}
-    text = report(s, studies, fronts, retrained)
+    span = shared_range(list(fronts.values()))
+    retrained = {name: retrain(name, picks(fronts[name], args.top, span), s, args.results) for name in fronts}
+    text = report(s, studies, fronts, retrained, span)
     args.report.write_text(text)
     print(text)
     print(f"report: {args.report}; retrainings: {args.results}; studies: {args.results_dir}/search/{SPACE}/")

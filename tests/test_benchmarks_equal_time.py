@@ -52,6 +52,19 @@ def test_best_picks_by_holdout_and_data_overrides_reach_the_retraining(et):
                               "latency=measured"]) == {"n_train": 300, "clutter_frac": 0.5}
 
 
+def test_picks_come_from_the_latency_range_both_fronts_cover(et):
+    fast = [{"number": i, "latency_ms": lat, "top1": t} for i, lat, t in [(0, 1.1, 0.30), (1, 1.3, 0.40),
+                                                                          (2, 1.45, 0.45)]]
+    slow = [{"number": i, "latency_ms": lat, "top1": t} for i, lat, t in [(5, 1.2, 0.90), (6, 1.4, 0.93),
+                                                                          (7, 2.0, 0.95), (8, 1.35, 0.92)]]
+    span = et.shared_range([fast, slow])
+    assert span == (1.2, 1.45)
+    assert [r["number"] for r in et.picks(slow, 2, span)] == [6, 8]  # 7 is the best but slower than any of `fast`
+    assert [r["number"] for r in et.picks(fast, 2, span)] == [2, 1]
+    assert et.shared_range([fast, [{"latency_ms": 3.0}]]) is None and et.shared_range([fast, []]) is None
+    assert [r["number"] for r in et.picks(slow, 1, None)] == [7]
+
+
 def test_a_bad_override_is_one_line_and_exit_2(tmp_path):
     import subprocess
     import sys
