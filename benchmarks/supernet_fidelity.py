@@ -27,6 +27,7 @@ import math
 import os
 import platform
 import random
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -76,6 +77,25 @@ def supernet_key(s: dict) -> str:
     """The scores' key: the supernet's, plus the finetuning of each point before it is scored."""
     ft = s.get("finetune_steps") or 0
     return train_key(s) + (f"-ft{ft}-lr{s['finetune_lr']:g}" if ft else "")
+
+
+_KEY = re.compile(r"^(?P<dataset>[a-z0-9_]+)-(?P<input_size>\d+)px-(?P<steps>\d+)steps-b(?P<batch_size>\d+)-"
+                  r"lr(?P<lr>.+?)-r(?P<n_random>\d+)-s(?P<seed>\d+)-bn(?P<bn_recal_batches>\d+)(?P<kt>-kt)?"
+                  r"(?:-ft(?P<finetune_steps>\d+)-lr(?P<finetune_lr>.+))?$")
+
+
+def parse_key(key: str) -> dict | None:
+    """The settings a scores' key was made from (`supernet_key`'s inverse); None if it is not one."""
+    m = _KEY.match(key or "")
+    if m is None:
+        return None
+    g = m.groupdict()
+    return {"dataset": g["dataset"], "input_size": int(g["input_size"]), "steps": int(g["steps"]),
+            "batch_size": int(g["batch_size"]), "lr": float(g["lr"]), "n_random": int(g["n_random"]),
+            "seed": int(g["seed"]), "bn_recal_batches": int(g["bn_recal_batches"]),
+            "finetune_steps": int(g["finetune_steps"] or 0),
+            "finetune_lr": float(g["finetune_lr"]) if g["finetune_lr"] else 0.01,
+            "kernel_transform": bool(g["kt"])}
 
 
 def trial_budget(dataset: str) -> dict:
@@ -369,6 +389,135 @@ def costs(rows: list[dict], skey: str, s: dict, trial_key: str, stand_key: str) 
     return out
 
 
+def variants(rows: list[dict], proxy_rows: list[dict], dataset: str, tb: dict, sb: dict,
+             n_boot: int = 2000) -> list[dict]:
+    """Every supernet scored in `rows` on `dataset`: its settings, its tau against the standalone runs at `sb`
+    and against the mean of every standalone run (`references`), and its costs."""
+    stkey, tkey = tag_of(dataset, sb), tag_of(dataset, tb)
+    out = []
+    for key in sorted({r["key"] for r in rows if r.get("kind") == "score"}):
+        s = parse_key(key)
+        fid = fidelity(paired(rows, key, stkey), n_boot) if s and s["dataset"] == dataset else None
+        if fid is None:
+            continue
+        ref = references(rows, proxy_rows, key, stkey, s, tb)
+        c = costs(rows, key, s, tkey, stkey)
+        out.append({"key": key, "settings": s, "fidelity": fid, "mean": ref["mean"] if ref else None,
+                    "train_cpu_s": c.get("supernet", {}).get("cpu_s"),
+                    "score_cpu_s": c.get("score", {}).get("cpu_s")})
+    return out
+
+
+def _but_seed(s: dict) -> tuple:
+    return tuple(sorted((k, v) for k, v in s.items() if k != "seed"))
+
+
+def seed_groups(vs: list[dict]) -> list[dict]:
+    """Variants that differ only in the supernet's seed, >= 2 seeds per group, most seeds first: the range and
+    sd of their tau against the standalone runs and against the runs' mean."""
+    groups: dict[tuple, list[dict]] = {}
+    for v in vs:
+        groups.setdefault(_but_seed(v["settings"]), []).append(v)
+    out = []
+    for g in groups.values():
+        if len(g) < 2:
+            continue
+        taus = np.array([v["fidelity"]["tau"] for v in g])
+        means = np.array([v["mean"]["supernet"] for v in g if v["mean"]])
+        whole = len(means) == len(g)
+        out.append({"settings": {k: v for k, v in g[0]["settings"].items() if k != "seed"},
+                    "seeds": sorted(v["settings"]["seed"] for v in g),
+                    "tau": (float(taus.min()), float(taus.max())), "tau_sd": float(taus.std(ddof=1)),
+                    "mean": (float(means.min()), float(means.max())) if whole else None,
+                    "mean_sd": float(means.std(ddof=1)) if whole else None})
+    return sorted(out, key=lambda g: -len(g["seeds"]))
+
+
+_WORDS = {"steps": lambda v: f"{v} steps",
+          "kernel_transform": lambda v: "kernel transform" if v else "no kernel transform",
+          "bn_recal_batches": lambda v: f"BN on {v} batches",
+          "finetune_steps": lambda v: f"finetuned {v} steps" if v else "not finetuned",
+          "finetune_lr": lambda v: f"finetune lr {v:g}", "batch_size": lambda v: f"batch {v}",
+          "lr": lambda v: f"lr {v:g}", "n_random": lambda v: f"{v} random points per step",
+          "input_size": lambda v: f"{v} px", "dataset": str}
+
+
+def describe(s: dict, keys=None) -> str:
+    """A supernet's settings in words: `keys` of them (default all), then its seed."""
+    keys = [k for k in (keys if keys is not None else _WORDS) if k in s]
+    if not s.get("finetune_steps"):
+        keys = [k for k in keys if k != "finetune_lr"]
+    return ", ".join([_WORDS[k](s[k]) for k in keys] + [f"seed {s['seed']}"])
+
+
+def varying(vs: list[dict]) -> list[str]:
+    """The settings (seed aside) in which the supernets of `vs` differ."""
+    return [k for k in _WORDS if len({v["settings"].get(k) for v in vs}) > 1]
+
+
+def _where_in(v: float, lo: float, hi: float) -> str:
+    return "inside" if lo <= v <= hi else ("above" if v > hi else "below")
+
+
+def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = None) -> str:
+    """Every supernet variant side by side, the seed spread of the settings run with most seeds, and where each
+    other variant lies against that spread (inside it: no difference shown)."""
+    stand = f"the `{budget_tag(sb)}` run"
+    vary = varying(vs)
+    shared = [k for k in _WORDS if k not in vary]
+    L = ["# Supernet variants side by side (`benchmarks/supernet_fidelity.py --variants`)", "",
+         f"Every supernet in `supernet_fidelity.jsonl` on `{dataset}`, scored on the same MobileNetV3-Small plus "
+         f"random `{SPACE}` points. Kendall tau of its inherited holdout top-1 against {stand} (issue 12's target: "
+         ">= 0.7) "
+         "and against the z-scored mean of every standalone run at >= 4x a trial's samples (`references`); 95% "
+         "bootstrap intervals over points. CPU seconds as recorded, on machines whose load differed; a supernet "
+         "scored with other BN batches reuses the checkpoint it was trained in (no training line of its own).", "",
+         f"Shared by all: {describe({**vs[0]['settings'], 'seed': 0}, shared)[:-len(', seed 0')]}." if vs else "",
+         "",
+         f"| supernet | points | tau vs {budget_tag(sb)} [95%] | tau vs mean of runs [95%] | training CPU s | "
+         "CPU s per trial |", "|---|---|---|---|---|---|"]
+    for v in vs:
+        f, m = v["fidelity"], v["mean"]
+        mean = f"{m['supernet']:.2f} [{m['lo']:.2f}, {m['hi']:.2f}]" if m else "n/a"
+        tau = f"{f['tau']:.2f} [{f['tau_lo']:.2f}, {f['tau_hi']:.2f}]"
+        L.append(f"| {describe(v['settings'], vary)} | {f['n']} | {tau} | "
+                 f"{mean} | {_f(v['train_cpu_s'], '.0f')} | {_f(v['score_cpu_s'], '.1f')} |")
+    L.append("")
+    best = max(vs, key=lambda v: v["fidelity"]["tau"]) if vs else None
+    if best is not None:
+        met = [v for v in vs if v["fidelity"]["tau"] >= TARGET_TAU and v["fidelity"]["n"] >= 21]
+        L += [(f"{len(met)} of {len(vs)} supernets meet the target (tau >= 0.7 against {stand}, >= 21 points)."
+               if met else
+               f"None of the {len(vs)} supernets meets the target (tau >= 0.7 against {stand}, >= 21 points); "
+               f"the highest tau is {best['fidelity']['tau']:.2f} ({describe(best['settings'], vary)}, "
+               f"{best['fidelity']['n']} points)."), ""]
+    groups = seed_groups(vs)
+    if groups:
+        g = groups[0]
+        L += ["## Seed spread", "",
+              f"The supernet with {describe({**g['settings'], 'seed': 0}, vary)[:-len(', seed 0')]} was trained with "
+              f"{len(g['seeds'])} seeds ({', '.join(map(str, g['seeds']))}): tau against {stand} "
+              f"{g['tau'][0]:.2f}-{g['tau'][1]:.2f} (sd {g['tau_sd']:.2f})"
+              + (f", against the mean of runs {g['mean'][0]:.2f}-{g['mean'][1]:.2f} (sd {g['mean_sd']:.2f})"
+                 if g["mean"] else "") + ". The other supernets, one seed each, against that range:", ""]
+        for v in vs:
+            if _but_seed(v["settings"]) == _but_seed({**g["settings"], "seed": 0}):
+                continue
+            tau, m = v["fidelity"]["tau"], v["mean"]
+            diff = [k for k in vary if v["settings"].get(k) != g["settings"].get(k)]
+            line = (f"- {describe(v['settings'], diff)}: {tau:.2f}, "
+                    f"{_where_in(tau, *g['tau'])} the seeds' range")
+            if m and g["mean"]:
+                line += f"; against the mean {m['supernet']:.2f}, {_where_in(m['supernet'], *g['mean'])} it"
+            L.append(line)
+        L += ["", "A variant inside the seeds' range shows no difference from them; one seed outside a range of "
+              f"{len(g['seeds'])} seeds is not shown to differ either.", ""]
+    text = "\n".join(L)
+    if path is not None:
+        path.write_text(text + "\n")
+    return text
+
+
 # ---------------------------------------------------------------- report
 def _f(v, spec=".1f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
@@ -528,6 +677,9 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--report", type=Path, default=REPORT)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--variants", type=Path, default=None, metavar="MD",
+                    help="write every supernet of --results on --dataset side by side to MD (and its seed spread), "
+                         "then stop")
     ap.add_argument("--part", choices=("all", "supernet", "standalone"), default="all",
                     help="supernet: train it and score the points; standalone: the trainings only. Two "
                          "processes, one per part, use two cores at once (they append to one results file)")
@@ -538,6 +690,12 @@ def main(argv=None) -> int:
 
     s = supernet_settings(args)
     tb, sb = trial_budget(args.dataset), standalone_budget(args.dataset, args.standalone_steps)
+    if args.variants is not None:
+        proxy = ROOT / "benchmarks" / "proxy_fidelity.jsonl"
+        print(variants_report(variants(read_results(args.results), read_results(proxy) if proxy.is_file() else [],
+                                       args.dataset, tb, sb), sb, args.dataset, args.variants))
+        print(f"results: {args.results}; report: {args.variants}")
+        return 0
     archs = architectures(args.n_archs, args.arch_seed)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     if not args.report_only:

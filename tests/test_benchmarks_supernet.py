@@ -134,3 +134,39 @@ def test_a_kernel_transform_supernet_is_a_supernet_of_its_own(sf):
     assert sf.train_key(kt) == sf.train_key(SETTINGS) + "-kt"
     assert sf.supernet_key({**kt, "finetune_steps": 5, "finetune_lr": 0.1}).endswith("-kt-ft5-lr0.1")
     assert "-kt" not in sf.train_key({**SETTINGS, "kernel_transform": False})
+
+
+def test_keys_parse_back_to_their_settings(sf):
+    for s in (SETTINGS, {**SETTINGS, "kernel_transform": True, "seed": 2},
+              {**SETTINGS, "finetune_steps": 100, "finetune_lr": 0.01, "lr": 1e-3}):
+        full = {"finetune_steps": 0, "finetune_lr": 0.01, "kernel_transform": False, **s}
+        assert sf.parse_key(sf.supernet_key(s)) == full
+    assert sf.parse_key("digits-64px-600steps-b64") is None  # a standalone budget's tag, not a supernet
+
+
+def test_variants_sit_against_the_seed_spread_of_the_settings_run_with_most_seeds(sf, tmp_path):
+    tb, sb = sf.trial_budget("digits"), sf.standalone_budget("digits", None)
+    stkey = sf.tag_of("digits", sb)
+    standalone = [0.1 * i for i in range(8)]
+    rows = [{"kind": "standalone", "key": stkey, "name": f"n{i}", "arch": f"a{i}", "seed": 0, "top1": t,
+             "wall_s": 1.0, "cpu_s": 1.0, "load": 1.0, "macs": 1000 + i} for i, t in enumerate(standalone)]
+
+    def scores(s, top1):
+        return [{"kind": "score", "key": sf.supernet_key(s), "name": f"n{i}", "arch": f"a{i}", "seed": None,
+                 "top1": t, "wall_s": 1.0, "cpu_s": 2.0, "load": 1.0} for i, t in enumerate(top1)]
+
+    swap = lambda xs, i, j: [xs[j] if k == i else xs[i] if k == j else x for k, x in enumerate(xs)]  # noqa: E731
+    rows += scores(SETTINGS, standalone)  # seed 0: tau 1
+    rows += scores({**SETTINGS, "seed": 1}, swap(swap(standalone, 0, 7), 1, 6))  # seed 1: two far swaps
+    rows += scores({**SETTINGS, "steps": 400}, swap(standalone, 3, 4))  # one near swap: inside the seeds' range
+    rows += scores({**SETTINGS, "kernel_transform": True}, standalone[::-1])  # reversed: below it
+    vs = sf.variants(rows, [], "digits", tb, sb, n_boot=50)
+    assert len(vs) == 4 and sf.varying(vs) == ["steps", "kernel_transform"]
+    (g,) = sf.seed_groups(vs)
+    assert g["seeds"] == [0, 1] and g["tau"][1] == pytest.approx(1.0) and g["tau"][0] < 0.5
+    text = sf.variants_report(vs, sb, "digits", tmp_path / "v.md")
+    assert "- 400 steps, seed 0: 0.93, inside the seeds' range" in text
+    assert "- kernel transform, seed 0: -1.00, below the seeds' range" in text
+    assert "None of the 4 supernets meets the target" in text  # 8 points are too few, though seed 0 ranks
+    assert "the highest tau is 1.00 (100 steps, no kernel transform, seed 0, 8 points)" in text  # ... perfectly
+    assert (tmp_path / "v.md").read_text().strip() == text.strip()
