@@ -85,6 +85,9 @@ def test_ceiling_of_a_noisy_reference(sf):
     # runs that agree perfectly leave room for tau 1; independent runs for 0; between, above their agreement
     assert sf.ceiling(1.0) == pytest.approx(1.0) and sf.ceiling(0.0) == 0.0 and sf.ceiling(-0.2) == 0.0
     assert sf.ceiling(0.65) == pytest.approx(0.7489, abs=1e-3) and sf.ceiling(0.3) > 0.3
+    # the mean of more runs is a better yardstick: the ceiling rises towards 1, and one run is the old figure
+    assert sf.ceiling(0.65, 1) == sf.ceiling(0.65) and sf.ceiling(0.0, 5) == 0.0 and sf.ceiling(1.0, 5) == 1.0
+    assert sf.ceiling(0.57, 5) == pytest.approx(0.8517, abs=1e-3) and sf.ceiling(0.57, 5) > sf.ceiling(0.57, 2)
 
 
 def test_references_pool_runs_of_the_same_points_at_four_times_a_trials_budget(sf):
