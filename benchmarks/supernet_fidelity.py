@@ -405,6 +405,7 @@ def variants(rows: list[dict], proxy_rows: list[dict], dataset: str, tb: dict, s
         ref = references(rows, proxy_rows, key, stkey, s, tb)
         c = costs(rows, key, s, tkey, stkey)
         out.append({"key": key, "settings": s, "fidelity": fid, "mean": ref["mean"] if ref else None,
+                    "pairs": {p["name"]: (p["supernet"], p["standalone"]) for p in paired(rows, key, stkey)},
                     "ceiling": (ref["ceiling"], ref["ceiling_mean"], len(ref["runs"])) if ref else None,
                     "train_cpu_s": c.get("supernet", {}).get("cpu_s"),
                     "score_cpu_s": c.get("score", {}).get("cpu_s")})
@@ -428,7 +429,7 @@ def seed_groups(vs: list[dict]) -> list[dict]:
         taus = np.array([v["fidelity"]["tau"] for v in g])
         means = np.array([v["mean"]["supernet"] for v in g if v["mean"]])
         whole = len(means) == len(g)
-        out.append({"settings": {k: v for k, v in g[0]["settings"].items() if k != "seed"},
+        out.append({"settings": {k: v for k, v in g[0]["settings"].items() if k != "seed"}, "members": g,
                     "seeds": sorted(v["settings"]["seed"] for v in g),
                     "tau": (float(taus.min()), float(taus.max())), "tau_sd": float(taus.std(ddof=1)),
                     "mean": (float(means.min()), float(means.max())) if whole else None,
@@ -443,6 +444,37 @@ _WORDS = {"steps": lambda v: f"{v} steps",
           "finetune_lr": lambda v: f"finetune lr {v:g}", "batch_size": lambda v: f"batch {v}",
           "lr": lambda v: f"lr {v:g}", "n_random": lambda v: f"{v} random points per step",
           "input_size": lambda v: f"{v} px", "dataset": str}
+
+
+def prediction_interval(xs) -> tuple[float, float]:
+    """95% interval for one more draw of what `xs` (>= 2 seeds) are draws of: mean +- t sd sqrt(1 + 1/n)."""
+    from scipy.stats import t as student
+
+    xs = np.asarray(xs, dtype=float)
+    n = len(xs)
+    half = student.ppf(0.975, n - 1) * xs.std(ddof=1) * math.sqrt(1 + 1 / n)
+    return float(xs.mean() - half), float(xs.mean() + half)
+
+
+def paired_gain(v: dict, base: list[dict], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """tau(v) minus the mean tau of the `base` seeds against the standalone runs, on the points all of them
+    scored, with its percentile 95% interval over resamples of those points (the points drawn, not the seeds)."""
+    names = sorted(set(v["pairs"]).intersection(*(b["pairs"] for b in base)))
+    stand = np.array([v["pairs"][n][1] for n in names])
+    cols = [np.array([x["pairs"][n][0] for n in names]) for x in [v] + base]
+
+    def gain(i):
+        return _tau(cols[0][i], stand[i]) - float(np.mean([_tau(c[i], stand[i]) for c in cols[1:]]))
+
+    rng, vals = np.random.default_rng(seed), []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(names), len(names))
+        if len(set(i.tolist())) > 2:
+            g = gain(i)
+            if math.isfinite(g):
+                vals.append(g)
+    whole = gain(np.arange(len(names)))
+    return whole, float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
 
 
 def describe(s: dict, keys=None) -> str:
@@ -462,7 +494,7 @@ def _where_in(v: float, lo: float, hi: float) -> str:
     return "inside" if lo <= v <= hi else ("above" if v > hi else "below")
 
 
-def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = None) -> str:
+def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = None, n_boot: int = 2000) -> str:
     """Every supernet variant side by side, the seed spread of the settings run with most seeds, and where each
     other variant lies against that spread (inside it: no difference shown)."""
     stand = f"the `{budget_tag(sb)}` run"
@@ -508,19 +540,26 @@ def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = 
               f"{len(g['seeds'])} seeds ({', '.join(map(str, g['seeds']))}): tau against {stand} "
               f"{g['tau'][0]:.2f}-{g['tau'][1]:.2f} (sd {g['tau_sd']:.2f})"
               + (f", against the mean of runs {g['mean'][0]:.2f}-{g['mean'][1]:.2f} (sd {g['mean_sd']:.2f})"
-                 if g["mean"] else "") + ". The other supernets, one seed each, against that range:", ""]
+                 if g["mean"] else "") + ".", ""]
+        pi = prediction_interval([m["fidelity"]["tau"] for m in g["members"]])
+        L += [f"95% prediction interval of one more seed of these settings (t, from the {len(g['seeds'])} seeds): "
+              f"tau {pi[0]:.3f}-{pi[1]:.3f} against {stand}. A variant is shown better (worse) only if its tau lies "
+              "above (below) that interval, for the supernet's training noise, and the paired bootstrap interval "
+              "of its gain over the seeds' mean excludes 0, for the draw of the points.", "",
+              "| supernet | tau | against the seeds' interval | gain over the seeds' mean [95%] | verdict |",
+              "|---|---|---|---|---|"]
         for v in vs:
             if _but_seed(v["settings"]) == _but_seed({**g["settings"], "seed": 0}):
                 continue
-            tau, m = v["fidelity"]["tau"], v["mean"]
+            tau = v["fidelity"]["tau"]
+            where = _where_in(tau, *pi)
+            gain, lo, hi = paired_gain(v, g["members"], n_boot)
+            verdict = ("shown better" if where == "above" and lo > 0 else
+                       "shown worse" if where == "below" and hi < 0 else "no difference shown")
             diff = [k for k in vary if v["settings"].get(k) != g["settings"].get(k)]
-            line = (f"- {describe(v['settings'], diff)}: {tau:.2f}, "
-                    f"{_where_in(tau, *g['tau'])} the seeds' range")
-            if m and g["mean"]:
-                line += f"; against the mean {m['supernet']:.2f}, {_where_in(m['supernet'], *g['mean'])} it"
-            L.append(line)
-        L += ["", "A variant inside the seeds' range shows no difference from them; one seed outside a range of "
-              f"{len(g['seeds'])} seeds is not shown to differ either.", ""]
+            L.append(f"| {describe(v['settings'], diff)} | {tau:.3f} | {where} | {gain:+.2f} [{lo:+.2f}, {hi:+.2f}] "
+                     f"| {verdict} |")
+        L.append("")
     text = "\n".join(L)
     if path is not None:
         path.write_text(text + "\n")
