@@ -466,15 +466,9 @@ def paired_gain(v: dict, base: list[dict], n_boot: int = 2000, seed: int = 0) ->
     def gain(i):
         return _tau(cols[0][i], stand[i]) - float(np.mean([_tau(c[i], stand[i]) for c in cols[1:]]))
 
-    rng, vals = np.random.default_rng(seed), []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(names), len(names))
-        if len(set(i.tolist())) > 2:
-            g = gain(i)
-            if math.isfinite(g):
-                vals.append(g)
-    whole = gain(np.arange(len(names)))
-    return whole, float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+    idx = np.arange(len(names))  # boot_ci resamples these indices; gain reads every column at them
+    lo, hi = boot_ci(idx, idx, lambda i, _: gain(i), n_boot, seed)
+    return gain(idx), lo, hi
 
 
 def describe(s: dict, keys=None) -> str:
