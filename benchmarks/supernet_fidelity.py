@@ -323,13 +323,10 @@ def _samples(b: dict) -> float:
     return (b.get("steps") or 0) * b.get("batch_size", 0)
 
 
-def references(rows: list[dict], proxy_rows: list[dict], skey: str, stand_key: str, s: dict,
-               trial: dict) -> dict | None:
-    """Every standalone run of the scored points at >= 4x a trial's training samples, this script's and
-    `proxy_fidelity.jsonl`'s (same dataset and input size, matched by architecture): the supernet's and MACs'
-    tau against each run and against their mean, and how well the runs rank each other (``ceiling``)."""
-    scores = {_arch_key(r["arch"]): r for r in rows
-              if r.get("kind") == "score" and r.get("key") == skey}
+def standalone_runs(rows: list[dict], proxy_rows: list[dict], stand_key: str, s: dict,
+                    trial: dict) -> dict[str, dict[str, float]]:
+    """Every standalone run on the supernet's dataset and input size at >= 4x a trial's training samples, this
+    script's (`stand_key`) and `proxy_fidelity.jsonl`'s: run name -> {architecture: holdout top-1 in points}."""
     runs: dict[str, dict[str, float]] = {}
     for r in rows:
         if r.get("kind") == "standalone" and r.get("key") == stand_key:
@@ -339,7 +336,18 @@ def references(rows: list[dict], proxy_rows: list[dict], skey: str, stand_key: s
         if (r.get("dataset") == s["dataset"] and str(r.get("tag", "")).startswith(size)
                 and _samples(r.get("budget") or {}) >= 4 * _samples(trial) > 0):
             runs.setdefault(f"{r['tag']} seed {r['seed']}", {})[_arch_key(r["arch"])] = 100 * r["top1"]
-    runs = {k: v for k, v in runs.items() if len(set(v) & set(scores)) >= 3}
+    return runs
+
+
+def references(rows: list[dict], proxy_rows: list[dict], skey: str, stand_key: str, s: dict,
+               trial: dict) -> dict | None:
+    """Every standalone run of the scored points at >= 4x a trial's training samples, this script's and
+    `proxy_fidelity.jsonl`'s (same dataset and input size, matched by architecture): the supernet's and MACs'
+    tau against each run and against their mean, and how well the runs rank each other (``ceiling``)."""
+    scores = {_arch_key(r["arch"]): r for r in rows
+              if r.get("kind") == "score" and r.get("key") == skey}
+    runs = {k: v for k, v in standalone_runs(rows, proxy_rows, stand_key, s, trial).items()
+            if len(set(v) & set(scores)) >= 3}
     if len(runs) < 2:
         return None
     common = sorted(set(scores).intersection(*runs.values()))
@@ -488,7 +496,8 @@ def _where_in(v: float, lo: float, hi: float) -> str:
     return "inside" if lo <= v <= hi else ("above" if v > hi else "below")
 
 
-def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = None, n_boot: int = 2000) -> str:
+def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = None, n_boot: int = 2000,
+                    agree: dict | None = None) -> str:
     """Every supernet variant side by side, the seed spread of the settings run with most seeds, and where each
     other variant lies against that spread (inside it: no difference shown)."""
     stand = f"the `{budget_tag(sb)}` run"
@@ -554,10 +563,139 @@ def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = 
             L.append(f"| {describe(v['settings'], diff)} | {tau:.3f} | {where} | {gain:+.2f} [{lo:+.2f}, {hi:+.2f}] "
                      f"| {verdict} |")
         L.append("")
+    if agree is not None:
+        L += agreement_report(agree, vs, sb, dataset, n_boot)
     text = "\n".join(L)
     if path is not None:
         path.write_text(text + "\n")
     return text
+
+
+# ---------------------------------------------------------------- agreement: supernets, runs, and across
+def agreement_columns(rows: list[dict], proxy_rows: list[dict], dataset: str, tb: dict, sb: dict) -> dict:
+    """Holdout top-1 (points) by architecture of every supernet scored on `dataset` and of every standalone run
+    at >= 4x a trial's samples (`standalone_runs`), and each scored point's MACs."""
+    sup: dict[str, dict[str, float]] = {}
+    macs: dict[str, float] = {}
+    s = None
+    for r in rows:
+        if r.get("kind") == "score" and (parse_key(r["key"]) or {}).get("dataset") == dataset:
+            s = s or parse_key(r["key"])
+            sup.setdefault(r["key"], {})[_arch_key(r["arch"])] = 100 * r["top1"]
+        if r.get("kind") in ("score", "standalone") and r.get("macs"):
+            macs[_arch_key(r["arch"])] = float(r["macs"])
+    runs = standalone_runs(rows, proxy_rows, tag_of(dataset, sb), s, tb) if s else {}
+    return {"supernets": sup, "runs": runs, "macs": macs}
+
+
+def _shared(*cols: dict) -> list[str]:
+    return sorted(set(cols[0]).intersection(*cols[1:])) if cols else []
+
+
+def tau_shared(a: dict, b: dict) -> tuple[float, int]:
+    """Kendall tau of two {architecture: score} columns over the architectures both hold, and how many."""
+    common = _shared(a, b)
+    return (_tau([a[k] for k in common], [b[k] for k in common]) if len(common) >= 3 else math.nan), len(common)
+
+
+def pairwise(cols: list[dict], others: list[dict] | None = None) -> list[float]:
+    """Kendall tau of every pair within `cols`, or of every column of `cols` with every one of `others`."""
+    if others is None:
+        return [tau_shared(a, b)[0] for i, a in enumerate(cols) for b in cols[i + 1:]]
+    return [tau_shared(a, b)[0] for a in cols for b in others]
+
+
+def expected_across(tau_a: float, tau_b: float) -> float:
+    """Kendall tau between a member of family A and one of family B if both families are one ranking plus
+    independent Gaussian noise, from the agreement within each (tau = (2/pi) asin r; r_AB = sqrt(r_A r_B))."""
+    r = [math.sin(math.pi * max(t, 0.0) / 2) for t in (tau_a, tau_b)]
+    return 2 / math.pi * math.asin(math.sqrt(r[0] * r[1]))
+
+
+def reference_shift(seeds: list[dict], run: dict, base: dict, n_boot: int = 2000,
+                    seed: int = 0) -> tuple[float, float, float, int]:
+    """Mean tau of the `seeds` columns against `run` minus their mean tau against `base`, on the points all hold,
+    with its percentile 95% interval over resamples of those points: does the supernet rank `run` better?"""
+    names = _shared(run, base, *seeds)
+    r, b = np.array([run[n] for n in names]), np.array([base[n] for n in names])
+    cols = [np.array([c[n] for n in names]) for c in seeds]
+
+    def shift(i):
+        return float(np.mean([_tau(c[i], r[i]) - _tau(c[i], b[i]) for c in cols]))
+
+    idx = np.arange(len(names))
+    lo, hi = boot_ci(idx, idx, lambda i, _: shift(i), n_boot, seed)
+    return shift(idx), lo, hi, len(names)
+
+
+def run_label(name: str) -> str:
+    """'cluttered-64px-800steps-b32 seed 0' -> '800x32 s0' (steps x batch, seed)."""
+    m = re.search(r"(\d+)steps-b(\d+).* seed (\d+)$", name)
+    return f"{m[1]}x{m[2]} s{m[3]}" if m else name
+
+
+def agreement_report(agree: dict, vs: list[dict], sb: dict, dataset: str, n_boot: int = 2000) -> list[str]:
+    """Markdown lines: every supernet's tau against every run; how supernets, runs, and the two agree; and
+    whether the supernet run with most seeds ranks another run better than the `sb` run."""
+    sup, runs, macs = agree["supernets"], agree["runs"], agree["macs"]
+    vs = [v for v in vs if v["key"] in sup]
+    if not vs or len(runs) < 1:
+        return []
+    names = sorted(runs, key=lambda n: (_samples(_budget_of(n)), n))
+    vary = varying(vs)
+    L = ["## Against each standalone run", "",
+         f"Kendall tau of each supernet's holdout top-1 against each standalone run of the points on `{dataset}` "
+         "(steps x batch, seed), on the points both hold (n: the scored points each run trained); the last row "
+         "ranks by MACs.", "",
+         "| supernet | " + " | ".join(f"{run_label(n)} (n={len(_shared(runs[n], sup[vs[0]['key']]))})"
+                                      for n in names) + " |",
+         "|---|" + "---|" * len(names)]
+    for v in vs:
+        L.append(f"| {describe(v['settings'], vary)} | "
+                 + " | ".join(_f(tau_shared(sup[v['key']], runs[n])[0], ".2f") for n in names) + " |")
+    L += ["| MACs | " + " | ".join(_f(tau_shared(macs, runs[n])[0], ".2f") for n in names) + " |", ""]
+    cols_s, cols_r = [sup[v["key"]] for v in vs], [runs[n] for n in names]
+    common = _shared(*cols_s, *cols_r)
+    if len(common) >= 3 and len(cols_s) >= 2 and len(cols_r) >= 2:
+        on = [{k: c[k] for k in common} for c in cols_s], [{k: c[k] for k in common} for c in cols_r]
+        ws, wr, ac = pairwise(on[0]), pairwise(on[1]), pairwise(on[0], on[1])
+        exp = expected_across(float(np.mean(ws)), float(np.mean(wr)))
+        L += [f"On the {len(common)} points every supernet and run holds, the {len(cols_s)} supernets rank one "
+              f"another at tau {min(ws):.2f}-{max(ws):.2f} (mean {np.mean(ws):.2f}), the {len(cols_r)} standalone "
+              f"runs one another at {min(wr):.2f}-{max(wr):.2f} (mean {np.mean(wr):.2f}), and a supernet and a "
+              f"run at {min(ac):.2f}-{max(ac):.2f} (mean {np.mean(ac):.2f}). Were both families one ranking plus "
+              f"independent Gaussian noise, a supernet and a run would agree at about {exp:.2f} "
+              "(`expected_across`)"
+              + (f"; {np.mean(ac):.2f} is below that: part of the disagreement is systematic." if np.mean(ac) < exp
+                 else "; the mean across is not below that."), ""]
+    groups = seed_groups(vs)
+    base = f"{tag_of(dataset, sb)} seed 0"
+    if groups and base in runs:
+        g = groups[0]
+        seeds = [sup[m["key"]] for m in g["members"]]
+        L += ["### Which run the seeds rank best", "",
+              f"The {len(seeds)} seeds of the supernet with "
+              f"{describe({**g['settings'], 'seed': 0}, vary)[:-len(', seed 0')]}: their mean tau against each "
+              f"run, and its difference from their mean tau against `{run_label(base)}`, with the paired "
+              f"bootstrap 95% interval over the points both runs hold ({n_boot} resamples). Shown better (worse) "
+              "only if the interval excludes 0; each row is its own test at 95%, so among many rows about one in "
+              "20 can exclude 0 by chance.", "",
+              "| run | points | mean tau of the seeds | minus against " + run_label(base) + " [95%] | verdict |",
+              "|---|---|---|---|---|"]
+        for n in names:
+            if n == base:
+                continue
+            d, lo, hi, k = reference_shift(seeds, runs[n], runs[base], n_boot)
+            mean = float(np.mean([tau_shared(c, runs[n])[0] for c in seeds]))
+            verdict = "ranked better" if lo > 0 else "ranked worse" if hi < 0 else "no difference shown"
+            L.append(f"| {run_label(n)} | {k} | {mean:.2f} | {d:+.2f} [{lo:+.2f}, {hi:+.2f}] | {verdict} |")
+        L.append("")
+    return L
+
+
+def _budget_of(name: str) -> dict:
+    m = re.search(r"(\d+)steps-b(\d+)", name)
+    return {"steps": int(m[1]), "batch_size": int(m[2])} if m else {}
 
 
 # ---------------------------------------------------------------- report
@@ -739,8 +877,9 @@ def main(argv=None) -> int:
     tb, sb = trial_budget(args.dataset), standalone_budget(args.dataset, args.standalone_steps)
     if args.variants is not None:
         proxy = ROOT / "benchmarks" / "proxy_fidelity.jsonl"
-        print(variants_report(variants(read_results(args.results), read_results(proxy) if proxy.is_file() else [],
-                                       args.dataset, tb, sb), sb, args.dataset, args.variants))
+        rows, proxy_rows = read_results(args.results), read_results(proxy) if proxy.is_file() else []
+        print(variants_report(variants(rows, proxy_rows, args.dataset, tb, sb), sb, args.dataset, args.variants,
+                              agree=agreement_columns(rows, proxy_rows, args.dataset, tb, sb)))
         print(f"results: {args.results}; report: {args.variants}")
         return 0
     archs = architectures(args.n_archs, args.arch_seed)

@@ -179,3 +179,45 @@ def test_variants_sit_against_the_seed_spread_of_the_settings_run_with_most_seed
     assert "None of the 5 supernets meets the target" in text  # 8 points are too few, though seed 0 ranks
     assert "the highest tau is 1.00 (100 steps, no kernel transform, seed 0, 8 points)" in text  # ... perfectly
     assert (tmp_path / "v.md").read_text().strip() == text.strip()
+
+
+def test_agreement_sets_supernets_runs_and_the_two_side_by_side(sf):
+    tb = {**sf.trial_budget("digits"), "epochs": None, "steps": 10, "batch_size": 64}  # in samples, as on cluttered
+    sb = sf.standalone_budget("digits", None)
+    stkey = sf.tag_of("digits", sb)
+    truth = [float(i) for i in range(8)]
+    swap = lambda xs, i, j: [xs[j] if k == i else xs[i] if k == j else x for k, x in enumerate(xs)]  # noqa: E731
+    keys = [sf.supernet_key({**SETTINGS, "seed": s}) for s in range(3)]
+    rows = []
+    for key, top1 in zip(keys, [truth, swap(truth, 0, 1), swap(truth, 6, 7)]):
+        rows += [{"kind": "score", "key": key, "name": f"n{i}", "arch": f"a{i}", "top1": t, "macs": 100 - i,
+                  "wall_s": 1.0, "cpu_s": 1.0, "load": 1.0} for i, t in enumerate(top1)]
+    rows += [{"kind": "score", "key": "cluttered-64px-9steps-b64-lr0.05-r2-s0-bn20", "name": "n0", "arch": "a0",
+              "top1": 1.0}]  # another dataset's supernet: left out
+    base = truth[::-1]  # the standalone run at sb ranks the other way round
+    rows += [{"kind": "standalone", "key": stkey, "name": f"n{i}", "arch": f"a{i}", "seed": 0, "top1": t,
+              "wall_s": 1.0, "cpu_s": 1.0, "load": 1.0} for i, t in enumerate(base)]
+    many = {"steps": 5000, "batch_size": 64}
+    proxy = [{"dataset": "digits", "tag": "32px-5000steps-b64", "budget": many, "seed": 1, "arch": f"a{i}", "top1": t}
+             for i, t in enumerate(truth)]
+    agree = sf.agreement_columns(rows, proxy, "digits", tb, sb)
+    assert sorted(agree["supernets"]) == sorted(keys)
+    assert set(agree["runs"]) == {f"{stkey} seed 0", "32px-5000steps-b64 seed 1"}
+    assert agree["macs"]["a3"] == 97.0 and agree["supernets"][keys[1]]["a0"] == 100.0
+    assert sf.expected_across(0.6, 0.6) == pytest.approx(0.6) and sf.expected_across(1.0, 0.0) == pytest.approx(0.0)
+    assert sf.expected_across(1.0, 0.5) == pytest.approx(0.636, abs=1e-3)  # (2/pi) asin(sqrt(sin(pi/4)))
+    near = 1 - 2 / 28  # one swapped pair of 8
+    d, lo, hi, n = sf.reference_shift([agree["supernets"][k] for k in keys], agree["runs"]["32px-5000steps-b64 seed 1"],
+                                      agree["runs"][f"{stkey} seed 0"], n_boot=100)
+    assert n == 8 and d == pytest.approx((1 + 2 * near) / 3 + (1 + 2 * near) / 3) and lo > 0
+    assert sf.run_label(f"{stkey} seed 0") == sf.run_label(f"{stkey} seed 0")
+    assert sf.run_label("cluttered-64px-800steps-b32 seed 2") == "800x32 s2" and sf.run_label("odd") == "odd"
+    vs = sf.variants(rows, proxy, "digits", tb, sb, n_boot=50)
+    text = "\n".join(sf.agreement_report(agree, vs, sb, "digits", n_boot=100))
+    row = {line.split(" | ")[0]: line for line in text.splitlines()}
+    assert row["| seed 1"] == f"| seed 1 | {-near:.2f} | {near:.2f} |"  # columns: most samples last
+    assert row["| MACs"] == "| MACs | 1.00 | -1.00 |"
+    assert row["| 5000x64 s1"].startswith(f"| 5000x64 s1 | 8 | {(1 + 2 * near) / 3:.2f} | +1.9") and "ranked better" in text
+    assert "the 3 supernets rank one another at tau 0.86-0.93 (mean 0.90)" in text  # pairs: 0.93, 0.93, 0.86
+    assert "a supernet and a run at -1.00-1.00 (mean 0.00)" in text  # the two runs disagree (-1): expected 0
+    assert "would agree at about 0.00 (`expected_across`); the mean across is not below that." in text
