@@ -63,14 +63,15 @@ def supernet_settings(args) -> dict:
             "batch_size": args.supernet_batch_size, "lr": args.supernet_lr, "n_random": args.n_random,
             "seed": args.supernet_seed, "bn_recal_batches": args.bn_recal_batches,
             "finetune_steps": args.finetune_steps, "finetune_lr": args.finetune_lr,
-            "kernel_transform": args.kernel_transform}
+            "kernel_transform": args.kernel_transform, "progressive_shrinking": args.progressive_shrinking}
 
 
 def train_key(s: dict) -> str:
     """The trained supernet's key (its folder, its training sessions' lines): scoring settings aside, but the
     BN batches, which named the folders before finetuning existed."""
     return (f"{s['dataset']}-{s['input_size']}px-{s['steps']}steps-b{s['batch_size']}-lr{s['lr']:g}-"
-            f"r{s['n_random']}-s{s['seed']}-bn{s['bn_recal_batches']}" + ("-kt" if s.get("kernel_transform") else ""))
+            f"r{s['n_random']}-s{s['seed']}-bn{s['bn_recal_batches']}" + ("-kt" if s.get("kernel_transform") else "")
+            + ("-ps" if s.get("progressive_shrinking") else ""))
 
 
 def supernet_key(s: dict) -> str:
@@ -80,7 +81,7 @@ def supernet_key(s: dict) -> str:
 
 
 _KEY = re.compile(r"^(?P<dataset>[a-z0-9_]+)-(?P<input_size>\d+)px-(?P<steps>\d+)steps-b(?P<batch_size>\d+)-"
-                  r"lr(?P<lr>.+?)-r(?P<n_random>\d+)-s(?P<seed>\d+)-bn(?P<bn_recal_batches>\d+)(?P<kt>-kt)?"
+                  r"lr(?P<lr>.+?)-r(?P<n_random>\d+)-s(?P<seed>\d+)-bn(?P<bn_recal_batches>\d+)(?P<kt>-kt)?(?P<ps>-ps)?"
                   r"(?:-ft(?P<finetune_steps>\d+)-lr(?P<finetune_lr>.+))?$")
 
 
@@ -95,7 +96,7 @@ def parse_key(key: str) -> dict | None:
             "seed": int(g["seed"]), "bn_recal_batches": int(g["bn_recal_batches"]),
             "finetune_steps": int(g["finetune_steps"] or 0),
             "finetune_lr": float(g["finetune_lr"]) if g["finetune_lr"] else 0.01,
-            "kernel_transform": bool(g["kt"])}
+            "kernel_transform": bool(g["kt"]), "progressive_shrinking": bool(g["ps"])}
 
 
 def trial_budget(dataset: str) -> dict:
@@ -168,6 +169,7 @@ def make_estimator(args, s: dict):
                          lr=s["lr"], n_random=s["n_random"], seed=s["seed"], bn_recal_batches=s["bn_recal_batches"],
                          finetune_steps=s["finetune_steps"], finetune_lr=s["finetune_lr"],
                          kernel_transform=bool(s.get("kernel_transform")),
+                         progressive_shrinking=bool(s.get("progressive_shrinking")),
                          checkpoint_every=max(1, min(25, s["steps"])), device="cpu")
     return SupernetEstimator(data, cfg, space=SearchSpace.load(SPACE), results_dir=args.supernet_dir,
                              data_cfg=data_cfg(s["dataset"], size), progress=True,
@@ -447,6 +449,7 @@ def seed_groups(vs: list[dict]) -> list[dict]:
 
 _WORDS = {"steps": lambda v: f"{v} steps",
           "kernel_transform": lambda v: "kernel transform" if v else "no kernel transform",
+          "progressive_shrinking": lambda v: "progressive shrinking" if v else "no progressive shrinking",
           "bn_recal_batches": lambda v: f"BN on {v} batches",
           "finetune_steps": lambda v: f"finetuned {v} steps" if v else "not finetuned",
           "finetune_lr": lambda v: f"finetune lr {v:g}", "batch_size": lambda v: f"batch {v}",
@@ -726,6 +729,8 @@ def report(rows: list[dict], s: dict, tb: dict, sb: dict, n_points: int, path: P
          f"- supernet `{skey}`: {s['steps']} sandwich steps (largest + smallest + {s['n_random']} random points "
          f"per step), batch {s['batch_size']}, lr {s['lr']:g}, seed {s['seed']}"
          + ("; smaller kernels by Once-for-All's learned kernel transform" if s.get("kernel_transform") else "")
+         + ("; Once-for-All's progressive shrinking (quarters of the steps: the largest point alone, then kernel, "
+            "expansion, every choice opened)" if s.get("progressive_shrinking") else "")
          + f"; scoring re-estimates BN on "
          f"{s['bn_recal_batches']} training batches"
          + (f" after {s['finetune_steps']} SGD steps (lr {s['finetune_lr']:g}, cosine) of the point's inherited "
@@ -851,6 +856,8 @@ def main(argv=None) -> int:
     ap.add_argument("--finetune-lr", type=float, default=0.01)
     ap.add_argument("--kernel-transform", action="store_true",
                     help="train the supernet with Once-for-All's learned kernel transform (a supernet of its own)")
+    ap.add_argument("--progressive-shrinking", action="store_true",
+                    help="train the supernet with Once-for-All's progressive shrinking (a supernet of its own)")
     ap.add_argument("--supernet-dir", type=Path, default=ROOT / "results",
                     help="results dir: the supernet lives in <it>/supernet/v3_small/fidelity-<settings>/")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the main process (supernet, scoring)")

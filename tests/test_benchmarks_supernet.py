@@ -137,12 +137,16 @@ def test_a_kernel_transform_supernet_is_a_supernet_of_its_own(sf):
     assert sf.train_key(kt) == sf.train_key(SETTINGS) + "-kt"
     assert sf.supernet_key({**kt, "finetune_steps": 5, "finetune_lr": 0.1}).endswith("-kt-ft5-lr0.1")
     assert "-kt" not in sf.train_key({**SETTINGS, "kernel_transform": False})
+    ps = {**kt, "progressive_shrinking": True}
+    assert sf.train_key(ps) == sf.train_key(SETTINGS) + "-kt-ps" and "-ps" not in sf.train_key(SETTINGS)
 
 
 def test_keys_parse_back_to_their_settings(sf):
     for s in (SETTINGS, {**SETTINGS, "kernel_transform": True, "seed": 2},
+              {**SETTINGS, "progressive_shrinking": True, "finetune_steps": 9, "finetune_lr": 0.05},
               {**SETTINGS, "finetune_steps": 100, "finetune_lr": 0.01, "lr": 1e-3}):
-        full = {"finetune_steps": 0, "finetune_lr": 0.01, "kernel_transform": False, **s}
+        full = {"finetune_steps": 0, "finetune_lr": 0.01, "kernel_transform": False, "progressive_shrinking": False,
+                **s}
         assert sf.parse_key(sf.supernet_key(s)) == full
     assert sf.parse_key("digits-64px-600steps-b64") is None  # a standalone budget's tag, not a supernet
 

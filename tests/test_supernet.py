@@ -16,9 +16,11 @@ from conftest import REPO
 
 from core.cli import run
 from space import SearchSpace, build_model, format_arch
+from space.searchspace import FIELDS
 from train import load_data
 from train.supernet.estimator import SupernetEstimator, export_trial
 from train.supernet.net import Supernet, every_choice
+from train.supernet.shrinking import restrict, stage
 from train.supernet.train import CHECKPOINT, CHECKPOINT_LINE, SupernetConfig, sandwich_step, step_archs
 
 # A small space that varies every field, output widths and strides included, with a block that may
@@ -156,6 +158,27 @@ def test_the_kernel_transform_maps_the_centre_learns_and_is_bound_only_when_used
     # Bound to the checkpoint only when on, so supernets trained before the option resume unchanged.
     assert "kernel_transform" not in SupernetConfig().bound()
     assert SupernetConfig(kernel_transform=True).bound()["kernel_transform"] is True
+
+
+def test_progressive_shrinking_opens_the_choices_stage_by_stage_and_is_bound_only_when_used():
+    space = SearchSpace.from_config(TINY)
+    net = Supernet(space, 4)
+    big = net.largest()
+    cfg = SupernetConfig(steps=8, n_random=3, progressive_shrinking=True)
+    assert [stage(s, 8) for s in range(8)] == [0, 0, 1, 1, 2, 2, 3, 3] and stage(9, 10) == 3
+    assert step_archs(net, 1, cfg) == [big]  # stage 0: the largest point alone, no distillation
+    varied = {}
+    for s in range(2, 8):
+        for arch in step_archs(net, s, cfg)[1:]:
+            for b, bb in zip(arch.blocks, big.blocks):
+                varied.setdefault(stage(s, 8), set()).update(f for f in FIELDS if getattr(b, f) != getattr(bb, f))
+    assert varied == {1: {"kernel"}, 2: {"kernel", "expand"}, 3: set(FIELDS)}
+    plain = SupernetConfig(steps=8, n_random=3)
+    assert step_archs(net, 1, plain)[1:] == [restrict(a, big, FIELDS, space) for a in step_archs(net, 1, plain)[1:]]
+    assert step_archs(net, 7, cfg) == step_archs(net, 7, plain)  # the last stage is the plain sandwich
+    small = restrict(net.smallest(), big, ("kernel",), space)
+    assert [b.kernel for b in small.blocks] == [3, 3] and [b.expand for b in small.blocks] == [24, 32]
+    assert "progressive_shrinking" not in plain.bound() and cfg.bound()["progressive_shrinking"] is True
 
 
 @pytest.fixture(scope="module")

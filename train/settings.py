@@ -132,6 +132,7 @@ class SupernetAccuracy(Settings):
     n_random: int = integer(2, ge=0)
     sort_every: int = integer(100, ge=0)
     kernel_transform: bool = flag(False)
+    progressive_shrinking: bool = flag(False)
     checkpoint_every: int = integer(25, ge=1)
     bn_recal_batches: int = integer(20, ge=1)
     finetune_steps: int = integer(0, ge=0)

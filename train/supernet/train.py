@@ -44,6 +44,7 @@ from ..errors import DivergedError
 from ..fit import lr_factor, param_groups, resolve_device
 from .errors import SupernetError
 from .net import Supernet
+from .shrinking import STAGES, restrict, stage
 
 CHECKPOINT, SETTINGS, LOCK = "supernet.pt", "settings.json", "lock"
 CHECKPOINT_LINE = "supernet checkpoint: step"  # printed after every checkpoint write (tests kill on it)
@@ -65,6 +66,7 @@ class SupernetConfig:
     n_random: int = 2
     sort_every: int = 100
     kernel_transform: bool = False  # Once-for-All's learned kernel transform (net.py)
+    progressive_shrinking: bool = False  # Once-for-All's stages: largest alone, then kernel, width, all (shrinking.py)
     checkpoint_every: int = 25
     bn_recal_batches: int = 20
     finetune_steps: int = 0  # SGD steps on train batches of a trial's inherited weights before scoring
@@ -89,8 +91,9 @@ class SupernetConfig:
         d = dataclasses.asdict(self)
         for k in ("run_name", "device", "num_workers", "checkpoint_every", *SCORING):
             d.pop(k)
-        if not d["kernel_transform"]:  # bound only when used: supernets trained before it existed still load
-            d.pop("kernel_transform")
+        for k in ("kernel_transform", "progressive_shrinking"):
+            if not d[k]:  # bound only when used: supernets trained before it existed still load
+                d.pop(k)
         return d
 
 
@@ -225,9 +228,17 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
 
 
 def step_archs(net: Supernet, step: int, cfg: SupernetConfig) -> list:
-    """Largest, smallest, then ``n_random`` uniformly random points: the sandwich of ``step``."""
+    """Largest, smallest, then ``n_random`` uniformly random points: the sandwich of ``step``. Under progressive
+    shrinking, the choices its stage has not opened are the largest's (stage 0: the largest alone)."""
     rng = random.Random(cfg.seed * 1_000_003 + step)
-    return [net.largest(), net.smallest(), *(net.space.sample(rng) for _ in range(cfg.n_random))]
+    largest = net.largest()
+    archs = [largest, net.smallest(), *(net.space.sample(rng) for _ in range(cfg.n_random))]
+    if not cfg.progressive_shrinking:
+        return archs
+    fields = STAGES[stage(step, cfg.steps)]
+    if not fields:
+        return [largest]
+    return [restrict(a, largest, fields, net.space) for a in archs]
 
 
 def sandwich_step(model: nn.Module, net: Supernet, x, y, archs, opt, cfg: SupernetConfig) -> list[float]:
