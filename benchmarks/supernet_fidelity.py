@@ -341,6 +341,13 @@ def standalone_runs(rows: list[dict], proxy_rows: list[dict], stand_key: str, s:
     return runs
 
 
+def nearly_complete(runs: dict[str, dict], scored, share: float = 0.9) -> dict[str, dict]:
+    """The runs holding at least `share` of the `scored` points (and 3): a run still under way would shrink the
+    points every run shares, and with them every pooled figure."""
+    need = max(3, math.ceil(share * len(scored)))
+    return {k: v for k, v in runs.items() if len(set(v) & set(scored)) >= need}
+
+
 def references(rows: list[dict], proxy_rows: list[dict], skey: str, stand_key: str, s: dict,
                trial: dict) -> dict | None:
     """Every standalone run of the scored points at >= 4x a trial's training samples, this script's and
@@ -348,8 +355,7 @@ def references(rows: list[dict], proxy_rows: list[dict], skey: str, stand_key: s
     tau against each run and against their mean, and how well the runs rank each other (``ceiling``)."""
     scores = {_arch_key(r["arch"]): r for r in rows
               if r.get("kind") == "score" and r.get("key") == skey}
-    runs = {k: v for k, v in standalone_runs(rows, proxy_rows, stand_key, s, trial).items()
-            if len(set(v) & set(scores)) >= 3}
+    runs = nearly_complete(standalone_runs(rows, proxy_rows, stand_key, s, trial), scores)
     if len(runs) < 2:
         return None
     common = sorted(set(scores).intersection(*runs.values()))
@@ -657,13 +663,15 @@ def agreement_report(agree: dict, vs: list[dict], sb: dict, dataset: str, n_boot
         L.append(f"| {describe(v['settings'], vary)} | "
                  + " | ".join(_f(tau_shared(sup[v['key']], runs[n])[0], ".2f") for n in names) + " |")
     L += ["| MACs | " + " | ".join(_f(tau_shared(macs, runs[n])[0], ".2f") for n in names) + " |", ""]
-    cols_s, cols_r = [sup[v["key"]] for v in vs], [runs[n] for n in names]
+    cols_s = [sup[v["key"]] for v in vs]
+    cols_r = list(nearly_complete({n: runs[n] for n in names}, set().union(*cols_s)).values())
     common = _shared(*cols_s, *cols_r)
     if len(common) >= 3 and len(cols_s) >= 2 and len(cols_r) >= 2:
         on = [{k: c[k] for k in common} for c in cols_s], [{k: c[k] for k in common} for c in cols_r]
         ws, wr, ac = pairwise(on[0]), pairwise(on[1]), pairwise(on[0], on[1])
         exp = expected_across(float(np.mean(ws)), float(np.mean(wr)))
-        L += [f"On the {len(common)} points every supernet and run holds, the {len(cols_s)} supernets rank one "
+        L += [f"On the {len(common)} points every supernet and every run holding >= 90% of them has, the "
+              f"{len(cols_s)} supernets rank one "
               f"another at tau {min(ws):.2f}-{max(ws):.2f} (mean {np.mean(ws):.2f}), the {len(cols_r)} standalone "
               f"runs one another at {min(wr):.2f}-{max(wr):.2f} (mean {np.mean(wr):.2f}), and a supernet and a "
               f"run at {min(ac):.2f}-{max(ac):.2f} (mean {np.mean(ac):.2f}). Were both families one ranking plus "

@@ -104,6 +104,8 @@ def test_references_pool_runs_of_the_same_points_at_four_times_a_trials_budget(s
                "seed": 0, "arch": a, "top1": t} for a, t in zip(respelt, sup)]  # a trial's budget: left out
     proxy += [{"dataset": "digits", "tag": "64px-600steps-b64", "budget": {"steps": 600, "batch_size": 64},
                "seed": 1, "arch": a, "top1": t} for a, t in zip(respelt, sup)]  # another dataset: left out
+    proxy += [{"dataset": "cluttered", "tag": "64px-900steps-b64", "budget": {"steps": 900, "batch_size": 64},
+               "seed": 0, "arch": a, "top1": t} for a, t in zip(respelt[:5], sup)]  # under way (5 of 6): left out
     ref = sf.references(rows, proxy, "k", "st", s, trial)
     assert ref["n"] == 6 and set(ref["runs"]) == {"st seed 0", "64px-600steps-b64 seed 0"}
     assert ref["runs"]["st seed 0"]["supernet"] == pytest.approx(1.0)
