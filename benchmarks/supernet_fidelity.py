@@ -463,25 +463,30 @@ _WORDS = {"steps": lambda v: f"{v} steps",
           "input_size": lambda v: f"{v} px", "dataset": str}
 
 
-def prediction_interval(xs) -> tuple[float, float]:
-    """95% interval for one more draw of what `xs` (>= 2 seeds) are draws of: mean +- t sd sqrt(1 + 1/n)."""
+def prediction_interval(xs, k: int = 1) -> tuple[float, float]:
+    """95% interval for one more draw (or the mean of `k` more) of what `xs` (>= 2 seeds) are draws of:
+    mean +- t sd sqrt(1/k + 1/n)."""
     from scipy.stats import t as student
 
     xs = np.asarray(xs, dtype=float)
     n = len(xs)
-    half = student.ppf(0.975, n - 1) * xs.std(ddof=1) * math.sqrt(1 + 1 / n)
+    half = student.ppf(0.975, n - 1) * xs.std(ddof=1) * math.sqrt(1 / k + 1 / n)
     return float(xs.mean() - half), float(xs.mean() + half)
 
 
-def paired_gain(v: dict, base: list[dict], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """tau(v) minus the mean tau of the `base` seeds against the standalone runs, on the points all of them
-    scored, with its percentile 95% interval over resamples of those points (the points drawn, not the seeds)."""
-    names = sorted(set(v["pairs"]).intersection(*(b["pairs"] for b in base)))
-    stand = np.array([v["pairs"][n][1] for n in names])
-    cols = [np.array([x["pairs"][n][0] for n in names]) for x in [v] + base]
+def paired_gain(v: dict | list[dict], base: list[dict], n_boot: int = 2000,
+                seed: int = 0) -> tuple[float, float, float]:
+    """tau(v) (or the mean tau of a list of seeds `v`) minus the mean tau of the `base` seeds against the standalone
+    runs, on the points all of them scored, with its percentile 95% interval over resamples of those points (the
+    points drawn, not the seeds)."""
+    mine = v if isinstance(v, list) else [v]
+    names = sorted(set(mine[0]["pairs"]).intersection(*(x["pairs"] for x in mine[1:] + base)))
+    stand = np.array([mine[0]["pairs"][n][1] for n in names])
+    cols = [np.array([x["pairs"][n][0] for n in names]) for x in mine + base]
 
     def gain(i):
-        return _tau(cols[0][i], stand[i]) - float(np.mean([_tau(c[i], stand[i]) for c in cols[1:]]))
+        taus = [_tau(c[i], stand[i]) for c in cols]
+        return float(np.mean(taus[:len(mine)]) - np.mean(taus[len(mine):]))
 
     idx = np.arange(len(names))  # boot_ci resamples these indices; gain reads every column at them
     lo, hi = boot_ci(idx, idx, lambda i, _: gain(i), n_boot, seed)
@@ -572,6 +577,25 @@ def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = 
             L.append(f"| {describe(v['settings'], diff)} | {tau:.3f} | {where} | {gain:+.2f} [{lo:+.2f}, {hi:+.2f}] "
                      f"| {verdict} |")
         L.append("")
+        if len(groups) > 1:
+            L += ["Settings run with several seeds, by the mean of their seeds: shown better (worse) only if that "
+                  "mean lies above (below) the 95% prediction interval of the mean of as many more seeds of the "
+                  "settings above, and the paired bootstrap interval of the means' difference excludes 0.", "",
+                  "| supernet | seeds | taus | mean | interval for a mean of as many | gain of the mean [95%] | "
+                  "verdict |", "|---|---|---|---|---|---|---|"]
+            for o in groups[1:]:
+                taus = [m["fidelity"]["tau"] for m in o["members"]]
+                pk = prediction_interval([m["fidelity"]["tau"] for m in g["members"]], len(taus))
+                where = _where_in(float(np.mean(taus)), *pk)
+                gain, lo, hi = paired_gain(o["members"], g["members"], n_boot)
+                verdict = ("shown better" if where == "above" and lo > 0 else
+                           "shown worse" if where == "below" and hi < 0 else "no difference shown")
+                diff = [k for k in vary if o["settings"].get(k) != g["settings"].get(k)]
+                L.append(f"| {describe({**o['settings'], 'seed': 0}, diff)[:-len(', seed 0')]} | "
+                         f"{', '.join(map(str, o['seeds']))} | {', '.join(f'{x:.3f}' for x in taus)} | "
+                         f"{np.mean(taus):.3f} | {pk[0]:.3f}-{pk[1]:.3f} | {gain:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
+                         f"{verdict} |")
+            L.append("")
     if agree is not None:
         L += agreement_report(agree, vs, sb, dataset, n_boot)
     text = "\n".join(L)
