@@ -3,6 +3,7 @@ standalone training does? (issue 12's first benchmark)
 
     python benchmarks/supernet_fidelity.py [--dataset cluttered|digits] [--n-archs 20] [--workers 2]
         [--supernet-steps 2000] [--standalone-steps N] [--part all|supernet|standalone] [--report-only]
+        [--kernel-transform] [--progressive-shrinking] [--variants MD]
 
 1. Trains one supernet of `v3_small` on the dataset's train split (`train/supernet/`; resumable through
    its own checkpoint in `<--supernet-dir>/supernet/v3_small/<run name from its settings>/`).
@@ -53,6 +54,7 @@ from benchmarks.proxy_fidelity import (  # noqa: E402  -- the sibling benchmark'
 
 RESULTS = ROOT / "benchmarks" / "supernet_fidelity.jsonl"
 REPORT = ROOT / "benchmarks" / "supernet_fidelity.md"
+PROXY = ROOT / "benchmarks" / "proxy_fidelity.jsonl"  # the sibling benchmark's standalone runs
 SPACE = "v3_small"
 TARGET_TAU = 0.7
 
@@ -510,6 +512,12 @@ def _where_in(v: float, lo: float, hi: float) -> str:
     return "inside" if lo <= v <= hi else ("above" if v > hi else "below")
 
 
+def _verdict(where: str, lo: float, hi: float) -> str:
+    """Shown better (worse) only outside the seeds' interval and with a paired interval [lo, hi] excluding 0."""
+    return ("shown better" if where == "above" and lo > 0 else
+            "shown worse" if where == "below" and hi < 0 else "no difference shown")
+
+
 def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = None, n_boot: int = 2000,
                     agree: dict | None = None) -> str:
     """Every supernet variant side by side, the seed spread of the settings run with most seeds, and where each
@@ -571,8 +579,7 @@ def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = 
             tau = v["fidelity"]["tau"]
             where = _where_in(tau, *pi)
             gain, lo, hi = paired_gain(v, g["members"], n_boot)
-            verdict = ("shown better" if where == "above" and lo > 0 else
-                       "shown worse" if where == "below" and hi < 0 else "no difference shown")
+            verdict = _verdict(where, lo, hi)
             diff = [k for k in vary if v["settings"].get(k) != g["settings"].get(k)]
             L.append(f"| {describe(v['settings'], diff)} | {tau:.3f} | {where} | {gain:+.2f} [{lo:+.2f}, {hi:+.2f}] "
                      f"| {verdict} |")
@@ -588,8 +595,7 @@ def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = 
                 pk = prediction_interval([m["fidelity"]["tau"] for m in g["members"]], len(taus))
                 where = _where_in(float(np.mean(taus)), *pk)
                 gain, lo, hi = paired_gain(o["members"], g["members"], n_boot)
-                verdict = ("shown better" if where == "above" and lo > 0 else
-                           "shown worse" if where == "below" and hi < 0 else "no difference shown")
+                verdict = _verdict(where, lo, hi)
                 diff = [k for k in vary if o["settings"].get(k) != g["settings"].get(k)]
                 L.append(f"| {describe({**o['settings'], 'seed': 0}, diff)[:-len(', seed 0')]} | "
                          f"{', '.join(map(str, o['seeds']))} | {', '.join(f'{x:.3f}' for x in taus)} | "
@@ -612,8 +618,9 @@ def agreement_columns(rows: list[dict], proxy_rows: list[dict], dataset: str, tb
     macs: dict[str, float] = {}
     s = None
     for r in rows:
-        if r.get("kind") == "score" and (parse_key(r["key"]) or {}).get("dataset") == dataset:
-            s = s or parse_key(r["key"])
+        key = parse_key(r["key"]) if r.get("kind") == "score" else None
+        if key and key["dataset"] == dataset:
+            s = s or key
             sup.setdefault(r["key"], {})[_arch_key(r["arch"])] = 100 * r["top1"]
         if r.get("kind") in ("score", "standalone") and r.get("macs"):
             macs[_arch_key(r["arch"])] = float(r["macs"])
@@ -625,17 +632,17 @@ def _shared(*cols: dict) -> list[str]:
     return sorted(set(cols[0]).intersection(*cols[1:])) if cols else []
 
 
-def tau_shared(a: dict, b: dict) -> tuple[float, int]:
-    """Kendall tau of two {architecture: score} columns over the architectures both hold, and how many."""
+def tau_shared(a: dict, b: dict) -> float:
+    """Kendall tau of two {architecture: score} columns over the architectures both hold (NaN under 3)."""
     common = _shared(a, b)
-    return (_tau([a[k] for k in common], [b[k] for k in common]) if len(common) >= 3 else math.nan), len(common)
+    return _tau([a[k] for k in common], [b[k] for k in common]) if len(common) >= 3 else math.nan
 
 
 def pairwise(cols: list[dict], others: list[dict] | None = None) -> list[float]:
     """Kendall tau of every pair within `cols`, or of every column of `cols` with every one of `others`."""
     if others is None:
-        return [tau_shared(a, b)[0] for i, a in enumerate(cols) for b in cols[i + 1:]]
-    return [tau_shared(a, b)[0] for a in cols for b in others]
+        return [tau_shared(a, b) for i, a in enumerate(cols) for b in cols[i + 1:]]
+    return [tau_shared(a, b) for a in cols for b in others]
 
 
 def expected_across(tau_a: float, tau_b: float) -> float:
@@ -661,10 +668,19 @@ def reference_shift(seeds: list[dict], run: dict, base: dict, n_boot: int = 2000
     return shift(idx), lo, hi, len(names)
 
 
+_RUN = re.compile(r"(\d+)steps-b(\d+).* seed (\d+)$")  # a run's name: '<tag with steps and batch> seed <n>'
+
+
 def run_label(name: str) -> str:
     """'cluttered-64px-800steps-b32 seed 0' -> '800x32 s0' (steps x batch, seed)."""
-    m = re.search(r"(\d+)steps-b(\d+).* seed (\d+)$", name)
+    m = _RUN.search(name)
     return f"{m[1]}x{m[2]} s{m[3]}" if m else name
+
+
+def _run_samples(name: str) -> int:
+    """Training samples of a run named by steps and batch (0 for one named by epochs)."""
+    m = _RUN.search(name)
+    return int(m[1]) * int(m[2]) if m else 0
 
 
 def agreement_report(agree: dict, vs: list[dict], sb: dict, dataset: str, n_boot: int = 2000) -> list[str]:
@@ -674,7 +690,7 @@ def agreement_report(agree: dict, vs: list[dict], sb: dict, dataset: str, n_boot
     vs = [v for v in vs if v["key"] in sup]
     if not vs or len(runs) < 1:
         return []
-    names = sorted(runs, key=lambda n: (_samples(_budget_of(n)), n))
+    names = sorted(runs, key=lambda n: (_run_samples(n), n))
     vary = varying(vs)
     L = ["## Against each standalone run", "",
          f"Kendall tau of each supernet's holdout top-1 against each standalone run of the points on `{dataset}` "
@@ -685,8 +701,8 @@ def agreement_report(agree: dict, vs: list[dict], sb: dict, dataset: str, n_boot
          "|---|" + "---|" * len(names)]
     for v in vs:
         L.append(f"| {describe(v['settings'], vary)} | "
-                 + " | ".join(_f(tau_shared(sup[v['key']], runs[n])[0], ".2f") for n in names) + " |")
-    L += ["| MACs | " + " | ".join(_f(tau_shared(macs, runs[n])[0], ".2f") for n in names) + " |", ""]
+                 + " | ".join(_f(tau_shared(sup[v['key']], runs[n]), ".2f") for n in names) + " |")
+    L += ["| MACs | " + " | ".join(_f(tau_shared(macs, runs[n]), ".2f") for n in names) + " |", ""]
     cols_s = [sup[v["key"]] for v in vs]
     cols_r = list(nearly_complete({n: runs[n] for n in names}, set().union(*cols_s)).values())
     common = _shared(*cols_s, *cols_r)
@@ -721,16 +737,11 @@ def agreement_report(agree: dict, vs: list[dict], sb: dict, dataset: str, n_boot
             if n == base:
                 continue
             d, lo, hi, k = reference_shift(seeds, runs[n], runs[base], n_boot)
-            mean = float(np.mean([tau_shared(c, runs[n])[0] for c in seeds]))
+            mean = float(np.mean([tau_shared(c, runs[n]) for c in seeds]))
             verdict = "ranked better" if lo > 0 else "ranked worse" if hi < 0 else "no difference shown"
             L.append(f"| {run_label(n)} | {k} | {mean:.2f} | {d:+.2f} [{lo:+.2f}, {hi:+.2f}] | {verdict} |")
         L.append("")
     return L
-
-
-def _budget_of(name: str) -> dict:
-    m = re.search(r"(\d+)steps-b(\d+)", name)
-    return {"steps": int(m[1]), "batch_size": int(m[2])} if m else {}
 
 
 # ---------------------------------------------------------------- report
@@ -794,8 +805,7 @@ def report(rows: list[dict], s: dict, tb: dict, sb: dict, n_points: int, path: P
         else:
             L += [f"The target is met: tau {fid['tau']:.2f} >= 0.7 over {fid['n']} points "
                   f"(the lower end of its interval is {fid['tau_lo']:.2f}).", ""]
-    proxy = ROOT / "benchmarks" / "proxy_fidelity.jsonl"
-    ref = references(rows, read_results(proxy) if proxy.is_file() else [], skey, stkey, s, tb)
+    ref = references(rows, read_results(PROXY) if PROXY.is_file() else [], skey, stkey, s, tb)
     if ref is not None:
         L += ["### Against every standalone run of these points", "",
               f"The points also trained by `benchmarks/proxy_fidelity.py` (same draws, same dataset and size) at "
@@ -915,8 +925,7 @@ def main(argv=None) -> int:
     s = supernet_settings(args)
     tb, sb = trial_budget(args.dataset), standalone_budget(args.dataset, args.standalone_steps)
     if args.variants is not None:
-        proxy = ROOT / "benchmarks" / "proxy_fidelity.jsonl"
-        rows, proxy_rows = read_results(args.results), read_results(proxy) if proxy.is_file() else []
+        rows, proxy_rows = read_results(args.results), read_results(PROXY) if PROXY.is_file() else []
         print(variants_report(variants(rows, proxy_rows, args.dataset, tb, sb), sb, args.dataset, args.variants,
                               agree=agreement_columns(rows, proxy_rows, args.dataset, tb, sb)))
         print(f"results: {args.results}; report: {args.variants}")
