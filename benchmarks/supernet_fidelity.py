@@ -668,11 +668,45 @@ def reference_shift(seeds: list[dict], run: dict, base: dict, n_boot: int = 2000
     return shift(idx), lo, hi, len(names)
 
 
-_RUN = re.compile(r"(\d+)steps-b(\d+).* seed (\d+)$")  # a run's name: '<tag with steps and batch> seed <n>'
+def size_gap(seeds: list[dict], run: dict, macs: dict, n_boot: int = 2000,
+             seed: int = 0) -> tuple[float, float, float, int]:
+    """Mean tau of the `seeds` columns against `run` minus MACs' tau against it, on the points all hold, with its
+    percentile 95% interval over resamples of those points: does the supernet rank `run` better than size does?"""
+    names = _shared(run, macs, *seeds)
+    r, m = np.array([run[n] for n in names]), np.array([macs[n] for n in names])
+    cols = [np.array([c[n] for n in names]) for c in seeds]
+
+    def gap(i):
+        return float(np.mean([_tau(c[i], r[i]) for c in cols])) - _tau(m[i], r[i])
+
+    idx = np.arange(len(names))
+    lo, hi = boot_ci(idx, idx, lambda i, _: gap(i), n_boot, seed)
+    return gap(idx), lo, hi, len(names)
+
+
+_RUN = re.compile(r"(\d+)steps-b(\d+).* seed ([\d+]+)$")  # a run's name: '<tag with steps and batch> seed <n>'
+
+
+def seed_means(runs: dict[str, dict]) -> dict[str, dict]:
+    """For every tag run with two or more seeds, the mean top-1 of its seeds on the points all of them hold,
+    named '<tag> seed 0+1': a reference with less of one seed's noise."""
+    tags: dict[str, list[str]] = {}
+    for n in runs:
+        tag, _, sd = n.rpartition(" seed ")
+        if sd.isdigit():
+            tags.setdefault(tag, []).append(n)
+    out = {}
+    for tag, names in tags.items():
+        names.sort(key=lambda n: int(n.rpartition(" ")[2]))
+        common = _shared(*(runs[n] for n in names))
+        if len(names) >= 2 and common:
+            label = "+".join(n.rpartition(" ")[2] for n in names)
+            out[f"{tag} seed {label}"] = {a: float(np.mean([runs[n][a] for n in names])) for a in common}
+    return out
 
 
 def run_label(name: str) -> str:
-    """'cluttered-64px-800steps-b32 seed 0' -> '800x32 s0' (steps x batch, seed)."""
+    """'cluttered-64px-800steps-b32 seed 0' -> '800x32 s0' (steps x batch, seed; 's0+1' for a mean of seeds)."""
     m = _RUN.search(name)
     return f"{m[1]}x{m[2]} s{m[3]}" if m else name
 
@@ -740,6 +774,21 @@ def agreement_report(agree: dict, vs: list[dict], sb: dict, dataset: str, n_boot
             mean = float(np.mean([tau_shared(c, runs[n]) for c in seeds]))
             verdict = "ranked better" if lo > 0 else "ranked worse" if hi < 0 else "no difference shown"
             L.append(f"| {run_label(n)} | {k} | {mean:.2f} | {d:+.2f} [{lo:+.2f}, {hi:+.2f}] | {verdict} |")
+        L.append("")
+        means = seed_means(runs)
+        L += ["### The seeds against size", "",
+              f"The same seeds' mean tau against each run, and against the mean of each run's seeds where it has "
+              f"several (`s0+1`), beside MACs' tau, with the paired bootstrap 95% interval of the difference over "
+              f"the points ({n_boot} resamples). Shown only if the interval excludes 0.", "",
+              "| run | points | mean tau of the seeds | MACs | seeds minus MACs [95%] | verdict |",
+              "|---|---|---|---|---|---|"]
+        for n in names + sorted(means, key=lambda n: (_run_samples(n), n)):
+            col = runs.get(n) or means[n]
+            d, lo, hi, k = size_gap(seeds, col, macs, n_boot)
+            mean = float(np.mean([tau_shared(c, col) for c in seeds]))
+            verdict = "supernet better" if lo > 0 else "size better" if hi < 0 else "no difference shown"
+            L.append(f"| {run_label(n)} | {k} | {mean:.2f} | {tau_shared(macs, col):.2f} | "
+                     f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}] | {verdict} |")
         L.append("")
     return L
 

@@ -226,10 +226,31 @@ def test_agreement_sets_supernets_runs_and_the_two_side_by_side(sf):
     assert sf.run_label("cluttered-64px-800steps-b32 seed 2") == "800x32 s2" and sf.run_label("odd") == "odd"
     vs = sf.variants(rows, proxy, "digits", tb, sb, n_boot=50)
     text = "\n".join(sf.agreement_report(agree, vs, sb, "digits", n_boot=100))
-    row = {line.split(" | ")[0]: line for line in text.splitlines()}
+    row = {line.split(" | ")[0]: line for line in text.split("### The seeds against size")[0].splitlines()}
     assert row["| seed 1"] == f"| seed 1 | {-near:.2f} | {near:.2f} |"  # columns: most samples last
     assert row["| MACs"] == "| MACs | 1.00 | -1.00 |"
     assert row["| 5000x64 s1"].startswith(f"| 5000x64 s1 | 8 | {(1 + 2 * near) / 3:.2f} | +1.9") and "ranked better" in text
     assert "the 3 supernets rank one another at tau 0.86-0.93 (mean 0.90)" in text  # pairs: 0.93, 0.93, 0.86
     assert "a supernet and a run at -1.00-1.00 (mean 0.00)" in text  # the two runs disagree (-1): expected 0
     assert "would agree at about 0.00 (`expected_across`); the mean across is not below that." in text
+    size = {line.split(" | ")[0]: line for line in text.split("### The seeds against size")[1].splitlines()}
+    assert size["| 5000x64 s1"].startswith(f"| 5000x64 s1 | 8 | {(1 + 2 * near) / 3:.2f} | -1.00 | +1.9")
+    assert size["| 5000x64 s1"].endswith("| supernet better |")  # MACs rank that run backwards
+    assert size[f"| {stkey} seed 0"].endswith("| size better |")  # ... and the reversed run perfectly
+
+
+def test_seed_means_pool_a_tag_s_seeds_and_size_gap_compares_with_macs(sf):
+    runs = {"c-64px-2000steps-b64 seed 1": {"a": 3.0, "b": 2.0, "c": 1.0, "d": 5.0},
+            "c-64px-2000steps-b64 seed 0": {"a": 1.0, "b": 2.0, "c": 5.0},
+            "c-64px-800steps-b32 seed 0": {"a": 1.0, "b": 2.0, "c": 3.0}}  # one seed: no mean
+    means = sf.seed_means(runs)
+    assert means == {"c-64px-2000steps-b64 seed 0+1": {"a": 2.0, "b": 2.0, "c": 3.0}}  # points both seeds hold
+    assert sf.run_label("c-64px-2000steps-b64 seed 0+1") == "2000x64 s0+1"
+    assert sf._run_samples("c-64px-2000steps-b64 seed 0+1") == 2000 * 64
+    run = {f"a{i}": float(i) for i in range(8)}
+    macs = {f"a{i}": float(i % 2) for i in range(8)}  # size only splits odd from even
+    d, lo, hi, n = sf.size_gap([run, dict(run)], run, macs, n_boot=200)
+    tau_macs = sf._tau([macs[f"a{i}"] for i in range(8)], list(range(8)))
+    assert n == 8 and 0 < tau_macs < 1 and d == pytest.approx(1 - tau_macs) and lo > 0
+    d, lo, hi, n = sf.size_gap([macs], run, macs, n_boot=200)
+    assert d == 0 and lo == hi == 0  # a supernet ranking as size does gains nothing over it
