@@ -652,36 +652,32 @@ def expected_across(tau_a: float, tau_b: float) -> float:
     return 2 / math.pi * math.asin(math.sqrt(r[0] * r[1]))
 
 
+def _over_points(cols: list[dict], stat, n_boot: int, seed: int) -> tuple[float, float, float, int]:
+    """`stat` of the columns' arrays on the points all of them hold, with its percentile 95% interval over
+    resamples of those points, and the number of points."""
+    names = _shared(*cols)
+    arrs = [np.array([c[n] for n in names]) for c in cols]
+    idx = np.arange(len(names))
+    lo, hi = boot_ci(idx, idx, lambda i, _: stat([x[i] for x in arrs]), n_boot, seed)
+    return stat(arrs), lo, hi, len(names)
+
+
 def reference_shift(seeds: list[dict], run: dict, base: dict, n_boot: int = 2000,
                     seed: int = 0) -> tuple[float, float, float, int]:
     """Mean tau of the `seeds` columns against `run` minus their mean tau against `base`, on the points all hold,
     with its percentile 95% interval over resamples of those points: does the supernet rank `run` better?"""
-    names = _shared(run, base, *seeds)
-    r, b = np.array([run[n] for n in names]), np.array([base[n] for n in names])
-    cols = [np.array([c[n] for n in names]) for c in seeds]
-
-    def shift(i):
-        return float(np.mean([_tau(c[i], r[i]) - _tau(c[i], b[i]) for c in cols]))
-
-    idx = np.arange(len(names))
-    lo, hi = boot_ci(idx, idx, lambda i, _: shift(i), n_boot, seed)
-    return shift(idx), lo, hi, len(names)
+    def shift(x):
+        return float(np.mean([_tau(c, x[0]) - _tau(c, x[1]) for c in x[2:]]))
+    return _over_points([run, base, *seeds], shift, n_boot, seed)
 
 
 def size_gap(seeds: list[dict], run: dict, macs: dict, n_boot: int = 2000,
              seed: int = 0) -> tuple[float, float, float, int]:
     """Mean tau of the `seeds` columns against `run` minus MACs' tau against it, on the points all hold, with its
     percentile 95% interval over resamples of those points: does the supernet rank `run` better than size does?"""
-    names = _shared(run, macs, *seeds)
-    r, m = np.array([run[n] for n in names]), np.array([macs[n] for n in names])
-    cols = [np.array([c[n] for n in names]) for c in seeds]
-
-    def gap(i):
-        return float(np.mean([_tau(c[i], r[i]) for c in cols])) - _tau(m[i], r[i])
-
-    idx = np.arange(len(names))
-    lo, hi = boot_ci(idx, idx, lambda i, _: gap(i), n_boot, seed)
-    return gap(idx), lo, hi, len(names)
+    def gap(x):
+        return float(np.mean([_tau(c, x[0]) for c in x[2:]])) - _tau(x[1], x[0])
+    return _over_points([run, macs, *seeds], gap, n_boot, seed)
 
 
 _RUN = re.compile(r"(\d+)steps-b(\d+).* seed ([\d+]+)$")  # a run's name: '<tag with steps and batch> seed <n>'
