@@ -4,4 +4,25 @@ Torch-free on purpose: a command that finds its arguments wrong answers before t
 """
 from .errors import UsageError, UserError
 
-__all__ = ["UsageError", "UserError"]
+__all__ = [
+    "compose", "plain", "quiet_warnings", "run", "UsageError", "UserError",
+]
+
+
+# Loaded on first use: importing the package stays light and free of import cycles, and benchmarks and
+# scripts reach these through the package's public names instead of its modules.
+_LAZY = {
+    "compose": "core.cli",
+    "quiet_warnings": "core.cli",
+    "run": "core.cli",
+    "plain": "core.settings",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,36 @@ from .table import LatencyTable, machine_id
 from .traced import traced_macs, unhandled_ops
 
 __all__ = [
-    "BACKENDS", "Costs", "Latency", "LatencyModel", "LatencyTable", "MeasureError", "costs", "count_macs",
-    "count_params", "export_onnx", "latency_model", "machine_id", "measure_latency", "traced_macs", "unhandled_ops",
+    "arch_entries", "BACKENDS", "block_entry", "build_table", "cached_program", "compare_table", "Costs", "costs",
+    "count_macs", "count_params", "export_onnx", "full_set", "Latency", "latency_model", "LatencyModel",
+    "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError", "network_entry", "space_entries",
+    "SpeedProbe", "time_runner", "traced_macs", "unhandled_ops", "validation_archs", "within",
 ]
+
+
+# Loaded on first use: importing the package stays light and free of import cycles, and benchmarks and
+# scripts reach these through the package's public names instead of its modules.
+_LAZY = {
+    "full_set": "measure.calibration",
+    "arch_entries": "measure.entries",
+    "block_entry": "measure.entries",
+    "network_entry": "measure.entries",
+    "space_entries": "measure.entries",
+    "make_runner": "measure.latency",
+    "time_runner": "measure.latency",
+    "build_table": "measure.lut:build",
+    "compare_table": "measure.lut:compare",
+    "validation_archs": "measure.lut",
+    "within": "measure.lut",
+    "cached_program": "measure.executorch",
+    "SpeedProbe": "measure.probe",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

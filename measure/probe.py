@@ -1,7 +1,7 @@
 """How fast the machine runs right now, read off a fixed probe network timed between measurements.
 
 On a shared VM the speed of the whole machine drifts: here the fastest of six timings of the same
-twelve networks came out 10% slower, all twelve alike, half a minute later (benchmarks/latency_lut.md).
+twelve networks came out 10% slower, all twelve alike, half a minute later (benchmarks/latency_lut/latency_lut.md).
 A table built at one speed then mispredicts networks timed at another by that much. So every timing
 the lookup table makes is bracketed by timings of the probe (MobileNetV3-Large at the table's input
 size and backend), and stored converted to the table's *reference speed*: the median of

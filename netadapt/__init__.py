@@ -7,4 +7,31 @@ class NetAdaptError(UserError):
     """A run that cannot start or resume as asked; the message names the problem and the fix."""
 
 
-__all__ = ["NetAdaptError"]
+__all__ = [
+    "channel_scores", "IMPORTANCE", "NetAdaptError", "propose", "run_netadapt", "same_structure", "shrink",
+    "width_groups", "with_expand", "with_group_width",
+]
+
+
+# Loaded on first use: importing the package stays light and free of import cycles, and benchmarks and
+# scripts reach these through the package's public names instead of its modules.
+_LAZY = {
+    "width_groups": "netadapt.groups",
+    "same_structure": "netadapt.groups",
+    "run_netadapt": "netadapt.loop",
+    "propose": "netadapt.proposals",
+    "with_expand": "netadapt.proposals",
+    "with_group_width": "netadapt.proposals",
+    "IMPORTANCE": "netadapt.shrink",
+    "channel_scores": "netadapt.shrink",
+    "shrink": "netadapt.shrink",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

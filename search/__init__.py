@@ -12,4 +12,24 @@ class SearchError(UserError):
     """Bad search input (storage, settings, budget); the message names the problem, in one line."""
 
 
-__all__ = ["SearchError"]
+__all__ = [
+    "pareto_rows", "read_csv", "Search", "SearchError",
+]
+
+
+# Loaded on first use: importing the package stays light and free of import cycles, and benchmarks and
+# scripts reach these through the package's public names instead of its modules.
+_LAZY = {
+    "Search": "search.study",
+    "pareto_rows": "search.results",
+    "read_csv": "search.results",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -119,10 +119,10 @@ def _postgres(password: str | None = None):
 
 @pytest.fixture(scope="session")
 def load_benchmark():
-    """``load_benchmark("latency_lut")``: the script ``benchmarks/latency_lut.py`` as a module."""
+    """``load_benchmark("latency_lut")``: the script ``benchmarks/latency_lut/latency_lut.py`` as a module."""
     def load(name: str):
         if str(REPO) not in sys.path:
             sys.path.insert(0, str(REPO))
-        return importlib.import_module(f"benchmarks.{name}")
+        return importlib.import_module(f"benchmarks.{name}.{name}")
 
     return load

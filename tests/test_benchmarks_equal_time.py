@@ -1,4 +1,4 @@
-"""benchmarks/search_equal_time.py: which trials fit the wall time, and the comparison at equal latency."""
+"""benchmarks/search_equal_time/search_equal_time.py: which trials fit the wall time, and the comparison at equal latency."""
 from __future__ import annotations
 
 import pytest
@@ -70,9 +70,9 @@ def test_a_bad_override_is_one_line_and_exit_2(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "search_equal_time.py"
-    done = subprocess.run([sys.executable, str(script), "--results-dir", str(tmp_path), "no_such_key=1"],
-                          capture_output=True, text=True)
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "benchmarks.search_equal_time.search_equal_time",
+                           "--results-dir", str(tmp_path), "no_such_key=1"], capture_output=True, text=True, cwd=repo)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: bad override: Could not override 'no_such_key'")
     assert not any(tmp_path.iterdir())  # nothing written

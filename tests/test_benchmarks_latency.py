@@ -1,4 +1,4 @@
-"""benchmarks/latency_lut.py: the validation sets it times (no timing here)."""
+"""benchmarks/latency_lut/latency_lut.py: the validation sets it times (no timing here)."""
 from __future__ import annotations
 
 import pytest

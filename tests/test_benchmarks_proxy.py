@@ -1,4 +1,4 @@
-"""benchmarks/proxy_fidelity.py: the fidelity figures and verdicts on hand-made two-seed results."""
+"""benchmarks/proxy_fidelity/proxy_fidelity.py: the fidelity figures and verdicts on hand-made two-seed results."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""benchmarks/search_sampler.py: the report's arithmetic and verdicts on synthetic studies."""
+"""benchmarks/search_sampler/search_sampler.py: the report's arithmetic and verdicts on synthetic studies."""
 from __future__ import annotations
 
 import pytest

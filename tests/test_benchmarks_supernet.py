@@ -1,4 +1,4 @@
-"""benchmarks/supernet_fidelity.py: the report arithmetic on a synthetic results file, and resuming."""
+"""benchmarks/supernet_fidelity/supernet_fidelity.py: the report arithmetic on a synthetic results file, and resuming."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""benchmarks/netadapt_table_error.py: the table's error along NetAdapt trajectories, on hand-made timings, and
+"""benchmarks/netadapt_table_error/netadapt_table_error.py: the table's error along NetAdapt trajectories, on hand-made timings, and
 one real run that times, resumes and reports."""
 from __future__ import annotations
 

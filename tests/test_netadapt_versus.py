@@ -1,4 +1,4 @@
-"""The sweep's arithmetic (benchmarks/netadapt_vs_multiplier.py): differences at equal measured latency and
+"""The sweep's arithmetic (benchmarks/netadapt_vs_multiplier/netadapt_vs_multiplier.py): differences at equal measured latency and
 latency ratios at equal accuracy, on hand-made results."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from plots import draw_versus
 
 _spec = importlib.util.spec_from_file_location(
-    "netadapt_vs_multiplier", Path(__file__).resolve().parent.parent / "benchmarks" / "netadapt_vs_multiplier.py")
+    "netadapt_vs_multiplier", Path(__file__).resolve().parent.parent / "benchmarks" / "netadapt_vs_multiplier" / "netadapt_vs_multiplier.py")
 versus = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(versus)
 

@@ -7,6 +7,32 @@ from .fit import FitResult, TrainConfig, fit, resolve_device, top1
 from .split import DataSplit
 
 __all__ = [
-    "Accuracy", "AccuracyEstimator", "DataError", "DataSplit", "DivergedError", "FitResult", "TrainConfig",
-    "TrainEstimator", "fit", "load_data", "make_estimator", "resolve_device", "top1",
+    "Accuracy", "AccuracyEstimator", "cluttered_settings", "cluttered_tensors", "DataError", "DataSplit",
+    "DivergedError", "evaluate", "fit", "FitResult", "generate_cluttered", "load_data", "make_estimator",
+    "read_checkpoint", "recalibrate_bn", "resolve_device", "SupernetConfig", "SupernetError", "SupernetEstimator",
+    "top1", "TrainConfig", "TrainEstimator",
 ]
+
+
+# Loaded on first use: importing the package stays light and free of import cycles, and benchmarks and
+# scripts reach these through the package's public names instead of its modules.
+_LAZY = {
+    "evaluate": "train.fit",
+    "recalibrate_bn": "train.fit",
+    "cluttered_settings": "train.cluttered:settings",
+    "generate_cluttered": "train.cluttered:generate",
+    "cluttered_tensors": "train.cluttered:as_tensors",
+    "SupernetConfig": "train.supernet.train",
+    "SupernetError": "train.supernet.errors",
+    "SupernetEstimator": "train.supernet.estimator",
+    "read_checkpoint": "train.supernet.train",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

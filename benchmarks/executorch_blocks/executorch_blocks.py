@@ -9,9 +9,9 @@ sweeps keeping the fastest, as the latency table does: wall clock (``time_runner
 process does not inflate. No probe conversion: every figure is as timed, so the load average before and
 after and the share of a core this process got are reported. Also times what a runner costs to build
 (export, plus lowering and loading for ExecuTorch) from an empty program cache, wall and CPU seconds.
-Writes benchmarks/executorch_blocks.md. Needs the executorch extra.
+Writes benchmarks/executorch_blocks/executorch_blocks.md. Needs the executorch extra.
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/executorch_blocks.py [--passes 2]
+    OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks.executorch_blocks.executorch_blocks [--passes 2]
 """
 from __future__ import annotations
 
@@ -28,13 +28,19 @@ from pathlib import Path
 
 import torch
 
-from core.cli import quiet_warnings
+from core import quiet_warnings
 from space import V3_LARGE, V3_SMALL, BlockSpec, load_space
 
 quiet_warnings()
-from measure.calibration import full_set  # noqa: E402
-from measure.entries import arch_entries, block_entry, network_entry, space_entries  # noqa: E402
-from measure.latency import make_runner, time_runner  # noqa: E402
+from measure import (  # noqa: E402  # noqa: E402
+    arch_entries,
+    block_entry,
+    full_set,  # noqa: E402
+    make_runner,
+    network_entry,
+    space_entries,
+    time_runner,
+)
 
 BACKENDS = ("onnxruntime", "executorch")
 CIN, SIDE, EXPAND = 40, 28, 120  # V3-Large block 5 (index 4): k5 e120 o40 SE RE at 28x28
@@ -102,7 +108,7 @@ def cpu_ms(run, repeats: int) -> float:
 def report(items, best, build_s, args, load_before, load_after, share) -> str:
     blocks = [name for name, e in items if e.key.startswith("block_")]
     out = ["# Per-block costs: onnxruntime vs ExecuTorch + XNNPACK", "",
-           "Written by `benchmarks/executorch_blocks.py` (issue 13). One thread, batch 1, this 2-core VM shared "
+           "Written by `benchmarks/executorch_blocks/executorch_blocks.py` (issue 13). One thread, batch 1, this 2-core VM shared "
            "with other jobs: load average (1, 5, 15 min) "
            f"{', '.join(f'{v:.2f}' for v in load_before)} before, {', '.join(f'{v:.2f}' for v in load_after)} after. "
            f"While timing, this process got {share:.0%} of a core (CPU time / wall time): the machine's other jobs "

@@ -8,9 +8,9 @@ as a whole, the ratio would stay put while each p10 moved, and bracketing timing
 (``measure.probe``) would remove the drift. The spread of the ratio across windows is the error no
 probe can remove, the floor of a validation.
 
-    python benchmarks/host_noise.py [--backend onnxruntime] [--seconds 60] [--window 20]
+    python -m benchmarks.host_noise.host_noise [--backend onnxruntime] [--seconds 60] [--window 20]
 
-Appends one JSON line to ``benchmarks/host_noise.jsonl`` and rewrites ``benchmarks/host_noise.md`` from
+Appends one JSON line to ``benchmarks/host_noise/host_noise.jsonl`` and rewrites ``benchmarks/host_noise/host_noise.md`` from
 all lines. Run it alone on the machine: anything else running is part of what it measures.
 """
 from __future__ import annotations
@@ -24,15 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
-from core.cli import quiet_warnings  # noqa: E402
+from core import quiet_warnings  # noqa: E402
 from space import V3_LARGE, V3_SMALL  # noqa: E402
 
 quiet_warnings()
-from measure.latency import make_runner  # noqa: E402
+from measure import make_runner  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -93,7 +91,7 @@ def report(records: list[dict]) -> str:
     lines = [
         "# Host noise: how far a probe can correct this machine's timings",
         "",
-        "`python benchmarks/host_noise.py` appends a row (module docstring). MobileNetV3-Large and -Small,",
+        "`python -m benchmarks.host_noise.host_noise` appends a row (module docstring). MobileNetV3-Large and -Small,",
         "224 px, batch 1, 1 thread, timed in turn; per window of `window` pairs the p10 of each and the",
         "ratio small/large. *Large p10* is how much the machine's speed moved; *ratio spread* ((max-min)/median",
         "over windows) and *ratio within ±5%* are what remains after a perfect probe correction.",

@@ -15,9 +15,9 @@ Measured latencies are at the table's reference speed (``measure.probe``); the s
 latencies as timed, before that conversion, are reported beside them. Repeat spread: MobileNetV3-Large
 timed in 5 fresh processes, each opening the table, as timed and converted (coefficient of variation).
 Appends one JSON line per finished piece to ``benchmarks/latency_lut.jsonl`` (a rerun resumes) and writes
-``benchmarks/latency_lut.md`` from it.
+``benchmarks/latency_lut/latency_lut.md`` from it.
 
-    python benchmarks/latency_lut.py [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
+    python -m benchmarks.latency_lut.latency_lut [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
         [--max-spread 0.05] [--force]
 
 Before a backend is timed, five probe timings (MobileNetV3-Large) must spread by <= ``--max-spread``
@@ -40,16 +40,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
-from core.cli import quiet_warnings  # noqa: E402
+from core import quiet_warnings  # noqa: E402
 from space import V3_LARGE, V3_SMALL, ArchSpec, available_spaces, load_space  # noqa: E402
 
 quiet_warnings()
-from measure import LatencyTable, count_macs  # noqa: E402
-from measure.lut import build, compare, validation_archs, within  # noqa: E402
+from measure import LatencyTable, count_macs, validation_archs, within  # noqa: E402
+from measure import build_table as build  # noqa: E402
+from measure import compare_table as compare  # noqa: E402
 
 RUNS = 2
 HERE = Path(__file__).resolve().parent
@@ -57,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 
 def netadapt_shaped(per_start: int = 5, seed: int = 0, input_size: int = 224) -> list[tuple[str, ArchSpec]]:
     """Networks of the shape NetAdapt outputs (module note): seeded random walks of its proposal step."""
-    from netadapt.proposals import propose
+    from netadapt import propose
 
     def macs(a: ArchSpec) -> float:
         return float(count_macs(a, input_size))
@@ -101,8 +100,7 @@ def lower_all(results_dir: str, n: int) -> None:
     import torch
     from tqdm import tqdm
 
-    from measure.entries import arch_entries, network_entry, space_entries
-    from measure.executorch import cached_program
+    from measure import arch_entries, cached_program, network_entry, space_entries
 
     table = LatencyTable.open(results_dir, backend="executorch")
     size = table.input_size
@@ -118,7 +116,7 @@ def lower_all(results_dir: str, n: int) -> None:
 def host_check(backend: str, limit: float, n: int = 5, timer=None) -> dict:
     """Five timings of the probe network before anything else: their spread says whether the host is quiet
     enough for a benchmark whose targets are +-5% (neighbours of a VM slow it in bursts no probe can follow)."""
-    from measure.probe import SpeedProbe
+    from measure import SpeedProbe
 
     probe = SpeedProbe(backend=backend, threads=1, input_size=224, batch=1, channels_last=False, timer=timer)
     ref = probe.reference(n)
@@ -221,7 +219,7 @@ def report(records: list[dict], out: Path) -> None:
              f"Machine: {os.cpu_count()}-core VM. Table defaults (`conf/latency/lut.yaml`): p10 statistic, 2 shuffled "
              "passes, the fixed calibration set (relative-error fit), timings converted to the reference speed of the "
              f"probe. Each set is validated {RUNS} times (run 1, run 2); `load` is the 1-minute load average when the "
-             "run ended. `python benchmarks/latency_lut.py --results-dir <dir>` resumes or regenerates this file from "
+             "run ended. `python -m benchmarks.latency_lut.latency_lut --results-dir <dir>` resumes or regenerates this file from "
              "`latency_lut.jsonl` (every network's row is there).", ""]
     for backend in dict.fromkeys(r["backend"] for r in records):
         lines += section(backend, records)

@@ -1,6 +1,6 @@
 """Which channel importance keeps more holdout accuracy right after a cut (digits, MobileNetV3-Small).
 
-    python benchmarks/netadapt_importance.py [--seeds 0 1 2] [--epochs 10]
+    python -m benchmarks.netadapt_importance.netadapt_importance [--seeds 0 1 2] [--epochs 10]
 
 Per seed: MobileNetV3-Small trained ``--epochs`` on digits (32 px, the default data config, train.seed =
 seed). Then one node at a time (each block's expansion, each width group: NetAdapt's two kinds of
@@ -8,8 +8,8 @@ proposal) loses half of its channels (rounded to a multiple of 8, structure kept
 importance (``netadapt.shrink``: bn_weight, activation, weight); BN statistics are re-estimated on 10
 training batches (as every finetune ends) and the cut network is scored on holdout, with no training.
 Selection data only: the test split is never read. Each result is one line of
-``benchmarks/netadapt_importance.jsonl`` (rerun to resume; trained starts are kept under
-``results/benchmarks/netadapt_importance/``), and ``benchmarks/netadapt_importance.md`` is rewritten
+``benchmarks/netadapt_importance/netadapt_importance.jsonl`` (rerun to resume; trained starts are kept under
+``results/benchmarks/netadapt_importance/``), and ``benchmarks/netadapt_importance/netadapt_importance.md`` is rewritten
 from all lines: per cut size, mean holdout top-1 per criterion, and the paired difference between
 criteria with a 95% t-interval over the per-seed mean differences (proposals of one seed share a
 start, so they are not independent draws).
@@ -25,18 +25,14 @@ from pathlib import Path
 
 import torch
 
-from core.cli import compose, quiet_warnings
-from core.settings import plain
-from netadapt.groups import width_groups
-from netadapt.proposals import _valid, with_expand, with_group_width
-from netadapt.shrink import IMPORTANCE, channel_scores, shrink
-from space import V3_SMALL
-from train import TrainConfig, load_data, make_estimator
-from train.fit import evaluate, recalibrate_bn
+from core import compose, plain, quiet_warnings
+from netadapt import IMPORTANCE, channel_scores, same_structure, shrink, width_groups, with_expand, with_group_width
+from space import V3_SMALL, ArchError
+from train import TrainConfig, evaluate, load_data, make_estimator, recalibrate_bn
 
 HERE = Path(__file__).resolve().parent
 JSONL, MD = HERE / "netadapt_importance.jsonl", HERE / "netadapt_importance.md"
-STARTS = HERE.parent / "results" / "benchmarks" / "netadapt_importance"
+STARTS = HERE.parents[1] / "results" / "benchmarks" / "netadapt_importance"
 CUTS = (0.5,)  # share of one node's channels removed
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -60,6 +56,15 @@ def cuts(arch, share: float) -> list[Cut]:
         if new is not None:
             out.append(Cut(f"width[{','.join(map(str, g.nodes))}] {g.width}->{w}", new))
     return out
+
+
+def _valid(arch, make):
+    """``make()``, or None when the cut is not a valid network of the same structure."""
+    try:
+        new = make()
+    except ArchError:
+        return None
+    return new if same_structure(arch, new) else None
 
 
 def start_model(est, seed: int, epochs: float):
@@ -126,7 +131,7 @@ def report() -> str:
     epochs = sorted({r["epochs"] for r in rows})
     starts = {(r["seed"], r["epochs"]): r["start_top1"] for r in rows}
     lines = ["# Channel importance: holdout accuracy right after a cut (digits, MobileNetV3-Small)", "",
-             "`python benchmarks/netadapt_importance.py` (results: `netadapt_importance.jsonl`). Start: "
+             "`python -m benchmarks.netadapt_importance.netadapt_importance` (results: `netadapt_importance.jsonl`). Start: "
              f"MobileNetV3-Small trained {', '.join(f'{e:g}' for e in epochs)} epochs on digits at 32 px, seeds "
              f"{', '.join(map(str, seeds))} (holdout top-1 of the starts: "
              + ", ".join(f"{100 * v:.1f}%" for v in starts.values()) + "). Each node in turn "

@@ -1,15 +1,15 @@
 """How long NetAdapt's start must be trained: a short finetune of the *unchanged* start should gain < 0.2 points.
 
-    python benchmarks/netadapt_pretrain.py [--epochs 5 10 20 40] [--seeds 0 1]
+    python -m benchmarks.netadapt_pretrain.netadapt_pretrain [--epochs 5 10 20 40] [--seeds 0 1]
 
 If a short finetune of the start network alone raises its accuracy, NetAdapt's ratio rule (accuracy
 change per latency cut) ranks continued training plus noise, not the proposals. Per pretraining length
 and seed: MobileNetV3-Small trained on digits at 32 px with the default ``conf/netadapt.yaml`` training
 (train.seed = seed), then finetuned exactly as a proposal is in iteration 1 (``short_steps`` 40 steps at
 ``finetune_lr``, train seed + 1), holdout top-1 and loss before and after. Holdout only. Each result is a
-line of ``benchmarks/netadapt_pretrain.jsonl`` (rerun to resume; trained starts are shared with
+line of ``benchmarks/netadapt_pretrain/netadapt_pretrain.jsonl`` (rerun to resume; trained starts are shared with
 ``netadapt_importance.py`` under ``results/benchmarks/netadapt_importance/``); the table is printed and
-written to ``benchmarks/netadapt_pretrain.md`` above its ``## Reading`` section.
+written to ``benchmarks/netadapt_pretrain/netadapt_pretrain.md`` above its ``## Reading`` section.
 """
 from __future__ import annotations
 
@@ -23,10 +23,8 @@ from pathlib import Path
 
 import torch
 
-from core.cli import compose, quiet_warnings
-from core.settings import plain
-from train import TrainConfig, load_data, make_estimator
-from train.fit import evaluate
+from core import compose, plain, quiet_warnings
+from train import TrainConfig, evaluate, load_data, make_estimator
 
 HERE = Path(__file__).resolve().parent
 JSONL, MD = HERE / "netadapt_pretrain.jsonl", HERE / "netadapt_pretrain.md"
@@ -34,10 +32,8 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}
 
 
 def main() -> None:
-    import sys
 
-    sys.path.insert(0, str(HERE))
-    from netadapt_importance import start_model
+    from benchmarks.netadapt_importance.netadapt_importance import start_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=float, nargs="+", default=[5, 10, 20, 40])
@@ -71,7 +67,7 @@ def main() -> None:
             print(rec, flush=True)
     rows = list({(r["epochs"], r["seed"]): r for r in map(json.loads, JSONL.read_text().splitlines())}.values())
     lines = ["# How long to pretrain NetAdapt's start (digits, MobileNetV3-Small)", "",
-             "`python benchmarks/netadapt_pretrain.py` (results: `netadapt_pretrain.jsonl`). Start trained "
+             "`python -m benchmarks.netadapt_pretrain.netadapt_pretrain` (results: `netadapt_pretrain.jsonl`). Start trained "
              "`pretrain_epochs` on digits at 32 px (batch 64, lr 0.1, cosine), then finetuned as a proposal is "
              "(40 steps, lr 0.02); holdout top-1 (288 images: 1 image = 0.35 points) and loss before and after. "
              "Gain = after - before, mean over seeds with a 95% t-interval.", "",

@@ -1,7 +1,7 @@
 """Where the latency table misleads NetAdapt: every network of its trajectories, and a width-multiplier ladder,
 timed end to end in the same rounds.
 
-    python benchmarks/netadapt_table_error.py [key=value ...] [--runs DIR ...] [--rounds 5] [--out benchmarks]
+    python -m benchmarks.netadapt_table_error.netadapt_table_error [key=value ...] [--runs DIR ...] [--rounds 5] [--out benchmarks]
 
 NetAdapt picks each cut by the table's predicted saving (``latency=lut``); the sweep
 (``netadapt_vs_multiplier.md``) found its final networks slower, relative to their start, than the table said,
@@ -33,15 +33,12 @@ import json
 import math
 import random
 import statistics
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:
-    sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.netadapt_vs_multiplier import mean_interval  # noqa: E402
-from core.errors import UserError  # noqa: E402
+from benchmarks.netadapt_vs_multiplier.netadapt_vs_multiplier import mean_interval  # noqa: E402
+from core import UserError  # noqa: E402
 
 MULTIPLIERS = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))
 
@@ -105,7 +102,7 @@ def report(runs: dict[str, list[dict]], ladder: list[str], predicted: dict[str, 
            start: str, budgets=(0.9, 0.75, 0.6)) -> str:
     measured = measured_fractions(rounds, start)
     lines = [f"# Where the latency table misleads NetAdapt ({len(rounds)} rounds, {len(measured)} networks)", "",
-             "`python benchmarks/netadapt_table_error.py` (module note: method). Error = measured fraction of "
+             "`python -m benchmarks.netadapt_table_error.netadapt_table_error` (module note: method). Error = measured fraction of "
              "the start over the table's predicted fraction (1: the table is right relative to the start; > 1: "
              "slower than predicted). Mean over runs, 95% t-interval.", "",
              "| predicted fraction of the start | NetAdapt error (mean over runs) | multiplier error (one ladder, "
@@ -184,14 +181,13 @@ def entry_report(stored: dict[str, float], rounds: list[dict], start_keys: set[s
 
 def main(argv: list[str]) -> None:
     from benchmarks.rounds import timed_rounds
-    from core.cli import compose, quiet_warnings
-    from core.settings import plain
+    from core import compose, plain, quiet_warnings
     from measure import latency_model
     from space import format_arch, parse_arch, scale_width
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=Path, nargs="+",
-                    default=sorted((HERE.parent / "results" / "sweep" / "netadapt").glob("sweep-v3_small-b0.6-s*")))
+                    default=sorted((HERE.parents[1] / "results" / "sweep" / "netadapt").glob("sweep-v3_small-b0.6-s*")))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--entries", type=int, default=0, metavar="R", help="also time every entry again, R rounds")
@@ -242,7 +238,7 @@ def main(argv: list[str]) -> None:
 def time_entries(table, nets: list[str], start: str, rounds: int, out: Path) -> str:
     """``--entries``: every entry of ``nets`` timed afresh in ``rounds`` rounds (resumable), against the table."""
     from benchmarks.rounds import timed_rounds
-    from measure.entries import arch_entries
+    from measure import arch_entries
     from space import parse_arch
 
     entries = list({e.key: e for a in nets for e in arch_entries(parse_arch(a), table.input_size)}.values())
@@ -255,6 +251,6 @@ def time_entries(table, nets: list[str], start: str, rounds: int, out: Path) -> 
 
 
 if __name__ == "__main__":
-    from core.cli import run
+    from core import run
 
     run(main)  # bad input: one line, exit 2

@@ -1,6 +1,6 @@
 """NetAdapt vs the width multiplier, a sweep: budgets 0.9 / 0.75 / 0.6 x 3 seeds from MobileNetV3-Small and -Large.
 
-    python benchmarks/netadapt_vs_multiplier.py [--starts v3_small v3_large] [--budgets 0.9 0.75 0.6]
+    python -m benchmarks.netadapt_vs_multiplier.netadapt_vs_multiplier [--starts v3_small v3_large] [--budgets 0.9 0.75 0.6]
         [--seeds 0 1 2] [--out benchmarks] [key=value ...]   # extra conf/netadapt.yaml overrides
 
 Each (start, budget, seed) is one ``python -m netadapt.run`` in-process (run_name ``sweep-<start>-b<budget>-s<seed>``,
@@ -19,7 +19,7 @@ of its start network (timed in the same rounds), times the median start timing o
 ``--retime R`` (after the runs) times every network of the sweep again, all of one start network together, in R
 rounds (``measure_networks``: shuffled sweeps over all of them); a network's latency is then the median over rounds
 of its time over the start's in the same round, times the start's median: one session's timings instead of each
-run's two, where the host allows (``benchmarks/host_noise.md``). One line per round goes to
+run's two, where the host allows (``benchmarks/host_noise/host_noise.md``). One line per round goes to
 ``<out>/netadapt_vs_multiplier_timing.jsonl`` (resumes); the report uses those rounds when there are any.
 - ``diff``: NetAdapt test top-1 minus the multiplier's at NetAdapt's measured latency (the multiplier's test top-1
   interpolated linearly in measured latency between its points of the same seed; the nearest point outside them);
@@ -36,12 +36,9 @@ import argparse
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:
-    sys.path.insert(0, str(HERE.parent))
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 
 
@@ -156,8 +153,7 @@ def _retimed(r: dict, rounds: list[dict]) -> dict | None:
 def retime(rows: list[dict], overrides: list[str], rounds: int, path: Path) -> None:
     """Time every network of each start's runs in ``rounds`` rounds, one JSON line per round (module note)."""
     from benchmarks.rounds import timed_rounds
-    from core.cli import compose
-    from core.settings import plain
+    from core import compose, plain
     from measure import latency_model
     from space import parse_arch
 
@@ -218,7 +214,7 @@ def write(rows: list[dict], out: Path, overrides: list[str], rounds: list[dict] 
 
     table, info = summarise(rows, rounds)
     lines = ["# NetAdapt vs width multiplier at equal measured latency", "",
-             "`python benchmarks/netadapt_vs_multiplier.py " + " ".join(overrides) + "` (results: "
+             "`python -m benchmarks.netadapt_vs_multiplier.netadapt_vs_multiplier " + " ".join(overrides) + "` (results: "
              "`netadapt_vs_multiplier.jsonl`, figure `netadapt_vs_multiplier.png`). Test top-1 is reported only; "
              "NetAdapt selected on holdout. Mean over seeds, 95% t-interval in brackets. Latency: each run times its "
              "start, final network and multiplier baseline in turn; a network's ms are its fraction of that run's "
@@ -261,9 +257,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def main(argv: list[str]) -> None:
-    from core.cli import compose, quiet_warnings
-    from core.settings import plain
-    from netadapt.loop import run_netadapt
+    from core import compose, plain, quiet_warnings
+    from netadapt import run_netadapt
 
     args, overrides = parse(argv)
     quiet_warnings()
@@ -300,6 +295,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from core.cli import run
+    from core import run
 
     run(main)  # bad input: one line, exit 2

@@ -1,6 +1,6 @@
 """Rank fidelity of the accuracy proxy: do two seeds of the proxy rank `v3_small` architectures alike?
 
-    python benchmarks/proxy_fidelity.py [--datasets cluttered,digits] [--workers 2] [--report-only]
+    python -m benchmarks.proxy_fidelity.proxy_fidelity [--datasets cluttered,digits] [--workers 2] [--report-only]
 
 Trains `--n-archs` seeded random architectures of `v3_small` plus MobileNetV3-Small and its x0.5
 width variant, each with two seeds, under a dataset's proxy budget, and writes per dataset: Kendall
@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
-RESULTS = ROOT / "benchmarks" / "proxy_fidelity.jsonl"
-REPORT = ROOT / "benchmarks" / "proxy_fidelity.md"
+RESULTS = ROOT / "benchmarks" / "proxy_fidelity" / "proxy_fidelity.jsonl"
+REPORT = ROOT / "benchmarks" / "proxy_fidelity" / "proxy_fidelity.md"
 
 # Proxy budgets. digits: today's default search (conf/search.yaml train.epochs=2, batch 64;
 # conf/data/digits.yaml input 32). cluttered: the budget this benchmark recommends for the default search.
@@ -69,7 +68,8 @@ def _splits(dataset: str, size: int, overrides: dict | None = None) -> dict:
     key = (dataset, size, json.dumps(overrides or {}, sort_keys=True))
     if key not in _DATA:
         if dataset == "cluttered":
-            from train.cluttered import as_tensors, generate
+            from train import cluttered_tensors as as_tensors
+            from train import generate_cluttered as generate
 
             _DATA[key] = as_tensors(generate(overrides or {}), size)
         else:
@@ -82,7 +82,7 @@ def _splits(dataset: str, size: int, overrides: dict | None = None) -> dict:
 
 
 def _as_datasplit(s: dict, dataset: str, size: int):
-    from train.data import DataSplit
+    from train import DataSplit
 
     fields = {f.name for f in dataclasses.fields(DataSplit)}
     kw = {"train": s["train"], "num_classes": 10, "input_size": size, "name": dataset}
@@ -98,7 +98,7 @@ def train_one(job: dict) -> dict:
 
     from measure import count_macs, count_params
     from space import build_model, parse_arch
-    from train.fit import TrainConfig, evaluate, fit
+    from train import TrainConfig, evaluate, fit
 
     b, arch = job["budget"], parse_arch(job["arch"])
     s = _splits(job["dataset"], b["input_size"], b.get("data"))
@@ -226,7 +226,7 @@ def report(rows: list[dict], path: Path, expected: dict | None = None, pilot: li
     rows = [r for r in rows if not r.get("timing")]
     for r in rows:
         groups.setdefault((r["dataset"], r["tag"]), []).append(r)
-    lines = ["# Proxy rank fidelity (`benchmarks/proxy_fidelity.py`)", "",
+    lines = ["# Proxy rank fidelity (`benchmarks/proxy_fidelity/proxy_fidelity.py`)", "",
              "Random `v3_small` architectures (seeded sample) plus MobileNetV3-Small and its x0.5 width variant, "
              "each trained with two seeds (0, 1) under the dataset's proxy budget; single-thread CPU workers. "
              "Top-1 in points (%). Seed sd: pooled sd of one run, sqrt(mean((a-b)^2)/2) over architectures. "
@@ -272,7 +272,7 @@ def report(rows: list[dict], path: Path, expected: dict | None = None, pilot: li
         lines.append("")
     if pilot:
         lines += ["## Pilot (one seed; how the task's difficulty was chosen)", "",
-                  "Rows of `benchmarks/proxy_pilot.jsonl`: the first generator settings (digit 16-40 px, 8 fragments "
+                  "Rows of `benchmarks/proxy_fidelity/proxy_pilot.jsonl`: the first generator settings (digit 16-40 px, 8 fragments "
                   "of half a digit's side) against the ones adopted (24-48 px, 4 fragments of 0.4).", "",
                   "| budget and generator settings | network | seed | holdout top-1 | seconds |",
                   "|---|---|---|---|---|"]
@@ -370,6 +370,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from core.cli import run
+    from core import run
 
     run(main)  # bad input: one line, exit 2

@@ -1,6 +1,6 @@
 """A supernet search against a per-trial-training search at equal time (issue 12).
 
-    python benchmarks/search_equal_time.py [--train-trials 120] [--top 3] [--retrain-steps 800]
+    python -m benchmarks.search_equal_time.search_equal_time [--train-trials 120] [--top 3] [--retrain-steps 800]
         [--supernet-steps 2000] [--results-dir results/equal-time] [override ...]
 
 1. ``train``: a search of ``v3_small`` on ``cluttered`` at 64 px with ``accuracy=train`` at a trial's budget
@@ -29,17 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
-from benchmarks.netadapt_vs_multiplier import interp  # noqa: E402
-from benchmarks.proxy_fidelity import read_results, train_one  # noqa: E402
-from benchmarks.supernet_fidelity import append  # noqa: E402
-from core.errors import UserError  # noqa: E402
+from benchmarks.netadapt_vs_multiplier.netadapt_vs_multiplier import interp  # noqa: E402
+from benchmarks.proxy_fidelity.proxy_fidelity import read_results, train_one  # noqa: E402
+from benchmarks.supernet_fidelity.supernet_fidelity import append  # noqa: E402
+from core import UserError  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SPACE, DATA, SIZE = "v3_small", "cluttered", 64
@@ -128,9 +125,8 @@ def at_equal_latency(mine: list[dict], theirs: list[dict]) -> list[dict]:
 
 # ---------------------------------------------------------------- the work
 def search(name: str, accuracy: list[str], n_trials: int, args) -> list[dict]:
-    from core.cli import compose
-    from search.results import read_csv
-    from search.study import Search
+    from core import compose
+    from search import Search, read_csv
 
     cfg = compose("search", [f"+space={SPACE}", f"data={DATA}", f"data.input_size={SIZE}", *accuracy,
                              f"n_trials={n_trials}", f"study_name={name}", f"results_dir={args.results_dir}",
@@ -140,7 +136,7 @@ def search(name: str, accuracy: list[str], n_trials: int, args) -> list[dict]:
 
 
 def supernet_seconds(args, run_name: str) -> float:
-    from train.supernet.train import read_checkpoint
+    from train import read_checkpoint
 
     state = read_checkpoint(Path(args.results_dir) / "supernet" / SPACE / run_name)
     if state is None or not state["done"]:
@@ -191,7 +187,7 @@ def retrain(study: str, picks: list[dict], s: dict, results: Path) -> list[dict]
 
 
 def report(s: dict, studies: dict, fronts: dict, retrained: dict, span: tuple[float, float] | None) -> str:
-    L = ["# Supernet search vs per-trial training at equal time (`benchmarks/search_equal_time.py`)", "",
+    L = ["# Supernet search vs per-trial training at equal time (`benchmarks/search_equal_time/search_equal_time.py`)", "",
          f"`{SPACE}` on `{DATA}` at {SIZE} px; per-trial training {TRIAL['steps']} steps of batch "
          f"{TRIAL['batch_size']}; supernet {s['supernet_steps']} sandwich steps of batch 64; overrides "
          f"`{' '.join(s['overrides']) or 'none'}`. "
@@ -226,8 +222,8 @@ def report(s: dict, studies: dict, fronts: dict, retrained: dict, span: tuple[fl
 
 
 def main(argv: list[str]) -> int:
-    from core.cli import quiet_warnings
-    from search.results import pareto_rows
+    from core import quiet_warnings
+    from search import pareto_rows
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-trials", type=int, default=120)
@@ -252,6 +248,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from core.cli import run
+    from core import run
 
     run(main)  # bad input: one line, exit 2

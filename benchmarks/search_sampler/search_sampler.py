@@ -1,6 +1,6 @@
 """Samplers compared at the same trial budget: hypervolume of each study's front, over seeds (issue 12).
 
-    python benchmarks/search_sampler.py [--trials 200] [--seeds 0 1 2] [--samplers tpe nsga2 random]
+    python -m benchmarks.search_sampler.search_sampler [--trials 200] [--seeds 0 1 2] [--samplers tpe nsga2 random]
         [--space v3_large] [--accuracy supernet] [--results-dir results/sampler-bench] [override ...]
 
 Each (sampler, seed) is its own study ``<sampler>-s<seed>`` under ``--results-dir``: a rerun resumes it
@@ -28,9 +28,7 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
 HERE = Path(__file__).resolve().parent
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -47,8 +45,8 @@ def key(s: dict) -> str:
 
 
 def run_one(sampler: str, seed: int, args) -> dict:
-    from core.cli import compose
-    from search.study import Search
+    from core import compose
+    from search import Search
 
     overrides = [f"+space={args.space}", f"data={args.data}", f"accuracy={args.accuracy}", f"sampler={sampler}",
                  f"seed={seed}", f"n_trials={args.trials}", f"study_name={sampler}-s{seed}",
@@ -75,7 +73,7 @@ def report(rows: list[dict], s: dict) -> str:
     by = {(r["sampler"], r["seed"]): r for r in rows}
     samplers = list(dict.fromkeys(r["sampler"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
-    L = ["# Samplers at the same trial budget: hypervolume (`benchmarks/search_sampler.py`)", "",
+    L = ["# Samplers at the same trial budget: hypervolume (`benchmarks/search_sampler/search_sampler.py`)", "",
          f"Space `{s['space']}`, data `{s['data']}`, accuracy `{s['accuracy']}`, {s['trials']} trials per study, "
          f"overrides `{' '.join(s['overrides']) or 'none'}`. Hypervolume: `search.pareto`'s normalised one "
          "(higher is better). Intervals: 95% t over seeds.", "",

@@ -1,7 +1,7 @@
 """Rank fidelity of accuracy=supernet: does supernet-inherited holdout top-1 rank `v3_small` points as
 standalone training does? (issue 12's first benchmark)
 
-    python benchmarks/supernet_fidelity.py [--dataset cluttered|digits] [--n-archs 20] [--workers 2]
+    python -m benchmarks.supernet_fidelity.supernet_fidelity [--dataset cluttered|digits] [--n-archs 20] [--workers 2]
         [--supernet-steps 2000] [--standalone-steps N] [--part all|supernet|standalone] [--report-only]
         [--kernel-transform] [--progressive-shrinking] [--variants MD]
 
@@ -10,7 +10,7 @@ standalone training does? (issue 12's first benchmark)
 2. Scores MobileNetV3-Small and `--n-archs` seeded random points of `v3_small` with inherited weights
    (`SupernetEstimator`: extract, BN re-estimated on training batches, holdout and test top-1).
 3. Trains each of those networks standalone from scratch at `--standalone-steps` (default 4x a trial's
-   budget of `benchmarks/proxy_fidelity.py`), plus one MobileNetV3-Small at a trial's budget (the
+   budget of `benchmarks/proxy_fidelity/proxy_fidelity.py`), plus one MobileNetV3-Small at a trial's budget (the
    per-trial cost of accuracy=train), in `--workers` single-thread processes.
 4. Reports Kendall tau and Spearman rho between the two holdout top-1 columns with bootstrap 95%
    intervals, the supernet's training time, seconds per scored trial and trials per CPU-hour against
@@ -36,11 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
-from benchmarks.proxy_fidelity import (  # noqa: E402  -- the sibling benchmark's helpers
+from benchmarks.proxy_fidelity.proxy_fidelity import (  # noqa: E402  -- the sibling benchmark's helpers
     BUDGETS,
     _as_datasplit,
     _init_worker,
@@ -52,9 +50,9 @@ from benchmarks.proxy_fidelity import (  # noqa: E402  -- the sibling benchmark'
     train_one,
 )
 
-RESULTS = ROOT / "benchmarks" / "supernet_fidelity.jsonl"
-REPORT = ROOT / "benchmarks" / "supernet_fidelity.md"
-PROXY = ROOT / "benchmarks" / "proxy_fidelity.jsonl"  # the sibling benchmark's standalone runs
+RESULTS = ROOT / "benchmarks" / "supernet_fidelity" / "supernet_fidelity.jsonl"
+REPORT = ROOT / "benchmarks" / "supernet_fidelity" / "supernet_fidelity.md"
+PROXY = ROOT / "benchmarks" / "proxy_fidelity" / "proxy_fidelity.jsonl"  # the sibling benchmark's standalone runs
 SPACE = "v3_small"
 TARGET_TAU = 0.7
 
@@ -123,7 +121,7 @@ def tag_of(dataset: str, b: dict) -> str:
 
 def architectures(n: int, seed: int = 0) -> list[tuple[str, object]]:
     """MobileNetV3-Small (the space's reference) and `n` seeded random points (same draws as
-    `benchmarks/proxy_fidelity.py`'s rand00.. for the same seed)."""
+    `benchmarks/proxy_fidelity/proxy_fidelity.py`'s rand00.. for the same seed)."""
     from space import SearchSpace
 
     sp, rng = SearchSpace.load(SPACE), random.Random(seed)
@@ -154,7 +152,7 @@ def pending(jobs: list[dict], rows: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------- work
 def data_cfg(dataset: str, size: int) -> dict:
     if dataset == "cluttered":
-        from train.cluttered import settings
+        from train import cluttered_settings as settings
 
         return {"name": "cluttered", "input_size": size, **settings({})}
     return {"name": dataset, "input_size": size, "seed": 0}
@@ -162,8 +160,7 @@ def data_cfg(dataset: str, size: int) -> dict:
 
 def make_estimator(args, s: dict):
     from space import SearchSpace
-    from train.supernet.estimator import SupernetEstimator
-    from train.supernet.train import SupernetConfig
+    from train import SupernetConfig, SupernetEstimator
 
     size = s["input_size"]
     data = _as_datasplit(_splits(s["dataset"], size), s["dataset"], size)
@@ -180,7 +177,7 @@ def make_estimator(args, s: dict):
 
 def train_supernet(est, key: str, results: Path) -> None:
     """Train (or resume, or load) the supernet; a session that trained steps leaves one line."""
-    from train.supernet.train import read_checkpoint
+    from train import read_checkpoint
 
     before = read_checkpoint(est.folder)
     if before is not None and before["done"]:
@@ -525,7 +522,7 @@ def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = 
     stand = f"the `{budget_tag(sb)}` run"
     vary = varying(vs)
     shared = [k for k in _WORDS if k not in vary]
-    L = ["# Supernet variants side by side (`benchmarks/supernet_fidelity.py --variants`)", "",
+    L = ["# Supernet variants side by side (`benchmarks/supernet_fidelity/supernet_fidelity.py --variants`)", "",
          f"Every supernet in `supernet_fidelity.jsonl` on `{dataset}`, scored on the same MobileNetV3-Small plus "
          f"random `{SPACE}` points. Kendall tau of its inherited holdout top-1 against {stand} (issue 12's target: "
          ">= 0.7) "
@@ -808,7 +805,7 @@ def report(rows: list[dict], s: dict, tb: dict, sb: dict, n_points: int, path: P
     c = costs(rows, skey, s, tkey, stkey)
     n_scored = sum(1 for r in rows if r.get("kind") == "score" and r.get("key") == skey)
     n_stand = sum(1 for r in rows if r.get("kind") == "standalone" and r.get("key") == stkey)
-    L = ["# Supernet rank fidelity (`benchmarks/supernet_fidelity.py`)", "",
+    L = ["# Supernet rank fidelity (`benchmarks/supernet_fidelity/supernet_fidelity.py`)", "",
          f"Space `{SPACE}`, dataset `{s['dataset']}` at {s['input_size']} px. MobileNetV3-Small plus "
          f"{n_points - 1} seeded random points; {n_scored}/{n_points} scored with supernet-inherited weights, "
          f"{n_stand}/{n_points} trained standalone. Top-1 in points (%), on holdout (what selection sees); test is "
@@ -853,7 +850,7 @@ def report(rows: list[dict], s: dict, tb: dict, sb: dict, n_points: int, path: P
     ref = references(rows, read_results(PROXY) if PROXY.is_file() else [], skey, stkey, s, tb)
     if ref is not None:
         L += ["### Against every standalone run of these points", "",
-              f"The points also trained by `benchmarks/proxy_fidelity.py` (same draws, same dataset and size) at "
+              f"The points also trained by `benchmarks/proxy_fidelity/proxy_fidelity.py` (same draws, same dataset and size) at "
               f">= 4x a trial's training samples give {len(ref['runs'])} standalone runs of the {ref['n']} points "
               "they share. Kendall tau of each column against each run, and against the mean of the runs (each "
               "z-scored, as their budgets differ):", "",
@@ -980,7 +977,7 @@ def main(argv=None) -> int:
     if not args.report_only:
         import torch
 
-        from train.supernet.errors import SupernetError
+        from train import SupernetError
 
         torch.set_num_threads(args.threads)
         key = supernet_key(s)
@@ -1002,6 +999,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from core.cli import run
+    from core import run
 
     run(main)  # bad input: one line, exit 2

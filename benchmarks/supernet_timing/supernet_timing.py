@@ -2,7 +2,7 @@
 trial, trials per CPU-hour. Wall and CPU (process) seconds are both reported: on a shared machine the
 wall clock measures the neighbours too.
 
-    python benchmarks/supernet_timing.py [steps] [n_points] [n_train_points]   # defaults 60 8 3
+    python -m benchmarks.supernet_timing.supernet_timing [steps] [n_points] [n_train_points]   # defaults 60 8 3
 """
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from pathlib import Path
 import torch
 
 from space import SearchSpace
-from train import TrainConfig, TrainEstimator, load_data
-from train.supernet.estimator import SupernetEstimator
-from train.supernet.train import SupernetConfig
+from train import SupernetConfig, SupernetEstimator, TrainConfig, TrainEstimator, load_data
 
 
 def clock():

@@ -1,6 +1,6 @@
 """Wall time of one epoch of digits with MobileNetV3-Small on this machine (training + val eval).
 
-    python benchmarks/train_digits_epoch.py [--input-size 32] [--batch-size 64] [--threads N]
+    python -m benchmarks.train_digits_epoch.train_digits_epoch [--input-size 32] [--batch-size 64] [--threads N]
 """
 from __future__ import annotations
 
