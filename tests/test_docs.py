@@ -72,3 +72,12 @@ def test_every_key_a_guide_names_exists(page):
             if key not in known:
                 stale.setdefault(md.name, set()).add(key)
     assert not stale, stale
+
+
+def test_the_results_guide_names_every_column_the_code_writes():
+    from search.results import COLUMNS, REFERENCE_COLUMNS
+
+    guide = (REPO / "docs" / "guides" / "results.md").read_text()
+    named = set(re.findall(r"`(\w+)`", guide))
+    written = set(COLUMNS) | set(REFERENCE_COLUMNS) | {"number", "completed", "hypervolume"}
+    assert written <= named, sorted(written - named)
