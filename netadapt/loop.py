@@ -4,6 +4,7 @@ and the width-multiplier baseline trained with the same number of steps.
 Iteration 0 is the (pre)trained start network. Every later iteration makes the proposals of the
 current network, gives each the current weights (``shrink``), finetunes it ``short_steps`` steps and
 keeps the best. Each finished iteration is durable (``store``), so rerunning resumes after it.
+This module sets a run up and drives it; ``iterate`` holds the iterations, ``finish`` the end of the run.
 """
 from __future__ import annotations
 
@@ -17,24 +18,19 @@ from typing import Any
 import torch
 
 from core.cli import UsageError
-from space import REFERENCES, ArchSpec, build_model, format_arch, parse_arch, to_json
+from space import ArchSpec, format_arch
 
 from . import NetAdaptError
-from .baseline import match_multiplier
-from .proposals import Proposal, propose
-from .report import onnx_bytes, write_report
+from .finish import Finish
+from .iterate import Iterations
+from .report import write_report
 from .resources import memo, prepared, resource_fn
-from .shrink import channel_scores, shrink
 from .start import exported_weights, load_weights, resolve_start
-from .store import SETTINGS, RunFolder, differing, save_torch, write_atomic
+from .store import SETTINGS, RunFolder, differing
 
 # What a setting was before run.json recorded it: runs from before `importance` existed used the weight
 # norm, and runs from before `continue_from` started afresh.
 LEGACY = {"importance": "weight", "continued_from": None}
-
-
-class _Exhausted(Exception):
-    """No proposal reaches the cut: the loop ends above the budget."""
 
 
 @dataclass
@@ -49,7 +45,7 @@ def _fmt(x: float) -> str:
     return f"{x:g}".replace(".", "p")
 
 
-class NetAdapt:
+class NetAdapt(Iterations, Finish):
     """One run of the composed ``conf/netadapt.yaml`` (a plain dict here).
 
     ``from_config`` resolves the start network, loads the data, opens and prepares the latency model
@@ -169,16 +165,6 @@ class NetAdapt:
         except DivergedError as e:
             raise NetAdaptError(str(e)) from None
 
-    def importance_inputs(self, n: int = 256) -> torch.Tensor | None:
-        """The training images ``importance=activation`` reads (a seeded sample, the same every iteration)."""
-        if self.importance != "activation":
-            return None
-        if self._inputs is None:
-            train = self.data.train
-            idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))[:n]
-            self._inputs = torch.stack([train[int(i)][0] for i in idx])
-        return self._inputs
-
     def _point(self, arch: ArchSpec) -> dict:
         from measure import costs
 
@@ -255,175 +241,6 @@ class NetAdapt:
         self.log(f"iteration 0: {record['latency_ms']:.4g} ms, {record['macs'] / 1e6:.1f}M MACs, "
                  f"top1 {record['top1']:.1%} (test {record['test_top1']:.1%}) after {res.steps} pretraining steps")
         return record
-
-    def _shrink_loop(self, history: list[dict]) -> tuple[list[dict], str | None]:
-        from tqdm.auto import tqdm
-
-        gap = self.cost0 - self.target
-        closed = lambda cost: min(100.0, max(0.0, 100 * (self.cost0 - cost) / gap))  # noqa: E731
-        stopped = None
-        arch, state = self.folder.current()
-        model = build_model(arch, self.data.num_classes)
-        model.load_state_dict(state)
-        with tqdm(total=100.0, initial=round(closed(history[-1]["cost"]), 2), desc="netadapt", unit="% of gap",
-                  disable=not self.progress, dynamic_ncols=True,
-                  bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% of the gap [{elapsed}<{remaining}]{postfix}") as bar:
-            while history[-1]["cost"] > self.target:
-                k = history[-1]["iteration"] + 1
-                if self.max_iterations is not None and k > self.max_iterations:
-                    stopped = f"stopped after max_iterations={self.max_iterations} above the budget"
-                    break
-                try:
-                    record, model = self._iteration(k, history[-1], model, bar)
-                except _Exhausted as e:
-                    stopped = str(e)
-                    break
-                self.folder.commit(record, model.state_dict())
-                history.append(record)
-                bar.update(round(closed(record["cost"]) - bar.n, 2))
-                self.log(f"iteration {k}: {record['chosen']} -> {record['latency_ms']:.4g} ms, "
-                         f"{record['macs'] / 1e6:.1f}M MACs, top1 {record['top1']:.1%}")
-        if stopped:
-            self.log(f"netadapt: {stopped}")
-        return history, stopped
-
-    def _iteration(self, k: int, cur: dict, model, bar):
-        t0 = time.perf_counter()
-        arch = parse_arch(cur["arch"])
-        props = propose(arch, self.cost, self.delta, current=cur["cost"])
-        if not props.made:
-            unit = "ms" if self.resource_name == "latency" else "MACs"
-            raise _Exhausted(f"no proposal cuts {self.delta:.4g} {unit} from iteration {k - 1} "
-                             f"({cur['cost']:.4g} > budget {self.target:.4g}): lower step or raise the budget")
-        best: tuple[float, Proposal, torch.nn.Module, dict] | None = None
-        tried = []
-        scores = channel_scores(model, self.importance, self.importance_inputs())  # one set for every proposal
-        for j, p in enumerate(props.made):
-            bar.set_postfix_str(f"iteration {k}: proposal {j + 1}/{len(props.made)} {p.label}")
-            cand = shrink(model, p.arch, scores=scores)
-            # Scored on holdout only: the test split is read once, for the kept proposal, to report it.
-            res = self._train(cand, f"iteration {k} {p.label}", report=False, steps=self.short_steps,
-                              lr=self.finetune_lr, seed=self.train_cfg.seed + k)
-            entry = {"kind": p.kind, "blocks": list(p.blocks), "old": p.old, "new": p.new, "label": p.label,
-                     **self._point(p.arch), "cost": p.cost, "top1": res.top1}
-            tried.append(entry)
-            score = (res.top1 if self.select == "accuracy"
-                     else (res.top1 - cur["top1"]) / max(cur["cost"] - p.cost, 1e-12))
-            if best is None or score > best[0]:
-                best = (score, p, cand, entry)
-        _, p, cand, entry = best
-        record = {"iteration": k, "arch": entry["arch"], "latency_ms": entry["latency_ms"], "macs": entry["macs"],
-                  "cost": p.cost, "top1": entry["top1"], "test_top1": self.estimator.test_top1(cand),
-                  "resource": self.resource_name, "chosen": p.label,
-                  "proposals": tried, "skipped": props.skipped,
-                  "train_steps": cur["train_steps"] + self.short_steps,
-                  "seconds": round(time.perf_counter() - t0, 2)}
-        return record, cand
-
-    def _final(self, history: list[dict], stopped: str | None) -> dict:
-        summary = self.folder.read_json("summary.json") or {}
-        if "final" in summary:
-            if "references" not in summary:  # a run finished before references were recorded
-                summary["references"] = self._references()
-                self.folder.write_json("summary.json", summary)
-            return summary
-        arch, state = self.folder.current()
-        model = build_model(arch, self.data.num_classes)
-        model.load_state_dict(state)
-        res = self._train(model, "long finetune", epochs=self.long_epochs, steps=None, lr=self.finetune_lr)
-        f = self.folder
-        write_atomic(f.path("final.onnx"), onnx_bytes(model, self.data.input_size))
-        write_atomic(f.path("final.json"), to_json(arch) + "\n")
-        save_torch(f.path("final.pt"), model.state_dict())
-        last = history[-1]
-        summary = {
-            "start": {k: history[0].get(k) for k in ("arch", "latency_ms", "latency_raw_ms", "macs", "top1",
-                                                      "test_top1", "train_steps") if k in history[0]},
-            "final": {**self._point(arch), "top1": res.top1, "test_top1": res.test_top1,
-                      "top1_before_long": last["top1"],
-                      "iterations": last["iteration"], "train_steps": last["train_steps"] + res.steps},
-            "budget": self.target, "resource": self.resource_name, "latency_model": self.latency.name,
-            "latency": self.latency_record, "reached_budget": last["cost"] <= self.target, "stopped": stopped,
-            "protocol": self._protocol(),
-            "references": self._references(),
-        }
-        f.write_json("summary.json", summary)
-        return summary
-
-    def _references(self) -> dict:
-        """Both reference networks' latency (this run's model) and MACs: marked on the plot, not trained."""
-        from measure import MeasureError, costs
-
-        out = {}
-        for name, arch in REFERENCES.items():
-            try:
-                c = costs(arch, self.latency, input_size=self.input_size)
-            except MeasureError as e:  # a table lacking their entries with measure_missing=false: not worth failing
-                self.log(f"netadapt: {name} is not marked on the plot: {str(e).splitlines()[0]}")
-                c = costs(arch, input_size=self.input_size)
-            out[name] = {"latency_ms": None if c.latency_ms is None else round(c.latency_ms, 5), "macs": c.macs}
-            if c.latency_raw_ms is not None:
-                out[name]["latency_raw_ms"] = round(c.latency_raw_ms, 5)
-        return out
-
-    def _baseline(self, history: list[dict], summary: dict) -> dict:
-        done = self.folder.read_json("baseline.json")
-        if done is not None:
-            return done
-        final_arch = parse_arch(summary["final"]["arch"])
-        m, arch, cost = match_multiplier(self.start, self.cost, self.cost(final_arch))
-        steps = summary["final"]["train_steps"]
-        model = self._fresh(arch)
-        res = self._train(model, f"baseline x{m:.3g}", steps=steps)
-        baseline = {"multiplier": round(m, 6), **self._point(arch), "cost": cost, "top1": res.top1,
-                    "test_top1": res.test_top1, "train_steps": res.steps}
-        self.folder.write_json("baseline.json", baseline)
-        return baseline
-
-    def _measured(self, summary: dict, baseline: dict | None) -> dict:
-        """Start, final network and baseline timed end to end, back to back (``latency=measured`` with this
-        run's latency settings: fastest of ``passes`` timings at the table's reference speed), so the two
-        networks compare on measured latency whatever the run's own model (a table's prediction is kept
-        beside it). Two rounds in turn, the faster of each network's two counts."""
-        if "measured" in summary:
-            return summary
-        from measure import MeasureError, latency_model
-
-        lat_cfg = dict(self.cfg.get("latency") or {})
-        if lat_cfg.get("source", "lut") == "measured" and self.measured is None:
-            self.measured = self.raw_latency  # not the memo: each round is a fresh timing
-        if self.measured is None:
-            self.measured = latency_model({**lat_cfg, "source": "measured"},
-                                          Path(str(self.cfg.get("results_dir", "results"))))
-        raw: dict[str, list[float]] = {}
-        nets = {"start": self.start, "final": parse_arch(summary["final"]["arch"])}
-        predicted = {"start": summary["start"]["latency_ms"], "final": summary["final"]["latency_ms"]}
-        if baseline is not None:
-            nets["baseline"], predicted["baseline"] = parse_arch(baseline["arch"]), baseline["latency_ms"]
-        times: dict[str, list[float]] = {k: [] for k in nets}
-        try:
-            for _ in range(2):
-                for name, arch in nets.items():
-                    times[name].append(float(self.measured(arch)))
-                    raw.setdefault(name, []).append(self.measured.raw_ms(arch))
-        except MeasureError as e:  # the run's results stand; a rerun tries the timing again
-            self.log(f"netadapt: not timed end to end ({str(e).splitlines()[0]}): rerun to retry")
-            return summary
-        out = {"latency_model": self.measured.name, "predicted_by": summary["latency_model"]}
-        for name in nets:
-            out[name] = {"measured_ms": round(min(times[name]), 5), "predicted_ms": predicted[name]}
-            if all(r is not None for r in raw[name]):  # wall-clock ms as timed, before conversion to the unit
-                out[name]["measured_raw_ms"] = round(min(raw[name]), 5)
-        if baseline is not None:
-            out["baseline_over_final"] = round(out["baseline"]["measured_ms"] / out["final"]["measured_ms"], 4)
-            out["top1_final_minus_baseline"] = round(summary["final"]["top1"] - baseline["top1"], 6)
-            if summary["final"].get("test_top1") is not None and baseline.get("test_top1") is not None:
-                out["test_top1_final_minus_baseline"] = round(summary["final"]["test_top1"] - baseline["test_top1"], 6)
-        summary = {**summary, "measured": out}
-        self.folder.write_json("summary.json", summary)
-        m = ", ".join(f"{k} {v['measured_ms']:.4g} ms" for k, v in out.items() if isinstance(v, dict))
-        self.log(f"measured end to end ({out['latency_model']}): {m}")
-        return summary
 
 
 def run_netadapt(cfg: dict, *, progress: bool = True, log: Callable[[str], Any] = print) -> Outcome:

@@ -8,8 +8,10 @@ import re
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
+import torch
 
 import measure
 from core.cli import UsageError
@@ -18,6 +20,7 @@ from measure.lut import main as lut_main
 from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, build_model, format_arch, load_space, scale_width
 
 FAST = {"warmup": 1, "repeats": 5, "max_rounds": 1}
+REPO = Path(__file__).resolve().parents[1]
 # Stem 8 -> block (expand 8->16, dw 3x3, project 16->8, residual) -> block (16->24, SE, HS, stride 2).
 TINY = ArchSpec(8, (BlockSpec(3, 16, 8), BlockSpec(3, 24, 16, True, "HS", 2)), 96, 32)
 TINY_SPACE = """
@@ -80,15 +83,45 @@ def test_counting_leaks_no_warnings():
     assert not caught, [str(w.message) for w in caught]
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
-def test_both_backends_give_positive_latency_with_spread(backend):
-    lat = measure_latency(TINY, backend=backend, input_size=32, **FAST)
-    assert lat.median_ms > 0 and lat.spread_ms >= 0
-    assert lat.repeats == 5 and lat.backend == backend
+@pytest.mark.parametrize("backend,channels_last", [("onnxruntime", False), ("torch", False), ("torch", True)])
+def test_both_backends_run_the_network_itself(backend, channels_last):
+    """What each backend times is this network's forward pass (its output is eager torch's), and with
+    channels_last the torch backend runs it in that layout."""
+    from measure.latency import make_runner
+
+    torch.manual_seed(0)
+    module = build_model(TINY).eval()
+    for m in module.classifier:  # the head's init gives outputs of ~1e-5, which any input would match
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.normal_(m.weight)
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = module(x)
+    assert expected.abs().max() > 0.1
+    torch.manual_seed(1)  # the runner's fixed input: the same draw
+    run = make_runner(module, backend=backend, shape=(1, 3, 32, 32), channels_last=channels_last)
+    out = run()
+    out = torch.as_tensor(out[0]) if isinstance(out, list) else out
+    assert torch.allclose(out, expected, rtol=1e-3, atol=1e-4)
+    conv = module.features[0][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last  # torch.to() converts in place
 
 
-def test_torch_channels_last_and_bad_backend():
-    assert measure_latency(TINY, backend="torch", input_size=32, channels_last=True, **FAST).median_ms > 0
+def test_latency_statistics_come_from_the_timed_runs(monkeypatch):
+    """Median, IQR and fastest decile of the runs as timed (a scripted clock gives them known durations)."""
+    import measure.latency as ml
+
+    durations = [0.001, 0.010, 0.002, 0.004, 0.003]  # s; sorted 1, 2, 3, 4, 10 ms
+    ticks = iter([t for d in durations for t in (0.0, d)])
+    monkeypatch.setattr(ml, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: next(ticks))}))
+    lat = measure_latency(TINY, backend="torch", input_size=32, warmup=1, repeats=5, max_rounds=1)
+    assert (lat.median_ms, lat.spread_ms, lat.repeats, lat.backend) == (pytest.approx(3.0), pytest.approx(2.0), 5,
+                                                                        "torch")
+    assert lat.p10_ms == pytest.approx(1.4)  # inclusive deciles: 1 + 0.4 x (2 - 1)
+
+
+def test_bad_backend():
     with pytest.raises(MeasureError, match="onnxruntime, torch"):
         measure_latency(TINY, backend="tensorrt")
     with pytest.raises(MeasureError, match="source"):
@@ -254,23 +287,53 @@ def test_bad_passes_are_refused(tmp_path):
         LatencyTable(tmp_path / "t.json", passes=0)
 
 
+ALLOCATOR_PROBE = """
+import ctypes, ctypes.util, sys
+from measure import measure_latency
+from tests.test_measure import FAST, TINY
+
+measure_latency(TINY, backend=sys.argv[1], input_size=32, **FAST)
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+before = libc.mallinfo2().hblks
+block = libc.malloc(64 << 20)  # above glibc's largest dynamic mmap threshold (32 MB)
+print(libc.mallinfo2().hblks - before)
+"""
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
-def test_torch_backend_pins_the_allocator():
-    from measure.backends import steady_allocator
+@pytest.mark.parametrize("backend,mmapped", [("torch", 0), ("onnxruntime", 1)])
+def test_torch_backend_pins_the_allocator(backend, mmapped):
+    """After timing with the torch backend, glibc serves even a 64 MB block from the heap (mmap threshold
+    pinned); onnxruntime pins nothing, so there the same block is mmapped. A fresh process each: the pin
+    lasts for the process."""
+    out = subprocess.run([sys.executable, "-c", ALLOCATOR_PROBE, backend], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == str(mmapped)
 
-    measure_latency(TINY, backend="torch", input_size=32, **FAST)
-    assert steady_allocator() is True
 
+def test_timings_are_converted_to_the_reference_speed_of_the_probe(tmp_path, monkeypatch):
+    """Real entry timings, a probe that reads 3 ms five times (the reference) and 6 ms ever after: the
+    first timings are converted by 3 / mean(3, 6), all later ones by 3 / 6, and a network's figure at the
+    reference speed is half its figure as timed."""
+    from functools import partial
 
-def test_timings_are_converted_to_the_reference_speed_of_the_probe(tmp_path):
-    table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
+    from measure.probe import SpeedProbe
+
+    readings = iter([3.0] * 5)
+    monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, timer=lambda: next(readings, 6.0)))
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
     table.raw_sum(TINY)
     saved = json.loads((tmp_path / "t.json").read_text())
-    assert saved["format"] == 2 and saved["reference"]["probe"] == "v3_large" and saved["reference"]["ms"] > 0
-    for entry in saved["entries"].values():
-        assert all(p["factor"] > 0 for p in entry["passes"])
+    assert saved["format"] == 2 and saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0] * 5,
+                                                            "spread": 0.0}
+    factors = [p["factor"] for entry in saved["entries"].values() for p in entry["passes"]]
+    assert len(factors) == 4 and set(factors) <= {round(2 / 3, 5), 0.5} and round(2 / 3, 5) in factors
     [timed] = table.measure_networks([TINY])
-    assert timed["ms"] > 0 and timed["as_timed_ms"] > 0  # the arithmetic: see the fake-clock test below
+    assert timed["as_timed_ms"] > 0 and timed["ms"] == pytest.approx(0.5 * timed["as_timed_ms"], abs=2e-5)
 
 
 class ScriptedMachine:
