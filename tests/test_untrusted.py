@@ -155,3 +155,69 @@ def test_the_check_finds_each_unsafe_load(tmp_path):
     assert _unsafe_loads(bad) == ["bad.py:2 torch.load without weights_only=True",
                                   "bad.py:3 torch.load without weights_only=True", "bad.py:5 pickle.load",
                                   "bad.py:6 np.load with allow_pickle", "bad.py:8 yaml.load without SafeLoader"]
+
+
+def test_an_executorch_cache_entry_is_run_only_when_it_matches_its_key():
+    from measure.executorch import entry_problem, entry_record
+
+    program = b"PTE\x00" + bytes(range(256)) * 4
+    record = entry_record("k1", program)
+    assert entry_problem("k1", program, record) is None
+    assert entry_problem("k1", program, None) == "it has no record of its hash"
+    assert entry_problem("k1", program, "{not json") == "its record is unreadable"
+    assert entry_problem("k2", program, record).startswith("its record names another key")
+    tampered = program[:10] + b"\xff" + program[11:]
+    assert entry_problem("k1", tampered, record) == "its bytes do not match the hash recorded when it was lowered"
+    assert entry_problem("k1", program[:-1], record) is not None  # truncated
+
+
+def test_a_tampered_or_swapped_cache_entry_is_rebuilt_with_a_warning(tmp_path):
+    from measure.executorch import load_or_build
+
+    built = []
+
+    def build(text: bytes):
+        def lower():
+            built.append(text)
+            return text
+        return lower
+
+    assert load_or_build(tmp_path, "k1", build(b"program one")) == b"program one"
+    assert load_or_build(tmp_path, "k1", build(b"never built")) == b"program one" and built == [b"program one"]
+    (tmp_path / "k1.pte").write_bytes(b"program 0ne")  # tampered
+    with pytest.warns(UserWarning, match=r"k1.pte is lowered again: its bytes do not match"):
+        assert load_or_build(tmp_path, "k1", build(b"program one")) == b"program one"
+    assert (tmp_path / "k1.pte").read_bytes() == b"program one" and len(built) == 2
+    load_or_build(tmp_path, "k2", build(b"program two"))
+    for suffix in (".pte", ".json"):  # another structure's entry, renamed into k1's place
+        (tmp_path / f"k1{suffix}").write_bytes((tmp_path / f"k2{suffix}").read_bytes())
+    with pytest.warns(UserWarning, match="its record names another key"):
+        assert load_or_build(tmp_path, "k1", build(b"program one")) == b"program one"
+    (tmp_path / "k1.json").unlink()  # an entry from before records were kept
+    with pytest.warns(UserWarning, match="no record"):
+        load_or_build(tmp_path, "k1", build(b"program one"))
+    assert len(built) == 5
+
+
+def test_executorch_rebuilds_a_tampered_program_it_would_run(tmp_path, monkeypatch):
+    pytest.importorskip("executorch")  # the integrated check, where the extra is installed
+    import torch
+
+    import measure.executorch as et
+    from space import ArchSpec, BlockSpec, build_model
+
+    monkeypatch.setenv("BNECK_ET_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    module = build_model(ArchSpec(8, (BlockSpec(3, 16, 8),), 96, 32)).eval()
+    x = torch.randn(1, 3, 32, 32)
+    et.et_runner(module, x)
+    (pte,) = tmp_path.glob("*.pte")
+    data = bytearray(pte.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pte.write_bytes(bytes(data))
+    before = et.exports
+    with pytest.warns(UserWarning, match="lowered again"):
+        run = et.et_runner(module, x)
+    assert et.exports == before + 1
+    with torch.no_grad():
+        assert torch.allclose(run()[0], module(x), atol=1e-4)
