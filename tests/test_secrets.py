@@ -236,3 +236,16 @@ def test_bad_storage_urls_end_in_one_line_without_the_password(tmp_path):
     files = [f for f in tmp_path.rglob("*") if f.is_file()]
     assert not [str(f) for f in files if secret.encode() in f.read_bytes()]
     assert not (results / "search").exists() or not any((results / "search").rglob("*.csv"))
+
+
+def test_a_url_without_its_password_connects_through_a_private_pgpass(tmp_path, monkeypatch, postgres_password_url):
+    """What docs/guides/security.md advises: the password in libpq's password file, not in the URL."""
+    url, password = postgres_password_url
+    parsed = sqlalchemy.engine.make_url(url)
+    bare = sqlalchemy.engine.URL.create(parsed.drivername, username=parsed.username, host=parsed.host,
+                                        port=parsed.port, database=parsed.database)
+    assert bare.password is None
+    write_private(tmp_path / "pgpass", f"{parsed.host}:{parsed.port}:*:{parsed.username}:{password}\n")
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "pgpass"))
+    with sqlalchemy.create_engine(bare).connect() as conn:
+        assert conn.execute(sqlalchemy.text("select 1")).scalar() == 1
