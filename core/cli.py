@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError, UserError
+from .redact import guard_process, redact, remember
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 EXIT_USAGE = 2
@@ -57,6 +58,7 @@ def compose(config_name: str, overrides: Sequence[str] = ()):
     from .settings import conversion_message
 
     root = schema(config_name)
+    remember_urls(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=config_name):
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
@@ -71,17 +73,26 @@ def compose(config_name: str, overrides: Sequence[str] = ()):
         msg = conversion_message(e, root)
         if msg:
             raise UsageError(msg) from None
-        raise UsageError(f"bad override: {_first_line(e)} (see conf/{config_name}.yaml for the keys)") from None
+        hint = (" or, for a URL with quotes, commas, braces or '=' in its password, export it and pass "
+                "key='${oc.env:VAR}'" if any("://" in o for o in overrides) else "")
+        raise UsageError(f"bad override: {_first_line(e)} (see conf/{config_name}.yaml for the keys{hint})") from None
+    try:  # values read from the environment (storage=${oc.env:BNECK_STORAGE}) are hidden too
+        remember_urls(v for _, v in _flatten(OmegaConf.to_container(cfg, resolve=True)))
+    except Exception:  # noqa: BLE001 -- an unresolvable value fails later, with its own message
+        pass
     return cfg
+
+
+def remember_urls(values) -> None:
+    """Hide the password of every URL among ``values`` (overrides or config values) in all later output."""
+    for v in values:
+        v = str(v)
+        if "://" in v:
+            remember(v.partition("=")[2] if re.match(r"[+~]?[\w.]+=", v) else v)
 
 
 def _first_line(e: BaseException) -> str:
     return redact(str(e).strip().splitlines()[0]) if str(e).strip() else type(e).__name__
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of any URL in it replaced by ``***`` (``postgresql://u:***@host/db``)."""
-    return re.sub(r"//([^:/@\s]+):[^@/\s]*@", r"//\1:***@", text)
 
 
 def require_group(cfg, group: str, choices: Sequence[str], command: str) -> None:
@@ -150,7 +161,7 @@ def flags(cli: Command, argv: Sequence[str]) -> int | None:
         return None
     overrides = [a for a in args if not a.startswith("-") and a not in cli.positionals]
     if "--help" in opts or "-h" in opts:
-        print(help_text(cli, overrides))
+        print(redact(help_text(cli, overrides)))
         return 0
     if "--multirun" in opts or "-m" in opts:
         raise UsageError(MULTIRUN)
@@ -262,7 +273,9 @@ def run(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None 
     ``cli`` (default: the ``CLI`` of ``main``'s module, if any) answers ``--help``, ``--cfg job`` and
     ``--multirun`` before ``main`` runs."""
     quiet_warnings()
+    guard_process()
     argv = list(sys.argv[1:] if argv is None else argv)
+    remember_urls(argv)
     cli = cli or getattr(sys.modules.get(getattr(main, "__module__", ""), None), "CLI", None)
     try:
         code = flags(cli, argv) if cli is not None else None
@@ -273,7 +286,7 @@ def run(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None 
             raise
         msg = _first_line(e)
         if isinstance(e, (FileNotFoundError, PermissionError)) and e.filename:
-            msg = f"{e.strerror or type(e).__name__}: {e.filename}"
+            msg = redact(f"{e.strerror or type(e).__name__}: {e.filename}")
         print(f"error: {msg}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:

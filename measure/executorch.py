@@ -10,11 +10,16 @@ passes, over several runs, the probe timed in every run and ``latency=measured``
 all lower each structure once. The key leaves out the weights, so a cached program runs the weights of
 the first module of that structure: right for timing (dense float kernels cost the same whatever the
 values), wrong for anything that reads the outputs.
+
+A cache entry is ``<key>.pte`` beside ``<key>.json`` (its key and the SHA-256 of its bytes). An entry
+whose record is missing, names another key or another hash (a truncated, swapped or edited file) is
+not run: it is lowered again, with a warning naming the reason.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import warnings
 from importlib import metadata
@@ -83,11 +88,44 @@ def lower(module: nn.Module, x: torch.Tensor, *, name: str | None = None) -> byt
 
 def cached_program(module: nn.Module, x: torch.Tensor, *, name: str | None = None) -> bytes:
     """``lower(module, x)``, read from ``cache_dir()`` when this structure was lowered before."""
-    path = cache_dir() / f"{structure_key(module, tuple(x.shape))}.pte"
-    if path.is_file():
-        return path.read_bytes()
-    data = lower(module, x, name=name)
-    write_atomic(path, data)  # two processes lowering one structure both write the same bytes
+    return load_or_build(cache_dir(), structure_key(module, tuple(x.shape)), lambda: lower(module, x, name=name))
+
+
+def entry_record(key: str, data: bytes) -> str:
+    """What is stored beside ``<key>.pte``: the key and the hash of the program's bytes."""
+    return json.dumps({"key": key, "sha256": hashlib.sha256(data).hexdigest()})
+
+
+def entry_problem(key: str, data: bytes, record: str | None) -> str | None:
+    """Why the cached bytes ``data`` may not be run as the program of ``key`` (None: they may)."""
+    if record is None:
+        return "it has no record of its hash"
+    try:
+        stored = json.loads(record)
+        stored_key, digest = stored["key"], stored["sha256"]
+    except (ValueError, KeyError, TypeError):
+        return "its record is unreadable"
+    if stored_key != key:
+        return f"its record names another key ({str(stored_key)[:24]})"
+    if hashlib.sha256(data).hexdigest() != digest:
+        return "its bytes do not match the hash recorded when it was lowered"
+    return None
+
+
+def load_or_build(folder: Path, key: str, build) -> bytes:
+    """The program of ``key`` from ``folder`` if its entry checks out, else ``build()``, stored with its record."""
+    pte, record = folder / f"{key}.pte", folder / f"{key}.json"
+    if pte.is_file():
+        data = pte.read_bytes()
+        problem = entry_problem(key, data, record.read_text() if record.is_file() else None)
+        if problem is None:
+            return data
+        warnings.warn(f"ExecuTorch cache entry {pte} is lowered again: {problem}", stacklevel=2)
+    data = build()
+    # Program first, record second: a reader between the two sees a mismatch and rebuilds, never runs
+    # unchecked bytes. Two processes lowering one structure write the same pair.
+    write_atomic(pte, data)
+    write_atomic(record, entry_record(key, data))
     return data
 
 

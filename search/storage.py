@@ -31,7 +31,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from core.cli import redact
+from core.redact import redact, remember
 
 from . import SearchError
 
@@ -64,25 +64,31 @@ class Journal:
     def open(self) -> optuna.storages.BaseStorage:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._drop_torn_tail()
-            backend = optuna.storages.journal.JournalFileBackend(str(self.path))
+            # The backend's own lock (its default, named here so the repair below takes the same one).
+            lock = optuna.storages.journal.JournalFileSymlinkLock(str(self.path))
+            self._drop_torn_tail(lock)
+            backend = optuna.storages.journal.JournalFileBackend(str(self.path), lock_obj=lock)
             return optuna.storages.JournalStorage(backend)
         except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
             raise SearchError(f"journal {self.path} is corrupt ({str(e).splitlines()[0]}): move it away "
                               f"or pass another study_name") from None
 
-    def _drop_torn_tail(self) -> None:
+    def _drop_torn_tail(self, lock) -> None:
         # A process killed inside a write can leave a last line without its newline; the next
-        # append would glue onto it and make the whole journal unreadable. Journal appends are
-        # single small writes, so only the tail can be torn.
+        # append would glue onto it and make the whole journal unreadable. Every append holds the
+        # journal's lock, so under it a missing newline is a dead writer's, never one in progress.
         if not self.path.is_file() or self.path.stat().st_size == 0:
             return
-        with open(self.path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) == b"\n":
-                return
-            f.seek(0)
-            f.truncate(f.read().rfind(b"\n") + 1)
+        lock.acquire()
+        try:
+            with open(self.path, "rb+") as f:
+                end = torn_tail_start(f)
+                if end is not None:
+                    f.truncate(end)
+                    f.flush()
+                    os.fsync(f.fileno())
+        finally:
+            lock.release()
 
     def register(self, worker: str) -> None:
         """Hold this worker's lock until the process ends (the OS releases it on any death)."""
@@ -112,6 +118,26 @@ class Journal:
             yield
 
 
+def torn_tail_start(f, block: int = 1 << 16) -> int | None:
+    """Where the torn last line of the binary file ``f`` starts (None: it ends with a newline), found by
+    reading back from the end one ``block`` at a time: a journal grows to many megabytes, a line does not."""
+    end = f.seek(0, os.SEEK_END)
+    if end == 0:
+        return None
+    f.seek(end - 1)
+    if f.read(1) == b"\n":
+        return None
+    pos = end
+    while pos > 0:
+        start = max(0, pos - block)
+        f.seek(start)
+        newline = f.read(pos - start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        pos = start
+    return 0
+
+
 def open_storage(url: str | None, default_journal: Path):
     """(Optuna storage, Journal or None) for ``storage=`` (None: the study's journal file)."""
     if not url:
@@ -121,6 +147,7 @@ def open_storage(url: str | None, default_journal: Path):
     if "://" not in url:
         journal = Journal(Path(url).expanduser())
         return journal.open(), journal
+    remember(url)  # whatever the driver or Optuna prints from now on, this password is hidden
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
     if scheme not in RDB_SCHEMES:
         raise SearchError(f"storage={redact(url)}: unknown scheme {scheme!r}; use a journal file path or a "
@@ -137,7 +164,7 @@ def open_storage(url: str | None, default_journal: Path):
                 time.sleep(0.2 + random.random())
                 continue
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SearchError(f"cannot open storage {redact(url)}: {first}") from None
+            raise SearchError(f"cannot open storage {redact(url)}: {redact(first)}") from None
     raise AssertionError("unreachable")
 
 

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 import measure
 import train
+from core.redact import redact
 from core.settings import plain as _plain
 from space import REFERENCES, ArchSpec, SearchSpace, reference_title
 
@@ -107,7 +108,7 @@ class Search:
         if journal is not None:
             journal.register(worker)
         return cls(cfg, space=space, train_cfg=train_cfg, estimator=estimator, latency=latency, storage=storage,
-                   journal=journal, storage_name=str(cfg.get("storage") or log), worker=worker)
+                   journal=journal, storage_name=redact(str(cfg.get("storage") or log)), worker=worker)
 
     # -- the study ---------------------------------------------------------------------------------
     def settings(self) -> dict:

@@ -47,14 +47,9 @@ def _pg_bin(name: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url():
-    """A throwaway PostgreSQL server on loopback (Debian's package); skips when it is not installed."""
-    yield from _postgres()
-
-
-@pytest.fixture(scope="session")
-def postgres_password_url():
-    """(URL with its password, the password) of a throwaway PostgreSQL server that requires it."""
+def postgres_server():
+    """(URL with its password, the password) of a throwaway PostgreSQL server on loopback (Debian's
+    package) that requires the password (scram-sha-256); skips when the server is not installed."""
     import secrets
 
     password = f"Pw-{secrets.token_hex(8)}"
@@ -62,7 +57,27 @@ def postgres_password_url():
         yield url, password
 
 
-def _postgres(password: str | None = None):
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server):
+    """The URL of that server, its password in it: pass it on, never print it."""
+    return postgres_server[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_password_url(postgres_server):
+    """(URL with its password, the password), for tests that look for the password in outputs."""
+    return postgres_server
+
+
+def write_private(path: Path, text: str) -> None:
+    """A new file readable by its owner only from its first byte: the mode is given to open() (the umask
+    can only remove bits from it), not set after the text is in."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _postgres(password: str):
     import getpass
     import shutil
     import socket
@@ -76,7 +91,7 @@ def _postgres(password: str | None = None):
     from pathlib import Path as _P
 
     # Not under pytest's tmp dir: that one is private to the current user, and the server may
-    # run as another (postgres) user.
+    # run as another (postgres) user. mkdtemp makes it 0700.
     root = _P(tempfile.mkdtemp(prefix="bneck-pg-"))
     data = root / "data"
     # initdb refuses to run as root: run the server as Debian's postgres user then.
@@ -85,21 +100,17 @@ def _postgres(password: str | None = None):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     user = "postgres" if as_user else getpass.getuser()
-    auth = ["--auth=trust"]
-    if password:
-        (root / "pw").write_text(password + "\n")
-        auth = ["--auth=scram-sha-256", f"--pwfile={root / 'pw'}"]
+    write_private(root / "pw", password + "\n")
     if as_user:
         shutil.chown(root, "postgres")
-        if password:
-            shutil.chown(root / "pw", "postgres")
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", user, *auth, "-E", "UTF8"],
-                   check=True, capture_output=True)
+        shutil.chown(root / "pw", "postgres")
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", user, "--auth=scram-sha-256", f"--pwfile={root / 'pw'}",
+                    "-E", "UTF8"], check=True, capture_output=True)
+    (root / "pw").unlink()  # initdb has stored its hash; the file is not needed any more
     subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
                     f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
     try:
-        login = f"{user}:{password}" if password else user
-        url = f"postgresql+psycopg2://{login}@127.0.0.1:{port}/postgres"
+        url = f"postgresql+psycopg2://{user}:{password}@127.0.0.1:{port}/postgres"
         deadline = time.time() + 20
         import sqlalchemy
 

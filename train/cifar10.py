@@ -1,4 +1,11 @@
-"""CIFAR-10 from the official python pickles (`cifar-10-python.tar.gz`, extracted)."""
+"""CIFAR-10 from the official python pickles (`cifar-10-python.tar.gz`, extracted).
+
+A pickle can run any code it names, and ``data.root`` may hold files from anywhere, so the batches are
+read by :class:`BatchUnpickler`, which admits only what the format holds: dicts, lists, bytes and str
+(builtins the pickle machine makes without naming a class), and numpy arrays through the few functions
+numpy pickles them with (protocol 2 as the official files, 4 and 5 as numpy writes them today). A file
+that names anything else is refused before any of it runs.
+"""
 from __future__ import annotations
 
 import pickle
@@ -32,13 +39,38 @@ def find_root(root) -> Path:
                     f"extract cifar-10-python.tar.gz there")
 
 
+# (module, name) of every global a CIFAR-10 batch refers to: an array is rebuilt by numpy's
+# _reconstruct (protocols 2-4) or _frombuffer (5) with its dtype; Python 3 writes bytes in protocol 2
+# as _codecs.encode. numpy 2 moved numpy.core to numpy._core; files carry either name.
+ALLOWED = frozenset({("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                     *((f"numpy.{core}.multiarray", "_reconstruct") for core in ("core", "_core")),
+                     *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core"))})
+
+
+class UntrustedPickle(Exception):
+    """A pickle named a global outside ``ALLOWED``."""
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what a CIFAR-10 batch holds (see ``ALLOWED``)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED:
+            raise UntrustedPickle(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
         raise DataError(f"CIFAR-10 file {path} is missing: extract the complete cifar-10-python.tar.gz "
                         f"into data.root")
     try:
         with path.open("rb") as f:
-            d = pickle.load(f, encoding="bytes")  # the batches were pickled by Python 2
+            d = BatchUnpickler(f, encoding="bytes").load()  # the batches were pickled by Python 2
+    except UntrustedPickle as e:
+        raise DataError(f"CIFAR-10 file {path} is not a CIFAR-10 batch: it asks to run {e}, which the format "
+                        f"never holds (refused, nothing run): replace it with the official "
+                        f"cifar-10-python.tar.gz") from None
     except Exception as e:
         raise DataError(f"CIFAR-10 file {path} is not a readable pickle ({e}): re-download it") from e
     if not isinstance(d, dict):
