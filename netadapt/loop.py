@@ -74,7 +74,8 @@ class NetAdapt:
             cfg = {**cfg, "weights": str(w)}  # a supernet trial's exported weights (search.supernet export)
         data = load_data(cfg.get("data") or {})
         latency = prepared(latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results")))), log)
-        estimator = make_estimator(cfg.get("accuracy"), data, train_cfg)
+        estimator = make_estimator(cfg.get("accuracy"), data, train_cfg,
+                                   seeds=int((cfg.get("train") or {}).get("seeds", 1)))
         start_model, note = None, ""
         if cfg.get("weights"):  # read now: a bad file must fail before the run folder exists
             start_model = estimator.fresh(start[0])
@@ -166,6 +167,18 @@ class NetAdapt:
 
         try:
             return self.estimator.train(model, desc, report=report, **changes)
+        except DivergedError as e:
+            raise NetAdaptError(str(e)) from None
+
+    def _train_seeds(self, make, desc: str, **changes):
+        """(first model, Accuracy): ``make(seed)`` finetuned once per seed of train.seeds, scored by the mean."""
+        from train import DivergedError
+
+        if not hasattr(self.estimator, "train_seeds"):  # an estimator without seeds: one finetune
+            model = make(changes.get("seed"))
+            return model, self._train(model, desc, **changes)
+        try:
+            return self.estimator.train_seeds(make, desc, **changes)
         except DivergedError as e:
             raise NetAdaptError(str(e)) from None
 
@@ -300,12 +313,14 @@ class NetAdapt:
         scores = channel_scores(model, self.importance, self.importance_inputs())  # one set for every proposal
         for j, p in enumerate(props.made):
             bar.set_postfix_str(f"iteration {k}: proposal {j + 1}/{len(props.made)} {p.label}")
-            cand = shrink(model, p.arch, scores=scores)
             # Scored on holdout only: the test split is read once, for the kept proposal, to report it.
-            res = self._train(cand, f"iteration {k} {p.label}", report=False, steps=self.short_steps,
-                              lr=self.finetune_lr, seed=self.train_cfg.seed + k)
+            # train.seeds=k: k finetunes of the same shrunk weights, scored by their mean; the first is kept.
+            cand, res = self._train_seeds(lambda _, a=p.arch: shrink(model, a, scores=scores),
+                                          f"iteration {k} {p.label}", report=False, steps=self.short_steps,
+                                          lr=self.finetune_lr, seed=self.train_cfg.seed + k)
             entry = {"kind": p.kind, "blocks": list(p.blocks), "old": p.old, "new": p.new, "label": p.label,
-                     **self._point(p.arch), "cost": p.cost, "top1": res.top1}
+                     **self._point(p.arch), "cost": p.cost, "top1": res.top1,
+                     **({"top1_per_seed": list(res.per_seed)} if res.per_seed else {})}
             tried.append(entry)
             score = (res.top1 if self.select == "accuracy"
                      else (res.top1 - cur["top1"]) / max(cur["cost"] - p.cost, 1e-12))
