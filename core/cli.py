@@ -29,7 +29,7 @@ EXIT_USAGE = 2
 
 # The structured config of each primary config: its module registers it in Hydra's ConfigStore.
 SCHEMAS = {"search": ("search.settings", "SearchConfig"), "netadapt": ("netadapt.settings", "NetAdaptConfig"),
-           "lut": ("measure.settings", "LutConfig")}
+           "lut": ("measure.settings", "LutConfig"), "fidelity": ("search.fidelity_settings", "FidelityConfig")}
 # Groups typed Any in those (their options differ in shape), checked after composition.
 NODE_SCHEMAS = {"space": ("space.settings", "SpaceSettings")}
 

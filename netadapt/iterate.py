@@ -77,12 +77,14 @@ class Iterations:
         scores = channel_scores(model, self.importance, self.importance_inputs())  # one set for every proposal
         for j, p in enumerate(props.made):
             bar.set_postfix_str(f"iteration {k}: proposal {j + 1}/{len(props.made)} {p.label}")
-            cand = shrink(model, p.arch, scores=scores)
             # Scored on holdout only: the test split is read once, for the kept proposal, to report it.
-            res = self._train(cand, f"iteration {k} {p.label}", report=False, steps=self.short_steps,
-                              lr=self.finetune_lr, seed=self.train_cfg.seed + k)
+            # train.seeds=k: k finetunes of the same shrunk weights, scored by their mean; the first is kept.
+            cand, res = self._train_seeds(lambda _, a=p.arch: shrink(model, a, scores=scores),
+                                          f"iteration {k} {p.label}", report=False, steps=self.short_steps,
+                                          lr=self.finetune_lr, seed=self.train_cfg.seed + k)
             entry = {"kind": p.kind, "blocks": list(p.blocks), "old": p.old, "new": p.new, "label": p.label,
-                     **self._point(p.arch), "cost": p.cost, "top1": res.top1}
+                     **self._point(p.arch), "cost": p.cost, "top1": res.top1,
+                     **({"top1_per_seed": list(res.per_seed)} if res.per_seed else {})}
             tried.append(entry)
             score = (res.top1 if self.select == "accuracy"
                      else (res.top1 - cur["top1"]) / max(cur["cost"] - p.cost, 1e-12))

@@ -70,7 +70,8 @@ class NetAdapt(Iterations, Finish):
             cfg = {**cfg, "weights": str(w)}  # a supernet trial's exported weights (search.supernet export)
         data = load_data(cfg.get("data") or {})
         latency = prepared(latency_model(cfg.get("latency") or {}, Path(str(cfg.get("results_dir", "results")))), log)
-        estimator = make_estimator(cfg.get("accuracy"), data, train_cfg)
+        estimator = make_estimator(cfg.get("accuracy"), data, train_cfg,
+                                   seeds=int((cfg.get("train") or {}).get("seeds", 1)))
         start_model, note = None, ""
         if cfg.get("weights"):  # read now: a bad file must fail before the run folder exists
             start_model = estimator.fresh(start[0])
@@ -162,6 +163,18 @@ class NetAdapt(Iterations, Finish):
 
         try:
             return self.estimator.train(model, desc, report=report, **changes)
+        except DivergedError as e:
+            raise NetAdaptError(str(e)) from None
+
+    def _train_seeds(self, make, desc: str, **changes):
+        """(first model, Accuracy): ``make(seed)`` finetuned once per seed of train.seeds, scored by the mean."""
+        from train import DivergedError
+
+        if not hasattr(self.estimator, "train_seeds"):  # an estimator without seeds: one finetune
+            model = make(changes.get("seed"))
+            return model, self._train(model, desc, **changes)
+        try:
+            return self.estimator.train_seeds(make, desc, **changes)
         except DivergedError as e:
             raise NetAdaptError(str(e)) from None
 

@@ -5,13 +5,15 @@ info object (``search.plot.pareto_info``, ``netadapt.report.trajectory_info``, `
 Depends on matplotlib and ``space`` (reference names) only, so every package may import it.
 """
 from .canvas import figure, png
+from .fidelity import FidelityInfo, Panel, draw_fidelity
 from .latency import ValidationInfo, draw_validation
 from .pareto import OverviewInfo, ParetoInfo, Trajectory, draw_overview, draw_pareto
 from .trajectory import TrajectoryInfo, draw_trajectory
 from .versus import Curve, VersusInfo, draw_versus
 
 __all__ = [
-    "Curve", "OverviewInfo", "ParetoInfo", "Trajectory", "TrajectoryInfo", "ValidationInfo", "VersusInfo",
-    "draw_overview", "draw_pareto", "draw_versus",
+    "Curve", "FidelityInfo", "OverviewInfo", "Panel",
+    "ParetoInfo", "Trajectory", "TrajectoryInfo", "ValidationInfo", "VersusInfo",
+    "draw_fidelity", "draw_overview", "draw_pareto", "draw_versus",
     "draw_trajectory", "draw_validation", "figure", "png",
 ]

@@ -3,7 +3,8 @@
 Every figure a trial produces is stored as a user attribute (``arch``, ``params``, ``macs``,
 ``latency_ms``, ``top1``, ``test_top1``, ``duration_s``, ``cpu_s``, ``failure``), whatever the objective mode, so
 results and plots read one place for both the multi-objective and the MnasNet-reward studies.
-``top1`` is the holdout accuracy the sampler optimises; ``test_top1`` is only reported.
+``top1`` is the holdout accuracy the sampler optimises (with ``train.seeds=k``, the mean of k trainings, each in
+``top1_per_seed``); ``test_top1`` is only reported.
 
 ``Objective.evaluate`` produces the same figures for a network outside the space (the other
 reference network), without an Optuna trial: same costs, same accuracy estimator.
@@ -17,6 +18,8 @@ import optuna
 import measure
 from space import ArchSpec, SearchSpace, format_arch
 from train import AccuracyEstimator, DivergedError
+
+from .results import seed_cell
 
 METRICS = ("top1", "latency_ms", "macs")
 DIRECTIONS = {"multi": ["maximize", "minimize", "minimize"], "mnas": ["maximize"]}
@@ -72,6 +75,7 @@ class Objective:
             top1 = acc.top1
             trial.set_user_attr("top1", top1)
             trial.set_user_attr("test_top1", acc.test_top1)
+            trial.set_user_attr("top1_per_seed", list(acc.per_seed or (top1,)))  # train.seeds: top1 is their mean
         except (DivergedError, TrialFailed) as e:
             trial.set_user_attr("failure", str(e).splitlines()[0] if str(e) else type(e).__name__)
             raise TrialFailed(str(e)) from None
@@ -98,6 +102,7 @@ class Objective:
         try:
             acc = self.estimator(arch, label)
             out["top1"], out["test_top1"] = acc.top1, acc.test_top1
+            out["top1_per_seed"] = seed_cell(list(acc.per_seed or (acc.top1,)))
         except (DivergedError, TrialFailed) as e:
             out["failure"] = str(e).splitlines()[0] if str(e) else type(e).__name__
         out["duration_s"] = round(time.perf_counter() - start, 2)

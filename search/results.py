@@ -29,10 +29,11 @@ PROTOCOL = "protocol.json"  # the study's accuracy protocol: how its top-1 figur
 
 # top1 is the holdout accuracy the sampler optimised; test_top1 is the test split's, only reported.
 # latency_raw_ms: with latency=measured, the wall-clock figure before conversion to the table's unit.
-COLUMNS = ("number", "state", "arch", "top1", "test_top1", "latency_ms", "latency_raw_ms", "macs", "params",
-           "reference", "duration_s", "cpu_s", "failure")
-REFERENCE_COLUMNS = ("name", "trial", "arch", "top1", "test_top1", "latency_ms", "latency_raw_ms", "macs", "params",
-                     "duration_s", "cpu_s", "failure")
+# top1_per_seed: each seed's holdout top-1 (train.seeds), ';'-separated; top1 is their mean.
+COLUMNS = ("number", "state", "arch", "top1", "top1_per_seed", "test_top1", "latency_ms", "latency_raw_ms", "macs",
+           "params", "reference", "duration_s", "cpu_s", "failure")
+REFERENCE_COLUMNS = ("name", "trial", "arch", "top1", "top1_per_seed", "test_top1", "latency_ms", "latency_raw_ms",
+                     "macs", "params", "duration_s", "cpu_s", "failure")
 
 
 def retried(trials: Iterable[FrozenTrial]) -> dict[int, int]:
@@ -73,6 +74,11 @@ def _failure(t: FrozenTrial, redone: dict[int, int]) -> str:
     return f"{why}; will be redone" if t.user_attrs.get("interrupted") else "error: see the worker's output"
 
 
+def seed_cell(per_seed) -> str | None:
+    """A trial's per-seed top-1 as one CSV cell, '0.81;0.84' (None for trials from before the column)."""
+    return None if not per_seed else ";".join(f"{v:g}" for v in per_seed)
+
+
 def trial_rows(trials: Sequence[FrozenTrial]) -> list[dict]:
     """One row per started trial (waiting ones are left out), by number."""
     redone = retried(trials)
@@ -83,6 +89,8 @@ def trial_rows(trials: Sequence[FrozenTrial]) -> list[dict]:
         a = t.user_attrs
         rows.append({"number": t.number, "state": t.state.name, "arch": a.get("arch", ""),
                      "top1": a.get("top1") if t.state == TrialState.COMPLETE else None,
+                     "top1_per_seed": (seed_cell(a.get("top1_per_seed"))
+                                       if t.state == TrialState.COMPLETE else None),
                      "test_top1": a.get("test_top1") if t.state == TrialState.COMPLETE else None,
                      "latency_ms": a.get("latency_ms"), "latency_raw_ms": a.get("latency_raw_ms"),
                      "macs": a.get("macs"), "params": a.get("params"),

@@ -100,7 +100,8 @@ class Search:
         data = train.load_data(cfg.data)
         estimator = train.make_estimator(_plain(cfg.get("accuracy")), data, train_cfg, space=space,
                                          results_dir=results_dir, data_cfg=_plain(cfg.data),
-                                         progress=bool(cfg.get("progress", True)))
+                                         progress=bool(cfg.get("progress", True)),
+                                         seeds=int(cfg.train.get("seeds", 1)))
         latency = measure.latency_model(_plain(cfg.latency), results_dir)
         worker = new_worker_id()
         log = study_folder(results_dir, space.name, str(cfg.study_name)) / "study.log"

@@ -18,6 +18,8 @@ class Accuracy:
     loss: float  # holdout cross-entropy
     steps: int  # optimiser steps this estimate took
     seconds: float
+    # train.seeds > 1: each seed's holdout top-1 (top1 is their mean), in seed order; None for one seed
+    per_seed: tuple[float, ...] | None = None
 
 
 class AccuracyEstimator(Protocol):

@@ -29,6 +29,7 @@ class TrainBase(Settings):
     warmup_steps: int = integer(0, ge=0)
     bn_recal_batches: int = integer(20, ge=0)
     seed: int = integer(0, ge=0)
+    seeds: int = integer(1, ge=1)  # trainings per network (seed, seed+1, ...), scored by their mean
     device: str = text("auto", pattern=DEVICE, hint="auto, cpu, cuda, cuda:<n> or mps")
 
 
