@@ -13,8 +13,6 @@ and the ``measured`` latency model use it by default (``latency.statistic``).
 """
 from __future__ import annotations
 
-import statistics
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -24,6 +22,7 @@ from torch import nn
 from space import ArchSpec, build_model
 
 from .errors import MeasureError
+from .runner import time_callable
 
 BACKENDS = ("onnxruntime", "torch", "executorch")  # the keys of measure.backends.RUNNERS
 
@@ -110,24 +109,8 @@ def time_runner(run, *, backend: str, threads: int = 1, warmup: int = 10, repeat
 
 
 def _time(run, backend: str, warmup: int, repeats: int, max_rel_spread: float, max_rounds: int) -> Latency:
-    for _ in range(warmup):
-        run()
-    times: list[float] = []
-    for _ in range(max_rounds):
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-        median, spread = _median_iqr(times)
-        if spread <= max_rel_spread * median:
-            break
-    p10 = statistics.quantiles(times, n=10, method="inclusive")[0]
-    return Latency(median * 1e3, spread * 1e3, len(times), backend, p10 * 1e3)
-
-
-def _median_iqr(values: list[float]) -> tuple[float, float]:
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q2, q3 - q1
+    t = time_callable(run, warmup, repeats, max_rel_spread, max_rounds)  # the one timing loop, shared with targets
+    return Latency(t["median_ms"], t["spread_ms"], t["repeats"], backend, t["p10_ms"])
 
 
 @contextmanager

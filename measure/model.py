@@ -10,7 +10,8 @@ from .table import LatencyTable, machine_id
 
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
-        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes", "accept_changed", "foreign_ok"}
+        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes", "accept_changed", "foreign_ok",
+        "target", "target_python"}
 # What a result's latency record must match on a rerun: the model and the table content it rests on.
 # The table path and machine are recorded, not compared: workers elsewhere read copies of one table.
 COMPARED = ("name", "statistic", "hash")
@@ -139,6 +140,10 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
     measure_missing = cfg.pop("measure_missing", True)
     cfg.pop("accept_changed", None)  # read by the callers that compare records (search, NetAdapt)
     foreign_ok = cfg.pop("foreign_ok", False)
+    from .remote import open_target  # None for `local`: time on this machine
+
+    target = open_target(cfg.pop("target", None) or "local", cfg.pop("target_python", None) or "python3",
+                         cfg.get("backend") or "onnxruntime")
     opts = {k: v for k, v in cfg.items() if v is not None}
     if source not in SOURCES:
         raise MeasureError(f"unknown latency source {source!r}: use latency=lut or latency=measured")
@@ -149,13 +154,14 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
         if not path.is_file() and not measure_missing and source == "lut":
             raise MeasureError(f"latency table {path} does not exist: build it with `python -m measure.lut build "
                                f"+space=<name>` or fix latency.table")
-        lut = LatencyTable(path, measure_missing=bool(measure_missing), **opts)
+        lut = LatencyTable(path, measure_missing=bool(measure_missing), target=target, **opts)
     else:
-        lut = LatencyTable.open(results_dir, measure_missing=bool(measure_missing), **opts)
-    if source == "measured" and lut.machine not in (None, machine_id()) and not foreign_ok:
+        lut = LatencyTable.open(results_dir, measure_missing=bool(measure_missing), target=target, **opts)
+    here = (lambda: machine_id() if target is None else target.machine)  # a target is asked only when needed
+    if source == "measured" and not foreign_ok and lut.machine not in (None, here()):
         # measured converts this machine's timings by the probe speed of the table's machine: a ratio of
         # two machines' V3-Large timings, not a drift correction
         raise MeasureError(f"latency table {lut.path} was made on machine {lut.machine}, not this one "
-                           f"({machine_id()}): latency=measured would rescale this machine's timings by another's "
+                           f"({here()}): latency=measured would rescale this machine's timings by another's "
                            f"probe; drop latency.table to use this machine's own, or pass latency.foreign_ok=true")
     return MeasuredLatency(lut) if source == "measured" else TableLatency(lut)

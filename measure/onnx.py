@@ -49,15 +49,9 @@ def network_name(module: nn.Module, name: str | None = None) -> str:
 def ort_runner(module: nn.Module, x: torch.Tensor, *, threads: int = 1, channels_last: bool = False,
                name: str | None = None):
     """onnxruntime on the CPU, one intra-op thread pool of ``threads``, all graph optimisations."""
-    import onnxruntime as ort
+    from .runner import ort_session  # the session a target's runner opens too
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # folds BN, fuses activations
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(export_onnx(module, x, name=name), opts, providers=["CPUExecutionProvider"])
+    session = ort_session(export_onnx(module, x, name=name), threads)
     name = session.get_inputs()[0].name
     feed = {name: x.numpy()}
     return lambda: session.run(None, feed)

@@ -34,10 +34,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
-import platform
 import random
-import socket
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,32 +43,25 @@ from core.files import write_atomic
 from space import ArchSpec
 
 from . import calibration as calib
+from . import runner
 from .entries import Entry, arch_entries, network_entry
 from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
-from .probe import PROBE, SpeedProbe
+from .probe import PROBE, SpeedProbe, reference
 
 FORMAT = 2  # 2: entries at the probe's reference speed, one record per pass
 
 
 def machine_id() -> str:
-    """A stable name for this machine: ``$BNECK_MACHINE``, or hostname + hash of the CPU model."""
-    if os.environ.get("BNECK_MACHINE"):
-        return os.environ["BNECK_MACHINE"]
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    digest = hashlib.sha1(f"{model}|{os.cpu_count()}".encode()).hexdigest()[:8]
-    return f"{socket.gethostname()}-{digest}"
+    """A stable name for this machine: ``$BNECK_MACHINE``, or hostname + hash of the CPU model (computed as
+    a target's runner computes its own, ``measure.runner``)."""
+    return runner.machine_id()
 
 
 def table_path(results_dir, backend: str, threads: int, input_size: int, batch: int = 1,
-               channels_last: bool = False) -> Path:
+               channels_last: bool = False, machine: str | None = None) -> Path:
     name = (f"{backend}_t{threads}_{input_size}" + (f"_b{batch}" if batch != 1 else "")
             + ("_cl" if channels_last else ""))
-    return Path(results_dir) / "lut" / machine_id() / f"{name}.json"
+    return Path(results_dir) / "lut" / (machine or machine_id()) / f"{name}.json"
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -84,8 +74,10 @@ class LatencyTable:
     def __init__(self, path, *, backend: str = "onnxruntime", threads: int = 1, input_size: int = 224,
                  batch: int = 1, channels_last: bool = False, measure_missing: bool = True,
                  warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05, max_rounds: int = 4,
-                 statistic: str = "p10", passes: int = 2, calibration_archs: list[ArchSpec] | None = None):
+                 statistic: str = "p10", passes: int = 2, calibration_archs: list[ArchSpec] | None = None,
+                 target=None):
         self.path = Path(path)
+        self.target = target  # None: time here; a ``measure.remote.RemoteTarget``: time there
         self.backend = check_backend(backend)
         self.statistic = check_statistic(statistic)  # which figure of an entry predictions sum
         self.threads, self.input_size, self.batch, self.channels_last = threads, input_size, batch, channels_last
@@ -109,7 +101,8 @@ class LatencyTable:
     def open(cls, results_dir="results", *, backend: str = "onnxruntime", threads: int = 1,
              input_size: int = 224, batch: int = 1, channels_last: bool = False, **kw) -> LatencyTable:
         """The table of this machine under ``results_dir`` (created on first measurement)."""
-        path = table_path(results_dir, check_backend(backend), threads, input_size, batch, channels_last)
+        machine = kw["target"].machine if kw.get("target") is not None else None  # keyed by where it times
+        path = table_path(results_dir, check_backend(backend), threads, input_size, batch, channels_last, machine)
         return cls(path, backend=backend, threads=threads, input_size=input_size, batch=batch,
                    channels_last=channels_last, **kw)
 
@@ -123,9 +116,13 @@ class LatencyTable:
 
     # -- disk ------------------------------------------------------------------------------------
     def _header(self) -> dict:
-        return {"format": FORMAT, "machine": self.machine or machine_id(), "backend": self.backend,
-                "threads": self.threads, "input_size": self.input_size, "batch": self.batch,
-                "channels_last": self.channels_last}
+        here = self.target.machine if self.target is not None else machine_id()
+        out = {"format": FORMAT, "machine": self.machine or here, "backend": self.backend,
+               "threads": self.threads, "input_size": self.input_size, "batch": self.batch,
+               "channels_last": self.channels_last}
+        if self.target is not None:  # what the target's runner reported: CPU, OS, runtime version
+            out["target"] = self.target.describe()
+        return out
 
     def _load(self) -> None:
         if not self.path.is_file():
@@ -206,22 +203,35 @@ class LatencyTable:
         for p in range(self.passes):
             order = [e for e in entries if _passes(records.get(e.key)) <= p]
             random.Random(f"{self.path.name}-{p}-{len(order)}").shuffle(order)
-            before, pending = self._probe_ms(), []
-            for i, e in enumerate(order):
-                if _passes(records.get(e.key)) <= p:  # another process may have timed it while we waited
-                    pending.append((e, self._measure(e)))
-                if pending and (self._probe.due() or i == len(order) - 1):
-                    after = self._probe_ms()
+            before, pending = None, []
+            timings = self._timings(order) if self.target is None else self.target.timings(self, order)
+            for kind, *what in timings:  # probe, entries, probe, ... (measure.remote streams the same)
+                if kind == "timed":
+                    pending.append(what)
+                    if progress is not None:
+                        progress.update(1)
+                    continue
+                if kind == "reference":  # a new table's unit, timed on the target
+                    self.reference = reference(what[0])
+                after = self.reference_ms if kind == "reference" else what[0]
+                if pending:
                     factor = self.reference_ms / ((before + after) / 2)  # < 1 while the machine runs slow
                     for entry, lat in pending:
                         records[entry.key] = _with_pass(records.get(entry.key), _timing(lat, factor))
                         timed.add(entry.key)
                     if save:
                         self._save()
-                    before, pending = after, []
-                if progress is not None:
-                    progress.update(1)
+                before, pending = after, []
         return timed
+
+    def _timings(self, order: list[Entry]):
+        """Time ``order`` here: ``("probe", ms)``, then ``("timed", entry, Latency)`` per entry with the probe
+        timed again whenever it is due and after the last entry."""
+        yield "probe", self._probe_ms()
+        for i, e in enumerate(order):
+            yield "timed", e, self._measure(e)
+            if self._probe.due() or i == len(order) - 1:
+                yield "probe", self._probe_ms()
 
     def _probe_ms(self) -> float:
         if self._probe is None:
@@ -239,7 +249,10 @@ class LatencyTable:
         with self._locked():
             if self.reference is not None:  # another process set it while we waited
                 return False
-            self._probe_ms()
+            if self.target is not None:
+                self.reference = reference(self.target.reference_timings(self))
+            else:
+                self._probe_ms()
             self._save()
         return True
 
