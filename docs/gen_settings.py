@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "space", "plots", "measure", "train", "search", "netadapt")
+PACKAGES = ("search", "netadapt", "measure", "train", "space", "plots", "core")  # the order of the page
 PAGE = "reference/settings.md"
 
 

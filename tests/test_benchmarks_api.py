@@ -65,3 +65,24 @@ def test_the_check_catches_a_private_import_and_a_path_edit(tmp_path):
     found = violations(bad)
     assert len(found) == 4, found
     assert any("sys.path" in v for v in found) and any("_private" in v for v in found)
+
+
+def test_every_file_in_benchmarks_is_reached_from_the_index_or_a_report():
+    """No orphan: each tracked file is named in benchmarks/README.md or a report, or lies in a folder the index names."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs a git checkout to know which files are tracked")
+    tracked = subprocess.run(["git", "ls-files", "benchmarks"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    texts = {f: (REPO / f).read_text() for f in tracked if f.endswith(".md") and (REPO / f).is_file()}
+    index = texts.get("benchmarks/README.md", "")
+    orphans = []
+    for f in tracked:
+        rel = Path(f).relative_to("benchmarks")
+        folders = [str(p) + "/" for p in rel.parents if str(p) != "."]
+        named = any(rel.name in t or str(rel) in t for m, t in texts.items() if m != f)
+        if f != "benchmarks/README.md" and not named and not any(d in index for d in folders[:-1]):
+            orphans.append(f)
+    assert orphans == []

@@ -183,6 +183,11 @@ def test_variants_sit_against_the_seed_spread_of_the_settings_run_with_most_seed
     assert row["| 400 steps, seed 0"].startswith("| 400 steps, seed 0 | 0.929 | inside | -0.02 [")
     assert row["| 400 steps, seed 0"].endswith("] | no difference shown |")  # 0.929 - 0.952
     assert row["| kernel transform, seed 0"].startswith("| kernel transform, seed 0 | -1.000 | below | -1.95 [")
+    # Each supernet but the default's gets its own report as a section of this one, not a file of its own.
+    sections = sf.variant_sections(rows, vs, sf.supernet_key(SETTINGS), tb, sb, 8)
+    titles = [line for line in sections if line.startswith("## ")]
+    assert len(titles) == 5 and all(t.startswith("## ") and "seed" in t for t in titles)
+    assert not any(line.startswith("# ") for line in sections[1:])  # every report's headings one level down
     assert row["| kernel transform, seed 0"].endswith("] | shown worse |")
     k2 = sf.prediction_interval([1.0, 1 - 2 / 28, 1 - 2 / 28], 2)  # for the mean of 2 more seeds: narrower
     assert k2[0] > lo and k2[1] < hi

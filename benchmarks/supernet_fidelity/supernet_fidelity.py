@@ -607,6 +607,21 @@ def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = 
     return text
 
 
+
+def variant_sections(rows: list[dict], vs: list[dict], default_key: str, tb: dict, sb: dict, n_points: int) -> list[str]:
+    """Each supernet's own report but the default's (that one is ``supernet_fidelity.md``), as a section of the
+    variants report: one file instead of one per variant, regenerated with it."""
+    L = ["# Each supernet's report", "",
+         "The full report of every supernet above but the default settings' (`supernet_fidelity.md`), as "
+         "`--report-only` with its settings writes it.", ""]
+    for v in vs:
+        if v["key"] == default_key:
+            continue
+        lines = report(rows, v["settings"], tb, sb, n_points).splitlines()
+        L += [f"## {describe(v['settings'])}", ""] + ["#" + ln if ln.startswith("#") else ln for ln in lines[1:]]
+    return L
+
+
 # ---------------------------------------------------------------- agreement: supernets, runs, and across
 def agreement_columns(rows: list[dict], proxy_rows: list[dict], dataset: str, tb: dict, sb: dict) -> dict:
     """Holdout top-1 (points) by architecture of every supernet scored on `dataset` and of every standalone run
@@ -968,8 +983,11 @@ def main(argv=None) -> int:
     tb, sb = trial_budget(args.dataset), standalone_budget(args.dataset, args.standalone_steps)
     if args.variants is not None:
         rows, proxy_rows = read_results(args.results), read_results(PROXY) if PROXY.is_file() else []
-        print(variants_report(variants(rows, proxy_rows, args.dataset, tb, sb), sb, args.dataset, args.variants,
-                              agree=agreement_columns(rows, proxy_rows, args.dataset, tb, sb)))
+        vs = variants(rows, proxy_rows, args.dataset, tb, sb)
+        text = variants_report(vs, sb, args.dataset, agree=agreement_columns(rows, proxy_rows, args.dataset, tb, sb))
+        text += "\n\n" + "\n".join(variant_sections(rows, vs, supernet_key(s), tb, sb, args.n_archs + 1))
+        args.variants.write_text(text + "\n")
+        print(text)
         print(f"results: {args.results}; report: {args.variants}")
         return 0
     archs = architectures(args.n_archs, args.arch_seed)
