@@ -73,8 +73,8 @@ def compose(config_name: str, overrides: Sequence[str] = ()):
         msg = conversion_message(e, root)
         if msg:
             raise UsageError(msg) from None
-        hint = (" or, for a URL with quotes, commas, braces or '=' in its password, export it and pass "
-                "key='${oc.env:VAR}'" if any("://" in o for o in overrides) else "")
+        hint = ("; quote a URL holding '=', ',' or braces (storage='...'), or export it and pass "
+                "storage='${oc.env:VAR}'" if any("://" in o for o in overrides) else "")
         raise UsageError(f"bad override: {_first_line(e)} (see conf/{config_name}.yaml for the keys{hint})") from None
     try:  # values read from the environment (storage=${oc.env:BNECK_STORAGE}) are hidden too
         remember_urls(v for _, v in _flatten(OmegaConf.to_container(cfg, resolve=True)))
@@ -86,9 +86,9 @@ def compose(config_name: str, overrides: Sequence[str] = ()):
 def remember_urls(values) -> None:
     """Hide the password of every URL among ``values`` (overrides or config values) in all later output."""
     for v in values:
-        v = str(v)
-        if "://" in v:
-            remember(v.partition("=")[2] if re.match(r"[+~]?[\w.]+=", v) else v)
+        m = re.search(r"[A-Za-z][A-Za-z0-9+.-]*://.*", str(v), re.S)  # after key= and an opening quote, if any
+        if m:
+            remember(m.group(0).rstrip("'\""))
 
 
 def _first_line(e: BaseException) -> str:

@@ -164,6 +164,9 @@ def open_storage(url: str | None, default_journal: Path):
                 time.sleep(0.2 + random.random())
                 continue
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if isinstance(e, ImportError) and e.__cause__ is not None:  # Optuna's message omits which module
+                first += (f" ({e.__cause__}): install it, or name a driver you have "
+                          f"(postgresql+psycopg2:// with pip install -e '.[postgres]')")
             raise SearchError(f"cannot open storage {redact(url)}: {redact(first)}") from None
     raise AssertionError("unreachable")
 

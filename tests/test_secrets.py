@@ -225,11 +225,13 @@ def test_bad_storage_urls_end_in_one_line_without_the_password(tmp_path):
         f"postgresql://u:{secret} two@127.0.0.1:{port}/x",  # a space: the URL token ends early
         f"postgresql://u:{secret}'q@127.0.0.1:{port}/x",  # Hydra cannot parse the override
         f"postgresql://u:{secret}=x@127.0.0.1:{port}/x",
+        f"'postgresql://u:{secret} three@127.0.0.1:{port}/x'",  # quoted for Hydra: a space it accepts
     ]
     results = tmp_path / "results"
-    for url in urls:
+    for i, url in enumerate(urls):
+        key = "++storage" if i % 2 else "storage"  # Hydra's other spelling must be caught too
         p = _run("search.run", *TINY, f"results_dir={results}", f"latency.table={tmp_path / 'lut.json'}",
-                 f"storage={url}")
+                 f"{key}={url}")
         assert p.returncode == 2, (url, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("error: "), p.stderr
         assert secret not in p.stdout + p.stderr, (url, p.stdout, p.stderr)  # raw, encoded or decoded
