@@ -59,3 +59,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def save_torch(path, obj) -> None:
+    """``torch.save(obj)`` to ``path``, atomically as :func:`write_atomic`. torch is imported here, not when
+    ``core`` is: a command that rejects its arguments answers before torch loads."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())

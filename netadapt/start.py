@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from core.cli import UsageError
+from core.trials import trial_arch_text
 from space import REFERENCES, ArchSpec, format_arch, parse_arch
 
 
@@ -65,16 +66,7 @@ def trial_arch(folder: Path, number) -> tuple[ArchSpec, str]:
     name = f"{folder.name}-t{number}"
     table = folder / "trials.csv"
     if table.is_file():
-        import csv
-
-        with open(table, newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get("number") not in (None, "") and int(float(row["number"])) == number:
-                    if row.get("state") != "COMPLETE" or not row.get("arch"):
-                        raise UsageError(f"trial {number} of {folder} is {row.get('state') or 'unfinished'}: "
-                                         "start from a COMPLETE trial")
-                    return parse_arch(row["arch"]), name
-        raise UsageError(f"{table} has no trial {number}")
+        return parse_arch(trial_arch_text(table, number, UsageError, unfinished="start from a COMPLETE trial")), name
     journal = folder / "study.log"
     if not journal.is_file():
         raise UsageError(f"{folder} holds neither trials.csv nor study.log: is it a study folder?")

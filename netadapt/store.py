@@ -7,14 +7,14 @@ record that made it into the checkpoint but not into the history is appended fro
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
 
 import torch
 
-from core.files import write_atomic
+from core.files import save_torch, write_atomic
+from core.rerun import differences
 from space import ArchSpec, parse_arch
 
 from . import NetAdaptError
@@ -22,17 +22,11 @@ from . import NetAdaptError
 HISTORY, CHECKPOINT, SETTINGS = "history.jsonl", "checkpoint.pt", "run.json"
 
 
-def save_torch(path: Path, obj) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    write_atomic(path, buf.getvalue())
-
-
 def differing(old: dict, new: dict, ignore=()) -> list[str]:
     """The settings whose values differ, besides ``ignore`` (``protocol`` is derived from the others, and
     latency records are compared by ``measure.model.changed``)."""
-    skip = {"protocol", "latency", "latency_history", *ignore}
-    return sorted(k for k in (set(old) | set(new)) - skip if old.get(k) != new.get(k))
+    diff = differences(old, new, ignore={"protocol", "latency", "latency_history", *ignore})
+    return sorted({k.split(".")[0] for k in diff})
 
 
 class RunFolder:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 import measure
 import train
 from core.redact import redact
+from core.rerun import differences, flat, shorten
 from core.settings import plain as _plain
 from space import REFERENCES, ArchSpec, SearchSpace, reference_title
 
@@ -148,12 +148,11 @@ class Search:
             raise SearchError(f"study {study.study_name} has directions {[d.name.lower() for d in study.directions]}, "
                               f"not those of objective={self.mode}: pass another study_name")
         if "settings" in attrs:
-            theirs, ours = _flat({k: attrs["settings"].get(k) for k in BOUND}), _flat({k: mine.get(k) for k in BOUND})
+            theirs, ours = {k: attrs["settings"].get(k) for k in BOUND}, {k: mine.get(k) for k in BOUND}
             # In BOUND's order, accuracy last: accuracy=train's protocol repeats train.*, named first.
-            order = lambda k: (BOUND.index(k.split(".")[0]), k)  # noqa: E731
-            diff = [k for k in sorted(set(theirs) | set(ours), key=order) if theirs.get(k) != ours.get(k)]
+            diff = differences(theirs, ours, order=lambda k: (BOUND.index(k.split(".")[0]), k))
             if diff:
-                k = diff[0]
+                k, theirs, ours = diff[0], flat(theirs), flat(ours)
                 raise SearchError(f"study {study.study_name} was run with {k}={_short(theirs.get(k))}, not "
                                   f"{_short(ours.get(k))}: use the same settings or pass another study_name")
             self._check_latency(study, attrs["settings"], mine)
@@ -350,17 +349,5 @@ def _companion_line(c: dict, space_name: str) -> str:
             f"as a trial, in {c['duration_s']:.0f} s: {got}")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    """{"train.epochs": 2, ...}; whole floats as ints, so 2.0 (from JSON) equals 2."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = int(v) if isinstance(v, float) and math.isfinite(v) and v == int(v) else v
-    return out
-
-
 def _short(v) -> str:
-    s = str(v)
-    return s if len(s) <= 80 else s[:77] + "..."
+    return shorten(str(v), 80)

@@ -12,7 +12,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from space import ArchSpec, SearchSpace
@@ -145,27 +144,20 @@ def export_path(study: Path, trial: int) -> Path:
 
 
 def _trial_arch(study: Path, trial: int) -> ArchSpec:
-    import csv
-
+    from core.trials import trial_arch_text
     from space import parse_arch
 
     table = study / "trials.csv"
     if not table.is_file():
         raise SupernetError(f"{study} holds no trials.csv: pass study=results/search/<space>/<study>")
-    with open(table, newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("number") not in (None, "") and int(float(row["number"])) == trial:
-                if row.get("state") != "COMPLETE" or not row.get("arch"):
-                    raise SupernetError(f"trial {trial} of {study} is {row.get('state') or 'unfinished'}: "
-                                        f"export a COMPLETE trial")
-                return parse_arch(row["arch"])
-    raise SupernetError(f"{table} has no trial {trial}: pass trial=<a number in it>")
+    return parse_arch(trial_arch_text(table, trial, SupernetError, unfinished="export a COMPLETE trial",
+                                      missing=": pass trial=<a number in it>"))
 
 
 def export_trial(study, trial: int, out=None, *, progress: bool = False) -> tuple[Path, ArchSpec]:
     """Write trial ``trial`` of ``study`` (a study folder scored with ``accuracy=supernet``) as a state dict
     loadable by ``space.build_model(arch, num_classes)``: its inherited weights, BN statistics as scored."""
-    from core.files import write_atomic
+    from core.files import save_torch
 
     from ..data import load_data
 
@@ -191,11 +183,7 @@ def export_trial(study, trial: int, out=None, *, progress: bool = False) -> tupl
                             progress=progress)
     model = est.model(arch)
     out = Path(str(out)) if out else export_path(study, int(trial))
-    import io
-
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    write_atomic(out, buf.getvalue())
+    save_torch(out, model.state_dict())
     return out, arch
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import io
 import json
 import math
 import os
@@ -36,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from core.files import write_atomic
+from core.files import save_torch, write_atomic
+from core.rerun import differences, flat, shorten
 from core.settings import check, plain
 from space import SearchSpace
 
@@ -110,25 +110,8 @@ def space_config(space: SearchSpace) -> dict:
             "blocks": [{f: list(getattr(bc, f)) for f in FIELDS} for bc in space.blocks]}
 
 
-def flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = int(v) if isinstance(v, float) and math.isfinite(v) and v == int(v) else v
-    return out
-
-
-def first_difference(theirs: dict, ours: dict) -> str | None:
-    a, b = flat(theirs), flat(ours)
-    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    return diff[0] if diff else None
-
-
 def _short(v) -> str:
-    s = json.dumps(v) if not isinstance(v, str) else v
-    return s if len(s) <= 60 else s[:57] + "..."
+    return shorten(json.dumps(v) if not isinstance(v, str) else v, 60)
 
 
 def check_binding(folder: Path, binding: dict) -> None:
@@ -137,9 +120,9 @@ def check_binding(folder: Path, binding: dict) -> None:
     if not path.is_file():
         return
     theirs = json.loads(path.read_text())["binding"]
-    key = first_difference(theirs, binding)
-    if key is not None:
-        a, b = flat(theirs), flat(binding)
+    diff = differences(theirs, binding)
+    if diff:
+        key, a, b = diff[0], flat(theirs), flat(binding)
         was = f"with {key}={_short(a[key])}" if key in a else f"without {key}"
         now = f"{key}={_short(b[key])}" if key in b else "without it"
         raise SupernetError(f"supernet {folder} was trained {was}, not {now}: use the same settings or pass "
@@ -212,9 +195,7 @@ def read_checkpoint(folder: Path) -> dict | None:
 
 
 def write_checkpoint(folder: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_atomic(folder / CHECKPOINT, buf.getvalue())
+    save_torch(folder / CHECKPOINT, state)
 
 
 # -- training -----------------------------------------------------------------------------------------
