@@ -106,7 +106,7 @@ def _storage_rows(url: str, name: str | None, where: str) -> list[dict]:
     from .storage import open_storage
 
     storage, _ = open_storage(url, Path(url))
-    names = [s.study_name for s in optuna.get_all_studies(storage)]
+    names = optuna.get_all_study_names(storage=storage)
     if name is None and len(names) == 1:
         name = names[0]
     if name not in names:

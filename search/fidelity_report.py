@@ -76,7 +76,9 @@ def against(scores, runs, n_boot: int = stats.N_BOOT, seed: int = 0) -> list[dic
 
 
 def holdout_share(g: Group, n_holdout: int | None) -> float:
-    """The part of the seed variance that a holdout of ``n_holdout`` images gives by its size alone."""
+    """The part of the seed variance that a holdout of ``n_holdout`` images gives by its size alone: the binomial
+    variance of a top-1 at the group's mean over the seed variance, capped at 1. An upper bound: two seeds score
+    the same images, and their errors are correlated image by image, which the binomial figure ignores."""
     if not n_holdout or not g.seed_sd or not math.isfinite(g.mean_top1):
         return math.nan
     return min(stats.binomial_sd(g.mean_top1 / 100, n_holdout) ** 2 / g.seed_sd ** 2, 1.0)
@@ -117,22 +119,24 @@ def verdict(steps: int, gs: list[Group], n_holdout: int | None, others: dict[int
     fixes = []
     k = seeds_needed(q.reliability)
     if k is None:
-        fixes.append("`train.seeds` cannot help: after the seed noise is taken out, nothing of the spread is left")
+        fixes.append("these figures predict no gain from `train.seeds`: the seed means spread no more than seed "
+                     "noise alone would make them (a true spread too small for this many networks and seeds to show)")
     else:
         r = stats.spearman_brown(q.reliability, k)
         fixes.append(f"`train.seeds={k}` would bring it to {r:.2f} (two such means agreeing at tau about "
                      f"{stats.tau_of_reliability(r):.2f}), at {k}x the training time per trial")
     share = holdout_share(q, n_holdout)
     if math.isfinite(share):
-        cut = share * (1 - 1 / MORE_HOLDOUT)
-        true = q.reliability * q.seed_sd ** 2 / max(1 - q.reliability, 1e-12) if q.reliability < 1 else math.nan
-        r_more = true / (true + q.seed_sd ** 2 * (1 - cut)) if math.isfinite(true) and true > 0 else 0.0
-        fixes.append(f"the holdout's size is {share:.0%} of the seed variance (binomial sd "
-                     f"{stats.binomial_sd(q.mean_top1 / 100, n_holdout):.2f} points on {n_holdout} images): "
-                     + (f"`data.n_holdout={MORE_HOLDOUT * n_holdout}`" if holdout_key
-                        else f"a holdout of {MORE_HOLDOUT * n_holdout} images")
-                     + " would bring one training's reliability to "
-                     f"{r_more:.2f}")
+        more = (f"`data.n_holdout={MORE_HOLDOUT * n_holdout}`" if holdout_key
+                else f"a holdout of {MORE_HOLDOUT * n_holdout} images")
+        line = (f"the holdout's size accounts for up to {share:.0%} of the seed variance (binomial sd "
+                f"{stats.binomial_sd(q.mean_top1 / 100, n_holdout):.2f} points on {n_holdout} images)")
+        if k is not None and q.reliability < 1:
+            true = q.reliability * q.seed_sd ** 2 / (1 - q.reliability)
+            cut = share * (1 - 1 / MORE_HOLDOUT)
+            r_more = true / (true + q.seed_sd ** 2 * (1 - cut))
+            line += f": {more} would bring one training's reliability to at most {r_more:.2f}"
+        fixes.append(line)
     better = [(s, o[-1]) for s, o in others.items() if s != steps and o[-1].n >= 3
               and math.isfinite(o[-1].reliability) and o[-1].reliability > (q.reliability if math.isfinite(
                   q.reliability) else -1)]

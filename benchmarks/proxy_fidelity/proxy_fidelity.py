@@ -218,6 +218,45 @@ def _verdicts(s: dict) -> list[str]:
     return out
 
 
+def _holdout_images(dataset: str, rows: list[dict]) -> int:
+    """Holdout images behind these rows' top-1 (cluttered: its n_holdout; digits: its seeded split)."""
+    if dataset == "cluttered":
+        from train.cluttered import DEFAULTS
+
+        return int(rows[0]["budget"].get("data", {}).get("n_holdout", DEFAULTS["n_holdout"]))
+    from train import load_data
+
+    return len(load_data({"name": dataset, "input_size": 8, "seed": 0}).holdout)
+
+
+def _two_seed_runs(rows: list[dict]) -> np.ndarray | None:
+    """Networks x (seed 0, seed 1) holdout top-1 in points, by name; None for fewer than 3 networks."""
+    by: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r.get("top1") is not None and not r.get("timing"):
+            by.setdefault(r["name"], {})[r["seed"]] = 100.0 * r["top1"]
+    names = sorted(n for n, v in by.items() if {0, 1} <= set(v))
+    return np.array([[by[n][0], by[n][1]] for n in names]) if len(names) >= 3 else None
+
+
+def best_networks(rows: list[dict], dataset: str, others: dict | None = None) -> list[str]:
+    """The best half and best quarter (by two-seed mean) beside all networks, holdout, as ``python -m
+    search.fidelity`` computes them (``search.fidelity_report.groups``), with its verdict; ``others``: {steps:
+    groups} of the dataset's other budgets, for the verdict."""
+    from search import fidelity_report as fr
+
+    runs = _two_seed_runs(rows)
+    if runs is None:
+        return []
+    gs, n_holdout = fr.groups(runs), _holdout_images(dataset, rows)
+    b = rows[0]["budget"]
+    steps = b.get("steps") or 0
+    words = fr.verdict(steps, gs, n_holdout, others or {}, holdout_key=dataset == "cluttered")
+    return ["", f"Among the best networks (chosen by the two-seed mean; holdout of {n_holdout} images), computed "
+            "by `search.fidelity_report` as `python -m search.fidelity` does:", "", *fr.table(gs, n_holdout), "",
+            words if b.get("steps") else words.replace("0 steps:", f"{b['epochs']} epochs:", 1)]
+
+
 def report(rows: list[dict], path: Path, expected: dict | None = None, pilot: list[dict] | None = None) -> str:
     """The markdown report of ``rows``, written to ``path``. ``expected``: trainings planned per (dataset, tag)
     by this run; a group it does not name counts its own architectures x seeds as planned."""
@@ -234,6 +273,13 @@ def report(rows: list[dict], path: Path, expected: dict | None = None, pilot: li
              "bootstrap over architectures (2000 resamples). Holdout is what selection sees; test is reported only.",
              "", "Targets (issue 10, on the new task): seed tau >= 0.6 over >= 20 architectures, "
              "arch sd >= 3x seed sd, V3-Small above x0.5 by >= 3 seed sd.", ""]
+    from search import fidelity_report as fr
+
+    others: dict[str, dict] = {}  # {dataset: {steps: best-fraction groups}}: the verdicts compare budgets
+    for (dataset, _), rs in groups.items():
+        runs = _two_seed_runs(rs)
+        if runs is not None and rs[0]["budget"].get("steps"):
+            others.setdefault(dataset, {})[rs[0]["budget"]["steps"]] = fr.groups(runs)
     for (dataset, tag), rs in sorted(groups.items()):
         done = len(rs)
         planned = (expected or {}).get((dataset, tag)) or len({r["name"] for r in rs}) * len({r["seed"] for r in rs})
@@ -255,6 +301,7 @@ def report(rows: list[dict], path: Path, expected: dict | None = None, pilot: li
         s = stats(rs, "top1")
         if s is not None:
             lines += ["", "Holdout, against issue 10's targets:", *_verdicts(s)]
+            lines += best_networks(rs, dataset, others.get(dataset))
         fit_s = [r["fit_seconds"] for r in rs if r["name"] == "V3-Small"]
         if fit_s:
             lines += ["", f"V3-Small: {np.mean(fit_s):.0f} s per training (train + BN recalibration + holdout "
