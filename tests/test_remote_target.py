@@ -116,7 +116,7 @@ def test_a_search_measures_a_missing_entry_on_the_target(ssh_env, target_python,
     p = run_cli("search.run", "+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_holdout=32",
                 "train.batch_size=32", "train.steps=2", "train.bn_recal_batches=1", "sampler.n_startup_trials=2",
                 "progress=false", "n_trials=1", f"results_dir={tmp_path}", f"latency.table={lut}",
-                "latency.measure_missing=true", "latency.warmup=1", "latency.repeats=5", "latency.max_rounds=1",
+                "latency.measure_missing=true", "latency.input_size=32", "latency.warmup=1", "latency.repeats=5", "latency.max_rounds=1",
                 *target_args(ssh_env, target_python))
     assert p.returncode == 0, p.stderr
     data = json.loads(lut.read_text())
