@@ -191,7 +191,7 @@ class RemoteTarget:
         if os.environ.get("BNECK_SSH_CONFIG"):
             cmd += ["-F", os.environ["BNECK_SSH_CONFIG"]]
         cmd += ["-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=20",
-                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
+                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
         if self.port:
             cmd += ["-p", str(self.port)]
         return [*cmd, self.login, f"{shlex.quote(self.python)} -u -c {shlex.quote(BOOTSTRAP)}"]

@@ -1,0 +1,252 @@
+"""latency.target=ssh://...: tables timed on a target through a real OpenSSH server on loopback.
+
+The server is Debian's sshd (``tests/ssh_target.py``), started once for the session as the current user
+with throwaway keys; the target interpreter is a virtual environment holding only numpy and onnxruntime.
+Kills trigger on events (the runner's lock log, progress output), never on a clock.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ssh_target
+from conftest import REPO, run_cli
+
+pytestmark = pytest.mark.skipif(not ssh_target.available(), reason="OpenSSH server not installed (Debian openssh-server)")
+
+TINY_SPACE = """
+name: tiny
+stem: 8
+last_conv: 6x
+head: 32
+blocks:
+  - {kernel: [3, 5], expand: 16, out: 8}
+  - {kernel: 3, expand: [16, 24], out: 16, se: [false, true], act: HS, stride: 2}
+"""
+FAST = ["latency.input_size=32", "latency.repeats=5", "latency.warmup=1", "latency.max_rounds=1"]
+
+
+@pytest.fixture(scope="session")
+def loopback(tmp_path_factory):
+    server = ssh_target.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def target_python(tmp_path_factory) -> Path:
+    return ssh_target.target_python(tmp_path_factory.mktemp("target-venv") / "venv")
+
+
+@pytest.fixture
+def ssh_env(loopback, monkeypatch):
+    monkeypatch.setenv("BNECK_SSH_CONFIG", str(loopback.ssh_config))
+    return loopback
+
+
+def space_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def target_args(loopback, python) -> list[str]:
+    return [f"latency.target={loopback.url}", f"latency.target_python={python}"]
+
+
+def lock_log(loopback) -> list[tuple[float, int, str]]:
+    path = loopback.target_dir / "runner.log"
+    if not path.is_file():
+        return []
+    return [(float(t), int(pid), what) for t, pid, what in (line.split() for line in path.read_text().splitlines())]
+
+
+def one_error_line(p) -> str:
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    return lines[0]
+
+
+def test_the_target_interpreter_has_numpy_and_onnxruntime_and_no_torch(target_python):
+    ok = subprocess.run([str(target_python), "-c", "import numpy, onnxruntime"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    torch = subprocess.run([str(target_python), "-c", "import torch"], capture_output=True, text=True)
+    assert torch.returncode != 0 and "No module named 'torch'" in torch.stderr
+
+
+def test_build_and_validate_over_ssh_key_the_table_by_the_targets_machine(ssh_env, target_python, tmp_path):
+    args = [f"space_file={space_file(tmp_path)}", f"results_dir={tmp_path}", *FAST, *target_args(ssh_env, target_python)]
+    before = len(lock_log(ssh_env))
+    p = run_cli("measure.lut", "build", *args)
+    assert p.returncode == 0, p.stderr
+    assert "8 entries and 2 calibration networks (13 timed now)" in p.stdout  # as a local build of this space
+    path = next((tmp_path / "lut").rglob("*.json"))
+    data = json.loads(path.read_text())
+    target = data["target"]
+    assert path.parent.name == data["machine"] == target["machine"]  # keyed by what the runner reported
+    assert target["runtime"].startswith("onnxruntime ") and target["cpu"] and target["os"].startswith("Linux")
+    assert target["url"] == ssh_env.url and data["reference"]["ms"] > 0 and data["calibration"]["scale"] > 0
+    assert all(len(e["passes"]) == 2 for e in data["entries"].values())
+    timed = [w for _, _, w in lock_log(ssh_env)[before:]]
+    assert timed.count("acquired") == timed.count("released") >= 2  # the runner timed under its lock
+
+    p = run_cli("measure.lut", "validate", *args, "n=3")
+    assert p.returncode == 0, p.stderr
+    assert "within ±5%" in p.stdout
+    rows = next(path.parent.glob("validate_tiny_*.csv")).read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("arch,predicted_ms,measured_ms")
+
+
+def test_a_search_measures_a_missing_entry_on_the_target(ssh_env, target_python, tmp_path):
+    from measure.remote import open_target
+    from measure.table import LatencyTable
+
+    lut = tmp_path / "target.json"
+    table = LatencyTable(lut, input_size=32, warmup=1, repeats=5, max_rounds=1,
+                         target=open_target(ssh_env.url, str(target_python)))
+    table.calibrate()  # calibration entries only: every trial of v3_small lacks some
+    known = set(json.loads(lut.read_text())["entries"])
+    before = len(lock_log(ssh_env))
+    p = run_cli("search.run", "+space=v3_small", "data=synthetic", "data.n_train=64", "data.n_holdout=32",
+                "train.batch_size=32", "train.steps=2", "train.bn_recal_batches=1", "sampler.n_startup_trials=2",
+                "progress=false", "n_trials=1", f"results_dir={tmp_path}", f"latency.table={lut}",
+                "latency.measure_missing=true", "latency.input_size=32", "latency.warmup=1", "latency.repeats=5", "latency.max_rounds=1",
+                *target_args(ssh_env, target_python))
+    assert p.returncode == 0, p.stderr
+    data = json.loads(lut.read_text())
+    new = set(data["entries"]) - known
+    assert any(k.startswith("block_r") for k in new)  # the trial's blocks, timed ...
+    assert "acquired" in [w for _, _, w in lock_log(ssh_env)[before:]]  # ... on the target
+    assert data["target"]["machine"] == data["machine"]
+
+
+def test_a_connection_dropped_mid_build_keeps_the_received_timings_and_a_rerun_resumes(ssh_env, target_python,
+                                                                                       tmp_path):
+    # Slow entries (many repeats) so the second pass's batch is still running when the connection drops.
+    args = [f"space_file={space_file(tmp_path)}", f"results_dir={tmp_path}", "latency.input_size=32",
+            "latency.warmup=1", "latency.repeats=3000", "latency.max_rounds=1", *target_args(ssh_env, target_python)]
+    before = len(lock_log(ssh_env))
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "measure.lut", "build", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while True:  # the event: the second batch (pass 2) holds the target's lock
+            if [w for _, _, w in lock_log(ssh_env)[before:]].count("acquired") >= 2:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        assert ssh_env.drop_connections() >= 1
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2 and lines[-1].startswith("error: the connection to 127.0.0.1"), err
+    assert "dropped" in lines[-1] and "rerun the same command to resume" in lines[-1]
+    path = next((tmp_path / "lut").rglob("*.json"))
+    kept = json.loads(path.read_text())["entries"]
+    assert len(kept) == 13 and all(len(e["passes"]) >= 1 for e in kept.values())  # pass 1 was saved
+
+    p = run_cli("measure.lut", "build", *args)
+    assert p.returncode == 0, p.stderr
+    data = json.loads(path.read_text())["entries"]
+    assert all(len(e["passes"]) == 2 for e in data.values())
+    assert all(data[k]["passes"][0] == kept[k]["passes"][0] for k in kept)  # resumed, not redone
+    timed_now = int(p.stdout.split(" timed now)")[0].rsplit("(", 1)[1])
+    assert timed_now == sum(2 - len(e["passes"]) for e in kept.values()) > 0
+
+
+def test_two_workers_on_one_target_never_time_at_once(ssh_env, target_python, tmp_path):
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    before = len(lock_log(ssh_env))
+    lock_file = ssh_env.target_dir / "timing.lock"
+    with open(lock_file, "a") as held:  # hold the target busy until both workers queue behind it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        procs = [subprocess.Popen([sys.executable, "-m", "measure.lut", "build", f"space_file={space_file(tmp_path)}",
+                                   f"results_dir={tmp_path / f'host{i}'}", *FAST, *target_args(ssh_env, target_python)],
+                                  cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i in range(2)]
+        while [w for _, _, w in lock_log(ssh_env)[before:]].count("waiting") < 2:
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.05)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    log = lock_log(ssh_env)[before:]
+    spans = {}
+    for t, pid, what in log:
+        if what in ("acquired", "released"):
+            spans.setdefault(pid, {})[what] = t
+    spans = sorted((s["acquired"], s["released"]) for s in spans.values())
+    assert len(spans) >= 4  # two workers, two passes each at least
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # never two timings at once
+
+
+# -- failures: one line, exit 2 --------------------------------------------------------------------------
+def _build(tmp_path, *extra):
+    return run_cli("measure.lut", "build", f"space_file={space_file(tmp_path)}", f"results_dir={tmp_path}", *FAST,
+                   *extra, timeout=120)
+
+
+def test_an_unknown_host_is_refused_with_the_fix(loopback, target_python, tmp_path, monkeypatch):
+    monkeypatch.setenv("BNECK_SSH_CONFIG", str(loopback.config_with("empty", "")))
+    line = one_error_line(_build(tmp_path, *target_args(loopback, target_python)))
+    assert "is not in your known_hosts" in line and f"ssh -p {loopback.port}" in line
+    assert not (tmp_path / "lut").exists()
+
+
+def test_a_changed_host_key_is_refused_with_the_fix(loopback, target_python, tmp_path, monkeypatch):
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    kind, key = other.with_suffix(".pub").read_text().split()[:2]
+    monkeypatch.setenv("BNECK_SSH_CONFIG", str(loopback.config_with("changed", f"[127.0.0.1]:{loopback.port} {kind} {key}\n")))
+    line = one_error_line(_build(tmp_path, *target_args(loopback, target_python)))
+    assert "host key of 127.0.0.1 port" in line and "has changed" in line and "ssh-keygen -R" in line
+
+
+def test_a_refused_key_and_an_unreachable_port_are_one_line_each(loopback, target_python, tmp_path, monkeypatch):
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    config = tmp_path / "ssh_config"
+    config.write_text(loopback.ssh_config.read_text().replace(str(loopback.root / "user_key"), str(stranger)))
+    monkeypatch.setenv("BNECK_SSH_CONFIG", str(config))
+    line = one_error_line(_build(tmp_path, *target_args(loopback, target_python)))
+    assert "refused your key" in line and "never sends a password" in line
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    line = one_error_line(_build(tmp_path, f"latency.target=ssh://{loopback.user}@127.0.0.1:{closed}"))
+    assert f"cannot reach 127.0.0.1 port {closed}" in line and "Connection refused" in line
+
+
+def test_a_target_without_the_runtime_is_refused_with_the_fix(ssh_env, tmp_path_factory, tmp_path):
+    numpy_only = ssh_target.target_python(tmp_path_factory.mktemp("numpy-only") / "venv", ("numpy", "numpy.libs"))
+    line = one_error_line(_build(tmp_path, *target_args(ssh_env, numpy_only)))
+    assert "cannot import the onnxruntime runtime" in line and "pip install numpy and onnxruntime" in line
+    line = one_error_line(_build(tmp_path, *target_args(ssh_env, "/no/such/python3")))
+    assert "latency.target_python=/no/such/python3 was not found" in line
+
+
+@pytest.mark.parametrize("target,words", [
+    ("ssh://pi:hunter2@raspberrypi.local", "holds a password"),
+    ("raspberrypi.local", "must be local or ssh://user@host[:port]"),
+    ("ssh://pi@host:99999", "must be local or ssh://user@host[:port]"),
+])
+def test_a_bad_target_url_is_one_line_and_never_shows_a_password(tmp_path, target, words):
+    p = _build(tmp_path, f"latency.target={target}")
+    line = one_error_line(p)
+    assert words in line and "hunter2" not in p.stderr + p.stdout
+
+
+def test_the_torch_backend_cannot_time_on_a_target(tmp_path):
+    line = one_error_line(_build(tmp_path, "latency.target=ssh://pi@raspberrypi.local", "latency.backend=torch"))
+    assert "latency.backend=torch cannot time on a target" in line
