@@ -68,6 +68,10 @@ class NetAdapt:
             train_cfg = TrainConfig.from_cfg(cfg.get("train") or {})
         except (TypeError, ValueError) as e:
             raise UsageError(str(e)) from None
+        from train.placement import worker_device
+
+        # Refused before anything loads on a host without it; cuda: LOCAL_RANK's GPU, else the first.
+        train_cfg = dataclasses.replace(train_cfg, device=worker_device(train_cfg.device, None)[0])
         start = resolve_start(cfg.get("start"), cfg.get("start_study"), cfg.get("start_trial"))
         if not cfg.get("weights") and (w := exported_weights(cfg.get("start"), cfg.get("start_study"),
                                                              cfg.get("start_trial"))):
@@ -120,11 +124,22 @@ class NetAdapt:
             "budget": cfg.get("budget"), "budget_ms": cfg.get("budget_ms"), "step": self.step,
             "short_steps": self.short_steps, "pretrain_epochs": self.pretrain_epochs,
             "long_epochs": self.long_epochs, "select": self.select, "importance": self.importance, "seed": self.seed,
-            "finetune_lr": self.finetune_lr, "train": dataclasses.asdict(self.train_cfg),
+            "finetune_lr": self.finetune_lr, "train": self._train_settings(cfg),
             "baseline": bool(cfg.get("baseline", True)), "protocol": self._protocol(),
             "continued_from": str(cfg["continue_from"]) if cfg.get("continue_from") else None,
         }
         self.start_name = start_name
+
+    def _train_settings(self, cfg: dict) -> dict:
+        """The train settings a rerun must repeat: the device as configured (not the GPU a process got), the
+        speed switches left out, precision only when not fp32 (so runs made before they existed resume)."""
+        tc = dataclasses.asdict(self.train_cfg)
+        tc["device"] = (cfg.get("train") or {}).get("device", tc["device"])
+        for k in ("channels_last", "compile"):
+            tc.pop(k)
+        if tc["precision"] == "fp32":
+            tc.pop("precision")
+        return tc
 
     @property
     def title(self) -> str:
@@ -168,6 +183,14 @@ class NetAdapt:
             return self.estimator.train(model, desc, report=report, **changes)
         except DivergedError as e:
             raise NetAdaptError(str(e)) from None
+        finally:
+            model.cpu()  # trained where train.device says; shrunk, saved and exported here on the CPU
+
+    def _test_top1(self, model) -> float:
+        try:
+            return self.estimator.test_top1(model)
+        finally:
+            model.cpu()
 
     def importance_inputs(self, n: int = 256) -> torch.Tensor | None:
         """The training images ``importance=activation`` reads (a seeded sample, the same every iteration)."""
@@ -313,7 +336,7 @@ class NetAdapt:
                 best = (score, p, cand, entry)
         _, p, cand, entry = best
         record = {"iteration": k, "arch": entry["arch"], "latency_ms": entry["latency_ms"], "macs": entry["macs"],
-                  "cost": p.cost, "top1": entry["top1"], "test_top1": self.estimator.test_top1(cand),
+                  "cost": p.cost, "top1": entry["top1"], "test_top1": self._test_top1(cand),
                   "resource": self.resource_name, "chosen": p.label,
                   "proposals": tried, "skipped": props.skipped,
                   "train_steps": cur["train_steps"] + self.short_steps,

@@ -30,7 +30,7 @@ PROTOCOL = "protocol.json"  # the study's accuracy protocol: how its top-1 figur
 # top1 is the holdout accuracy the sampler optimised; test_top1 is the test split's, only reported.
 # latency_raw_ms: with latency=measured, the wall-clock figure before conversion to the table's unit.
 COLUMNS = ("number", "state", "arch", "top1", "test_top1", "latency_ms", "latency_raw_ms", "macs", "params",
-           "reference", "duration_s", "cpu_s", "failure")
+           "reference", "duration_s", "cpu_s", "device", "failure")
 REFERENCE_COLUMNS = ("name", "trial", "arch", "top1", "test_top1", "latency_ms", "latency_raw_ms", "macs", "params",
                      "duration_s", "cpu_s", "failure")
 
@@ -87,7 +87,7 @@ def trial_rows(trials: Sequence[FrozenTrial]) -> list[dict]:
                      "latency_ms": a.get("latency_ms"), "latency_raw_ms": a.get("latency_raw_ms"),
                      "macs": a.get("macs"), "params": a.get("params"),
                      "reference": a.get("reference", ""), "duration_s": a.get("duration_s"),
-                     "cpu_s": a.get("cpu_s"), "failure": _failure(t, redone)})
+                     "cpu_s": a.get("cpu_s"), "device": a.get("device", ""), "failure": _failure(t, redone)})
     return rows
 
 
