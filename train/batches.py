@@ -122,3 +122,10 @@ def shuffled(src, batch_size: int, seed: int) -> Iterator[Batch]:
 def ordered(src, batch_size: int) -> Iterator[Batch]:
     """Every item of ``src`` once, in order (evaluation)."""
     return src.epoch(ordered_plan(len(src), batch_size))
+
+
+def gather(src, idx: torch.Tensor) -> Batch:
+    """The batch of the items ``idx`` (a CPU index tensor) of ``src``, on its device."""
+    if isinstance(src, DeviceImages):
+        return src.take(idx.to(src.device, non_blocking=True))
+    return next(src.epoch([idx.tolist()]))
