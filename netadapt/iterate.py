@@ -92,7 +92,7 @@ class Iterations:
                 best = (score, p, cand, entry)
         _, p, cand, entry = best
         record = {"iteration": k, "arch": entry["arch"], "latency_ms": entry["latency_ms"], "macs": entry["macs"],
-                  "cost": p.cost, "top1": entry["top1"], "test_top1": self.estimator.test_top1(cand),
+                  "cost": p.cost, "top1": entry["top1"], "test_top1": self._test_top1(cand),
                   "resource": self.resource_name, "chosen": p.label,
                   "proposals": tried, "skipped": props.skipped,
                   "train_steps": cur["train_steps"] + self.short_steps,

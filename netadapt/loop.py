@@ -64,6 +64,10 @@ class NetAdapt(Iterations, Finish):
             train_cfg = TrainConfig.from_cfg(cfg.get("train") or {})
         except (TypeError, ValueError) as e:
             raise UsageError(str(e)) from None
+        from train.placement import worker_device
+
+        # Refused before anything loads on a host without it; cuda: LOCAL_RANK's GPU, else the first.
+        train_cfg = dataclasses.replace(train_cfg, device=worker_device(train_cfg.device, None)[0])
         start = resolve_start(cfg.get("start"), cfg.get("start_study"), cfg.get("start_trial"))
         if not cfg.get("weights") and (w := exported_weights(cfg.get("start"), cfg.get("start_study"),
                                                              cfg.get("start_trial"))):
@@ -117,11 +121,22 @@ class NetAdapt(Iterations, Finish):
             "budget": cfg.get("budget"), "budget_ms": cfg.get("budget_ms"), "step": self.step,
             "short_steps": self.short_steps, "pretrain_epochs": self.pretrain_epochs,
             "long_epochs": self.long_epochs, "select": self.select, "importance": self.importance, "seed": self.seed,
-            "finetune_lr": self.finetune_lr, "train": dataclasses.asdict(self.train_cfg),
+            "finetune_lr": self.finetune_lr, "train": self._train_settings(cfg),
             "baseline": bool(cfg.get("baseline", True)), "protocol": self._protocol(),
             "continued_from": str(cfg["continue_from"]) if cfg.get("continue_from") else None,
         }
         self.start_name = start_name
+
+    def _train_settings(self, cfg: dict) -> dict:
+        """The train settings a rerun must repeat: the device as configured (not the GPU a process got), the
+        speed switches left out, precision only when not fp32 (so runs made before they existed resume)."""
+        tc = dataclasses.asdict(self.train_cfg)
+        tc["device"] = (cfg.get("train") or {}).get("device", tc["device"])
+        for k in ("channels_last", "compile"):
+            tc.pop(k)
+        if tc["precision"] == "fp32":
+            tc.pop("precision")
+        return tc
 
     @property
     def title(self) -> str:
@@ -165,6 +180,14 @@ class NetAdapt(Iterations, Finish):
             return self.estimator.train(model, desc, report=report, **changes)
         except DivergedError as e:
             raise NetAdaptError(str(e)) from None
+        finally:
+            model.cpu()  # trained where train.device says; shrunk, saved and exported here on the CPU
+
+    def _test_top1(self, model) -> float:
+        try:
+            return self.estimator.test_top1(model)
+        finally:
+            model.cpu()
 
     def _train_seeds(self, make, desc: str, **changes):
         """(first model, Accuracy): ``make(seed)`` finetuned once per seed of train.seeds, scored by the mean."""
@@ -174,9 +197,10 @@ class NetAdapt(Iterations, Finish):
             model = make(changes.get("seed"))
             return model, self._train(model, desc, **changes)
         try:
-            return self.estimator.train_seeds(make, desc, **changes)
+            model, acc = self.estimator.train_seeds(make, desc, **changes)
         except DivergedError as e:
             raise NetAdaptError(str(e)) from None
+        return model.cpu(), acc  # as _train: shrunk, saved and exported here on the CPU
 
     def _point(self, arch: ArchSpec) -> dict:
         from measure import costs

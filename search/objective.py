@@ -1,8 +1,8 @@
 """What one trial does: pick an architecture, cost it, train it briefly, report its objectives.
 
 Every figure a trial produces is stored as a user attribute (``arch``, ``params``, ``macs``,
-``latency_ms``, ``top1``, ``test_top1``, ``duration_s``, ``cpu_s``, ``failure``), whatever the objective mode, so
-results and plots read one place for both the multi-objective and the MnasNet-reward studies.
+``latency_ms``, ``top1``, ``test_top1``, ``duration_s``, ``cpu_s``, ``device``, ``failure``), whatever the
+objective mode, so results and plots read one place for both the multi-objective and the MnasNet-reward studies.
 ``top1`` is the holdout accuracy the sampler optimises (with ``train.seeds=k``, the mean of k trainings, each in
 ``top1_per_seed``); ``test_top1`` is only reported.
 
@@ -46,10 +46,11 @@ class Objective:
     def __init__(self, space: SearchSpace, estimator: AccuracyEstimator, latency, *,
                  mode: str = "multi", input_size: int = 224, target_ms: float | None = None,
                  w: float = -0.07, max_latency_ms: float | None = None, max_macs: float | None = None,
-                 worker: str = ""):
+                 worker: str = "", device: str = ""):
         self.space, self.estimator, self.latency = space, estimator, latency
         self.mode, self.input_size, self.target_ms, self.w = mode, input_size, target_ms, w
         self.max_latency_ms, self.max_macs, self.worker = max_latency_ms, max_macs, worker
+        self.device = device  # where this worker trains (train/placement.py): recorded per trial
 
     def costs(self, arch: ArchSpec) -> measure.Costs:
         return measure.costs(arch, self.latency, input_size=self.input_size)
@@ -57,6 +58,8 @@ class Objective:
     def __call__(self, trial: optuna.Trial):
         start, cpu = time.perf_counter(), time.process_time()
         trial.set_user_attr("worker", self.worker)  # first: tells a dead worker's trial apart
+        if self.device:
+            trial.set_user_attr("device", self.device)
         try:
             arch = self.space.suggest(trial)
             trial.set_user_attr("arch", format_arch(arch))

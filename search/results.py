@@ -30,8 +30,9 @@ PROTOCOL = "protocol.json"  # the study's accuracy protocol: how its top-1 figur
 # top1 is the holdout accuracy the sampler optimised; test_top1 is the test split's, only reported.
 # latency_raw_ms: with latency=measured, the wall-clock figure before conversion to the table's unit.
 # top1_per_seed: each seed's holdout top-1 (train.seeds), ';'-separated; top1 is their mean.
+# device: where the trial trained (train.device, resolved per worker).
 COLUMNS = ("number", "state", "arch", "top1", "top1_per_seed", "test_top1", "latency_ms", "latency_raw_ms", "macs",
-           "params", "reference", "duration_s", "cpu_s", "failure")
+           "params", "reference", "duration_s", "cpu_s", "device", "failure")
 REFERENCE_COLUMNS = ("name", "trial", "arch", "top1", "top1_per_seed", "test_top1", "latency_ms", "latency_raw_ms",
                      "macs", "params", "duration_s", "cpu_s", "failure")
 
@@ -95,7 +96,7 @@ def trial_rows(trials: Sequence[FrozenTrial]) -> list[dict]:
                      "latency_ms": a.get("latency_ms"), "latency_raw_ms": a.get("latency_raw_ms"),
                      "macs": a.get("macs"), "params": a.get("params"),
                      "reference": a.get("reference", ""), "duration_s": a.get("duration_s"),
-                     "cpu_s": a.get("cpu_s"), "failure": _failure(t, redone)})
+                     "cpu_s": a.get("cpu_s"), "device": a.get("device", ""), "failure": _failure(t, redone)})
     return rows
 
 

@@ -87,6 +87,7 @@ class Search:
         self.folder = study_folder(self.results_dir, self.space.name, str(cfg.study_name))
         self.storage, self.journal, self.storage_name, self.worker = storage, journal, storage_name, worker
         self.unmeasurable: set[str] = set()  # companions this worker's latency table cannot cost
+        self.slot_lock = None  # held while this worker runs: its GPU slot (train/placement.py)
 
     @classmethod
     def from_config(cls, cfg) -> Search:
@@ -97,6 +98,12 @@ class Search:
         except (TypeError, ValueError) as e:
             raise SearchError(str(e).splitlines()[0]) from None
         results_dir = Path(cfg.results_dir)
+        from train.placement import worker_device
+
+        # Before the data loads: a device the host lacks is refused at once; the slot lock lives as long as we do.
+        device, slot_lock = worker_device(train_cfg.device, study_folder(results_dir, space.name, str(cfg.study_name)),
+                                          int(cfg.train.get("workers_per_gpu", 1)))
+        train_cfg = dataclasses.replace(train_cfg, device=device)
         data = train.load_data(cfg.data)
         estimator = train.make_estimator(_plain(cfg.get("accuracy")), data, train_cfg, space=space,
                                          results_dir=results_dir, data_cfg=_plain(cfg.data),
@@ -108,14 +115,18 @@ class Search:
         storage, journal = open_storage(cfg.get("storage"), log)
         if journal is not None:
             journal.register(worker)
-        return cls(cfg, space=space, train_cfg=train_cfg, estimator=estimator, latency=latency, storage=storage,
-                   journal=journal, storage_name=redact(str(cfg.get("storage") or log)), worker=worker)
+        search = cls(cfg, space=space, train_cfg=train_cfg, estimator=estimator, latency=latency, storage=storage,
+                     journal=journal, storage_name=redact(str(cfg.get("storage") or log)), worker=worker)
+        search.slot_lock = slot_lock
+        return search
 
     # -- the study ---------------------------------------------------------------------------------
     def settings(self) -> dict:
         tc = dataclasses.asdict(self.train_cfg)
-        for k in ("device", "num_workers"):  # where it runs, not what it computes
+        for k in ("device", "num_workers", "channels_last", "compile"):  # where and how fast it runs, not what
             tc.pop(k, None)
+        if tc.get("precision") == "fp32":  # bound only when used: studies made before it existed still resume
+            tc.pop("precision")
         return {"space": self.space.name, "objective": self.mode,
                 "data": {k: v for k, v in _plain(self.cfg.data).items() if k != "root"},
                 "latency": self.latency.describe(), "train": tc, "accuracy": self.estimator.protocol(),
@@ -197,7 +208,8 @@ class Search:
             target = self.hv_ref(study).latency_ms  # the reference network's latency
         return Objective(self.space, self.estimator, self.latency, mode=self.mode,
                          input_size=self._input_size(), target_ms=None if target is None else float(target),
-                         w=float(self.cfg.w), worker=self.worker, **self.limits)
+                         w=float(self.cfg.w), worker=self.worker,
+                         device=str(train.resolve_device(self.train_cfg.device)), **self.limits)
 
     # -- running -----------------------------------------------------------------------------------
     def tally(self, study) -> tuple[int, int]:

@@ -32,11 +32,12 @@ def main(argv: Sequence[str]) -> int:
     require_group(cfg, "space", available_spaces(), COMMAND)
     from core.settings import plain
     from space import SearchSpace
-    from train import TrainConfig, load_data, make_estimator
+    from train import TrainConfig, load_data, make_estimator, resolve_device
 
     space = SearchSpace.from_config(plain(cfg.space))
-    data = load_data(cfg.data)
     train_cfg = TrainConfig.from_cfg(plain(cfg.train))
+    resolve_device(train_cfg.device)  # cuda on a host without it: refused before the data loads
+    data = load_data(cfg.data)
     est = make_estimator(plain(cfg.accuracy), data, train_cfg, space=space, results_dir=cfg.results_dir,
                          data_cfg=plain(cfg.data), progress=bool(cfg.get("progress", True)))
     est.prepare()

@@ -69,8 +69,10 @@ def test_three_trial_study_writes_every_file(results, lut, capsys):
     assert not list(folder.glob(".*.tmp"))
     trials = rows(folder)
     assert list(trials[0]) == ["number", "state", "arch", "top1", "top1_per_seed", "test_top1", "latency_ms",
-                               "latency_raw_ms", "macs", "params", "reference", "duration_s", "cpu_s", "failure"]
+                               "latency_raw_ms", "macs", "params", "reference", "duration_s", "cpu_s", "device",
+                               "failure"]
     assert all(r["top1_per_seed"] == f"{float(r['top1']):g}" for r in trials if r["state"] == "COMPLETE")
+    assert all(r["device"] == "cpu" for r in trials)  # where each trial trained
     assert all(r["latency_raw_ms"] == "" for r in trials)  # predicted: there is no figure as timed
     assert all(float(r["cpu_s"]) > 0 for r in trials)  # CPU seconds beside the wall seconds
     assert all(0 <= float(r["test_top1"]) <= 1 for r in trials)

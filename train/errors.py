@@ -1,6 +1,6 @@
 """The two ways the accuracy proxy refuses to go on: bad data, or a loss that blew up."""
 
-from core.errors import UserError
+from core.errors import UsageError, UserError
 
 
 class DataError(UserError):
@@ -9,3 +9,7 @@ class DataError(UserError):
 
 class DivergedError(UserError, RuntimeError):
     """The training loss stopped being finite. The message names the step and the loss value."""
+
+
+class DeviceError(UsageError):
+    """``train.device`` names a device this host does not have. The message names the fix."""

@@ -41,6 +41,7 @@ class TrainEstimator:
                 "n_train": len(self.data.train), "n_holdout": len(self.data.holdout), "n_test": len(self.data.test),
                 "test": self.data.test_source, "estimator": self.name,
                 "budget": {**budget, "batch_size": c.batch_size, "lr": c.lr, "schedule": c.schedule,
+                           **({"precision": c.precision} if c.precision != "fp32" else {}),
                            # named only above one, so studies from before train.seeds still bind
                            **({"seeds": self.seeds} if self.seeds > 1 else {})}}
 
@@ -80,11 +81,10 @@ class TrainEstimator:
         return Accuracy(round(float(result.top1), 6), test, float(result.loss), result.steps, result.seconds)
 
     def test_top1(self, model: nn.Module) -> float:
-        """Report-only accuracy on the test split (the model stays on the CPU, in eval mode)."""
-        try:
-            acc, _ = evaluate(model, self.data.test, device=resolve_device(self.cfg.device))
-        finally:
-            model.cpu()
+        """Report-only accuracy on the test split (the model stays on the training device, in eval mode)."""
+        c = self.cfg
+        acc, _ = evaluate(model, self.data.test, device=resolve_device(c.device), num_workers=c.num_workers,
+                          precision=c.precision, channels_last=c.channels_last)
         return round(float(acc), 6)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from core.settings import Settings, check, choice, flag, integer, number, register, text
 
 SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICE = r"auto|cpu|mps|cuda(:[0-9]+)?"
 
 
@@ -31,6 +32,10 @@ class TrainBase(Settings):
     seed: int = integer(0, ge=0)
     seeds: int = integer(1, ge=1)  # trainings per network (seed, seed+1, ...), scored by their mean
     device: str = text("auto", pattern=DEVICE, hint="auto, cpu, cuda, cuda:<n> or mps")
+    num_workers: int = integer(0, ge=0)
+    precision: str = choice("fp32", PRECISIONS)
+    channels_last: bool = flag(False)
+    compile: bool = flag(False)
 
 
 @register
@@ -40,17 +45,12 @@ class TrainSettings(TrainBase):
 
     epochs: float = number(2, ge=0)
     steps: int | None = integer(None, ge=0, example=100)
-
-
-@dataclass
-class _Workers:
-    num_workers: int = integer(0, ge=0)
+    workers_per_gpu: int = integer(1, ge=1)
 
 
 def check_train(tc) -> None:
     """Check a ``TrainConfig`` (or any object with its fields) against the rules above."""
     check(tc, "train", TrainSettings)
-    check(tc, "train", _Workers)
 
 
 # -- the data and accuracy groups: one schema per option, named first in its YAML's defaults list ----------

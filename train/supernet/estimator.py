@@ -84,40 +84,39 @@ class SupernetEstimator:
     def _train_cfg(self) -> TrainConfig:
         c = self.cfg
         return TrainConfig(batch_size=c.batch_size, seed=c.seed, bn_recal_batches=c.bn_recal_batches,
-                           device=c.device, num_workers=c.num_workers)
+                           device=c.device, num_workers=c.num_workers, precision=c.precision,
+                           channels_last=c.channels_last)
 
     def _finetune_cfg(self) -> TrainConfig:
         c = self.cfg
         return TrainConfig(steps=c.finetune_steps, batch_size=c.batch_size, lr=c.finetune_lr, momentum=c.momentum,
                            nesterov=c.nesterov, weight_decay=c.weight_decay, label_smoothing=c.label_smoothing,
-                           seed=c.seed, device=c.device, num_workers=c.num_workers, bn_recal_batches=0)
+                           seed=c.seed, device=c.device, num_workers=c.num_workers, bn_recal_batches=0,
+                           precision=c.precision, channels_last=c.channels_last)
 
     def model(self, arch: ArchSpec) -> nn.Module:
         """``arch`` with its inherited weights (finetuned if ``finetune_steps``) and BN statistics re-estimated
-        on training batches (CPU, eval). The same point always gets the same weights on the CPU."""
+        on training batches, in eval mode on the training device (``export_trial`` moves it to the CPU).
+        The same point always gets the same weights on the CPU."""
         self.prepare()
         model = self.net.extract(arch)
         tc = self._train_cfg()
         device = resolve_device(tc.device)
-        try:
-            if self.cfg.finetune_steps:
-                # The extracted network owns copies of the weights: the supernet is left as it is.
-                train_steps(model, self.data.train, self._finetune_cfg(), device, desc="finetune")
-            recalibrate_bn(model.to(device), self.data.train, tc, device)
-        finally:
-            model.cpu()
+        if self.cfg.finetune_steps:
+            # The extracted network owns copies of the weights: the supernet is left as it is.
+            train_steps(model, self.data.train, self._finetune_cfg(), device, desc="finetune")
+        recalibrate_bn(model, self.data.train, tc, device)
         return model.eval()
 
     # -- the estimator ----------------------------------------------------------------------------------
     def __call__(self, arch: ArchSpec, label: str = "") -> Accuracy:
         start = time.perf_counter()
         model = self.model(arch)
-        device = resolve_device(self.cfg.device)
-        try:
-            top1, loss = evaluate(model, self.data.holdout, device=device)
-            test, _ = evaluate(model, self.data.test, device=device)  # report only
-        finally:
-            model.cpu()
+        c = self.cfg
+        run = {"device": resolve_device(c.device), "num_workers": c.num_workers, "precision": c.precision,
+               "channels_last": c.channels_last}
+        top1, loss = evaluate(model, self.data.holdout, **run)
+        test, _ = evaluate(model, self.data.test, **run)  # report only
         return Accuracy(round(float(top1), 6), round(float(test), 6), float(loss), 0, time.perf_counter() - start)
 
     def fresh(self, arch: ArchSpec) -> nn.Module:
@@ -130,7 +129,8 @@ def make_supernet_estimator(accuracy_cfg: dict, data: DataSplit, train_cfg: Trai
     if space is None:
         raise SupernetError("accuracy=supernet scores the points of a search space, and NetAdapt has none: pass "
                             "accuracy=train (start=<study folder>:<trial> starts from a trial's exported weights)")
-    cfg = SupernetConfig.from_cfg(accuracy_cfg, device=train_cfg.device, num_workers=train_cfg.num_workers)
+    cfg = SupernetConfig.from_cfg(accuracy_cfg, device=train_cfg.device, num_workers=train_cfg.num_workers,
+                                  precision=train_cfg.precision, channels_last=train_cfg.channels_last)
     return SupernetEstimator(data, cfg, space=space, results_dir=results_dir, data_cfg=data_cfg, progress=progress)
 
 
@@ -183,7 +183,7 @@ def export_trial(study, trial: int, out=None, *, progress: bool = False) -> tupl
                             progress=progress)
     model = est.model(arch)
     out = Path(str(out)) if out else export_path(study, int(trial))
-    save_torch(out, model.state_dict())
+    save_torch(out, {k: v.cpu() for k, v in model.state_dict().items()})
     return out, arch
 
 

@@ -227,14 +227,15 @@ class Supernet(nn.Module):
         return {k: v.detach().clone().contiguous() for k, v in out.items()}
 
     def extract(self, arch: ArchSpec) -> nn.Module:
-        """A plain ``space.build_model(arch)`` network with the inherited weights (on the CPU)."""
+        """A plain ``space.build_model(arch)`` network with the inherited weights, on the supernet's device."""
         if not self.space.contains(arch):
             from .errors import SupernetError
 
             raise SupernetError(f"architecture is not a point of space {self.space.name}: the supernet "
                                 f"covers that space only")
         model = build_model(arch, num_classes=self.num_classes)
-        model.load_state_dict({k: v.cpu() for k, v in self.state_dict_of(arch).items()})
+        state = self.state_dict_of(arch)
+        model.to(next(iter(state.values())).device).load_state_dict(state)
         return model
 
 

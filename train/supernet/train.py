@@ -75,6 +75,8 @@ class SupernetConfig:
     device: str = "auto"  # from train.device: where it runs, not what it computes
     num_workers: int = 0
     schedule: str = "cosine"
+    precision: str = "fp32"  # from train.precision (bound only when not fp32: it changes what is computed)
+    channels_last: bool = False  # from train.channels_last
 
     def __post_init__(self):
         from ..settings import SupernetAccuracy
@@ -89,8 +91,10 @@ class SupernetConfig:
     def bound(self) -> dict:
         """The settings the weights depend on (not where they run, nor how often they are saved)."""
         d = dataclasses.asdict(self)
-        for k in ("run_name", "device", "num_workers", "checkpoint_every", *SCORING):
+        for k in ("run_name", "device", "num_workers", "checkpoint_every", "channels_last", *SCORING):
             d.pop(k)
+        if d["precision"] == "fp32":  # bound only when used: supernets trained before it existed still load
+            d.pop("precision")
         for k in ("kernel_transform", "progressive_shrinking"):
             if not d[k]:  # bound only when used: supernets trained before it existed still load
                 d.pop(k)
@@ -140,20 +144,67 @@ class Dist:
         return self.rank == 0
 
 
-def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
-    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPU."""
+DIST_TIMEOUT_S = int(os.environ.get("BNECK_DIST_TIMEOUT_S", "1800"))  # a rank that hangs fails, not the run forever
+
+
+def init_distributed(device_name: str) -> tuple[Dist, torch.device, bool]:
+    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPU.
+    Returns (ranks, device, whether this call made the group: the one that made it destroys it)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(device_name)
     if world <= 1:
-        return Dist(), device
+        return Dist(), device, False
+    import datetime
+
     import torch.distributed as dist
 
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size()), device
+    made = not dist.is_initialized()
+    if made:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(seconds=DIST_TIMEOUT_S))
+    return Dist(dist.get_rank(), dist.get_world_size()), device, made
+
+
+def average_gradients(net: nn.Module, d: Dist) -> None:
+    """One all-reduce per step of every gradient the sandwich produced, averaged over the ranks.
+
+    Not DistributedDataParallel: its reducer expects one fixed set of parameters per backward, and each
+    sub-network of a sandwich uses another subset (SE, expansion convs, kernel transforms), so DDP would
+    need ``find_unused_parameters=True`` (a graph traversal per backward) and ``no_sync`` around all but the
+    last backward. Summing the sandwich's gradients locally and reducing them once is what that would do,
+    without the traversal. Every rank draws the same sub-networks (seeded by step), so the parameters with
+    a gradient are the same on every rank; one without keeps none, as in a single process."""
+    if d.world <= 1:
+        return
+    import torch.distributed as dist
+
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= d.world
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
+
+
+def average_bn_statistics(net: nn.Module, d: Dist) -> None:
+    """BN running statistics averaged over the ranks (before a checkpoint). During a step each rank normalises
+    with its own shard's batch statistics (timm's default without --sync-bn): the supernet's BN layers slice
+    their channels per sub-network, which SyncBatchNorm cannot, and every scored point re-estimates its
+    statistics on training batches anyway (``bn_recal_batches``)."""
+    if d.world <= 1:
+        return
+    import torch.distributed as dist
+
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            for buf in (m.running_mean, m.running_var):
+                dist.all_reduce(buf)
+                buf /= d.world
 
 
 def _barrier(d: Dist) -> None:
@@ -222,29 +273,63 @@ def step_archs(net: Supernet, step: int, cfg: SupernetConfig) -> list:
     return [restrict(a, largest, fields, net.space) for a in archs]
 
 
-def sandwich_step(model: nn.Module, net: Supernet, x, y, archs, opt, cfg: SupernetConfig) -> list[float]:
-    """One optimiser step: the first of ``archs`` on the labels, the others distilled from it."""
+def sandwich_step(model: nn.Module, net: Supernet, x, y, archs, opt, cfg: SupernetConfig, *,
+                  d: Dist = Dist(), scaler=None) -> torch.Tensor:
+    """One optimiser step: the first of ``archs`` on the labels, the others distilled from it. Returns the
+    losses, on the device and unread (the caller reads them once per log interval: no host sync here)."""
+    from ..fit import autocast
+
     opt.zero_grad(set_to_none=True)
-    logits = model(x, archs[0])
+    scale = scaler.scale if scaler is not None else (lambda t: t)
+    amp = autocast(x.device, cfg.precision)
+    with amp:
+        logits = model(x, archs[0]).float()
     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-    loss.backward()
+    scale(loss).backward()
     soft = F.softmax(logits.detach(), dim=1)
-    losses = [loss.item()]
+    losses = [loss.detach()]
     for arch in archs[1:]:
-        student = F.log_softmax(model(x, arch), dim=1)
+        with amp:
+            student = F.log_softmax(model(x, arch).float(), dim=1)
         kd = -(soft * student).sum(1).mean()
-        kd.backward()
-        losses.append(kd.item())
-    if not all(math.isfinite(v) for v in losses):
-        raise DivergedError(f"supernet loss became {losses}: lower accuracy.lr")
-    opt.step()
-    return losses
+        scale(kd).backward()
+        losses.append(kd.detach())
+    average_gradients(net, d)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    return torch.stack(losses)
+
+
+def read_losses(pending: list[torch.Tensor], first_step: int) -> list[list[float]]:
+    """The losses of the steps since the last read (one host sync); a non-finite one stops the run, naming its step."""
+    if not pending:
+        return []
+    values = torch.stack(pending).tolist()
+    pending.clear()
+    for i, v in enumerate(values):
+        if not all(math.isfinite(x) for x in v):
+            raise DivergedError(f"supernet loss became {v} at step {first_step + i}: lower accuracy.lr")
+    return values
 
 
 def train_supernet(space: SearchSpace, data, cfg: SupernetConfig, folder: Path, binding: dict, *,
                    progress: bool = True, log=print) -> Supernet:
     """The trained supernet of ``folder``: loaded when done, else trained (or resumed) here, or waited for."""
-    d, device = init_distributed(cfg.device)
+    d, device, made = init_distributed(cfg.device)
+    try:
+        return _train_or_load(space, data, cfg, folder, binding, d, device, progress=progress, log=log)
+    finally:
+        if made:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train_or_load(space: SearchSpace, data, cfg: SupernetConfig, folder: Path, binding: dict, d: Dist, device, *,
+                   progress: bool, log) -> Supernet:
     say = log if d.main else (lambda *a, **k: None)
     if d.main:
         folder.mkdir(parents=True, exist_ok=True)
@@ -258,7 +343,7 @@ def train_supernet(space: SearchSpace, data, cfg: SupernetConfig, folder: Path, 
         state = read_checkpoint(folder)
         if state is not None and state["done"]:
             net.load_state_dict(state["model"])
-            return net.eval()
+            return net.to(device).eval()  # it stays where it runs: scoring extracts points there
         _fit(net, data, cfg, folder, state, d, device, progress=progress and d.main, say=say)
     return net.eval()
 
@@ -275,35 +360,43 @@ def _fit(net: Supernet, data, cfg: SupernetConfig, folder: Path, state: dict | N
         start, seconds = int(state["step"]), float(state["seconds"])
         cpu_seconds = state.get("cpu_seconds")  # None: a checkpoint from before CPU seconds were kept
         say(f"supernet: resuming {folder} at step {start}/{cfg.steps}")
-    model: nn.Module = net
-    if d.world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        # Each point leaves some weights unused (SE, the expansion conv of a block without one).
-        model = DDP(net, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True,
-                    broadcast_buffers=False)
     n = len(data.train)
     if n == 0:
         raise SupernetError(f"the training set of {data.name!r} is empty: the supernet needs training data")
+    if min(n, cfg.batch_size) < d.world:  # a rank with an empty shard would stall the others
+        raise SupernetError(f"accuracy.batch_size={cfg.batch_size} ({min(n, cfg.batch_size)} images a step) is "
+                            f"smaller than the {d.world} torchrun processes: pass accuracy.batch_size>={d.world} "
+                            f"or start fewer processes")
+    from ..batches import gather, source
+    from ..fit import LOG_EVERY
+
+    src = source(data.train, device, cfg.num_workers)
+    if cfg.channels_last:
+        net.to(memory_format=torch.channels_last)
+    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
+    pending: list[torch.Tensor] = []
     began, cpu_began = time.perf_counter(), time.process_time()
     bar = tqdm(total=cfg.steps, initial=start, desc=f"supernet {net.space.name}", disable=not progress,
                dynamic_ncols=True, unit="step")
     try:
         for step in range(start, cfg.steps):
-            idx = batch_indices(step, n, cfg.batch_size, cfg.seed)[d.rank::d.world]
-            items = [data.train[int(i)] for i in idx]
-            x = torch.stack([t[0] for t in items]).to(device)
-            y = torch.tensor([int(t[1]) for t in items], device=device)
+            x, y = gather(src, batch_indices(step, n, cfg.batch_size, cfg.seed)[d.rank::d.world])
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg)
-            losses = sandwich_step(model, net, x, y, step_archs(net, step, cfg), opt, cfg)
+            pending.append(sandwich_step(net, net, x, y, step_archs(net, step, cfg), opt, cfg, d=d, scaler=scaler))
             done = step + 1
             if cfg.sort_every and done % cfg.sort_every == 0 and done < cfg.steps:
                 net.sort_channels(opt)
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[0]:.3f}", kd=f"{sum(losses[1:]) / max(1, len(losses) - 1):.3f}")
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.steps
+            if checkpoint or done % LOG_EVERY == 0:  # losses read here only; never a NaN checkpoint
+                losses = read_losses(pending, done - len(pending) + 1)[-1]
+                bar.set_postfix(loss=f"{losses[0]:.3f}", kd=f"{sum(losses[1:]) / max(1, len(losses) - 1):.3f}")
+            if checkpoint:
+                average_bn_statistics(net, d)
                 if d.main:
                     spent = seconds + time.perf_counter() - began
                     # CPU seconds of this process (all its threads): unlike wall seconds, not inflated by other load
@@ -317,4 +410,3 @@ def _fit(net: Supernet, data, cfg: SupernetConfig, folder: Path, state: dict | N
                 _barrier(d)
     finally:
         bar.close()
-    net.cpu()
