@@ -146,8 +146,11 @@ class Fidelity:
                 bar.n = total - ledger.pending(self.jobs)  # other workers' trainings count too
                 bar.refresh()
                 got = row.get("failure") or f"holdout top1 {row['top1']:.1%}"
-                what = (f"{job.steps} steps, seed {job.seed}" if job.kind == "train" else "supernet score")
-                bar.write(f"trained {job.network.name} ({what}): {got} in {row['seconds']:.1f} s")
+                if job.kind == "train":
+                    bar.write(f"trained {job.network.name} ({job.steps} steps, seed {job.seed}): {got} in "
+                              f"{row['seconds']:.1f} s")
+                else:
+                    bar.write(f"scored {job.network.name} by the supernet: {got} in {row['seconds']:.1f} s")
         finally:
             bar.close()
         left = ledger.pending(self.jobs)

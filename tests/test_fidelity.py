@@ -223,3 +223,33 @@ def test_report_reads_back_what_was_recorded(tmp_path):
     assert len(names) == 8 and runs.shape == (8, 2) and "a9" not in archs
     assert runs[3, 1] == pytest.approx(100 * (0.5 + 0.03 + 0.001))
     Path(tmp_path / "x.json").write_text(json.dumps(recs))
+
+
+def test_netadapt_scores_each_proposal_by_the_mean_of_train_seeds(tmp_path):
+    from netadapt.run import main
+
+    tiny = "stem8 k3_e16_c8_re k3_e32_c16_s2_re k3_e48_c16_re k3_e64_c24_s2_se_hs k3_e72_c24_se_hs last96 head64"
+    args = [f"start={tiny}", "data=synthetic", "data.input_size=16", "data.n_train=64", "data.n_holdout=32",
+            "resource=macs", "latency=measured", "latency.input_size=32", "latency.repeats=5", "latency.warmup=1",
+            "pretrain_epochs=1", "long_epochs=0", "short_steps=2", "step=0.05", "threads=1", "progress=false",
+            "train.batch_size=32", "train.bn_recal_batches=1", "budget=0.9", "max_iterations=1", "baseline=false",
+            "train.seeds=2", f"results_dir={tmp_path}"]
+    assert main(args) == 0
+    (folder,) = (tmp_path / "netadapt").iterdir()
+    rec = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()][1]
+    for p in rec["proposals"]:
+        assert len(p["top1_per_seed"]) == 2 and p["top1"] == pytest.approx(sum(p["top1_per_seed"]) / 2, abs=1e-6)
+
+
+def test_accuracy_supernet_scores_the_same_networks_against_their_seed_mean(tmp_path):
+    p = fidelity(*TINY, "accuracy=supernet", "accuracy.steps=4", "accuracy.batch_size=16",
+                 "accuracy.bn_recal_batches=1", "accuracy.checkpoint_every=2", f"results_dir={tmp_path}")
+    assert p.returncode == 0, p.stderr
+    folder = tmp_path / "fidelity" / "v3_small" / "synthetic"
+    rows = read_jsonl(folder / "fidelity.jsonl")
+    scored = [r for r in rows if r["kind"] == "supernet"]
+    trained = [r for r in rows if r["kind"] == "train"]
+    assert len(trained) == 16 and len(scored) == 8 and {r["arch"] for r in scored} == {r["arch"] for r in trained}
+    assert all(r["settings"]["accuracy"]["estimator"] == "supernet" for r in scored)
+    md = (folder / "fidelity.md").read_text()
+    assert "Supernet score against the standalone seed mean" in md and "| all | 8 |" in md
