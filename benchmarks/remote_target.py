@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise-s", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=HERE)
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still stops its sshd, removes its files
     with tempfile.TemporaryDirectory(prefix="bneck-remote-bench-") as work:
         record = run(args.space, args.input_size, args.points, args.noise_s, Path(work))
     with (args.out / "remote_target.jsonl").open("a") as f:
