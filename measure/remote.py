@@ -281,12 +281,12 @@ class RemoteTarget:
                        "Connection timed out", "Operation timed out")
         if not started and any(s in stderr for s in unreachable):
             return f"cannot reach {where} ({_last_line(stderr)}): check the host, port and network, then rerun"
-        if started and (rc == 255 or "closed" in stderr or "Broken pipe" in stderr or "Timeout" in stderr):
-            why = _last_line(stderr) or "no message"
+        if started and any(s in stderr for s in ("closed", "Broken pipe", "reset", "Timeout", "not responding")):
+            why = _last_line(stderr)
             return f"the connection to {where} dropped after {got} timings of this batch ({why}){kept}"
-        if started:
-            return (f"the runner on {self.login} died (exit {rc}: {_last_line(stderr) or 'no message'}){kept}; "
-                    f"check the target's memory and runtime")
+        if started:  # ssh says nothing when the remote process is killed (exit 255): out of memory, say
+            how = "killed by a signal" if rc == 255 and not stderr.strip() else f"exit {rc}: {_last_line(stderr)}"
+            return f"the runner on {self.login} died ({how}){kept}; check the target's memory and runtime"
         return f"ssh to {where} failed (exit {rc}: {_last_line(stderr) or 'no message'}): check `{ssh_login}` works"
 
     def _known_name(self) -> str:

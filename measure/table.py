@@ -23,11 +23,12 @@ same way: ``net_...`` entries.
 On disk: ``<results_dir>/lut/<machine>/<backend>_t<threads>_<input_size>.json`` (``b<batch>`` and
 ``cl`` appended when not batch 1 / NCHW). ``<machine>`` is ``$BNECK_MACHINE`` if set, else
 ``<hostname>-<8 hex of sha1(CPU model, logical CPU count)>``: stable across runs on one machine,
-different when a worker lands on other hardware. Writes are atomic (temporary file + ``os.replace``),
-so readers never take a lock; measuring holds an exclusive ``flock`` on ``<table>.lock`` and
-re-reads the file first, so two processes never measure the same entry (nor time each other's
-load) and never lose each other's entries. Every entry is saved as soon as it is measured, so an
-interrupted build resumes where it stopped.
+different when a worker lands on other hardware; with ``latency.target=ssh://...`` it is the target's,
+as its runner reports it (``measure.remote``), and the target does the timing. Writes are atomic
+(temporary file + ``os.replace``), so readers never take a lock; measuring holds an exclusive
+``flock`` on ``<table>.lock`` and re-reads the file first, so two processes never measure the same
+entry (nor time each other's load) and never lose each other's entries. Every entry is saved as soon
+as it is measured, so an interrupted build resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -205,24 +206,32 @@ class LatencyTable:
             random.Random(f"{self.path.name}-{p}-{len(order)}").shuffle(order)
             before, pending = None, []
             timings = self._timings(order) if self.target is None else self.target.timings(self, order)
-            for kind, *what in timings:  # probe, entries, probe, ... (measure.remote streams the same)
-                if kind == "timed":
-                    pending.append(what)
-                    if progress is not None:
-                        progress.update(1)
-                    continue
-                if kind == "reference":  # a new table's unit, timed on the target
-                    self.reference = reference(what[0])
-                after = self.reference_ms if kind == "reference" else what[0]
-                if pending:
-                    factor = self.reference_ms / ((before + after) / 2)  # < 1 while the machine runs slow
-                    for entry, lat in pending:
-                        records[entry.key] = _with_pass(records.get(entry.key), _timing(lat, factor))
-                        timed.add(entry.key)
-                    if save:
-                        self._save()
-                before, pending = after, []
+            try:
+                for kind, *what in timings:  # probe, entries, probe, ... (measure.remote streams the same)
+                    if kind == "timed":
+                        pending.append(what)
+                        if progress is not None:
+                            progress.update(1)
+                        continue
+                    if kind == "reference":  # a new table's unit, timed on the target
+                        self.reference = reference(what[0])
+                    after = self.reference_ms if kind == "reference" else what[0]
+                    if pending:
+                        self._store(pending, (before + after) / 2, records, timed, save)
+                    before, pending = after, []
+            except MeasureError:
+                if pending and self.target is not None:  # a target lost mid-batch: keep what arrived,
+                    self._store(pending, before, records, timed, save)  # converted by the probe before it
+                raise
         return timed
+
+    def _store(self, pending: list, probe_ms: float, records: dict, timed: set, save: bool) -> None:
+        factor = self.reference_ms / probe_ms  # < 1 while the machine runs slow
+        for entry, lat in pending:
+            records[entry.key] = _with_pass(records.get(entry.key), _timing(lat, factor))
+            timed.add(entry.key)
+        if save:
+            self._save()
 
     def _timings(self, order: list[Entry]):
         """Time ``order`` here: ``("probe", ms)``, then ``("timed", entry, Latency)`` per entry with the probe

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -126,8 +127,25 @@ def test_a_search_measures_a_missing_entry_on_the_target(ssh_env, target_python,
     assert data["target"]["machine"] == data["machine"]
 
 
-def test_a_connection_dropped_mid_build_keeps_the_received_timings_and_a_rerun_resumes(ssh_env, target_python,
-                                                                                       tmp_path):
+def test_measured_latency_times_whole_networks_on_the_target(ssh_env, target_python, tmp_path):
+    from measure import latency_model
+    from space import ArchSpec, BlockSpec
+
+    tiny = ArchSpec(8, (BlockSpec(3, 16, 8), BlockSpec(3, 24, 16, True, "HS", 2)), 96, 32)
+    cfg = {"source": "measured", "input_size": 32, "warmup": 1, "repeats": 5, "max_rounds": 1,
+           "target": ssh_env.url, "target_python": str(target_python)}
+    model = latency_model(cfg, tmp_path)  # as NetAdapt builds its end-to-end model
+    assert "set the reference speed" in model.prepare()  # the unit: probe timings made on the target
+    before = len(lock_log(ssh_env))
+    assert model(tiny) > 0 and model.raw_ms(tiny) > 0
+    assert "acquired" in [w for _, _, w in lock_log(ssh_env)[before:]]
+    data = json.loads(model.table.path.read_text())
+    assert model.table.path.parent.name == data["target"]["machine"] and data["entries"] == {}
+    assert model.describe()["machine"] == data["target"]["machine"]
+
+
+@pytest.mark.parametrize("cut", ["connection", "runner"])
+def test_a_build_cut_mid_batch_keeps_the_received_timings_and_a_rerun_resumes(ssh_env, target_python, tmp_path, cut):
     # Slow entries (many repeats) so the second pass's batch is still running when the connection drops.
     args = [f"space_file={space_file(tmp_path)}", f"results_dir={tmp_path}", "latency.input_size=32",
             "latency.warmup=1", "latency.repeats=3000", "latency.max_rounds=1", *target_args(ssh_env, target_python)]
@@ -137,18 +155,23 @@ def test_a_connection_dropped_mid_build_keeps_the_received_timings_and_a_rerun_r
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         while True:  # the event: the second batch (pass 2) holds the target's lock
-            if [w for _, _, w in lock_log(ssh_env)[before:]].count("acquired") >= 2:
+            held = [pid for _, pid, w in lock_log(ssh_env)[before:] if w == "acquired"]
+            if len(held) >= 2:
                 break
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.02)
-        assert ssh_env.drop_connections() >= 1
+        if cut == "connection":  # the network goes: every sshd session is killed
+            assert ssh_env.drop_connections() >= 1
+        else:  # the runner dies on the target (out of memory, say)
+            os.kill(held[1], signal.SIGKILL)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     lines = err.strip().splitlines()
-    assert proc.returncode == 2 and lines[-1].startswith("error: the connection to 127.0.0.1"), err
-    assert "dropped" in lines[-1] and "rerun the same command to resume" in lines[-1]
+    expected = "error: the connection to 127.0.0.1" if cut == "connection" else "error: the runner on "
+    assert proc.returncode == 2 and lines[-1].startswith(expected), err
+    assert "rerun the same command to resume" in lines[-1]
     path = next((tmp_path / "lut").rglob("*.json"))
     kept = json.loads(path.read_text())["entries"]
     assert len(kept) == 13 and all(len(e["passes"]) >= 1 for e in kept.values())  # pass 1 was saved
