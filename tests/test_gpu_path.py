@@ -193,3 +193,17 @@ def test_slots_go_to_the_first_free_one_and_all_taken_is_refused(tmp_path):
     h1.close()  # a worker that ends (or dies) frees its slot for the next one
     assert claim_slot(tmp_path, 3)[0] == 1
     h0.close(), h2.close()
+
+
+def test_a_supernet_batch_smaller_than_the_torchrun_world_is_refused(tmp_path):
+    from train.supernet.errors import SupernetError
+    from train.supernet.net import Supernet
+    from train.supernet.train import Dist, SupernetConfig, _fit
+
+    space = SearchSpace.load("v3_small")
+    cfg = SupernetConfig(steps=1, batch_size=2, device="cpu")
+    net = Supernet(space, 4)
+    with pytest.raises(SupernetError, match=r"accuracy.batch_size=2 .* smaller than the 4 torchrun processes"):
+        _fit(net, load_data(SYNTH), cfg, tmp_path, None, Dist(0, 4), torch.device("cpu"), progress=False,
+             say=print)
+    assert not list(tmp_path.iterdir())  # refused before any checkpoint
