@@ -31,6 +31,7 @@ class LatencySettings(Settings):
     passes: int = integer(2, ge=1)
     accept_changed: bool = flag(False)
     foreign_ok: bool = flag(False)
+    accept_untrusted: bool = flag(False)
 
 
 @register
