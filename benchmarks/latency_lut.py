@@ -84,18 +84,19 @@ def netadapt_shaped(per_start: int = 5, seed: int = 0, input_size: int = 224) ->
     return out
 
 
-def sets(n: int, per_start: int = 5) -> dict[str, list[tuple[str, ArchSpec]]]:
-    out = {f"random {name}": validation_archs("random", load_space(name), n, 0, None) for name in available_spaces()}
+def sets(n: int, per_start: int = 5, spaces: list[str] | None = None) -> dict[str, list[tuple[str, ArchSpec]]]:
+    out = {f"random {name}": validation_archs("random", load_space(name), n, 0, None)
+           for name in spaces or available_spaces()}
     out["references"] = validation_archs("references", load_space("v3_large"), n, 0, None)
     out["netadapt-shaped"] = netadapt_shaped(per_start)
     return out
 
 
-def repeat_in_processes(results_dir: str, backend: str, k: int) -> list[dict]:
+def repeat_in_processes(results_dir: str, backend: str, k: int, passes: int = 2) -> list[dict]:
     """V3-Large timed as the table times networks, in ``k`` fresh processes (each loads the table anew)."""
     code = ("import json, sys; from core.cli import quiet_warnings; quiet_warnings(); "
             "from measure import LatencyTable; from space import V3_LARGE; "
-            f"t = LatencyTable.open({results_dir!r}, backend={backend!r}); "
+            f"t = LatencyTable.open({results_dir!r}, backend={backend!r}, passes={passes}); "
             "print(json.dumps(t.measure_networks([V3_LARGE])[0]))")
     out = []
     for _ in range(k):
@@ -156,11 +157,13 @@ def host_noise(backend: str, seconds: float) -> dict:
     return run(backend, seconds, 20)
 
 
-def build_table(backend: str, results_dir: str, seq: int = 1) -> tuple[LatencyTable, dict]:
-    """``backend``'s table under ``results_dir`` built for every space, and its JSON line (``seq``: which table)."""
-    table = LatencyTable.open(results_dir, backend=backend)  # the defaults of conf/latency/lut.yaml
+def build_table(backend: str, results_dir: str, seq: int = 1, spaces: list[str] | None = None,
+                passes: int = 2) -> tuple[LatencyTable, dict]:
+    """``backend``'s table under ``results_dir`` built for ``spaces`` (default every space), and its JSON line
+    (``seq``: which table)."""
+    table = LatencyTable.open(results_dir, backend=backend, passes=passes)  # else the defaults of conf/latency/lut.yaml
     t0 = time.time()
-    for name in available_spaces():
+    for name in spaces or available_spaces():
         build(load_space(name), table)
     cal = table.calibration
     return table, {"backend": backend, "kind": "table", "table": seq, "name": table.path.name,
@@ -174,17 +177,17 @@ def build_table(backend: str, results_dir: str, seq: int = 1) -> tuple[LatencyTa
 
 
 def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, tables: int = 1, per_start: int = 5,
-          noise_seconds: float = 60) -> None:
+          noise_seconds: float = 60, spaces: list[str] | None = None, passes: int = 2) -> None:
     """Time the host's noise, build ``backend``'s table, then each (set, run), the repeat in processes and the
     second table not yet in ``results``: one JSON line per finished piece, so a killed run resumes."""
-    done = {(r["backend"], r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read(results)}
+    done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read(results)}
     if noise_seconds > 0 and (backend, "noise", None, None, None) not in done:
         append(results, {"backend": backend, "kind": "noise", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                          **host_noise(backend, noise_seconds)})
-    table, record = build_table(backend, results_dir)
+    table, record = build_table(backend, results_dir, spaces=spaces, passes=passes)
     if (backend, "table", None, None, 1) not in done:
         append(results, record)
-    validation = sets(n, per_start)
+    validation = sets(n, per_start, spaces)
     for set_name, named in validation.items():
         for run in range(1, RUNS + 1):
             if (backend, "set", set_name, run, None) in done:
@@ -194,13 +197,13 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
             append(results, {"backend": backend, "kind": "set", "set": set_name, "run": run,
                              "seconds": time.time() - t0, "load": os.getloadavg()[0], "rows": rows})
     if repeat and (backend, "repeat", None, None, None) not in done:
-        reps = repeat_in_processes(results_dir, backend, repeat)
+        reps = repeat_in_processes(results_dir, backend, repeat, passes)
         append(results, {"backend": backend, "kind": "repeat", "ms": [r["ms"] for r in reps],
                          "as_timed_ms": [r["as_timed_ms"] for r in reps], "load": os.getloadavg()[0]})
     if tables >= 2 and (backend, "agreement", None, None, 2) not in done:
         # A second table from scratch, later: what a user rebuilding on this machine would get.
         archs = list({format_arch(a): a for named in validation.values() for _, a in named}.values())
-        second, record = build_table(backend, str(Path(results_dir) / "table2"), seq=2)
+        second, record = build_table(backend, str(Path(results_dir) / "table2"), seq=2, spaces=spaces, passes=passes)
         append(results, record)
         first, other = [table.predict(a) for a in archs], [second.predict(a) for a in archs]
         append(results, {"backend": backend, "kind": "agreement", "table": 2, "networks": len(archs),
@@ -321,6 +324,8 @@ def main() -> None:
     p.add_argument("--tables", type=int, default=2, help="2: build a second table from scratch and compare")
     p.add_argument("--netadapt-per-start", type=int, default=5, help="NetAdapt-shaped networks per reference")
     p.add_argument("--noise-seconds", type=float, default=60, help="host_noise.py's measurement first (0: skip)")
+    p.add_argument("--spaces", nargs="+", help="built-in spaces to build and validate (default: all)")
+    p.add_argument("--passes", type=int, default=2, help="latency.passes of the tables (1: a quick run)")
     p.add_argument("--note", help="a sentence on the host for the report (kept in the .jsonl)")
     p.add_argument("--lower-only", action="store_true", help="executorch: fill the lowering cache, time nothing")
     p.add_argument("--report-only", action="store_true")
@@ -344,7 +349,7 @@ def main() -> None:
                       f"{args.max_spread:.0%}): rerun when it is quiet, or pass --force", file=sys.stderr)
                 raise SystemExit(2)
             bench(backend, args.results_dir, args.n, args.repeat, results, args.tables, args.netadapt_per_start,
-                  args.noise_seconds)
+                  args.noise_seconds, args.spaces, args.passes)
             report(read(results), out)
     report(read(results), out)
     print(out.read_text())

@@ -148,10 +148,10 @@ def changed(old, new: dict) -> str | None:
     what = ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in diff)
     cal_old, cal_new = old.get("calibration") or {}, new.get("calibration") or {}
     if any(cal_old.get(k) != cal_new.get(k) for k in ("model", "scale", "call_weight", "overhead_ms")):
-        what += (f" (calibration model {cal_old.get('model', 1)} -> {cal_new.get('model', 1)}, scale "
-                 f"{cal_old.get('scale')} -> {cal_new.get('scale')}, call weight {cal_old.get('call_weight')} -> "
-                 f"{cal_new.get('call_weight')}, overhead {cal_old.get('overhead_ms')} -> "
-                 f"{cal_new.get('overhead_ms')} ms)")
+        what += (f" (calibration scale {cal_old.get('scale')} -> {cal_new.get('scale')}, call weight "
+                 f"{cal_old.get('call_weight')} -> {cal_new.get('call_weight')}, overhead "
+                 f"{cal_old.get('overhead_ms')} -> {cal_new.get('overhead_ms')} ms, model {cal_old.get('model', 1)} -> "
+                 f"{cal_new.get('model', 1)})")
     ref_old, ref_new = (old.get("reference") or {}).get("ms"), (new.get("reference") or {}).get("ms")
     if ref_old != ref_new:
         what += f" (reference speed {ref_old} -> {ref_new} ms)"

@@ -112,6 +112,7 @@ def test_host_noise_windows_separate_a_whole_machine_drift_from_a_relative_one(l
     s = hn.summarize(rows)
     assert s["ratio_spread"] == pytest.approx(0.1) and s["ratio_within_5"] == pytest.approx(2 / 3)
     assert len(hn.windows([1.0] * 39, [1.0] * 39, 20)) == 1  # a partial window is dropped
+    assert hn.summarize(hn.windows([1.0] * 19, [1.0] * 19, 20))["windows"] == 0  # no full window: nothing measured
 
 
 def test_host_noise_report_states_each_run(load_benchmark):

@@ -7,14 +7,15 @@
 # --budget seconds (their finished pieces are kept: latency_lut.py resumes) so the whole run ends within 8 min.
 #
 #   OUT=/tmp/out benchmarks/device/latency.sh [--n 50] [--noise-seconds 30] [--tables 2] [--budget 400]
-#   OUT=/tmp/out benchmarks/device/latency.sh --n 2 --noise-seconds 5 --tables 1 --per-start 1   # tiny, anywhere
+#   OUT=/tmp/out benchmarks/device/latency.sh --n 2 --noise-seconds 5 --tables 1 --per-start 1 --repeat 1 \
+#       --passes 1 --spaces v3_small   # tiny, anywhere (BNECK_CALIBRATION_SET=quick makes it tinier)
 #
 # Missing Python packages are installed from wheels in $WHEELS (default benchmarks/device/wheels/, git-ignored,
 # filled on a networked machine by benchmarks/device/wheels.sh) with pip --no-index; torch is never installed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-N=50 NOISE=30 TABLES=2 PER_START=5 REPEAT=5 BUDGET=400 BACKENDS=""
+N=50 NOISE=30 TABLES=2 PER_START=5 REPEAT=5 BUDGET=400 BACKENDS="" PASSES=2 SPACES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --n) N=$2; shift 2 ;;
@@ -24,7 +25,9 @@ while [ $# -gt 0 ]; do
     --repeat) REPEAT=$2; shift 2 ;;
     --budget) BUDGET=$2; shift 2 ;;
     --backends) BACKENDS=$2; shift 2 ;;
-    *) echo "error: unknown option $1: use --n, --noise-seconds, --tables, --per-start, --repeat, --budget, --backends" >&2
+    --passes) PASSES=$2; shift 2 ;;
+    --spaces) SPACES=$2; shift 2 ;;
+    *) echo "error: unknown option $1: use --n, --noise-seconds, --tables, --per-start, --repeat, --budget, --backends, --passes, --spaces" >&2
        exit 2 ;;
   esac
 done
@@ -53,7 +56,7 @@ print(' '.join(d for d in deps if re.split(r'[<>=!~ \[]', d)[0] != 'torch'))")
 fi
 if [ -z "$BACKENDS" ]; then
   BACKENDS="onnxruntime torch"
-  $PY -c "import executorch" 2>/dev/null && BACKENDS="$BACKENDS executorch"
+  $PY -c "import executorch.exir" 2>/dev/null && BACKENDS="$BACKENDS executorch"  # imports, not just a folder
 fi
 
 # -- cores: the idlest ones over one second, cpu0 (interrupts) last --------------------------------------------
@@ -69,7 +72,7 @@ share = {c: (b[c][0] - a[c][0]) / max(1, b[c][1] - a[c][1]) for c in a if c in a
 print(" ".join(str(c) for c in sorted(share, key=lambda c: (c == 0, -share[c]))))
 EOF
 )"
-echo "cores, idlest first: ${CORES[*]}; backends: $BACKENDS; n=$N per space; $(nproc) cores; load $(cut -d' ' -f1 /proc/loadavg)"
+echo "cores, idlest first: ${CORES[*]}; backends: $BACKENDS; n=$N per space; $(getconf _NPROCESSORS_ONLN) cores; load $(cut -d' ' -f1 /proc/loadavg)"
 
 # -- host noise first, alone on the idlest core ---------------------------------------------------------------
 taskset -c "${CORES[0]}" $PY benchmarks/host_noise.py --seconds "$NOISE" --out "$OUT"
@@ -77,7 +80,7 @@ taskset -c "${CORES[0]}" $PY benchmarks/host_noise.py --seconds "$NOISE" --out "
 # -- one backend per idle core, side by side ------------------------------------------------------------------
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-note="$(nproc)-core host ($(hostname)), each backend pinned with taskset to its own idle core (the backends ran side by side, sharing memory bandwidth and the last-level cache); benchmarks/device/latency.sh --n $N"
+note="$(getconf _NPROCESSORS_ONLN)-core host ($(hostname)), each backend pinned with taskset to its own idle core (the backends ran side by side, sharing memory bandwidth and the last-level cache); benchmarks/device/latency.sh --n $N"
 i=0
 pids=()
 for backend in $BACKENDS; do
@@ -86,7 +89,7 @@ for backend in $BACKENDS; do
   echo "$backend on core $core -> $OUT/latency_$backend.log"
   timeout --signal=INT "$BUDGET" taskset -c "$core" $PY benchmarks/latency_lut.py --results-dir "$WORK/$backend" \
     --backends "$backend" --n "$N" --tables "$TABLES" --netadapt-per-start "$PER_START" --repeat "$REPEAT" \
-    --noise-seconds "$NOISE" --force --note "$note" --out-dir "$WORK" --out "latency_lut_$backend.md" \
+    --noise-seconds "$NOISE" --passes "$PASSES" ${SPACES:+--spaces $SPACES} --force --note "$note" --out-dir "$WORK" --out "latency_lut_$backend.md" \
     >"$OUT/latency_$backend.log" 2>&1 &
   pids+=($!)
 done
