@@ -56,7 +56,9 @@ def build(space: SearchSpace, table: LatencyTable, progress: bool = True) -> int
     cal_parts = [e for a in archs for e in arch_entries(a, table.input_size)]
     nets = [network_entry(a, table.input_size) for a in archs]
     cal_parts += call_entries(cal_parts) + [call_entry(3, table.input_size)]
-    parts = list({e.key: e for e in space_entries(space, table.input_size) + cal_parts}.values())
+    own = space_entries(space, table.input_size)
+    # the empty graphs at every input shape of the space too: a table that may not measure predicts any point
+    parts = list({e.key: e for e in own + call_entries(own) + cal_parts}.values())
     stale = bool(table.missing(cal_parts + nets))  # the fit rests on timings this build adds: refit
     with tqdm(total=(len(parts) + len(nets)) * table.passes, desc=f"{table.name} x {table.passes} passes",
               unit="timing", disable=not progress) as bar:

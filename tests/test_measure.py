@@ -777,6 +777,11 @@ def test_a_table_whose_unit_was_set_on_a_busy_machine_is_refused_and_build_says_
     table = next((tmp_path / "lut").rglob("*.json"))
     with pytest.raises(MeasureError, match=r"cannot be trusted: the machine was busy"):
         latency_model({"input_size": 32, "table": str(table)}).prepare()
+    # Built, the table predicts every point of the space without timing anything (calls included).
+    fixed = latency_model({"input_size": 32, "table": str(table), "passes": 1, "measure_missing": False,
+                           "accept_untrusted": True})
+    assert fixed.table.calibration["call_weight"] > 0
+    assert all(fixed(load_space(_space_file(tmp_path)).sample(seed)) > 0 for seed in range(4))
     assert lut_main(["validate", *args, "n=3"]) == 0  # validate still checks an untrusted table
     assert "mean error by size tercile (small, middle, large): " in capsys.readouterr().out
 
