@@ -26,7 +26,8 @@ Appends one JSON line per finished piece to ``benchmarks/latency_lut.jsonl`` (a 
 
     python benchmarks/latency_lut.py [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
         [--max-spread 0.05] [--force] [--tables 2] [--netadapt-per-start 5] [--noise-seconds 60]
-        [--out-dir benchmarks] [--note "what the host was doing"]
+        [--out-dir benchmarks] [--note "what the host was doing"] [--spaces v3_small] [--passes 1]
+        [--calibration-only]
 
 Before a backend is timed, five probe timings (MobileNetV3-Large) must spread by <= ``--max-spread``
 ((max-min)/median): on a noisier host the run stops with exit 2 (``--force`` times anyway).
@@ -159,12 +160,14 @@ def host_noise(backend: str, seconds: float) -> dict:
 
 def build_table(backend: str, results_dir: str, seq: int = 1, spaces: list[str] | None = None,
                 passes: int = 2) -> tuple[LatencyTable, dict]:
-    """``backend``'s table under ``results_dir`` built for ``spaces`` (default every space), and its JSON line
-    (``seq``: which table)."""
+    """``backend``'s table under ``results_dir`` built for ``spaces`` (default every space; ``[]``: the
+    calibration set alone, the validated networks' entries then timed as they are predicted), and its JSON
+    line (``seq``: which table)."""
     table = LatencyTable.open(results_dir, backend=backend, passes=passes)  # else the defaults of conf/latency/lut.yaml
     t0 = time.time()
-    for name in spaces or available_spaces():
+    for name in available_spaces() if spaces is None else spaces:
         build(load_space(name), table)
+    table.ensure_calibrated()
     cal = table.calibration
     return table, {"backend": backend, "kind": "table", "table": seq, "name": table.path.name,
                    "build_s": time.time() - t0, "model": cal.get("model"), "scale": cal["scale"],
@@ -177,14 +180,15 @@ def build_table(backend: str, results_dir: str, seq: int = 1, spaces: list[str] 
 
 
 def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, tables: int = 1, per_start: int = 5,
-          noise_seconds: float = 60, spaces: list[str] | None = None, passes: int = 2) -> None:
+          noise_seconds: float = 60, spaces: list[str] | None = None, passes: int = 2,
+          calibration_only: bool = False) -> None:
     """Time the host's noise, build ``backend``'s table, then each (set, run), the repeat in processes and the
     second table not yet in ``results``: one JSON line per finished piece, so a killed run resumes."""
     done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read(results)}
     if noise_seconds > 0 and (backend, "noise", None, None, None) not in done:
         append(results, {"backend": backend, "kind": "noise", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                          **host_noise(backend, noise_seconds)})
-    table, record = build_table(backend, results_dir, spaces=spaces, passes=passes)
+    table, record = build_table(backend, results_dir, spaces=[] if calibration_only else spaces, passes=passes)
     if (backend, "table", None, None, 1) not in done:
         append(results, record)
     validation = sets(n, per_start, spaces)
@@ -203,7 +207,8 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
     if tables >= 2 and (backend, "agreement", None, None, 2) not in done:
         # A second table from scratch, later: what a user rebuilding on this machine would get.
         archs = list({format_arch(a): a for named in validation.values() for _, a in named}.values())
-        second, record = build_table(backend, str(Path(results_dir) / "table2"), seq=2, spaces=spaces, passes=passes)
+        second, record = build_table(backend, str(Path(results_dir) / "table2"), seq=2,
+                                     spaces=[] if calibration_only else spaces, passes=passes)
         append(results, record)
         first, other = [table.predict(a) for a in archs], [second.predict(a) for a in archs]
         append(results, {"backend": backend, "kind": "agreement", "table": 2, "networks": len(archs),
@@ -325,6 +330,8 @@ def main() -> None:
     p.add_argument("--netadapt-per-start", type=int, default=5, help="NetAdapt-shaped networks per reference")
     p.add_argument("--noise-seconds", type=float, default=60, help="host_noise.py's measurement first (0: skip)")
     p.add_argument("--spaces", nargs="+", help="built-in spaces to build and validate (default: all)")
+    p.add_argument("--calibration-only", action="store_true",
+                   help="build the calibration set only; validated networks' entries are timed when predicted")
     p.add_argument("--passes", type=int, default=2, help="latency.passes of the tables (1: a quick run)")
     p.add_argument("--note", help="a sentence on the host for the report (kept in the .jsonl)")
     p.add_argument("--lower-only", action="store_true", help="executorch: fill the lowering cache, time nothing")
@@ -349,7 +356,7 @@ def main() -> None:
                       f"{args.max_spread:.0%}): rerun when it is quiet, or pass --force", file=sys.stderr)
                 raise SystemExit(2)
             bench(backend, args.results_dir, args.n, args.repeat, results, args.tables, args.netadapt_per_start,
-                  args.noise_seconds, args.spaces, args.passes)
+                  args.noise_seconds, args.spaces, args.passes, args.calibration_only)
             report(read(results), out)
     report(read(results), out)
     print(out.read_text())

@@ -4,9 +4,13 @@
 # when it imports) benchmarks/latency_lut.py -- build a table, validate it twice, build a second table from
 # scratch and compare -- each backend pinned with taskset to its own idle core, the backends side by side.
 # Writes host_noise.{jsonl,md}, latency_lut.{jsonl,md} and one log per backend to $OUT; stops the backends at
-# --budget seconds (their finished pieces are kept: latency_lut.py resumes) so the whole run ends within 8 min.
+# --budget seconds so the whole run ends within 8 minutes. Tables and finished pieces stay in $WORK (default
+# /tmp/bneck-latency): run it again with the same options on the same machine and it resumes where the budget
+# stopped it (the acceptance's --n 50 takes more than one run). Tables are built on the calibration set and fill the
+# validated networks' entries as they predict them (latency_lut.py --calibration-only): building every entry
+# of both spaces first would take most of the budget.
 #
-#   OUT=/tmp/out benchmarks/device/latency.sh [--n 50] [--noise-seconds 30] [--tables 2] [--budget 400]
+#   OUT=/tmp/out benchmarks/device/latency.sh [--n 20] [--noise-seconds 30] [--tables 2] [--budget 400]
 #   OUT=/tmp/out benchmarks/device/latency.sh --n 2 --noise-seconds 5 --tables 1 --per-start 1 --repeat 1 \
 #       --passes 1 --spaces v3_small   # tiny, anywhere (BNECK_CALIBRATION_SET=quick makes it tinier)
 #
@@ -15,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-N=50 NOISE=30 TABLES=2 PER_START=5 REPEAT=5 BUDGET=400 BACKENDS="" PASSES=2 SPACES=""
+N=20 NOISE=30 TABLES=2 PER_START=5 REPEAT=5 BUDGET=400 BACKENDS="" PASSES=2 SPACES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --n) N=$2; shift 2 ;;
@@ -78,8 +82,8 @@ echo "cores, idlest first: ${CORES[*]}; backends: $BACKENDS; n=$N per space; $(g
 taskset -c "${CORES[0]}" $PY benchmarks/host_noise.py --seconds "$NOISE" --out "$OUT"
 
 # -- one backend per idle core, side by side ------------------------------------------------------------------
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+WORK=${WORK:-/tmp/bneck-latency}
+mkdir -p "$WORK"
 note="$(getconf _NPROCESSORS_ONLN)-core host ($(hostname)), each backend pinned with taskset to its own idle core (the backends ran side by side, sharing memory bandwidth and the last-level cache); benchmarks/device/latency.sh --n $N"
 i=0
 pids=()
@@ -89,7 +93,7 @@ for backend in $BACKENDS; do
   echo "$backend on core $core -> $OUT/latency_$backend.log"
   timeout --signal=INT "$BUDGET" taskset -c "$core" $PY benchmarks/latency_lut.py --results-dir "$WORK/$backend" \
     --backends "$backend" --n "$N" --tables "$TABLES" --netadapt-per-start "$PER_START" --repeat "$REPEAT" \
-    --noise-seconds "$NOISE" --passes "$PASSES" ${SPACES:+--spaces $SPACES} --force --note "$note" --out-dir "$WORK" --out "latency_lut_$backend.md" \
+    --noise-seconds "$NOISE" --passes "$PASSES" ${SPACES:+--spaces $SPACES} --calibration-only --force --note "$note" --out-dir "$WORK" --out "latency_lut_$backend.md" \
     >"$OUT/latency_$backend.log" 2>&1 &
   pids+=($!)
 done
