@@ -11,10 +11,11 @@ from .table import LatencyTable, machine_id
 from .traced import traced_macs, unhandled_ops
 
 __all__ = [
-    "arch_entries", "BACKENDS", "block_entry", "build_table", "cached_program", "compare_table", "Costs", "costs",
-    "count_macs", "count_params", "export_onnx", "full_set", "Latency", "latency_model", "LatencyModel",
-    "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError", "network_entry", "space_entries",
-    "SpeedProbe", "time_runner", "traced_macs", "unhandled_ops", "validation_archs", "within",
+    "arch_entries", "BACKENDS", "calibration_heldout", "block_entry", "build_table", "cached_program",
+    "compare_table", "Costs", "costs", "count_macs", "count_params", "export_onnx", "full_set", "Latency",
+    "latency_model", "LatencyModel", "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError",
+    "network_entry", "space_entries", "SpeedProbe", "tercile_bias", "time_runner", "traced_macs", "unhandled_ops",
+    "validation_archs", "within",
 ]
 
 
@@ -32,6 +33,8 @@ _LAZY = {
     "compare_table": "measure.lut:compare",
     "validation_archs": "measure.lut",
     "within": "measure.lut",
+    "tercile_bias": "measure.lut",
+    "calibration_heldout": "measure.calibration:heldout",
     "cached_program": "measure.executorch",
     "SpeedProbe": "measure.probe",
 }

@@ -1,5 +1,6 @@
-"""What a latency table times: the stem, each block and the head of a network, and whole networks
-(calibration), each keyed by everything its latency depends on."""
+"""What a latency table times: the stem, each block and the head of a network, whole networks
+(calibration) and the runtime's per-call cost at each entry's input shape (an empty graph), each keyed
+by everything its latency depends on."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -35,6 +36,17 @@ def block_entry(cin: int, side: int, b: BlockSpec) -> Entry:
 def head_entry(cin: int, side: int, last_conv: int, head: int, num_classes: int = 1000) -> Entry:
     return Entry(f"head_r{side}_i{cin}_l{last_conv}_h{head}_n{num_classes}", cin, side,
                  lambda: Head(cin, last_conv, head, num_classes))
+
+
+def call_entry(cin: int, side: int) -> Entry:
+    """An empty graph (input returned as it is) on a ``(cin, side, side)`` input: what one call of the runtime
+    costs at that shape (dispatch, input binding, output copy) with no work inside (``measure.calibration``)."""
+    return Entry(f"call_r{side}_i{cin}", cin, side, nn.Identity)
+
+
+def call_entries(entries: list[Entry]) -> list[Entry]:
+    """The empty graph at the input shape of each of ``entries`` (one per entry, in order)."""
+    return [call_entry(e.in_channels, e.side) for e in entries]
 
 
 def network_entry(arch: ArchSpec, input_size: int) -> Entry:

@@ -3,14 +3,19 @@
 build     times every table entry a point of the space can contain (stem, blocks, heads) and the
           calibration networks (the fixed set of ``measure.calibration``, the same for every space)
           with their entries, in the same shuffled sweeps (``latency.passes`` of them), with a
-          progress bar; resumable (present timings are kept); then fits the calibration (scale,
-          overhead) when it is missing or any of its timings is new.
+          progress bar; resumable (present timings are kept); then fits the calibration (scale, call
+          weight, overhead: ``measure.calibration``) when it is missing or any of its timings is new, and
+          prints its held-out error (each calibration network predicted by a fit made without it),
+          naming the networks missed by more than 10%. A table built on a busy machine or missing
+          held-out networks so is marked untrusted: searches and NetAdapt refuse it (exit 2) unless
+          ``latency.accept_untrusted=true``.
 validate  measures networks end to end (as the table's entries: fastest of ``latency.passes``
           shuffled sweeps), compares with the prediction, writes
           ``validate_<space>[_<set>]_<backend>_t<threads>_<size>.csv`` (arch, predicted_ms, measured_ms,
           error, measured_raw_ms: before conversion to the table's reference speed, set) and a scatter
-          PNG beside the table, and prints the share within +-5% and +-10% per set. ``set=random``:
-          ``n`` seeded random points of the space; ``references``: both references at x0.5, x0.75, x1
+          PNG beside the table, and prints per set the share within +-5% and +-10% and the mean signed
+          error per size tercile (a model biased by size shows one sign per tercile). ``set=random``:
+          ``n`` seeded random points of the space; ``references``: both references at x0.35, x0.5, x0.75, x1
           and x1.25; ``netadapt``: the final network of every run under ``results_dir/netadapt``;
           ``all``: the three.
 
@@ -29,8 +34,9 @@ from core.cli import Command, UsageError, compose, require_group, run
 from core.files import write_atomic
 from space import V3_LARGE, V3_SMALL, ArchSpec, SearchSpace, available_spaces, format_arch, parse_arch, scale_width
 
-from .entries import arch_entries, network_entry, space_entries
-from .model import TableLatency, latency_model
+from . import calibration as calib
+from .entries import arch_entries, call_entries, call_entry, network_entry, space_entries
+from .model import TableLatency, describe_fit, latency_model
 from .probe import PROBE
 from .table import LatencyTable
 
@@ -49,7 +55,10 @@ def build(space: SearchSpace, table: LatencyTable, progress: bool = True) -> int
     archs = table.calibration_archs
     cal_parts = [e for a in archs for e in arch_entries(a, table.input_size)]
     nets = [network_entry(a, table.input_size) for a in archs]
-    parts = list({e.key: e for e in space_entries(space, table.input_size) + cal_parts}.values())
+    cal_parts += call_entries(cal_parts) + [call_entry(3, table.input_size)]
+    own = space_entries(space, table.input_size)
+    # the empty graphs at every input shape of the space too: a table that may not measure predicts any point
+    parts = list({e.key: e for e in own + call_entries(own) + cal_parts}.values())
     stale = bool(table.missing(cal_parts + nets))  # the fit rests on timings this build adds: refit
     with tqdm(total=(len(parts) + len(nets)) * table.passes, desc=f"{table.name} x {table.passes} passes",
               unit="timing", disable=not progress) as bar:
@@ -60,23 +69,36 @@ def build(space: SearchSpace, table: LatencyTable, progress: bool = True) -> int
 
 
 SETS = ("random", "references", "netadapt", "all")
-BUSY = 0.10  # a probe spread above this: the table was timed on a busy machine; a calibration error above it: a warning
+REFERENCE_WIDTHS = (0.35, 0.5, 0.75, 1, 1.25)  # the widths issue 27's acceptance names
+BUSY = calib.BUSY
+
+
+def heldout_line(cal: dict) -> str:
+    """The held-out error of a fit in one line (``measure.calibration.heldout``)."""
+    held = cal.get("heldout_errors")
+    if not held:
+        return (f"held-out error: not checked ({len(cal['errors'])} calibration networks, fewer than "
+                f"{calib.MIN_HELDOUT})")
+    rows = [{"error": e} for e in held]
+    return (f"held-out error (each of {len(held)} calibration networks predicted by a fit made without it): "
+            f"{within(rows, 0.05):.0%} within ±5%, {within(rows, 0.10):.0%} within ±10%, "
+            f"mean {sum(held) / len(held):+.1%}, worst {max(held, key=abs):+.1%}")
 
 
 def build_warnings(path, spread: float, cal: dict) -> list[str]:
     """What ``build`` warns about, one line each: a busy machine (the probe's timings spread), and, apart from it,
-    calibration networks the fitted table misses by more than ``BUSY`` (noise in their timing or the sum-of-blocks
-    model not fitting this machine: a rebuild on a quiet machine helps only the first)."""
+    calibration networks the fit misses by more than 10% when it is made without them (held-out: noise in their
+    timing, or the model not fitting this machine: a rebuild on a quiet machine helps only the first)."""
     out = []
     if spread > BUSY:
         out.append(f"warning: the machine was busy (the probe's timings spread {spread:.1%}, over {BUSY:.0%}): delete "
                    f"{path} and build it again on a quiet machine")
-    off = [(e, m) for e, m in zip(cal["errors"], cal["measured_ms"]) if abs(e) > BUSY]
+    off = calib.missed(cal)
     if off:
-        nets = ", ".join(f"{m:.2f} ms by {e:+.1%}" for e, m in off)
-        out.append(f"warning: the table misses {len(off)} of {len(cal['errors'])} calibration networks by more than "
-                   f"{BUSY:.0%} ({nets}); `python -m measure.lut validate` with the same arguments shows its error "
-                   "on the networks you will rank")
+        out.append(f"warning: held out of the fit, {len(off)} of {len(cal['heldout_errors'])} calibration "
+                   f"networks are missed by more than {calib.HELDOUT_LIMIT:.0%}: {', '.join(off)}; "
+                   "`python -m measure.lut validate` with the same arguments shows the error on the networks you "
+                   "will rank")
     return out
 
 
@@ -88,7 +110,7 @@ def validation_archs(which: str, space: SearchSpace, n: int, seed: int, results_
         out += [("random", space.sample(rng)) for _ in range(n)]
     if which in ("references", "all"):
         out += [("references", scale_width(ref, m) if m != 1 else ref)
-                for ref in (V3_SMALL, V3_LARGE) for m in (0.5, 0.75, 1, 1.25)]
+                for ref in (V3_SMALL, V3_LARGE) for m in REFERENCE_WIDTHS]
     if which in ("netadapt", "all"):
         finals = sorted(Path(results_dir).glob("netadapt/*/final.json"))
         if not finals and which == "netadapt":
@@ -121,6 +143,22 @@ def compare(table: LatencyTable, named: list[tuple[str, ArchSpec]], progress: bo
 
 def within(rows: list[dict], tolerance: float) -> float:
     return sum(abs(r["error"]) <= tolerance for r in rows) / len(rows)
+
+
+def tercile_bias(rows: list[dict]) -> list[float] | None:
+    """Mean signed error of the smallest, middle and largest third of ``rows`` by measured latency (None under 3
+    rows): the size bias that shares within ±5%/±10% do not show."""
+    if len(rows) < 3:
+        return None
+    ranked = sorted(rows, key=lambda r: r["measured_ms"])
+    cuts = [round(i * len(ranked) / 3) for i in range(4)]
+    return [sum(r["error"] for r in ranked[a:b]) / (b - a) for a, b in zip(cuts, cuts[1:])]
+
+
+def tercile_text(rows: list[dict]) -> str:
+    bias = tercile_bias(rows)
+    return "" if bias is None else ("; mean error by size tercile (small, middle, large): "
+                                    + ", ".join(f"{b:+.1%}" for b in bias))
 
 
 def write_report(rows: list[dict], table: LatencyTable, space_name: str, which: str = "random") -> tuple[Path, Path]:
@@ -163,14 +201,18 @@ def main(argv: Sequence[str]) -> int:
     if command == "build":
         timed = build(space, table)
         cal = table.calibration
-        worst = max(cal["errors"], key=abs)
         print(f"{len(space_entries(space, table.input_size))} entries and {len(cal['sums_ms'])} calibration networks "
-              f"({timed} timed now) in {table.path}; calibration scale {cal['scale']:.3f} overhead "
-              f"{cal['overhead_ms']:.3f} ms (worst calibration network {worst:+.1%}); reference speed: probe {PROBE} "
-              f"{table.reference_ms:.3f} ms, median of {len(table.reference.get('timings', [0]))} timings "
+              f"({timed} timed now) in {table.path}; calibration (model {cal['model']}): {describe_fit(cal)}; "
+              f"reference speed: probe {PROBE} {table.reference_ms:.3f} ms, median of "
+              f"{len(table.reference.get('timings', [0]))} timings "
               f"(spread {table.reference.get('spread', float('nan')):.1%})")
+        print(heldout_line(cal))
         for line in build_warnings(table.path, table.reference.get("spread", 0), cal):
             print(line)
+        why = table.distrust()
+        if why:
+            print(f"untrusted: {why}. Searches and NetAdapt refuse this table (exit 2) until it is deleted and built "
+                  f"again on a quiet machine, or run with latency.accept_untrusted=true; validate still checks it")
         return 0
     n = int(cfg.n)
     if n < 1:
@@ -185,7 +227,7 @@ def main(argv: Sequence[str]) -> int:
         some = [r for r in rows if r["set"] == name]
         if some:
             print(f"{name}: {len(some)} architectures: {within(some, 0.05):.0%} within ±5%, "
-                  f"{within(some, 0.10):.0%} within ±10% of measured ({table.name})")
+                  f"{within(some, 0.10):.0%} within ±10% of measured ({table.name}){tercile_text(some)}")
     speed = [r["measured_ms"] / r["measured_raw_ms"] for r in rows]  # < 1: slower than the table's reference
     print(f"the machine ran at {min(speed):.2f}-{max(speed):.2f}x the table's reference speed (probe "
           f"{PROBE}, {table.reference_ms:.3f} ms at reference); measured_ms is converted to it")

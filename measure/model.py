@@ -11,7 +11,7 @@ from .table import LatencyTable, machine_id
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
         "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes", "accept_changed", "foreign_ok",
-        "target", "target_python"}
+        "accept_untrusted", "target", "target_python"}
 # What a result's latency record must match on a rerun: the model and the table content it rests on.
 # The table path and machine are recorded, not compared: workers elsewhere read copies of one table.
 COMPARED = ("name", "statistic", "hash")
@@ -80,31 +80,60 @@ class MeasuredLatency(LatencyModel):
 
 
 class TableLatency(LatencyModel):
-    """Predicts from the per-block lookup table, measuring missing entries lazily (when allowed)."""
+    """Predicts from the per-block lookup table, measuring missing entries lazily (when allowed).
+
+    A table that ``LatencyTable.distrust`` judges untrustworthy (built on a busy machine, or missing held-out
+    calibration networks by more than 10%) is refused before its first prediction unless
+    ``accept_untrusted``: a search or NetAdapt run would rank networks by the table's error."""
 
     source = "lut"
 
-    def __init__(self, table: LatencyTable):
+    def __init__(self, table: LatencyTable, accept_untrusted: bool = False):
         self.table = table
         self.name = table.name
+        self.accept_untrusted = accept_untrusted
+        self._checked = False
 
     def __call__(self, arch: ArchSpec) -> float:
+        if not self._checked:
+            self.table.ensure_calibrated()
+            self._check()
         return self.table.predict(arch)
 
     def prepare(self) -> str | None:
         """Calibrate the table on its fixed calibration set unless it has a fit (refused when it may not
-        measure). Run before the first prediction, so every number of a run is in one calibration."""
-        if self.table.calibration_fit() is not None:
-            return None
-        cal = self.table.ensure_calibrated()
-        return (f"calibrated {self.table.path} on {len(cal['sums_ms'])} networks: scale {cal['scale']:.3f}, "
-                f"overhead {cal['overhead_ms']:.3f} ms")
+        measure), then refuse it if it is untrusted. Run before the first prediction, so every number of a
+        run is in one calibration."""
+        done = None
+        if self.table.calibration_fit() is None:
+            cal = self.table.ensure_calibrated()
+            done = (f"calibrated {self.table.path} on {len(cal['sums_ms'])} networks: {describe_fit(cal)}")
+        self._check()
+        return done
+
+    def _check(self) -> None:
+        why = self.table.distrust()
+        self._checked = True
+        if why and not self.accept_untrusted:
+            raise MeasureError(f"latency table {self.table.path} cannot be trusted: {why}; delete it and build it "
+                               f"again on a quiet machine (`python -m measure.lut build +space=<name>`), or pass "
+                               f"latency.accept_untrusted=true to use it anyway")
 
     def describe(self) -> dict:
         t, cal = self.table, self.table.calibration_fit() or {}
+        held = cal.get("heldout_errors")
         return {**super().describe(), "table": str(t.path), "machine": t.machine, "statistic": t.statistic,
                 "passes": t.passes, "reference": t.reference, "hash": t.content_hash(),
-                "calibration": {k: cal.get(k) for k in ("scale", "overhead_ms", "set")} if cal else None}
+                "calibration": {**{k: cal.get(k) for k in ("model", "scale", "call_weight", "overhead_ms", "set")},
+                                "heldout_worst": max(held, key=abs) if held else None} if cal else None}
+
+
+def describe_fit(cal: dict) -> str:
+    """A fit in one phrase, for logs: its terms and its held-out error."""
+    held = cal.get("heldout_errors")
+    worst = f"held-out worst {max(held, key=abs):+.1%}" if held else "no held-out check"
+    return (f"scale {cal['scale']:.3f}, call weight {cal.get('call_weight', 0):.2f}, overhead {cal['overhead_ms']:.3f} "
+            f"ms ({worst})")
 
 
 def changed(old, new: dict) -> str | None:
@@ -118,9 +147,11 @@ def changed(old, new: dict) -> str | None:
         return None
     what = ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in diff)
     cal_old, cal_new = old.get("calibration") or {}, new.get("calibration") or {}
-    if cal_old.get("scale") != cal_new.get("scale"):
-        what += (f" (calibration scale {cal_old.get('scale')} -> {cal_new.get('scale')}, overhead "
-                 f"{cal_old.get('overhead_ms')} -> {cal_new.get('overhead_ms')} ms)")
+    if any(cal_old.get(k) != cal_new.get(k) for k in ("model", "scale", "call_weight", "overhead_ms")):
+        what += (f" (calibration scale {cal_old.get('scale')} -> {cal_new.get('scale')}, call weight "
+                 f"{cal_old.get('call_weight')} -> {cal_new.get('call_weight')}, overhead "
+                 f"{cal_old.get('overhead_ms')} -> {cal_new.get('overhead_ms')} ms, model {cal_old.get('model', 1)} -> "
+                 f"{cal_new.get('model', 1)})")
     ref_old, ref_new = (old.get("reference") or {}).get("ms"), (new.get("reference") or {}).get("ms")
     if ref_old != ref_new:
         what += f" (reference speed {ref_old} -> {ref_new} ms)"
@@ -140,6 +171,7 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
     measure_missing = cfg.pop("measure_missing", True)
     cfg.pop("accept_changed", None)  # read by the callers that compare records (search, NetAdapt)
     foreign_ok = cfg.pop("foreign_ok", False)
+    accept_untrusted = bool(cfg.pop("accept_untrusted", False))
     from .remote import open_target  # None for `local`: time on this machine
 
     target = open_target(cfg.pop("target", None) or "local", cfg.pop("target_python", None) or "python3",
@@ -164,4 +196,4 @@ def latency_model(cfg, results_dir="results") -> LatencyModel:
         raise MeasureError(f"latency table {lut.path} was made on machine {lut.machine}, not this one "
                            f"({here()}): latency=measured would rescale this machine's timings by another's "
                            f"probe; drop latency.table to use this machine's own, or pass latency.foreign_ok=true")
-    return MeasuredLatency(lut) if source == "measured" else TableLatency(lut)
+    return MeasuredLatency(lut) if source == "measured" else TableLatency(lut, accept_untrusted)

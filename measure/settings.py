@@ -31,6 +31,7 @@ class LatencySettings(Settings):
     passes: int = integer(2, ge=1)
     accept_changed: bool = flag(False)
     foreign_ok: bool = flag(False)
+    accept_untrusted: bool = flag(False)
     target: str = text("local", example="ssh://pi@raspberrypi.local")  # checked in __post_init__
     target_python: str = text("python3", pattern=r"[^\s'\"`$;&|<>]+", hint="a path or command without spaces")
 

@@ -8,9 +8,10 @@ A network costs stem + blocks + head, each an *entry* keyed by everything that s
 
 An entry is that part built alone (with the same ``space.model`` classes as the network) and timed
 with the ``measure_latency`` protocol on an input of its own shape. A prediction is
-``scale * sum(entries) + overhead``, fitted on a fixed set of networks timed end to end
-(``measure.calibration``: relative error, overhead >= 0) and stored in the table, because timing parts
-alone adds a per-call overhead and misses cache effects between parts. A table without a fit for the
+``scale * sum(entries) - call_weight * calls + overhead``, where ``calls`` is the runtime's per-call cost
+the entries paid and the network did not, timed on empty graphs (``call_r<side>_i<channels>`` entries),
+fitted on a fixed set of networks timed end to end (``measure.calibration``: relative error, all terms
+>= 0, checked leave-one-out) and stored in the table. A table without a fit of the current model for the
 current calibration set predicts nothing: it calibrates first, or, when it may not measure, is refused.
 
 Every entry is timed in ``passes`` shuffled sweeps over the entries being filled, and keeps the
@@ -45,7 +46,7 @@ from space import ArchSpec
 
 from . import calibration as calib
 from . import runner
-from .entries import Entry, arch_entries, network_entry
+from .entries import Entry, arch_entries, call_entries, call_entry, network_entry
 from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
 from .probe import PROBE, SpeedProbe, reference
 
@@ -294,10 +295,19 @@ class LatencyTable:
         self.fill(entries)
         return sum(self.entries[e.key][self.statistic] for e in entries)
 
+    def calls_ms(self, arch: ArchSpec) -> float:
+        """The per-call cost the entries of ``arch`` pay and the network does not: the empty graph at each
+        entry's input shape, summed, minus the one at the network's input (measuring missing ones)."""
+        calls = call_entries(arch_entries(arch, self.input_size))
+        own = call_entry(3, self.input_size)
+        self.fill([*calls, own])
+        return sum(self.entries[e.key][self.statistic] for e in calls) - self.entries[own.key][self.statistic]
+
     def predict(self, arch: ArchSpec) -> float:
-        """Predicted end-to-end latency of ``arch`` in ms: calibrated sum of its entries."""
+        """Predicted end-to-end latency of ``arch`` in ms (``measure.calibration.predict``)."""
         cal = self.calibration_fit() or self.ensure_calibrated()
-        return cal["scale"] * self.raw_sum(arch) + cal["overhead_ms"]
+        calls = self.calls_ms(arch) if cal.get("call_weight") else 0.0  # a weight of 0 needs no call timed
+        return calib.predict(cal, self.raw_sum(arch), calls)
 
     @property
     def calibration_archs(self) -> list[ArchSpec]:
@@ -311,8 +321,28 @@ class LatencyTable:
         cal = self.calibration
         if self._set_id is None:
             self._set_id = calib.set_id(self.calibration_archs)
-        ok = cal and cal.get("statistic") == self.statistic and cal.get("set") == self._set_id and "overhead_ms" in cal
+        ok = (cal and cal.get("model") == calib.MODEL and cal.get("statistic") == self.statistic
+              and cal.get("set") == self._set_id)
         return cal if ok else None
+
+    def distrust(self) -> str | None:
+        """Why this table's predictions cannot be trusted, or None: the machine was busy when its unit was
+        set (the probe's timings spread over ``calibration.BUSY``), or its fit misses calibration networks it
+        was not fitted on by more than ``calibration.HELDOUT_LIMIT``. A fit on fewer than
+        ``calibration.MIN_HELDOUT`` networks (the test suite's quick set) is not judged."""
+        cal = self.calibration_fit()
+        if not cal or cal.get("heldout_errors") is None:
+            return None
+        spread = (self.reference or {}).get("spread") or 0.0
+        why = []
+        if spread > calib.BUSY:
+            why.append(f"the machine was busy when its unit was set (5 probe timings spread {spread:.1%}, over "
+                       f"{calib.BUSY:.0%})")
+        off = calib.missed(cal)
+        if off:
+            why.append(f"it misses {len(off)} of {len(cal['heldout_errors'])} calibration networks it was not fitted "
+                       f"on by more than {calib.HELDOUT_LIMIT:.0%} ({', '.join(off)})")
+        return "; ".join(why) or None
 
     def ensure_calibrated(self, progress=None) -> dict:
         """The fit, made now on the calibration set when missing; refused when the table may not measure."""
@@ -320,8 +350,9 @@ class LatencyTable:
         if cal is not None:
             return cal
         if not self.measure_missing:
-            raise MeasureError(f"latency table {self.path} is not calibrated for this bneck (no fit on its "
-                               f"calibration set, statistic {self.statistic}) and latency.measure_missing is false: "
+            raise MeasureError(f"latency table {self.path} is not calibrated for this bneck (no fit of latency model "
+                               f"{calib.MODEL} on its calibration set, statistic {self.statistic}) and "
+                               f"latency.measure_missing is false: "
                                f"calibrate it on the target machine with `python -m measure.lut build +space=<name> "
                                f"latency.table={self.path}`")
         return self.calibrate(progress=progress)
@@ -353,8 +384,8 @@ class LatencyTable:
         return out
 
     def calibrate(self, archs: Iterable[ArchSpec] | None = None, progress=None) -> dict:
-        """Fit measured = scale * sum + overhead (``measure.calibration.fit``) on ``archs`` (default: the
-        calibration set) measured end to end, and store it.
+        """Fit the model (``measure.calibration.fit``) on ``archs`` (default: the calibration set) measured
+        end to end, check it leave-one-out (``heldout_errors``), and store it.
 
         The networks' timings are entries of the table (``net_...``): a build fills them in the same
         sweeps as the blocks, so both see the same spells of the machine, and a resumed build keeps them.
@@ -363,22 +394,26 @@ class LatencyTable:
         archs = list(self.calibration_archs if archs is None else archs)
         nets = [network_entry(a, self.input_size) for a in archs]
         parts = [e for a in archs for e in arch_entries(a, self.input_size)]
-        self.fill(parts + nets, progress)
+        self.fill(parts + call_entries(parts) + [call_entry(3, self.input_size)] + nets, progress)
         sums = [self.raw_sum(a) for a in archs]
+        calls = [round(self.calls_ms(a), 5) for a in archs]
         measured = [self.entries[e.key][self.statistic] for e in nets]
-        scale, overhead = calib.fit(sums, measured)
-        errors = [round((scale * s + overhead) / m - 1, 5) for s, m in zip(sums, measured)]
+        terms = calib.fit(sums, measured, calls)
+        errors = [round(calib.predict(terms, s, c) / m - 1, 5) for s, c, m in zip(sums, calls, measured)]
         with self._locked():
-            self.calibration = {"scale": scale, "overhead_ms": overhead, "statistic": self.statistic,
-                                "set": calib.set_id(archs), "fit": "relative error, overhead >= 0",
-                                "sums_ms": sums, "measured_ms": measured, "errors": errors}
+            self.calibration = {"model": calib.MODEL, **terms, "statistic": self.statistic, "set": calib.set_id(archs),
+                                "fit": "relative error, all terms >= 0", "names": calib.names(archs),
+                                "sums_ms": sums, "calls_ms": calls, "measured_ms": measured, "errors": errors,
+                                "heldout_errors": calib.heldout(sums, measured, calls)}
             self._save()
         return self.calibration
 
     def calibration_keys(self) -> set[str]:
-        """The entries the calibration rests on: every part of every calibration network, and the networks."""
+        """The entries the calibration rests on: every part of every calibration network, the empty graphs at
+        their input shapes, and the networks."""
         archs = self.calibration_archs
-        return ({e.key for a in archs for e in arch_entries(a, self.input_size)}
+        parts = [e for a in archs for e in arch_entries(a, self.input_size)]
+        return ({e.key for e in parts} | {e.key for e in call_entries(parts)} | {call_entry(3, self.input_size).key}
                 | {network_entry(a, self.input_size).key for a in archs})
 
 

@@ -30,7 +30,7 @@ def test_netadapt_shaped_networks_are_seeded_nonuniform_shrinks_of_the_reference
 def test_sets_cover_every_space_the_references_and_netadapt_shapes(ll):
     sets = ll.sets(3)
     assert set(sets) == {"random v3_large", "random v3_small", "references", "netadapt-shaped"}
-    assert [len(v) for v in sets.values()] == [3, 3, 8, 10]
+    assert [len(v) for v in sets.values()] == [3, 3, 10, 10]
 
 
 def test_report_renders_shares_and_run_to_run_spread_from_the_json_lines(ll, tmp_path):
@@ -51,12 +51,42 @@ def test_report_renders_shares_and_run_to_run_spread_from_the_json_lines(ll, tmp
     out = tmp_path / "r.md"
     ll.report(ll.read(path), out)
     text = out.read_text()
-    assert "probe timings whose (max-min)/median spread was 3%" in text and "-4% to +6%" in text
+    assert "probe timings whose (max-min)/median spread was 3%" in text and "-4.0% to +6.0%" in text
     # run 1: errors 0 and +6%: both within 10%, one within 5%; as timed 2.12/2.5 is -15%: 50% / 50%
-    assert "| references | 2 | 1 | 50% / 100% | +3.0% ± 3.0% | +6.0% | 50% / 50% | 3 | 1.0 |  |" in text
+    assert "| references | 2 | 1 | 50% / 100% | +3.0% ± 3.0% | +6.0% |  | 50% / 50% | 3 | 1.0 |  |" in text
     # run 2: errors -9.1% and +6%: neither within 5%; measured 1.1 vs 1.0 (+10%) and 2.0 vs 2.0: sd 5.0%
     assert "| references | 2 | 2 | 0% / 100% |" in text and "| 5.0% |" in text
     assert "converted 8.000 ms, CV 0.0%" in text and "as timed 8.000 ms, CV 12.5%" in text
+
+
+def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_tables_agreement(ll, tmp_path):
+    path = tmp_path / "r.jsonl"
+    ll.append(path, {"kind": "note", "text": "shared host"})
+    ll.append(path, {"backend": "torch", "kind": "noise", "date": "2026-12-06 18:30", "seconds": 60, "load_before": 1.5,
+                     "windows": 40, "ratio_within_5": 0.55, "ratio_spread": 0.21})
+    table = {"backend": "torch", "kind": "table", "table": 1, "name": "t.json", "build_s": 5.0, "model": 2, "scale": 1.12,
+             "call_weight": 3.5, "overhead_ms": 0.0, "reference_ms": 8.0, "probe_spread": 0.02,
+             "calibration_errors": [0.01, -0.02], "heldout_errors": [0.03, -0.12, 0.01],
+             "calibration_names": ["V3-Small x0.35", "V3-Large x1", "v3_small widest"], "distrust": None}
+    ll.append(path, table)
+    rows = [{"arch": "x", "predicted_ms": p, "measured_ms": m, "error": p / m - 1, "measured_raw_ms": m, "set": "random"}
+            for p, m in ((1.1, 1.0), (2.0, 2.0), (2.7, 3.0))]
+    ll.append(path, {"backend": "torch", "kind": "set", "set": "random v3_small", "run": 1, "seconds": 3.0, "load": 1.0,
+                     "rows": rows})
+    ll.append(path, {**table, "table": 2, "name": "t2.json", "distrust": "the machine was busy"})
+    ll.append(path, {"backend": "torch", "kind": "agreement", "table": 2, "networks": 3, "diffs": [0.01, -0.04, 0.02]})
+    out = tmp_path / "r.md"
+    ll.report(ll.read(path), out)
+    text = out.read_text()
+    assert "**Note:** shared host" in text
+    assert "within ±5% in 55% of 40 windows (spread 21.0%" in text
+    assert "model 2: scale 1.120, call weight 3.50, overhead 0.000 ms" in text
+    assert "held-out errors (each calibration network predicted by a fit made without it) -12.0% to +3.0%, 67% within ±5%; " \
+           "beyond ±10%: V3-Large x1 -12.0%." in text
+    assert "| +10.0%, +0.0%, -10.0% |" in text  # one row per tercile: small over, large under
+    assert "Second table, built from scratch after the validation runs: table `t2.json`" in text
+    assert "**Untrusted**: the machine was busy." in text
+    assert "second / first - 1 -4.0% to +2.0% (mean -0.3%); 67% within ±3%" in text
 
 
 def test_host_check_calls_a_host_noisy_when_five_probe_timings_spread_beyond_the_limit(ll):
@@ -82,6 +112,7 @@ def test_host_noise_windows_separate_a_whole_machine_drift_from_a_relative_one(l
     s = hn.summarize(rows)
     assert s["ratio_spread"] == pytest.approx(0.1) and s["ratio_within_5"] == pytest.approx(2 / 3)
     assert len(hn.windows([1.0] * 39, [1.0] * 39, 20)) == 1  # a partial window is dropped
+    assert hn.summarize(hn.windows([1.0] * 19, [1.0] * 19, 20))["windows"] == 0  # no full window: nothing measured
 
 
 def test_host_noise_report_states_each_run(load_benchmark):

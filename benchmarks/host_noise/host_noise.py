@@ -54,6 +54,10 @@ def windows(large_ms: list[float], small_ms: list[float], size: int) -> list[dic
 
 
 def summarize(rows: list[dict]) -> dict:
+    if not rows:  # too few pairs for one window (a short run on a slow host): nothing measured
+        nan = float("nan")
+        return {"windows": 0, "large_p10_min_ms": nan, "large_p10_max_ms": nan, "large_spread": nan,
+                "ratio_median": nan, "ratio_spread": nan, "ratio_within_5": nan}
     ratios = [r["ratio"] for r in rows]
     large = [r["large_p10_ms"] for r in rows]
     mid = statistics.median(ratios)

@@ -1,15 +1,22 @@
-"""How well the per-block latency table predicts end-to-end latency, per backend (issue 13's benchmark).
+"""How well the per-block latency table predicts end-to-end latency, per backend (issues 13 and 27).
 
-For each backend, one table (``python -m measure.lut build`` for every built-in space: their entries and
-the fixed calibration set of ``measure.calibration``), then, twice, predicted vs measured end to end for:
+For each backend: first ``host_noise.py``'s measurement (``--noise-seconds``; the floor a validation cannot
+beat on this host), then one table (``python -m measure.lut build`` for every built-in space: their entries,
+the fixed calibration set of ``measure.calibration`` and its held-out error), then, twice, predicted vs
+measured end to end for:
 
 - ``random <space>``: ``--n`` seeded random points of each space (``measure.lut validate set=random``);
-- ``references``: MobileNetV3-Small and -Large at x0.5, x0.75, x1 and x1.25 (``set=references``);
+- ``references``: MobileNetV3-Small and -Large at x0.35, x0.5, x0.75, x1 and x1.25 (``set=references``);
 - ``netadapt-shaped``: 5 networks from each reference made by NetAdapt's own proposal step
   (``netadapt.proposals.propose``, delta 2% of the start's MACs per step) taking a seeded random
   proposal each step until a seeded MAC budget in [0.5, 0.9] is reached: the non-uniform widths
   NetAdapt outputs, without training NetAdapt runs to get them (the accuracy-based choice is what the
   seeded choice replaces).
+
+Each set's row has the shares within ±5%/±10% and the mean signed error per size tercile (a model biased
+by size shows one sign per tercile). With ``--tables 2`` a second table is built from scratch after the
+validation runs and both tables' predictions of every validated network are compared (issue 27: two
+tables built at different times should agree within ±3%).
 
 Measured latencies are at the table's reference speed (``measure.probe``); the shares against the
 latencies as timed, before that conversion, are reported beside them. Repeat spread: MobileNetV3-Large
@@ -18,7 +25,9 @@ Appends one JSON line per finished piece to ``benchmarks/latency_lut.jsonl`` (a 
 ``benchmarks/latency_lut/latency_lut.md`` from it.
 
     python -m benchmarks.latency_lut.latency_lut [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
-        [--max-spread 0.05] [--force]
+        [--max-spread 0.05] [--force] [--tables 2] [--netadapt-per-start 5] [--noise-seconds 60]
+        [--out-dir benchmarks] [--note "what the host was doing"] [--spaces v3_small] [--passes 1]
+        [--calibration-only]
 
 Before a backend is timed, five probe timings (MobileNetV3-Large) must spread by <= ``--max-spread``
 ((max-min)/median): on a noisier host the run stops with exit 2 (``--force`` times anyway).
@@ -43,10 +52,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 from core import quiet_warnings  # noqa: E402
-from space import V3_LARGE, V3_SMALL, ArchSpec, available_spaces, load_space  # noqa: E402
+from space import V3_LARGE, V3_SMALL, ArchSpec, available_spaces, format_arch, load_space  # noqa: E402
 
 quiet_warnings()
-from measure import LatencyTable, count_macs, validation_archs, within  # noqa: E402
+from measure import LatencyTable, calibration_heldout, count_macs, tercile_bias, validation_archs, within  # noqa: E402
 from measure import build_table as build  # noqa: E402
 from measure import compare_table as compare  # noqa: E402
 
@@ -75,18 +84,19 @@ def netadapt_shaped(per_start: int = 5, seed: int = 0, input_size: int = 224) ->
     return out
 
 
-def sets(n: int) -> dict[str, list[tuple[str, ArchSpec]]]:
-    out = {f"random {name}": validation_archs("random", load_space(name), n, 0, None) for name in available_spaces()}
+def sets(n: int, per_start: int = 5, spaces: list[str] | None = None) -> dict[str, list[tuple[str, ArchSpec]]]:
+    out = {f"random {name}": validation_archs("random", load_space(name), n, 0, None)
+           for name in spaces or available_spaces()}
     out["references"] = validation_archs("references", load_space("v3_large"), n, 0, None)
-    out["netadapt-shaped"] = netadapt_shaped()
+    out["netadapt-shaped"] = netadapt_shaped(per_start)
     return out
 
 
-def repeat_in_processes(results_dir: str, backend: str, k: int) -> list[dict]:
+def repeat_in_processes(results_dir: str, backend: str, k: int, passes: int = 2) -> list[dict]:
     """V3-Large timed as the table times networks, in ``k`` fresh processes (each loads the table anew)."""
     code = ("import json, sys; from core.cli import quiet_warnings; quiet_warnings(); "
             "from measure import LatencyTable; from space import V3_LARGE; "
-            f"t = LatencyTable.open({results_dir!r}, backend={backend!r}); "
+            f"t = LatencyTable.open({results_dir!r}, backend={backend!r}, passes={passes}); "
             "print(json.dumps(t.measure_networks([V3_LARGE])[0]))")
     out = []
     for _ in range(k):
@@ -138,49 +148,87 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path) -> None:
-    """Build ``backend``'s table, then each (set, run) and the repeat in processes not yet in ``results``:
-    one JSON line per finished piece, so a killed run resumes where it stopped."""
-    done = {(r["backend"], r["kind"], r.get("set"), r.get("run")) for r in read(results)}
-    table = LatencyTable.open(results_dir, backend=backend)  # the defaults of conf/latency/lut.yaml
+def host_noise(backend: str, seconds: float) -> dict:
+    """``host_noise.py``'s measurement (its ``run``): the share of 20-pair windows whose Small/Large ratio is within
+    ±5%, the floor no table can beat on this host at this moment."""
+    from benchmarks.host_noise.host_noise import run
+
+    return run(backend, seconds, 20)
+
+
+def build_table(backend: str, results_dir: str, seq: int = 1, spaces: list[str] | None = None,
+                passes: int = 2) -> tuple[LatencyTable, dict]:
+    """``backend``'s table under ``results_dir`` built for ``spaces`` (default every space; ``[]``: the
+    calibration set alone, the validated networks' entries then timed as they are predicted), and its JSON
+    line (``seq``: which table)."""
+    table = LatencyTable.open(results_dir, backend=backend, passes=passes)  # else the defaults of conf/latency/lut.yaml
     t0 = time.time()
-    for name in available_spaces():
+    for name in available_spaces() if spaces is None else spaces:
         build(load_space(name), table)
-    if (backend, "table", None, None) not in done:
-        cal = table.calibration
-        append(results, {"backend": backend, "kind": "table", "name": table.path.name, "build_s": time.time() - t0,
-                         "scale": cal["scale"], "overhead_ms": cal["overhead_ms"], "reference_ms": table.reference_ms,
-                         "probe_spread": table.reference.get("spread"), "calibration_errors": cal.get("errors"),
-                         "load": os.getloadavg()[0]})
-    for set_name, named in sets(n).items():
+    table.ensure_calibrated()
+    cal = table.calibration
+    return table, {"backend": backend, "kind": "table", "table": seq, "name": table.path.name,
+                   "build_s": time.time() - t0, "model": cal.get("model"), "scale": cal["scale"],
+                   "call_weight": cal.get("call_weight"), "overhead_ms": cal["overhead_ms"],
+                   "reference_ms": table.reference_ms, "probe_spread": table.reference.get("spread"),
+                   "calibration_errors": cal.get("errors"), "heldout_errors": cal.get("heldout_errors"),
+                   "calibration_names": cal.get("names"), "sums_ms": cal.get("sums_ms"),
+                   "calls_ms": cal.get("calls_ms"), "measured_ms": cal.get("measured_ms"), "distrust": table.distrust(),
+                   "load": os.getloadavg()[0]}
+
+
+def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, tables: int = 1, per_start: int = 5,
+          noise_seconds: float = 60, spaces: list[str] | None = None, passes: int = 2,
+          calibration_only: bool = False) -> None:
+    """Time the host's noise, build ``backend``'s table, then each (set, run), the repeat in processes and the
+    second table not yet in ``results``: one JSON line per finished piece, so a killed run resumes."""
+    done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read(results)}
+    if noise_seconds > 0 and (backend, "noise", None, None, None) not in done:
+        append(results, {"backend": backend, "kind": "noise", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                         **host_noise(backend, noise_seconds)})
+    table, record = build_table(backend, results_dir, spaces=[] if calibration_only else spaces, passes=passes)
+    if (backend, "table", None, None, 1) not in done:
+        append(results, record)
+    validation = sets(n, per_start, spaces)
+    for set_name, named in validation.items():
         for run in range(1, RUNS + 1):
-            if (backend, "set", set_name, run) in done:
+            if (backend, "set", set_name, run, None) in done:
                 continue
             t0 = time.time()
             rows = compare(table, named)
             append(results, {"backend": backend, "kind": "set", "set": set_name, "run": run,
                              "seconds": time.time() - t0, "load": os.getloadavg()[0], "rows": rows})
-    if (backend, "repeat", None, None) not in done:
-        reps = repeat_in_processes(results_dir, backend, repeat)
+    if repeat and (backend, "repeat", None, None, None) not in done:
+        reps = repeat_in_processes(results_dir, backend, repeat, passes)
         append(results, {"backend": backend, "kind": "repeat", "ms": [r["ms"] for r in reps],
                          "as_timed_ms": [r["as_timed_ms"] for r in reps], "load": os.getloadavg()[0]})
+    if tables >= 2 and (backend, "agreement", None, None, 2) not in done:
+        # A second table from scratch, later: what a user rebuilding on this machine would get.
+        archs = list({format_arch(a): a for named in validation.values() for _, a in named}.values())
+        second, record = build_table(backend, str(Path(results_dir) / "table2"), seq=2,
+                                     spaces=[] if calibration_only else spaces, passes=passes)
+        append(results, record)
+        first, other = [table.predict(a) for a in archs], [second.predict(a) for a in archs]
+        append(results, {"backend": backend, "kind": "agreement", "table": 2, "networks": len(archs),
+                         "diffs": [round(b / a - 1, 5) for a, b in zip(first, other)], "load": os.getloadavg()[0]})
 
 
 def section(backend: str, records: list[dict]) -> list[str]:
-    mine = [r for r in records if r["backend"] == backend]
-    tables = [r for r in mine if r["kind"] == "table"]
+    mine = [r for r in records if r.get("backend") == backend]
+    tables = [r for r in mine if r["kind"] == "table" and r.get("table", 1) == 1]
     if not tables:
         return []
     t = tables[-1]
-    lines = [f"### {backend}", "",
-             f"Table `{t['name']}`: built in {t['build_s']:.0f} s (both spaces' entries and the calibration set; "
-             f"0 s when it was already built); calibration scale {t['scale']:.3f}, overhead {t['overhead_ms']:.3f} ms; "
-             f"reference speed {t['reference_ms']:.3f} ms, from probe timings whose (max-min)/median spread was "
-             f"{_pct(t.get('probe_spread'))} (a quiet machine: a few %; `lut build` warns above 10%); calibration "
-             f"networks' own errors {_range(t.get('calibration_errors'))}.", "",
-             "| set | networks | run | ±5% / ±10% | error mean ± sd | worst error | as timed: ±5% / ±10% | s "
-             "| load | run 2 / run 1 measured, sd |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"### {backend}", ""]
+    for r in (x for x in mine if x["kind"] == "noise"):
+        lines += [f"Host noise before it (`host_noise.py`'s measurement, {r['date']} UTC, {r['seconds']:.0f} s, load "
+                  f"{r['load_before']:.2f}): Small/Large p10 ratio within ±5% in {r['ratio_within_5']:.0%} of "
+                  f"{r['windows']} windows (spread {r['ratio_spread']:.1%}; the acceptance asks >= 80% before a run "
+                  "counts).", ""]
+    lines += [table_line(t), "",
+              "| set | networks | run | ±5% / ±10% | error mean ± sd | worst error | mean error by size tercile "
+              "(small, middle, large) | as timed: ±5% / ±10% | s | load | run 2 / run 1 measured, sd |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     runs: dict[str, dict[int, dict]] = {}
     for r in mine:
         if r["kind"] == "set":
@@ -194,16 +242,56 @@ def section(backend: str, records: list[dict]) -> list[str]:
             if run > 1 and 1 in by_run:
                 ratios = [b["measured_ms"] / a["measured_ms"] - 1 for a, b in zip(by_run[1]["rows"], rows)]
                 again = f"{statistics.pstdev(ratios):.1%}"
+            bias = tercile_bias(rows)
             lines.append(f"| {set_name} | {len(rows)} | {run} | {within(rows, 0.05):.0%} / {within(rows, 0.10):.0%} "
                          f"| {statistics.mean(errors):+.1%} ± {statistics.pstdev(errors):.1%} "
-                         f"| {max(errors, key=abs):+.1%} | {within(raw, 0.05):.0%} / {within(raw, 0.10):.0%} "
+                         f"| {max(errors, key=abs):+.1%} | {', '.join(f'{b:+.1%}' for b in bias) if bias else ''} "
+                         f"| {within(raw, 0.05):.0%} / {within(raw, 0.10):.0%} "
                          f"| {r['seconds']:.0f} | {r['load']:.1f} | {again} |")
     for r in (x for x in mine if x["kind"] == "repeat"):
         lines += ["", f"MobileNetV3-Large in {len(r['ms'])} fresh processes: converted "
                   f"{statistics.mean(r['ms']):.3f} ms, "
                   f"CV {cv(r['ms']):.1%} (target <= 2%); as timed {statistics.mean(r['as_timed_ms']):.3f} ms, "
                   f"CV {cv(r['as_timed_ms']):.1%}."]
+    for second in (x for x in mine if x["kind"] == "table" and x.get("table") == 2):
+        lines += ["", "Second table, built from scratch after the validation runs: " + table_line(second)[0].lower()
+                  + table_line(second)[1:]]
+    for r in (x for x in mine if x["kind"] == "agreement"):
+        d = [{"error": x} for x in r["diffs"]]
+        lines += ["", f"The two tables' predictions of the {r['networks']} validated networks: second / first - 1 "
+                  f"{min(r['diffs']):+.1%} to {max(r['diffs']):+.1%} (mean {statistics.mean(r['diffs']):+.1%}); "
+                  f"{within(d, 0.03):.0%} within ±3% (the acceptance asks all)."]
     return lines + [""]
+
+
+def table_line(t: dict) -> str:
+    """A table's JSON line in a sentence: how long it took, its fit, its unit and its held-out error."""
+    held = t.get("heldout_errors")
+    named = ""
+    if held and t.get("calibration_names"):
+        off = [f"{n} {e:+.1%}" for n, e in zip(t["calibration_names"], held) if abs(e) > 0.10]
+        named = f"; beyond ±10%: {', '.join(off)}" if off else ""
+    heldout = (f"held-out errors (each calibration network predicted by a fit made without it) {_range(held)}, "
+               f"{within([{'error': e} for e in held], 0.05):.0%} within ±5%{named}" if held else "no held-out check")
+    fit = (f"model {t['model']}: scale {t['scale']:.3f}, call weight {t['call_weight']:.2f}, overhead "
+           f"{t['overhead_ms']:.3f} ms" if t.get("model") else
+           f"scale {t['scale']:.3f}, overhead {t['overhead_ms']:.3f} ms")
+    trusted = f" **Untrusted**: {t['distrust']}." if t.get("distrust") else ""
+    if t.get("calls_ms") and held:  # the model before issue 27, held out on the same timings
+        old = calibration_heldout(t["sums_ms"], t["measured_ms"], None)
+        trusted += (f" On the same timings the model before issue 27 (scale x sum + overhead) is held-out "
+                    f"{_range(old)}, {within([{'error': e} for e in old], 0.05):.0%} within ±5%, mean by size tercile "
+                    f"{_terciles(old, t['measured_ms'])}; this model's {_terciles(held, t['measured_ms'])}.")
+    return (f"Table `{t['name']}`: built in {t['build_s']:.0f} s (both spaces' entries and the calibration set; "
+            f"0 s when it was already built); calibration {fit}; reference speed {t['reference_ms']:.3f} ms, from "
+            f"probe timings whose (max-min)/median spread was {_pct(t.get('probe_spread'))} (a quiet machine: a few %; "
+            f"`lut build` warns above 10%); calibration networks' own errors {_range(t.get('calibration_errors'))}; "
+            f"{heldout}.{trusted}")
+
+
+def _terciles(errors: list[float], measured: list[float]) -> str:
+    bias = tercile_bias([{"error": e, "measured_ms": m} for e, m in zip(errors, measured)])
+    return ", ".join(f"{b:+.1%}" for b in bias) if bias else "n/a"
 
 
 def _pct(v) -> str:
@@ -211,17 +299,19 @@ def _pct(v) -> str:
 
 
 def _range(errors) -> str:
-    return "not recorded" if not errors else f"{min(errors):+.0%} to {max(errors):+.0%}"
+    return "not recorded" if not errors else f"{min(errors):+.1%} to {max(errors):+.1%}"
 
 
 def report(records: list[dict], out: Path) -> None:
     lines = ["# Latency lookup table vs end-to-end measurement (224x224, batch 1, 1 thread)", "",
-             f"Machine: {os.cpu_count()}-core VM. Table defaults (`conf/latency/lut.yaml`): p10 statistic, 2 shuffled "
-             "passes, the fixed calibration set (relative-error fit), timings converted to the reference speed of the "
-             f"probe. Each set is validated {RUNS} times (run 1, run 2); `load` is the 1-minute load average when the "
-             "run ended. `python -m benchmarks.latency_lut.latency_lut --results-dir <dir>` resumes or regenerates this file from "
+             f"Machine: {os.cpu_count()} cores, 1 thread per timing. Table defaults (`conf/latency/lut.yaml`): p10 "
+             "statistic, 2 shuffled passes, the fixed calibration set (model 2 of `measure/calibration.py`, "
+             "relative-error fit, held out leave-one-out), timings converted to the reference speed of the probe. "
+             f"Each set is validated {RUNS} times (run 1, run 2); `load` is the 1-minute load average when the run "
+             "ended. `python -m benchmarks.latency_lut.latency_lut --results-dir <dir>` resumes or regenerates this file from "
              "`latency_lut.jsonl` (every network's row is there).", ""]
-    for backend in dict.fromkeys(r["backend"] for r in records):
+    lines += [f"**Note:** {text}" for text in dict.fromkeys(r["text"] for r in records if r["kind"] == "note")] + [""]
+    for backend in dict.fromkeys(r["backend"] for r in records if "backend" in r):
         lines += section(backend, records)
     out.write_text("\n".join(lines) + "\n")
 
@@ -232,7 +322,16 @@ def main() -> None:
     p.add_argument("--n", type=int, default=50)
     p.add_argument("--repeat", type=int, default=5, help="fresh processes timing V3-Large")
     p.add_argument("--backends", nargs="+", default=["onnxruntime", "torch"])
-    p.add_argument("--out", default="latency_lut.md", help="file name beside this script")
+    p.add_argument("--out", default="latency_lut.md", help="file name of the report in --out-dir")
+    p.add_argument("--out-dir", type=Path, default=HERE, help="where the report and its .jsonl go")
+    p.add_argument("--tables", type=int, default=2, help="2: build a second table from scratch and compare")
+    p.add_argument("--netadapt-per-start", type=int, default=5, help="NetAdapt-shaped networks per reference")
+    p.add_argument("--noise-seconds", type=float, default=60, help="host_noise.py's measurement first (0: skip)")
+    p.add_argument("--spaces", nargs="+", help="built-in spaces to build and validate (default: all)")
+    p.add_argument("--calibration-only", action="store_true",
+                   help="build the calibration set only; validated networks' entries are timed when predicted")
+    p.add_argument("--passes", type=int, default=2, help="latency.passes of the tables (1: a quick run)")
+    p.add_argument("--note", help="a sentence on the host for the report (kept in the .jsonl)")
     p.add_argument("--lower-only", action="store_true", help="executorch: fill the lowering cache, time nothing")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--max-spread", type=float, default=0.05,
@@ -242,8 +341,10 @@ def main() -> None:
     if args.lower_only:
         lower_all(args.results_dir, args.n)
         return
-    out = HERE / args.out
+    out = args.out_dir / args.out
     results = out.with_suffix(".jsonl")
+    if args.note and not any(r.get("text") == args.note for r in read(results)):
+        append(results, {"kind": "note", "text": args.note})
     if not args.report_only:
         for backend in args.backends:
             check = host_check(backend, args.max_spread)
@@ -252,7 +353,8 @@ def main() -> None:
                 print(f"error: the host is too noisy to validate a table to +-5% (probe spread {check['spread']:.0%} > "
                       f"{args.max_spread:.0%}): rerun when it is quiet, or pass --force", file=sys.stderr)
                 raise SystemExit(2)
-            bench(backend, args.results_dir, args.n, args.repeat, results)
+            bench(backend, args.results_dir, args.n, args.repeat, results, args.tables, args.netadapt_per_start,
+                  args.noise_seconds, args.spaces, args.passes, args.calibration_only)
             report(read(results), out)
     report(read(results), out)
     print(out.read_text())
