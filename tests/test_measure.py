@@ -110,11 +110,11 @@ def test_both_backends_run_the_network_itself(backend, channels_last):
 
 def test_latency_statistics_come_from_the_timed_runs(monkeypatch):
     """Median, IQR and fastest decile of the runs as timed (a scripted clock gives them known durations)."""
-    import measure.latency as ml
+    import measure.runner as timing  # the timing loop the local backends share with a remote target's runner
 
     durations = [0.001, 0.010, 0.002, 0.004, 0.003]  # s; sorted 1, 2, 3, 4, 10 ms
     ticks = iter([t for d in durations for t in (0.0, d)])
-    monkeypatch.setattr(ml, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: next(ticks))}))
+    monkeypatch.setattr(timing, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: next(ticks))}))
     lat = measure_latency(TINY, backend="torch", input_size=32, warmup=1, repeats=5, max_rounds=1)
     assert (lat.median_ms, lat.spread_ms, lat.repeats, lat.backend) == (pytest.approx(3.0), pytest.approx(2.0), 5,
                                                                         "torch")
