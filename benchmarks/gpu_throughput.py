@@ -121,7 +121,9 @@ def trials(args) -> list[dict]:
             cmd = [sys.executable, __file__, "worker", "--device", args.device, "--barrier", barrier, "--n", str(n),
                    "--trials", str(per_worker), "--precision", args.precision,
                    *(["--channels-last"] if args.channels_last else []), *(["--tiny"] if args.tiny else [])]
-            env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // n)))
+            # Tiny runs on a busy CPU: one thread each (OpenMP threads spin-waiting on each other cost 5-10x).
+            threads = 1 if args.tiny else max(1, (os.cpu_count() or 1) // n)
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
             procs = [subprocess.Popen([*cmd, "--index", str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
                      for i in range(n)]
             outs = [p.communicate()[0] for p in procs]

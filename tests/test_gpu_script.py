@@ -19,7 +19,7 @@ def _run(piece: str, out) -> subprocess.CompletedProcess:
 def test_the_tests_piece_runs_the_cuda_tests_and_writes_jsonl_and_md(tmp_path):
     r = _run("tests", tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    row = json.loads((tmp_path / "gpu_tests.jsonl").read_text().splitlines()[-1])
+    row = json.loads((tmp_path / "gpu_sh.jsonl").read_text().splitlines()[-1])
     assert row["piece"] == "tests" and row["rc"] == 0 and "skipped" in row["summary"]  # no CUDA here: all skip
     assert (tmp_path / "gpu_tests.md").read_text().startswith("# cuda tests")
     assert f"results: {tmp_path}" in r.stdout

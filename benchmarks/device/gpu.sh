@@ -33,7 +33,7 @@ if ! "$PY" -c "import optuna, hydra, fvcore" 2>/dev/null; then
 else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
-note() { echo "{\"piece\": \"$piece\", \"device\": \"$DEVICE\", \"tiny\": $TINY, $1}" >> "$OUT/gpu_$piece.jsonl"; }
+note() { echo "{\"piece\": \"$piece\", \"device\": \"$DEVICE\", \"tiny\": $TINY, $1}" >> "$OUT/gpu_sh.jsonl"; }
 "$PY" -c "import torch; print('gpu.sh:', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA')"
 
 case "$piece" in
