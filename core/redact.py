@@ -150,7 +150,10 @@ def guard_process() -> None:
 
     def record(*args, **kwargs):
         r = make_record(*args, **kwargs)
-        r.msg, r.args = redact(r.getMessage()), ()
+        try:
+            r.msg, r.args = redact(r.getMessage()), ()
+        except Exception:  # noqa: BLE001 -- a bad format string: logging reports it when the record is emitted
+            r.msg = redact(str(r.msg))
         if r.exc_info and not r.exc_text:
             r.exc_text = redact("".join(traceback.format_exception(*r.exc_info)).rstrip("\n"))
         return r

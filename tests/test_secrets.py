@@ -145,6 +145,15 @@ def test_no_output_or_file_carries_the_storage_password(tmp_path, postgres_passw
         assert password not in p.stdout and password not in p.stderr, (p.args, p.stdout, p.stderr)
     leaked = [str(p) for p in files if password.encode() in p.read_bytes()]
     assert not leaked, leaked
+    import json
+
+    import optuna
+
+    study = optuna.load_study(study_name="pg", storage=url)
+    attrs = json.dumps([study.user_attrs, study.system_attrs, [(t.user_attrs, t.system_attrs) for t in study.trials]],
+                       default=str)
+    assert "settings" in study.user_attrs and len(study.trials) >= 3
+    assert password not in attrs  # nor in what the study stores about itself
 
 
 def test_a_wrong_password_fails_in_one_line_without_the_password(tmp_path, postgres_password_url):
