@@ -71,8 +71,20 @@ def compose(config_name: str, overrides: Sequence[str] = ()):
         msg = conversion_message(e, root)
         if msg:
             raise UsageError(msg) from None
+        if added := _unlisted_group(str(e), overrides):
+            raise UsageError(f"bad override: conf/{config_name}.yaml presets no {added.split('=')[0]}: pass +{added} "
+                             "(a leading +)") from None
         raise UsageError(f"bad override: {_first_line(e)} (see conf/{config_name}.yaml for the keys)") from None
     return cfg
+
+
+def _unlisted_group(error: str, overrides: Sequence[str]) -> str | None:
+    """The override ``group=name`` that chose a config group absent from the defaults list (Hydra wants
+    ``+group=name`` there, e.g. ``+space=v3_small``), if that is what ``error`` reports."""
+    m = re.search(r"Could not override '([\w.]+)'\. No match in the defaults list", error)
+    if m and (CONF_DIR / m[1]).is_dir():
+        return next((o for o in overrides if o.split("=", 1)[0] == m[1]), None)
+    return None
 
 
 def _first_line(e: BaseException) -> str:
