@@ -73,6 +73,9 @@ def compose(config_name: str, overrides: Sequence[str] = ()):
         msg = conversion_message(e, root)
         if msg:
             raise UsageError(msg) from None
+        if added := _unlisted_group(str(e), overrides):
+            raise UsageError(f"bad override: conf/{config_name}.yaml presets no {added.split('=')[0]}: pass +{added} "
+                             "(a leading +)") from None
         hint = ("; quote a URL holding '=', ',' or braces (storage='...'), or export it and pass "
                 "storage='${oc.env:VAR}'" if any("://" in o for o in overrides) else "")
         raise UsageError(f"bad override: {_first_line(e)} (see conf/{config_name}.yaml for the keys{hint})") from None
@@ -89,6 +92,15 @@ def remember_urls(values) -> None:
         m = re.search(r"[A-Za-z][A-Za-z0-9+.-]*://.*", str(v), re.S)  # after key= and an opening quote, if any
         if m:
             remember(m.group(0).rstrip("'\""))
+
+
+def _unlisted_group(error: str, overrides: Sequence[str]) -> str | None:
+    """The override ``group=name`` that chose a config group absent from the defaults list (Hydra wants
+    ``+group=name`` there, e.g. ``+space=v3_small``), if that is what ``error`` reports."""
+    m = re.search(r"Could not override '([\w.]+)'\. No match in the defaults list", error)
+    if m and (CONF_DIR / m[1]).is_dir():
+        return next((o for o in overrides if o.split("=", 1)[0] == m[1]), None)
+    return None
 
 
 def _first_line(e: BaseException) -> str:

@@ -19,9 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from core.files import write_atomic
+from space import reference_title
 
 from .pareto import HVRef, front_mask, hypervolume_history
 
@@ -208,3 +209,34 @@ def write_results(folder: Path, trials: Sequence[FrozenTrial], ref: HVRef, *, co
 
 def _num(v) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def duplicate_reference(trial: Trial, trials, redone: dict[int, int]) -> int | None:
+    """The earlier trial that already is (or will be) the study's reference run, if ``trial`` repeats it.
+
+    Workers opening a new study together can each see no reference trial and each enqueue one;
+    storages offer no compare-and-set, so the later copy is dropped when it is run instead."""
+    if not trial.user_attrs.get("reference"):
+        return None
+    for t in trials:
+        if (t.number < trial.number and t.user_attrs.get("reference")
+                and (t.state == TrialState.WAITING or counts(t, redone))):
+            return t.number
+    return None
+
+
+def front_postfix(pareto_csv: Path) -> str:
+    """The progress bar's summary of a study's front."""
+    front = read_csv(pareto_csv)
+    if not front:
+        return "front: none yet"
+    best = max(front, key=lambda r: r["top1"])
+    fast = min(front, key=lambda r: r["latency_ms"])
+    return (f"front {len(front)} | best {best['top1']:.1%}@{best['latency_ms']:.2f}ms | "
+            f"fastest {fast['top1']:.1%}@{fast['latency_ms']:.2f}ms")
+
+
+def companion_line(c: dict, space_name: str) -> str:
+    got = c["failure"] or f"top1 {c['top1']:.1%}, {c['latency_ms']:.2f} ms, {c['macs'] / 1e6:.0f}M MACs"
+    return (f"evaluated reference {c['name']} ({reference_title(c['name'])}, outside space {space_name}) "
+            f"as a trial, in {c['duration_s']:.0f} s: {got}")

@@ -33,13 +33,25 @@ import train
 from core.redact import redact
 from core.rerun import differences, flat, shorten
 from core.settings import plain as _plain
-from space import REFERENCES, ArchSpec, SearchSpace, reference_title
+from space import REFERENCES, ArchSpec, SearchSpace
 
 from . import SearchError
 from .objective import DIRECTIONS, METRIC_NAMES, Objective, TrialFailed
 from .pareto import HVRef
 from .plot import write_pareto_png
-from .results import companions_of, counts, finished, pareto_rows, retried, trial_rows, write_results
+from .results import (
+    companion_line,
+    companions_of,
+    counts,
+    duplicate_reference,
+    finished,
+    front_postfix,
+    hypervolume_rows,
+    pareto_rows,
+    retried,
+    trial_rows,
+    write_results,
+)
 from .samplers import make_sampler
 from .storage import new_worker_id, open_storage, recover
 
@@ -246,7 +258,7 @@ class Search:
             kept = arch.name not in done
             if kept:
                 study.set_user_attr("companions", {**done, arch.name: result})
-            say(_companion_line(result, self.space.name) + ("" if kept else " (another worker's result is kept)"))
+            say(companion_line(result, self.space.name) + ("" if kept else " (another worker's result is kept)"))
 
     def write(self, study):
         companions = companions_of(study.user_attrs)
@@ -307,7 +319,7 @@ class Search:
             recover(study, self.journal)
             n_done, n_counted = self.tally(study)
             bar.n = min(n_done, self.n_trials)
-            bar.set_postfix_str(_postfix(out.pareto), refresh=True)
+            bar.set_postfix_str(front_postfix(out.pareto), refresh=True)
             if n_counted >= self.n_trials:
                 study.stop()
 
@@ -320,45 +332,11 @@ class Search:
             bar.close()
             self.write(study)
         rows = trial_rows(study.get_trials(deepcopy=False))
-        from .results import hypervolume_rows
-
         hv = hypervolume_rows(rows, self.hv_ref(study), **self.limits)
         return Outcome(study.study_name, self.folder, self.storage_name, self.tally(study)[0],
                        pareto_rows(rows, **self.limits), next((r for r in rows if r["reference"]), None),
                        companions_of(study.user_attrs), hv[-1]["hypervolume"] if hv else 0.0,
                        time.perf_counter() - start, ran)
-
-
-def duplicate_reference(trial: optuna.Trial, trials, redone: dict[int, int]) -> int | None:
-    """The earlier trial that already is (or will be) the study's reference run, if ``trial`` repeats it.
-
-    Workers opening a new study together can each see no reference trial and each enqueue one;
-    storages offer no compare-and-set, so the later copy is dropped when it is run instead."""
-    if not trial.user_attrs.get("reference"):
-        return None
-    for t in trials:
-        if (t.number < trial.number and t.user_attrs.get("reference")
-                and (t.state == optuna.trial.TrialState.WAITING or counts(t, redone))):
-            return t.number
-    return None
-
-
-def _postfix(pareto_csv: Path) -> str:
-    from .results import read_csv
-
-    front = read_csv(pareto_csv)
-    if not front:
-        return "front: none yet"
-    best = max(front, key=lambda r: r["top1"])
-    fast = min(front, key=lambda r: r["latency_ms"])
-    return (f"front {len(front)} | best {best['top1']:.1%}@{best['latency_ms']:.2f}ms | "
-            f"fastest {fast['top1']:.1%}@{fast['latency_ms']:.2f}ms")
-
-
-def _companion_line(c: dict, space_name: str) -> str:
-    got = c["failure"] or f"top1 {c['top1']:.1%}, {c['latency_ms']:.2f} ms, {c['macs'] / 1e6:.0f}M MACs"
-    return (f"evaluated reference {c['name']} ({reference_title(c['name'])}, outside space {space_name}) "
-            f"as a trial, in {c['duration_s']:.0f} s: {got}")
 
 
 def _short(v) -> str:

@@ -1,6 +1,6 @@
 """The optional ExecuTorch backend: a one-line error without the extra (runs everywhere), and with it
-installed, eager outputs, a positive latency and lowered programs cached per structure (skipped when
-the extra is missing, as in CI)."""
+installed, eager outputs, a latency and lowered programs cached per structure (skipped when the extra
+is missing; .ci/run installs it)."""
 import subprocess
 import sys
 from functools import partial
@@ -50,17 +50,21 @@ def et_cache(tmp_path, monkeypatch):
 def test_runner_matches_eager_times_and_reuses_the_lowered_program(et_cache):
     torch.manual_seed(0)
     module, x = build_model(TINY).eval(), torch.randn(1, 3, 32, 32)
+    for m in module.classifier:  # the head's init gives outputs of ~1e-5, which any input would match
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.normal_(m.weight)
     before = et.exports
     run = et.et_runner(module, x, threads=1)
     with torch.no_grad():
-        assert torch.allclose(run()[0], module(x), atol=1e-4)
+        expected = module(x)
+        assert expected.abs().max() > 0.1 and torch.allclose(run()[0], expected, rtol=1e-3, atol=1e-4)
     assert et.exports == before + 1 and len(list(et_cache.glob("*.pte"))) == 1
     from executorch.extension.pybindings import portable_lib  # imported (warnings and all) by the runner
 
     assert portable_lib._threadpool_get_thread_count() == 1
     # Through the backend registry, a network of the same structure built anew: the cached program.
     lat = measure_latency(TINY, backend="executorch", input_size=32, **FAST)
-    assert lat.median_ms > 0 and lat.p10_ms > 0 and lat.backend == "executorch"
+    assert 0 < lat.p10_ms <= lat.median_ms and lat.repeats == 5 and lat.backend == "executorch"
     assert et.exports == before + 1
     other = TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]])  # another kernel: another program
     assert et.structure_key(build_model(other), x.shape) != et.structure_key(module, x.shape)

@@ -53,7 +53,9 @@ def test_loop_stops_at_the_budget_and_writes_every_result(tmp_path, capsys):
     for prev, rec in zip(h, h[1:]):
         assert rec["proposals"] and rec["arch"] in [p["arch"] for p in rec["proposals"]]
         assert all(prev["cost"] - p["cost"] >= delta for p in rec["proposals"])
-        assert all(isinstance(p[k], (int, float)) for p in rec["proposals"] for k in ("latency_ms", "macs", "top1"))
+        for p in rec["proposals"]:  # each proposal's figures are its own network's (resource=macs, at 32 px)
+            assert p["cost"] == p["macs"] == measure.count_macs(parse_arch(p["arch"]), 32), p["label"]
+            assert p["latency_ms"] > 0 and 0 <= p["top1"] <= 1
         # ratio rule: the kept one has the best accuracy change per MAC cut
         ratio = lambda p, prev=prev: (p["top1"] - prev["top1"]) / (prev["cost"] - p["cost"])  # noqa: E731
         assert ratio(next(p for p in rec["proposals"] if p["arch"] == rec["arch"])) == max(map(ratio, rec["proposals"]))

@@ -29,10 +29,26 @@ def test_reference_state_dict_matches_torchvision(name, torchvision_shapes):
     assert got == torchvision_shapes[name]
 
 
-def test_torchvision_style_state_dict_loads_strictly():
-    # A state dict saved from one build loads strictly into another: the keys are the contract.
-    sd = space.build_model(space.V3_SMALL).state_dict()
-    space.build_model(space.V3_SMALL).load_state_dict(sd, strict=True)
+@pytest.mark.parametrize("name", sorted(REFS))
+def test_a_state_dict_under_torchvisions_names_sets_every_weight(name, torchvision_shapes):
+    """Tensors named and shaped as torchvision's (the fixture) load strictly into a build of another
+    seed, and the network then computes with them: its output is the source network's."""
+    torch.manual_seed(0)
+    source = space.build_model(REFS[name]).eval()
+    with torch.no_grad():  # BN statistics away from their init, so loading them matters too
+        for m in source.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    sd = source.state_dict()
+    assert [[k, list(v.shape)] for k, v in sd.items()] == torchvision_shapes[name]
+    torch.manual_seed(1)
+    target = space.build_model(REFS[name]).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(target(x), source(x))
+        target.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=True)
+        assert torch.equal(target(x), source(x))
 
 
 def test_batchnorm_and_se_follow_torchvision():

@@ -140,7 +140,16 @@ def test_schedule_and_config():
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="step")
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_auto_device_follows_cuda_and_a_missing_gpu_is_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"device='cuda:1' but CUDA is not available: pass train.device=auto or cpu"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on one with a GPU (nothing is run on it)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
 
 
 # --- datasets ------------------------------------------------------------------------------------
@@ -283,9 +292,7 @@ def test_bad_config_raises_data_error():
 # --- the real network ----------------------------------------------------------------------------
 
 def test_fits_mobilenet_v3_small_on_synthetic():
-    space = pytest.importorskip("space")
-    if not (hasattr(space, "build_model") and hasattr(space, "V3_SMALL")):
-        pytest.skip("space.build_model / space.V3_SMALL not available")
+    import space
     data = load_data({**SYNTH, "input_size": 32, "n_train": 32, "n_holdout": 16})
 
     def run(seed: int):
