@@ -80,6 +80,7 @@ def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_table
     text = out.read_text()
     assert "**Note:** shared host" in text
     assert "within ±5% in 55% of 40 windows (spread 21.0%" in text
+    assert "The host was noisier than the acceptance allows (55% of windows within ±5%, not >= 80%)" in text
     assert "model 2: scale 1.120, call weight 3.50, overhead 0.000 ms" in text
     assert "held-out errors (each calibration network predicted by a fit made without it) -12.0% to +3.0%, 67% within ±5%; " \
            "beyond ±10%: V3-Large x1 -12.0%." in text
