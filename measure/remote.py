@@ -62,6 +62,14 @@ def parse_target(url: str) -> dict | None:
     return {"user": m["user"], "host": m["host"].strip("[]"), "port": int(m["port"]) if m["port"] else None}
 
 
+def check_python(python: str) -> str:
+    """The target's interpreter: one word (a command or a path; it is quoted for the remote shell)."""
+    if not isinstance(python, str) or not python or any(c.isspace() for c in python):
+        raise UsageError(f"latency.target_python={python!r} must be an interpreter's command or path without spaces: "
+                         f"pass e.g. latency.target_python=python3 or latency.target_python=/home/pi/venv/bin/python")
+    return python
+
+
 _OPEN: dict[tuple, RemoteTarget] = {}
 
 
@@ -70,6 +78,7 @@ def open_target(url: str, python: str = "python3", backend: str = "onnxruntime")
     parts = parse_target(url)
     if parts is None:
         return None
+    check_python(python)
     if backend not in BACKENDS:
         raise MeasureError(f"latency.backend={backend} cannot time on a target (it needs torch there): use "
                            f"latency.backend=onnxruntime (or executorch where the target has its runtime)")

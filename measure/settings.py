@@ -33,12 +33,13 @@ class LatencySettings(Settings):
     foreign_ok: bool = flag(False)
     accept_untrusted: bool = flag(False)
     target: str = text("local", example="ssh://pi@raspberrypi.local")  # checked in __post_init__
-    target_python: str = text("python3", pattern=r"[^\s'\"`$;&|<>]+", hint="a path or command without spaces")
+    target_python: str = text("python3")  # checked in __post_init__
 
     def __post_init__(self):
-        from .remote import parse_target  # one line naming the problem; a password is never echoed
+        from .remote import check_python, parse_target  # one line naming the problem; a password is never echoed
 
         parse_target(self.target)
+        check_python(self.target_python)
         super().__post_init__()
 
 

@@ -259,13 +259,14 @@ def test_a_target_without_the_runtime_is_refused_with_the_fix(ssh_env, tmp_path_
     assert "latency.target_python=/no/such/python3 was not found" in line
 
 
-@pytest.mark.parametrize("target,words", [
-    ("ssh://pi:hunter2@raspberrypi.local", "holds a password"),
-    ("raspberrypi.local", "must be local or ssh://user@host[:port]"),
-    ("ssh://pi@host:99999", "must be local or ssh://user@host[:port]"),
+@pytest.mark.parametrize("overrides,words", [
+    (["latency.target=ssh://pi:hunter2@raspberrypi.local"], "holds a password"),
+    (["latency.target=raspberrypi.local"], "must be local or ssh://user@host[:port]"),
+    (["latency.target=ssh://pi@host:99999"], "must be local or ssh://user@host[:port]"),
+    (["latency.target=ssh://pi@host", "latency.target_python='my python'"], "command or path without spaces"),
 ])
-def test_a_bad_target_url_is_one_line_and_never_shows_a_password(tmp_path, target, words):
-    p = _build(tmp_path, f"latency.target={target}")
+def test_a_bad_target_setting_is_one_line_and_never_shows_a_password(tmp_path, overrides, words):
+    p = _build(tmp_path, *overrides)
     line = one_error_line(p)
     assert words in line and "hunter2" not in p.stderr + p.stdout
 
