@@ -46,6 +46,7 @@ tests)
   summary=$(tail -n 1 "$OUT/gpu_tests.log")
   note "\"rc\": $rc, \"summary\": \"${summary//\"/}\""
   { echo "# cuda tests (benchmarks/device/gpu.sh tests)"; echo; echo "exit $rc: $summary"; } > "$OUT/gpu_tests.md"
+  echo "results: $OUT"
   exit "$rc"
   ;;
 throughput)
