@@ -53,6 +53,9 @@ class Fidelity:
         self.nets = from_study(str(f.study), int(f.top)) if f.study else sampled(self.space, int(f.archs),
                                                                                    int(f.sample_seed))
         self.seeds, self.steps = int(f.seeds), [int(s) for s in f.steps]
+        if int(cfg.train.get("seeds", 1)) != 1:
+            raise UsageError(f"train.seeds={cfg.train.seeds} is a search's setting; here fidelity.seeds sets the "
+                             f"trainings per network: drop train.seeds, pass e.g. fidelity.seeds={cfg.train.seeds}")
         self.accuracy = plain(cfg.get("accuracy")) or {"name": "train"}
         self.supernet = self.accuracy.get("name") == "supernet"
         self.data_cfg = {k: v for k, v in plain(cfg.data).items() if k not in ("root", "defaults")}
@@ -165,7 +168,8 @@ class Fidelity:
         archs = {n.arch for n in self.nets}
         mine = [r for r in records if r["arch"] in archs and (r["kind"] != "train" or r["steps"] in self.steps)]
         budgets = {s: v for s, v in fr.runs_by_budget(mine, self.seeds).items() if s in self.steps}
-        n_holdout = len(self.data.holdout)
+        # the config's count where the dataset has one: a finished rerun need not build the data
+        n_holdout = int(self.data_cfg.get("n_holdout") or len(self.data.holdout))
         holdout_key = "n_holdout" in self.data_cfg
         computed = {s: fr.groups(runs) for s, (_, runs, _) in budgets.items()}
         verdicts = [fr.verdict(s, g, n_holdout, computed, holdout_key) for s, g in computed.items()]

@@ -41,6 +41,7 @@ def fidelity(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     ("fidelity.seeds=1", "fidelity.seeds=1 must be an integer >= 2"),
     ("fidelity.steps=[0]", "fidelity.steps=[0] must be whole numbers of steps >= 1"),
     ("fidelity.study=/no/such/study", "fidelity.study=/no/such/study: no study there"),
+    ("train.seeds=2", "train.seeds=2 is a search's setting"),
 ])
 def test_bad_input_ends_in_one_line_and_exit_2(tmp_path, override, words):
     p = fidelity(*TINY, override, f"results_dir={tmp_path}")
@@ -253,3 +254,14 @@ def test_accuracy_supernet_scores_the_same_networks_against_their_seed_mean(tmp_
     assert all(r["settings"]["accuracy"]["estimator"] == "supernet" for r in scored)
     md = (folder / "fidelity.md").read_text()
     assert "Supernet score against the standalone seed mean" in md and "| all | 8 |" in md
+
+
+def test_the_figure_info_marks_the_best_quarter_by_seed_mean():
+    runs = np.array([[50.0, 52.0], [90.0, 10.0], [70.0, 71.0], [60.0, 59.0], [80.0, 79.0], [40.0, 41.0],
+                     [30.0, 33.0], [20.0, 22.0]])
+    names = [f"n{i}" for i in range(8)]
+    computed = {5: fr.groups(runs, n_boot=50)}
+    info = fr.plot_info("t", {5: (names, runs, names)}, computed)
+    (panel,) = info.panels
+    assert sorted(n for n, b in zip(panel.names, panel.best) if b) == ["n2", "n4"]  # n1 leads on seed 0 only
+    assert panel.seed0 == tuple(runs[:, 0]) and panel.seed1 == tuple(runs[:, 1])
