@@ -14,7 +14,8 @@ __all__ = [
     "arch_entries", "BACKENDS", "calibration_heldout", "block_entry", "build_table", "cached_program",
     "compare_table", "Costs", "costs", "count_macs", "count_params", "export_onnx", "full_set", "Latency",
     "latency_model", "LatencyModel", "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError",
-    "network_entry", "space_entries", "SpeedProbe", "tercile_bias", "time_runner", "traced_macs", "unhandled_ops",
+    "network_entry", "open_target", "ort_runner", "runner_runtime", "space_entries", "SpeedProbe", "tercile_bias",
+    "time_callable", "time_runner", "traced_macs", "unhandled_ops",
     "validation_archs", "within",
 ]
 
@@ -37,6 +38,10 @@ _LAZY = {
     "calibration_heldout": "measure.calibration:heldout",
     "cached_program": "measure.executorch",
     "SpeedProbe": "measure.probe",
+    "open_target": "measure.remote",
+    "ort_runner": "measure.onnx",
+    "runner_runtime": "measure.runner:runtime",
+    "time_callable": "measure.runner",
 }
 
 

@@ -12,8 +12,10 @@ class SearchError(UserError):
     """Bad search input (storage, settings, budget); the message names the problem, in one line."""
 
 
+# ``stats`` (rank-fidelity statistics) and ``fidelity_report`` (its tables and verdicts) are public as modules:
+# ``search.fidelity`` and the fidelity benchmarks share them (``from search import stats``).
 __all__ = [
-    "pareto_rows", "read_csv", "Search", "SearchError",
+    "fidelity_report", "pareto_rows", "read_csv", "Search", "SearchError", "stats",
 ]
 
 

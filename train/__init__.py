@@ -8,9 +8,10 @@ from .split import DataSplit
 
 __all__ = [
     "Accuracy", "AccuracyEstimator", "cluttered_settings", "cluttered_tensors", "DataError", "DataSplit",
-    "DivergedError", "evaluate", "fit", "FitResult", "generate_cluttered", "load_data", "make_estimator",
+    "DivergedError", "evaluate", "fit", "FitResult", "generate_cluttered", "ImageTensors", "load_data",
+    "make_estimator",
     "read_checkpoint", "recalibrate_bn", "resolve_device", "SupernetConfig", "SupernetError", "SupernetEstimator",
-    "top1", "TrainConfig", "TrainEstimator",
+    "top1", "TrainConfig", "TrainEstimator", "train_steps",
 ]
 
 
@@ -19,6 +20,8 @@ __all__ = [
 _LAZY = {
     "evaluate": "train.fit",
     "recalibrate_bn": "train.fit",
+    "train_steps": "train.fit",
+    "ImageTensors": "train.tensors",
     "cluttered_settings": "train.cluttered:settings",
     "generate_cluttered": "train.cluttered:generate",
     "cluttered_tensors": "train.cluttered:as_tensors",

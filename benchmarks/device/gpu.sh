@@ -3,7 +3,7 @@
 # Each piece runs alone and ends within 8 minutes, writing its jsonl and md to $OUT:
 #
 #   benchmarks/device/gpu.sh tests        # the cuda-marked tests (tests/test_gpu_cuda.py)
-#   benchmarks/device/gpu.sh throughput   # images/s table and trials/hour for 1, 4, 8 workers (gpu_throughput.py)
+#   benchmarks/device/gpu.sh throughput   # images/s table and trials/hour for 1, 4, 8 workers (benchmarks/gpu/gpu_throughput.py)
 #   benchmarks/device/gpu.sh fidelity     # search.fidelity at 600 and 2000 steps, 40 archs x 2 seeds, N workers,
 #                                         # then the default supernet's fidelity against it (resumable, see below)
 #
@@ -53,11 +53,11 @@ throughput)
   tiny=(); workers=(1 4 8); prec=(--precision bf16 --channels-last)
   if [ "$TINY" = 1 ]; then tiny=(--tiny); workers=(1 2); prec=(--precision fp32); fi
   start=$(date +%s)
-  timeout "$PIECE_S" "$PY" benchmarks/gpu_throughput.py images --out "$OUT" --device "$DEVICE" "${tiny[@]}"
+  timeout "$PIECE_S" "$PY" -m benchmarks.gpu.gpu_throughput images --out "$OUT" --device "$DEVICE" "${tiny[@]}"
   for n in "${workers[@]}"; do  # one call per N: what finished stays in the jsonl if time runs out
     left=$(( PIECE_S - ($(date +%s) - start) ))
     [ "$left" -gt 30 ] || { echo "gpu.sh throughput: no time left for $n workers"; note "\"skipped_workers\": $n"; continue; }
-    timeout "$left" "$PY" benchmarks/gpu_throughput.py trials --out "$OUT" --device "$DEVICE" --workers "$n" \
+    timeout "$left" "$PY" -m benchmarks.gpu.gpu_throughput trials --out "$OUT" --device "$DEVICE" --workers "$n" \
       "${prec[@]}" "${tiny[@]}" || note "\"failed_workers\": $n"
   done
   ;;

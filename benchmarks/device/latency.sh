@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 27's quiet-host run of the latency table, for a machine with dedicated cores (the GPU host: 16 cores,
 # no network, its own torch): host_noise.py first, then for each backend (onnxruntime, torch, and executorch
-# when it imports) benchmarks/latency_lut.py -- build a table, validate it twice, build a second table from
+# when it imports) benchmarks/latency_lut/latency_lut.py -- build a table, validate it twice, build a second table from
 # scratch and compare -- each backend pinned with taskset to its own idle core, the backends side by side.
 # Writes host_noise.{jsonl,md}, latency_lut.{jsonl,md} and one log per backend to $OUT; stops the backends at
 # --budget seconds so the whole run ends within 8 minutes. Tables and finished pieces stay in $WORK (default
@@ -79,7 +79,7 @@ EOF
 echo "cores, idlest first: ${CORES[*]}; backends: $BACKENDS; n=$N per space; $(getconf _NPROCESSORS_ONLN) cores; load $(cut -d' ' -f1 /proc/loadavg)"
 
 # -- host noise first, alone on the idlest core ---------------------------------------------------------------
-taskset -c "${CORES[0]}" $PY benchmarks/host_noise.py --seconds "$NOISE" --out "$OUT"
+taskset -c "${CORES[0]}" $PY -m benchmarks.host_noise.host_noise --seconds "$NOISE" --out "$OUT"
 
 # -- one backend per idle core, side by side ------------------------------------------------------------------
 WORK=${WORK:-/tmp/bneck-latency}
@@ -91,7 +91,7 @@ for backend in $BACKENDS; do
   core=${CORES[$((i % ${#CORES[@]}))]}
   i=$((i + 1))
   echo "$backend on core $core -> $OUT/latency_$backend.log"
-  timeout --signal=INT "$BUDGET" taskset -c "$core" $PY benchmarks/latency_lut.py --results-dir "$WORK/$backend" \
+  timeout --signal=INT "$BUDGET" taskset -c "$core" $PY -m benchmarks.latency_lut.latency_lut --results-dir "$WORK/$backend" \
     --backends "$backend" --n "$N" --tables "$TABLES" --netadapt-per-start "$PER_START" --repeat "$REPEAT" \
     --noise-seconds "$NOISE" --passes "$PASSES" ${SPACES:+--spaces $SPACES} --calibration-only --force --note "$note" --out-dir "$WORK" --out "latency_lut_$backend.md" \
     >"$OUT/latency_$backend.log" 2>&1 &
@@ -102,6 +102,6 @@ for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 
 # -- one report from every backend's lines ------------------------------------------------------------------
 cat "$WORK"/latency_lut_*.jsonl >"$OUT/latency_lut.jsonl" 2>/dev/null || true
-$PY benchmarks/latency_lut.py --report-only --out-dir "$OUT" >/dev/null
+$PY -m benchmarks.latency_lut.latency_lut --report-only --out-dir "$OUT" >/dev/null
 echo "wrote $OUT/latency_lut.md, $OUT/latency_lut.jsonl, $OUT/host_noise.md; exit status of the slowest backend: $status"
 exit "$status"

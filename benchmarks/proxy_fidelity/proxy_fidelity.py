@@ -221,9 +221,9 @@ def _verdicts(s: dict) -> list[str]:
 def _holdout_images(dataset: str, rows: list[dict]) -> int:
     """Holdout images behind these rows' top-1 (cluttered: its n_holdout; digits: its seeded split)."""
     if dataset == "cluttered":
-        from train.cluttered import DEFAULTS
+        from train import cluttered_settings
 
-        return int((rows[0].get("budget") or {}).get("data", {}).get("n_holdout", DEFAULTS["n_holdout"]))
+        return int(cluttered_settings((rows[0].get("budget") or {}).get("data"))["n_holdout"])
     from train import load_data
 
     return len(load_data({"name": dataset, "input_size": 8, "seed": 0}).holdout)

@@ -1,8 +1,8 @@
 """Training throughput of bneck's own training path on one GPU (issue 29): images/s per configuration, trials/hour
 per number of workers sharing the GPU.
 
-    python benchmarks/gpu_throughput.py images --out DIR [--tiny] [--device cuda]
-    python benchmarks/gpu_throughput.py trials --out DIR [--workers 1 4 8] [--tiny] [--device cuda]
+    python -m benchmarks.gpu.gpu_throughput images --out DIR [--tiny] [--device cuda]
+    python -m benchmarks.gpu.gpu_throughput trials --out DIR [--workers 1 4 8] [--tiny] [--device cuda]
 
 ``images``: MobileNetV3-Small and -Large at 64 and 224 px, batch 256, fp32 and bf16, with and without
 ``channels_last``: ``train.fit.train_steps`` on in-memory random images held on the device (the path of the
@@ -24,11 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 JSONL, MD = "gpu_throughput.jsonl", "gpu_throughput.md"
 CONFIGS = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
@@ -46,8 +44,7 @@ def _host() -> dict:
 
 def images(args) -> list[dict]:
     from space import V3_LARGE, V3_SMALL, build_model
-    from train.fit import TrainConfig, train_steps
-    from train.tensors import ImageTensors
+    from train import ImageTensors, TrainConfig, train_steps
 
     device = torch.device(args.device)
     sizes, batch, warm, steps = ((16,), 4, 1, 1) if args.tiny else ((64, 224), 256, 5, 20)
@@ -118,7 +115,7 @@ def trials(args) -> list[dict]:
     per_worker = 1 if args.tiny else args.trials
     for n in args.workers:
         with tempfile.TemporaryDirectory() as barrier:
-            cmd = [sys.executable, __file__, "worker", "--device", args.device, "--barrier", barrier, "--n", str(n),
+            cmd = [sys.executable, "-m", "benchmarks.gpu.gpu_throughput", "worker", "--device", args.device, "--barrier", barrier, "--n", str(n),
                    "--trials", str(per_worker), "--precision", args.precision,
                    *(["--channels-last"] if args.channels_last else []), *(["--tiny"] if args.tiny else [])]
             # Tiny runs on a busy CPU: one thread each (OpenMP threads spin-waiting on each other cost 5-10x).

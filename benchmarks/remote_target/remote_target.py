@@ -6,14 +6,14 @@ time the same CPU: any difference is what the remote path adds (transport, runne
 the host's noise. Builds the local table, then the remote one (``measure.lut.build``, each in its own
 results dir), and reports: build time remote / local (goal <= 1.3), the ratio remote / local of every
 entry (median, 10th and 90th percentile, 90th percentile of |ratio - 1|) and of the calibrated
-predictions for ``--points`` random points of the space. ``benchmarks/host_noise.py``'s measurement
+predictions for ``--points`` random points of the space. ``benchmarks/host_noise/host_noise.py``'s measurement
 (V3-Small / V3-Large p10 ratio across 20-pair windows) runs before and after: a ratio inside that
 noise is "no difference shown".
 
-    BNECK_CALIBRATION_SET=quick python benchmarks/remote_target.py [--space narrow] [--input-size 160] \
+    BNECK_CALIBRATION_SET=quick python -m benchmarks.remote_target.remote_target [--space narrow] [--input-size 160] \
         [--points 50] [--noise-s 20]
 
-Appends one JSON line to ``benchmarks/remote_target.jsonl`` and rewrites ``benchmarks/remote_target.md``
+Appends one JSON line to ``benchmarks/remote_target/remote_target.jsonl`` and rewrites ``benchmarks/remote_target/remote_target.md``
 from the last line. Takes several minutes; anything else running on the machine is part of what it measures.
 """
 from __future__ import annotations
@@ -29,18 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from core.cli import quiet_warnings  # noqa: E402
+from core import quiet_warnings
 
 quiet_warnings()
-from benchmarks import host_noise  # noqa: E402
-from measure.entries import space_entries  # noqa: E402
-from measure.lut import build  # noqa: E402
-from measure.remote import open_target  # noqa: E402
-from measure.table import LatencyTable  # noqa: E402
+from benchmarks.host_noise import host_noise  # noqa: E402
+from measure import LatencyTable, open_target, space_entries  # noqa: E402
+from measure import build_table as build  # noqa: E402
 from space import SearchSpace  # noqa: E402
 from tests import ssh_target  # noqa: E402
 
@@ -88,10 +82,9 @@ def same_process(space, input_size: int, n: int = 6, rounds: int = 8) -> list[di
     graph, interleaved in one process: what the code adds, apart from the host's drift between builds."""
     import torch
 
-    from measure import runner
-    from measure.onnx import export_onnx, ort_runner
+    from measure import export_onnx, ort_runner, runner_runtime, time_callable
 
-    _, load = runner.runtime("onnxruntime")
+    _, load = runner_runtime("onnxruntime")
     out = []
     for e in random.Random(1).sample(space_entries(space, input_size), n):
         module, shape = e.build().eval(), e.input_shape(1)
@@ -99,8 +92,8 @@ def same_process(space, input_size: int, n: int = 6, rounds: int = 8) -> list[di
         local, remote = ort_runner(module, x), load(export_onnx(module, x), list(shape), 1)
         a, b = [], []
         for _ in range(rounds):  # fastest of several short timings each, in turn
-            a.append(runner.time_callable(local, 3, 30, 0.05, 1)["p10_ms"])
-            b.append(runner.time_callable(remote, 3, 30, 0.05, 1)["p10_ms"])
+            a.append(time_callable(local, 3, 30, 0.05, 1)["p10_ms"])
+            b.append(time_callable(remote, 3, 30, 0.05, 1)["p10_ms"])
         out.append({"key": e.key, "local_ms": min(a), "runner_ms": min(b), "ratio": min(b) / min(a)})
     return out
 
@@ -170,7 +163,7 @@ def report(records: list[dict]) -> str:
     return "\n".join([
         "# Latency timed on a target over SSH vs timed locally (loopback, same machine, same run)",
         "",
-        f"`python benchmarks/remote_target.py` ({r['date']} UTC): space `{r['space']}` at {r['input_size']} px, "
+        f"`python -m benchmarks.remote_target.remote_target` ({r['date']} UTC): space `{r['space']}` at {r['input_size']} px, "
         f"onnxruntime, 1 thread, batch 1, table defaults (p10, 2 shuffled passes, probe-converted), "
         f"{r['entries']} entries of the space plus the {r['calibration_networks']} calibration networks "
         f"({r['calibration_set']} set) and their parts. The target is this 2-core VM through Debian's sshd on "
@@ -193,7 +186,7 @@ def report(records: list[dict]) -> str:
         f"{r['calibration']['local']['scale']:.3f} / {r['calibration']['local']['overhead_ms']:.3f} ms, remote "
         f"{r['calibration']['remote']['scale']:.3f} / {r['calibration']['remote']['overhead_ms']:.3f} ms.",
         "",
-        "Host noise (`benchmarks/host_noise.py`'s measurement, V3-Small/V3-Large p10 ratio over 20-pair windows): "
+        "Host noise (`benchmarks/host_noise/host_noise.py`'s measurement, V3-Small/V3-Large p10 ratio over 20-pair windows): "
         f"ratio spread {nb['ratio_spread']:.1%} before (load {nb['load_before']:.2f}), {na['ratio_spread']:.1%} "
         f"after (load {na['load_before']:.2f}); V3-Large p10 spread {nb['large_spread']:.1%} / "
         f"{na['large_spread']:.1%}.",
@@ -207,7 +200,7 @@ def report(records: list[dict]) -> str:
         f"- Entries: {verdict(e)}; 90% of entries are within {e['abs_dev_p90']:.1%} of their local timing.",
         f"- Predictions: {verdict(p)}; 90% of the {p['n']} points are within {p['abs_dev_p90']:.1%}.",
         "",
-        f"Every run so far (`benchmarks/remote_target.jsonl`, {len(records)}): the entries' median ratio ranged "
+        f"Every run so far (`benchmarks/remote_target/remote_target.jsonl`, {len(records)}): the entries' median ratio ranged "
         f"{min(x['entry_ratio']['median'] for x in records):.3f}-{max(x['entry_ratio']['median'] for x in records):.3f}"
         f" and the build-time ratio {min(x['build_ratio'] for x in records):.2f}-"
         f"{max(x['build_ratio'] for x in records):.2f} from run to run.",
