@@ -150,8 +150,7 @@ def test_no_output_or_file_carries_the_storage_password(tmp_path, postgres_passw
     import optuna
 
     study = optuna.load_study(study_name="pg", storage=url)
-    attrs = json.dumps([study.user_attrs, study.system_attrs, [(t.user_attrs, t.system_attrs) for t in study.trials]],
-                       default=str)
+    attrs = json.dumps([study.user_attrs, [(t.user_attrs, t.system_attrs) for t in study.trials]], default=str)
     assert "settings" in study.user_attrs and len(study.trials) >= 3
     assert password not in attrs  # nor in what the study stores about itself
 
