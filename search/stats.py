@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 __all__ = ["kendall_tau", "spearman_rho", "bootstrap_interval", "paired_gain", "prediction_interval",
-           "spearman_brown", "tau_of_reliability", "reliability_of_tau", "best_fraction", "seed_sd", "arch_sd",
+           "spearman_brown", "tau_of_reliability", "reliability_of_tau", "tau_ceiling", "tau_across",
+           "best_fraction", "seed_sd", "arch_sd", "mean_interval",
            "true_arch_var", "binomial_sd", "N_BOOT"]
 
 N_BOOT = 2000
@@ -80,6 +81,18 @@ def prediction_interval(xs, k: int = 1, level: float = 0.95) -> tuple[float, flo
     return float(xs.mean() - half), float(xs.mean() + half)
 
 
+def mean_interval(xs, level: float = 0.95) -> tuple[float, float]:
+    """Mean of ``xs`` and the half-width of its Student t interval (n - 1 degrees of freedom); the half-width is
+    nan for a single value."""
+    from scipy.stats import t as student
+
+    xs = np.asarray(xs, dtype=float)
+    n, m = len(xs), float(xs.mean())
+    if n < 2:
+        return m, math.nan
+    return m, float(student.ppf(0.5 + level / 2, n - 1) * xs.std(ddof=1) / math.sqrt(n))
+
+
 def spearman_brown(r: float, k: float) -> float:
     """Reliability of the mean of ``k`` runs when one run has reliability ``r`` (Spearman-Brown)."""
     if r <= 0:
@@ -95,6 +108,19 @@ def tau_of_reliability(r: float) -> float:
 def reliability_of_tau(tau: float) -> float:
     """The inverse of ``tau_of_reliability``: sin(pi tau / 2)."""
     return math.sin(math.pi * tau / 2)
+
+
+def tau_ceiling(tau_between: float, runs: int = 1) -> float:
+    """Kendall tau a perfect ranking would reach against one run (or the mean of ``runs`` runs) when two runs agree
+    at ``tau_between``, each run the truth plus independent Gaussian noise: corr(truth, run)^2 is the runs'
+    reliability, and the mean of ``runs`` runs has its Spearman-Brown reliability."""
+    return tau_of_reliability(math.sqrt(spearman_brown(reliability_of_tau(max(tau_between, 0.0)), runs)))
+
+
+def tau_across(tau_a: float, tau_b: float) -> float:
+    """Kendall tau between a member of family A and one of family B when both are one ranking plus independent
+    Gaussian noise, from the agreement within each (r_AB = sqrt(r_A r_B))."""
+    return tau_of_reliability(math.sqrt(reliability_of_tau(max(tau_a, 0.0)) * reliability_of_tau(max(tau_b, 0.0))))
 
 
 def best_fraction(runs, fraction: float) -> np.ndarray:

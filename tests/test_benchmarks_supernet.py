@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from search import stats
+
 
 @pytest.fixture(scope="module")
 def sf(load_benchmark):
@@ -79,15 +81,6 @@ def test_resuming_skips_done_lines_only(sf, tmp_path):
     assert [(j["key"] == skey, j["name"]) for j in todo] == [(True, "n3"), (True, "n4"), (False, "n0")]
     assert sf.standalone_budget("cluttered", None)["steps"] == 4 * sf.trial_budget("cluttered")["steps"]
     assert sf.standalone_budget("digits", None)["epochs"] == 4 * sf.trial_budget("digits")["epochs"]
-
-
-def test_ceiling_of_a_noisy_reference(sf):
-    # runs that agree perfectly leave room for tau 1; independent runs for 0; between, above their agreement
-    assert sf.ceiling(1.0) == pytest.approx(1.0) and sf.ceiling(0.0) == 0.0 and sf.ceiling(-0.2) == 0.0
-    assert sf.ceiling(0.65) == pytest.approx(0.7489, abs=1e-3) and sf.ceiling(0.3) > 0.3
-    # the mean of more runs is a better yardstick: the ceiling rises towards 1, and one run is the old figure
-    assert sf.ceiling(0.65, 1) == sf.ceiling(0.65) and sf.ceiling(0.0, 5) == 0.0 and sf.ceiling(1.0, 5) == 1.0
-    assert sf.ceiling(0.57, 5) == pytest.approx(0.8517, abs=1e-3) and sf.ceiling(0.57, 5) > sf.ceiling(0.57, 2)
 
 
 def test_references_pool_runs_of_the_same_points_at_four_times_a_trials_budget(sf):
@@ -176,7 +169,7 @@ def test_variants_sit_against_the_seed_spread_of_the_settings_run_with_most_seed
     g, kt = sf.seed_groups(vs)
     assert kt["seeds"] == [0, 1] and kt["tau"] == pytest.approx((-1.0, -1 + 2 / 28))
     assert g["seeds"] == [0, 1, 2] and g["tau"] == pytest.approx((1 - 2 / 28, 1.0))
-    lo, hi = sf.prediction_interval([1.0, 1 - 2 / 28, 1 - 2 / 28])
+    lo, hi = stats.prediction_interval([1.0, 1 - 2 / 28, 1 - 2 / 28])
     assert lo == pytest.approx(0.7475, abs=1e-3) and hi == pytest.approx(1.1573, abs=1e-3)  # 0.952 +- 4.303 * 0.041 * 1.155
     text = sf.variants_report(vs, sb, "digits", tmp_path / "v.md", n_boot=200)
     row = {line.split(" | ")[0]: line for line in text.splitlines()}
@@ -189,7 +182,7 @@ def test_variants_sit_against_the_seed_spread_of_the_settings_run_with_most_seed
     assert len(titles) == 5 and all(t.startswith("## ") and "seed" in t for t in titles)
     assert not any(line.startswith("# ") for line in sections[1:])  # every report's headings one level down
     assert row["| kernel transform, seed 0"].endswith("] | shown worse |")
-    k2 = sf.prediction_interval([1.0, 1 - 2 / 28, 1 - 2 / 28], 2)  # for the mean of 2 more seeds: narrower
+    k2 = stats.prediction_interval([1.0, 1 - 2 / 28, 1 - 2 / 28], 2)  # for the mean of 2 more seeds: narrower
     assert k2[0] > lo and k2[1] < hi
     assert row["| kernel transform"].startswith(f"| kernel transform | 0, 1 | -1.000, -0.929 | -0.964 | {k2[0]:.3f}-")
     assert row["| kernel transform"].endswith("| shown worse |")
@@ -221,8 +214,6 @@ def test_agreement_sets_supernets_runs_and_the_two_side_by_side(sf):
     assert sorted(agree["supernets"]) == sorted(keys)
     assert set(agree["runs"]) == {f"{stkey} seed 0", "32px-5000steps-b64 seed 1"}
     assert agree["macs"]["a3"] == 97.0 and agree["supernets"][keys[1]]["a0"] == 100.0
-    assert sf.expected_across(0.6, 0.6) == pytest.approx(0.6) and sf.expected_across(1.0, 0.0) == pytest.approx(0.0)
-    assert sf.expected_across(1.0, 0.5) == pytest.approx(0.636, abs=1e-3)  # (2/pi) asin(sqrt(sin(pi/4)))
     near = 1 - 2 / 28  # one swapped pair of 8
     d, lo, hi, n = sf.reference_shift([agree["supernets"][k] for k in keys], agree["runs"]["32px-5000steps-b64 seed 1"],
                                       agree["runs"][f"{stkey} seed 0"], n_boot=100)
@@ -255,7 +246,7 @@ def test_seed_means_pool_a_tag_s_seeds_and_size_gap_compares_with_macs(sf):
     run = {f"a{i}": float(i) for i in range(8)}
     macs = {f"a{i}": float(i % 2) for i in range(8)}  # size only splits odd from even
     d, lo, hi, n = sf.size_gap([run, dict(run)], run, macs, n_boot=200)
-    tau_macs = sf._tau([macs[f"a{i}"] for i in range(8)], list(range(8)))
+    tau_macs = stats.kendall_tau([macs[f"a{i}"] for i in range(8)], list(range(8)))
     assert n == 8 and 0 < tau_macs < 1 and d == pytest.approx(1 - tau_macs) and lo > 0
     d, lo, hi, n = sf.size_gap([macs], run, macs, n_boot=200)
     assert d == 0 and lo == hi == 0  # a supernet ranking as size does gains nothing over it

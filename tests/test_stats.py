@@ -75,3 +75,31 @@ def test_paired_gain_is_the_difference_of_mean_taus_with_a_paired_interval():
     g, lo, hi = stats.paired_gain([good], [bad], target, n_boot=500)
     assert g == pytest.approx(stats.kendall_tau(good, target) - stats.kendall_tau(bad, target))
     assert lo <= g <= hi and lo > 0
+
+
+def test_tau_ceiling_of_a_noisy_reference():
+    # runs that agree perfectly leave room for tau 1; independent runs for 0; between, above their agreement
+    assert stats.tau_ceiling(1.0) == pytest.approx(1.0) and stats.tau_ceiling(0.0) == 0.0
+    assert stats.tau_ceiling(-0.2) == 0.0
+    assert stats.tau_ceiling(0.65) == pytest.approx(0.7489, abs=1e-3) and stats.tau_ceiling(0.3) > 0.3
+    # the mean of more runs is a better yardstick: the ceiling rises towards 1, and one run is the old figure
+    assert stats.tau_ceiling(0.65, 1) == stats.tau_ceiling(0.65) and stats.tau_ceiling(0.0, 5) == 0.0
+    assert stats.tau_ceiling(1.0, 5) == pytest.approx(1.0)
+    assert stats.tau_ceiling(0.57, 5) == pytest.approx(0.8517, abs=1e-3)
+    assert stats.tau_ceiling(0.57, 5) > stats.tau_ceiling(0.57, 2)
+
+
+def test_tau_across_two_noisy_families():
+    assert stats.tau_across(0.6, 0.6) == pytest.approx(0.6) and stats.tau_across(1.0, 0.0) == pytest.approx(0.0)
+    assert stats.tau_across(1.0, 0.5) == pytest.approx(0.636, abs=1e-3)  # (2/pi) asin(sqrt(sin(pi/4)))
+    assert stats.tau_across(-0.3, 0.8) == 0.0  # a family that disagrees with itself carries no ranking
+
+
+def test_mean_interval_is_the_student_t_interval_of_the_mean():
+    xs = [1.0, 2.0, 4.0]
+    m, h = stats.mean_interval(xs)
+    assert m == pytest.approx(7 / 3) and h == pytest.approx(sp.t.ppf(0.975, 2) * np.std(xs, ddof=1) / math.sqrt(3))
+    assert h == pytest.approx(4.303 * 1.5275 / math.sqrt(3), abs=1e-3)  # the textbook t(0.975, 2) = 4.303
+    assert stats.mean_interval(xs, 0.5)[1] < h  # a lower level: a narrower interval
+    m1, h1 = stats.mean_interval([3.0])
+    assert m1 == 3.0 and math.isnan(h1)

@@ -21,7 +21,7 @@ tables built at different times should agree within ±3%).
 Measured latencies are at the table's reference speed (``measure.probe``); the shares against the
 latencies as timed, before that conversion, are reported beside them. Repeat spread: MobileNetV3-Large
 timed in 5 fresh processes, each opening the table, as timed and converted (coefficient of variation).
-Appends one JSON line per finished piece to ``benchmarks/latency_lut.jsonl`` (a rerun resumes) and writes
+Appends one JSON line per finished piece to ``benchmarks/latency_lut/latency_lut.jsonl`` (a rerun resumes) and writes
 ``benchmarks/latency_lut/latency_lut.md`` from it.
 
     python -m benchmarks.latency_lut.latency_lut [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]

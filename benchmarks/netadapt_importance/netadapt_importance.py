@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 
 from core import compose, plain, quiet_warnings
 from netadapt import IMPORTANCE, channel_scores, same_structure, shrink, width_groups, with_expand, with_group_width
+from search import stats as st
 from space import V3_SMALL, ArchError
 from train import TrainConfig, evaluate, load_data, make_estimator, recalibrate_bn
 
@@ -34,7 +34,6 @@ HERE = Path(__file__).resolve().parent
 JSONL, MD = HERE / "netadapt_importance.jsonl", HERE / "netadapt_importance.md"
 STARTS = HERE.parents[1] / "results" / "benchmarks" / "netadapt_importance"
 CUTS = (0.5,)  # share of one node's channels removed
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 class Cut:
@@ -116,11 +115,9 @@ def run(seeds, epochs: float) -> None:
 
 
 def interval(per_seed: list[float]) -> str:
-    n = len(per_seed)
-    m = statistics.fmean(per_seed)
-    if n < 2:
+    m, h = st.mean_interval(per_seed)
+    if len(per_seed) < 2:
         return f"{100 * m:+.2f} (one seed)"
-    h = T975.get(n - 1, 1.96) * statistics.stdev(per_seed) / math.sqrt(n)
     return f"{100 * m:+.2f} [{100 * (m - h):+.2f}, {100 * (m + h):+.2f}]"
 
 

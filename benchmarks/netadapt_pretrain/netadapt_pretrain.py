@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from core import compose, plain, quiet_warnings
+from search import stats as st
 from train import TrainConfig, evaluate, load_data, make_estimator
 
 HERE = Path(__file__).resolve().parent
 JSONL, MD = HERE / "netadapt_pretrain.jsonl", HERE / "netadapt_pretrain.md"
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}
 
 
 def main() -> None:
@@ -76,9 +76,8 @@ def main() -> None:
     for e in sorted({r["epochs"] for r in rows}):
         rs = [r for r in rows if r["epochs"] == e]
         gains = [r["gain_points"] for r in rs]
-        m = statistics.fmean(gains)
+        m, h = st.mean_interval(gains)
         n = len(gains)
-        h = T975.get(n - 1, 1.96) * statistics.stdev(gains) / math.sqrt(n) if n > 1 else math.nan
         mean = lambda key, rs=rs: statistics.fmean(r[key] for r in rs)  # noqa: E731
         lines.append(f"| {e:g} | {rs[0]['steps']} | {n} | {100 * mean('top1'):.1f}% | "
                      f"{100 * mean('finetuned_top1'):.1f}% | {m:+.2f} [{m - h:+.2f}, {m + h:+.2f}] | "

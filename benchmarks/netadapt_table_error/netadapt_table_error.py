@@ -37,8 +37,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-from benchmarks.netadapt_vs_multiplier.netadapt_vs_multiplier import mean_interval  # noqa: E402
 from core import UserError  # noqa: E402
+from search import stats as st  # noqa: E402
 
 MULTIPLIERS = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))
 
@@ -110,7 +110,7 @@ def report(runs: dict[str, list[dict]], ladder: list[str], predicted: dict[str, 
              "|---|---|---|"]
     for f in budgets:
         errs = [e for t in runs.values() if (e := error_at(f, t, predicted, measured)) == e]  # nan: not reached
-        m, h = mean_interval(errs) if errs else (math.nan, math.nan)
+        m, h = st.mean_interval(errs) if errs else (math.nan, math.nan)
         lines.append(f"| {f:g} | {m:.3f} [{m - h:.3f}, {m + h:.3f}] | "
                      f"{ladder_error_at(f, ladder, predicted, measured):.3f} |")
     rows = [c for t in runs.values() for c in cuts(t, predicted, measured)]

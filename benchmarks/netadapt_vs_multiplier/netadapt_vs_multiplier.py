@@ -38,8 +38,9 @@ import math
 import statistics
 from pathlib import Path
 
+from search import stats as st
+
 HERE = Path(__file__).resolve().parent
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 
 
 def _start_archs() -> dict[str, str]:
@@ -87,14 +88,6 @@ def latency_at(acc: float, lats: list[float], accs: list[float]) -> float | None
     return None
 
 
-def mean_interval(values: list[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95% t-interval; nan for one value)."""
-    m = statistics.fmean(values)
-    if len(values) < 2:
-        return m, math.nan
-    return m, T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-
-
 def summarise(rows: list[dict], rounds: list[dict] = ()) -> tuple[list[dict], object]:
     """Per (start, budget): diff and ratio with intervals; and the figure's info. Latencies from the
     ``--retime`` ``rounds`` where they cover a run, else each run's own timings at a common speed."""
@@ -118,12 +111,12 @@ def summarise(rows: list[dict], rounds: list[dict] = ()) -> tuple[list[dict], ob
                 lat = latency_at(na["test_top1"], lats, accs)
                 if lat is not None:
                     ratios.append(lat / na["measured_ms"])
-            row = {"start": start, "budget": budget, "seeds": len(here), "diff": mean_interval(diffs),
+            row = {"start": start, "budget": budget, "seeds": len(here), "diff": st.mean_interval(diffs),
                    "step": "/".join(sorted({f"{r['step']:g}" if r.get("step") else "?" for r in here})),
-                   "ratio": mean_interval(ratios) if ratios else None, "ratio_seeds": len(ratios)}
+                   "ratio": st.mean_interval(ratios) if ratios else None, "ratio_seeds": len(ratios)}
             for name in curves:
-                row[name] = (mean_interval([r[name]["measured_ms"] for r in here]),
-                             mean_interval([r[name]["test_top1"] for r in here]))
+                row[name] = (st.mean_interval([r[name]["measured_ms"] for r in here]),
+                             st.mean_interval([r[name]["test_top1"] for r in here]))
                 curves[name].append(row[name])
             table.append(row)
         panels.append((start, tuple(

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from search import stats as st
+
 ROOT = Path(__file__).resolve().parents[2]
 
 RESULTS = ROOT / "benchmarks" / "proxy_fidelity" / "proxy_fidelity.jsonl"
@@ -118,23 +120,6 @@ def train_one(job: dict) -> dict:
 
 
 # ---------------------------------------------------------------- statistics
-def _tau(a, b) -> float:
-    from scipy.stats import kendalltau
-
-    return float(kendalltau(a, b).statistic)
-
-
-def _rho(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
-
-
-def _seed_sd(a: np.ndarray, b: np.ndarray) -> float:
-    """Pooled within-architecture sd of one run from two runs per architecture: sqrt(mean((a-b)^2)/2)."""
-    return float(np.sqrt(np.mean((a - b) ** 2) / 2))
-
-
 def stats(rows: list[dict], key: str = "top1", n_boot: int = 2000) -> dict | None:
     """Fidelity figures of one (dataset, budget) from its rows; None if no arch has two seeds yet."""
     by: dict[str, dict] = {}
@@ -147,33 +132,28 @@ def stats(rows: list[dict], key: str = "top1", n_boot: int = 2000) -> dict | Non
     if len(names) < 3:
         return None
     seeds = sorted(set.intersection(*(set(by[n]) for n in names)))[:2]
-    a = np.array([by[n][seeds[0]] for n in names])
-    b = np.array([by[n][seeds[1]] for n in names])
-    mean = (a + b) / 2
-    seed_sd = _seed_sd(a, b)
-    rng = np.random.default_rng(0)
-    boot, boot_ratio = [], []
-    for _ in range(n_boot):  # resample architectures: the intervals say how much 20 of them pin down
-        i = rng.integers(0, len(names), len(names))
-        if len(set(i)) > 2:
-            t = _tau(a[i], b[i])
-            if math.isfinite(t):
-                boot.append(t)
-            sd = _seed_sd(a[i], b[i])
-            if sd > 0:
-                boot_ratio.append(float(np.std(mean[i], ddof=1)) / sd)
+    runs = np.array([[by[n][seeds[0]], by[n][seeds[1]]] for n in names])
+    a, b, mean = runs[:, 0], runs[:, 1], runs.mean(axis=1)
+    seed_sd = st.seed_sd(runs)
+
+    def ratio(r):  # arch sd / seed sd of a resample of the architectures
+        sd = st.seed_sd(r)
+        return st.arch_sd(r) / sd if sd > 0 else math.nan
+
+    # resample architectures: the intervals say how much 20 of them pin down
+    tau_lo, tau_hi = st.bootstrap_interval(st.kendall_tau, a, b, n_boot=n_boot)
+    ratio_lo, ratio_hi = st.bootstrap_interval(ratio, runs, n_boot=n_boot)
     out = {
         "n_archs": len(names), "seeds": seeds, "mean_top1": float(mean.mean()),
         "min_top1": float(mean.min()), "max_top1": float(mean.max()),
-        "tau": _tau(a, b), "tau_lo": float(np.percentile(boot, 2.5)), "tau_hi": float(np.percentile(boot, 97.5)),
-        "rho": _rho(a, b), "seed_sd": seed_sd, "arch_sd": float(np.std(mean, ddof=1)),
-        "tau_params": _tau(mean, [meta[n]["params"] for n in names]),
-        "tau_macs": _tau(mean, [meta[n]["macs"] for n in names]),
+        "tau": st.kendall_tau(a, b), "tau_lo": tau_lo, "tau_hi": tau_hi,
+        "rho": st.spearman_rho(a, b), "seed_sd": seed_sd, "arch_sd": st.arch_sd(runs),
+        "tau_params": st.kendall_tau(mean, [meta[n]["params"] for n in names]),
+        "tau_macs": st.kendall_tau(mean, [meta[n]["macs"] for n in names]),
         "seconds": float(np.mean([r["seconds"] for r in rows])),
+        "ratio_lo": ratio_lo, "ratio_hi": ratio_hi,
     }
     out["arch_over_seed"] = out["arch_sd"] / seed_sd if seed_sd > 0 else math.inf
-    out["ratio_lo"], out["ratio_hi"] = ((float(np.percentile(boot_ratio, 2.5)), float(np.percentile(boot_ratio, 97.5)))
-                                        if boot_ratio else (math.nan, math.nan))
     if "V3-Small" in names and "V3-Small x0.5" in names:
         gap = mean[names.index("V3-Small")] - mean[names.index("V3-Small x0.5")]
         out["gap"] = float(gap)

@@ -28,10 +28,11 @@ import time
 import warnings
 from pathlib import Path
 
+from search import stats as st
+
 ROOT = Path(__file__).resolve().parents[2]
 
 HERE = Path(__file__).resolve().parent
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 FRACTIONS = (0.25, 0.5, 1.0)
 
 
@@ -61,14 +62,6 @@ def run_one(sampler: str, seed: int, args) -> dict:
             "seconds": time.perf_counter() - start, "folder": str(out.folder), "load": os.getloadavg()[0]}
 
 
-def mean_ci(xs: list[float]) -> tuple[float, float]:
-    """Mean and half-width of its 95% t-interval (nan with one value)."""
-    m = statistics.mean(xs)
-    if len(xs) < 2:
-        return m, math.nan
-    return m, T975.get(len(xs) - 1, 1.96) * statistics.stdev(xs) / math.sqrt(len(xs))
-
-
 def report(rows: list[dict], s: dict) -> str:
     by = {(r["sampler"], r["seed"]): r for r in rows}
     samplers = list(dict.fromkeys(r["sampler"] for r in rows))
@@ -83,7 +76,7 @@ def report(rows: list[dict], s: dict) -> str:
         rs = [by[sm, sd] for sd in seeds if (sm, sd) in by]
         cells = []
         for fr in FRACTIONS:
-            m, h = mean_ci([r["hv_at"][str(fr)] for r in rs])
+            m, h = st.mean_interval([r["hv_at"][str(fr)] for r in rs])
             cells.append(f"{m:.4f} ± {h:.4f}" if math.isfinite(h) else f"{m:.4f}")
         L.append(f"| {sm} | {len(rs)} | {' | '.join(cells)} | {statistics.mean(r['front'] for r in rs):.1f} | "
                  f"{statistics.mean(r['seconds'] for r in rs) / 60:.1f} |")
@@ -97,7 +90,7 @@ def report(rows: list[dict], s: dict) -> str:
             if not pairs:
                 continue
             logs = [math.log(a / b) for a, b in pairs]
-            m, h = mean_ci(logs)
+            m, h = st.mean_interval(logs)
             lo, hi = (math.exp(m - h), math.exp(m + h)) if math.isfinite(h) else (math.nan, math.nan)
             if not math.isfinite(h):
                 verdict = "one seed: no interval"

@@ -42,13 +42,12 @@ from benchmarks.proxy_fidelity.proxy_fidelity import (  # noqa: E402  -- the sib
     BUDGETS,
     _as_datasplit,
     _init_worker,
-    _rho,
     _splits,
-    _tau,
     budget_tag,
     read_results,
     train_one,
 )
+from search import stats as st  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "supernet_fidelity" / "supernet_fidelity.jsonl"
 REPORT = ROOT / "benchmarks" / "supernet_fidelity" / "supernet_fidelity.md"
@@ -255,20 +254,6 @@ def train_all(dataset: str, archs: list, sb: dict, tb: dict, seed: int, results:
 
 
 # ---------------------------------------------------------------- statistics
-def boot_ci(a: np.ndarray, b: np.ndarray, fn, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile 95% interval of fn(a, b) over `n_boot` resamples of the pairs (degenerate ones skipped)."""
-    rng, vals = np.random.default_rng(seed), []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(a), len(a))
-        if len(set(i.tolist())) > 2:
-            v = fn(a[i], b[i])
-            if math.isfinite(v):
-                vals.append(v)
-    if not vals:
-        return math.nan, math.nan
-    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
-
-
 def paired(rows: list[dict], skey: str, stand_key: str) -> list[dict]:
     """One dict per point with both a supernet score (key `skey`) and a standalone result (`stand_key`)."""
     scores = {(r["name"], r["arch"]): r for r in rows if r.get("kind") == "score" and r.get("key") == skey}
@@ -292,24 +277,15 @@ def fidelity(pairs: list[dict], n_boot: int = 2000) -> dict | None:
         return None
     a = np.array([p["supernet"] for p in pairs])
     b = np.array([p["standalone"] for p in pairs])
-    tau_lo, tau_hi = boot_ci(a, b, _tau, n_boot)
-    rho_lo, rho_hi = boot_ci(a, b, _rho, n_boot)
-    return {"n": len(pairs), "tau": _tau(a, b), "tau_lo": tau_lo, "tau_hi": tau_hi, "rho": _rho(a, b),
+    tau_lo, tau_hi = st.bootstrap_interval(st.kendall_tau, a, b, n_boot=n_boot)
+    rho_lo, rho_hi = st.bootstrap_interval(st.spearman_rho, a, b, n_boot=n_boot)
+    return {"n": len(pairs), "tau": st.kendall_tau(a, b), "tau_lo": tau_lo, "tau_hi": tau_hi, "rho": st.spearman_rho(a, b),
             "rho_lo": rho_lo, "rho_hi": rho_hi,
-            "tau_macs": _tau(b, [p["macs"] for p in pairs]) if all(p["macs"] for p in pairs) else math.nan,
-            "tau_macs_supernet": _tau(a, [p["macs"] for p in pairs]) if all(p["macs"] for p in pairs) else math.nan,
+            "tau_macs": st.kendall_tau(b, [p["macs"] for p in pairs]) if all(p["macs"] for p in pairs) else math.nan,
+            "tau_macs_supernet": st.kendall_tau(a, [p["macs"] for p in pairs]) if all(p["macs"] for p in pairs) else math.nan,
             # Holdout cross-entropy is a smoother score than top-1: does it rank better? (lower is better)
-            "tau_loss": (_tau([-p["supernet_loss"] for p in pairs], b)
+            "tau_loss": (st.kendall_tau([-p["supernet_loss"] for p in pairs], b)
                          if all(p.get("supernet_loss") is not None for p in pairs) else math.nan)}
-
-
-def ceiling(tau_between: float, runs: int = 1) -> float:
-    """Kendall tau a perfect ranking would reach against one run (or the mean of `runs` runs) when two runs
-    agree at ``tau_between``, if each run is the truth plus independent Gaussian noise: tau = (2/pi) asin(r)
-    for correlation r; corr(truth, run)^2 = corr(run, run') = r, and for the mean of k runs
-    corr(truth, mean)^2 = k r / (1 + (k - 1) r) (Spearman-Brown)."""
-    r = math.sin(math.pi * max(tau_between, 0.0) / 2)
-    return 2 / math.pi * math.asin(math.sqrt(runs * r / (1 + (runs - 1) * r)))
 
 
 def _arch_key(arch: str) -> str:
@@ -369,13 +345,13 @@ def references(rows: list[dict], proxy_rows: list[dict], skey: str, stand_key: s
     cols = {k: np.array([v[a] for a in common]) for k, v in runs.items()}
     z = np.mean([(c - c.mean()) / c.std() for c in cols.values()], axis=0)  # runs at other budgets: z-scored
     names = list(cols)
-    between = [_tau(cols[a], cols[b]) for i, a in enumerate(names) for b in names[i + 1:]]
-    lo, hi = boot_ci(sup, z, _tau)
-    return {"n": len(common), "runs": {k: {"supernet": _tau(sup, c), "macs": _tau(macs, c)} for k, c in cols.items()},
+    between = [st.kendall_tau(cols[a], cols[b]) for i, a in enumerate(names) for b in names[i + 1:]]
+    lo, hi = st.bootstrap_interval(st.kendall_tau, sup, z)
+    return {"n": len(common), "runs": {k: {"supernet": st.kendall_tau(sup, c), "macs": st.kendall_tau(macs, c)} for k, c in cols.items()},
             "between": (min(between), max(between)), "between_all": between,
-            "ceiling": (ceiling(min(between)), ceiling(max(between))),
-            "ceiling_mean": ceiling(float(np.mean(between)), len(names)),
-            "mean": {"supernet": _tau(sup, z), "lo": lo, "hi": hi, "macs": _tau(macs, z)}}
+            "ceiling": (st.tau_ceiling(min(between)), st.tau_ceiling(max(between))),
+            "ceiling_mean": st.tau_ceiling(float(np.mean(between)), len(names)),
+            "mean": {"supernet": st.kendall_tau(sup, z), "lo": lo, "hi": hi, "macs": st.kendall_tau(macs, z)}}
 
 
 def costs(rows: list[dict], skey: str, s: dict, trial_key: str, stand_key: str) -> dict:
@@ -462,34 +438,15 @@ _WORDS = {"steps": lambda v: f"{v} steps",
           "input_size": lambda v: f"{v} px", "dataset": str}
 
 
-def prediction_interval(xs, k: int = 1) -> tuple[float, float]:
-    """95% interval for one more draw (or the mean of `k` more) of what `xs` (>= 2 seeds) are draws of:
-    mean +- t sd sqrt(1/k + 1/n)."""
-    from scipy.stats import t as student
-
-    xs = np.asarray(xs, dtype=float)
-    n = len(xs)
-    half = student.ppf(0.975, n - 1) * xs.std(ddof=1) * math.sqrt(1 / k + 1 / n)
-    return float(xs.mean() - half), float(xs.mean() + half)
-
-
 def paired_gain(v: dict | list[dict], base: list[dict], n_boot: int = 2000,
                 seed: int = 0) -> tuple[float, float, float]:
     """tau(v) (or the mean tau of a list of seeds `v`) minus the mean tau of the `base` seeds against the standalone
-    runs, on the points all of them scored, with its percentile 95% interval over resamples of those points (the
-    points drawn, not the seeds)."""
+    runs, on the points all of them scored, with its paired 95% interval over resamples of those points."""
     mine = v if isinstance(v, list) else [v]
     names = sorted(set(mine[0]["pairs"]).intersection(*(x["pairs"] for x in mine[1:] + base)))
-    stand = np.array([mine[0]["pairs"][n][1] for n in names])
-    cols = [np.array([x["pairs"][n][0] for n in names]) for x in mine + base]
-
-    def gain(i):
-        taus = [_tau(c[i], stand[i]) for c in cols]
-        return float(np.mean(taus[:len(mine)]) - np.mean(taus[len(mine):]))
-
-    idx = np.arange(len(names))  # boot_ci resamples these indices; gain reads every column at them
-    lo, hi = boot_ci(idx, idx, lambda i, _: gain(i), n_boot, seed)
-    return gain(idx), lo, hi
+    stand = [mine[0]["pairs"][n][1] for n in names]
+    a, b = ([[x["pairs"][n][0] for n in names] for x in xs] for xs in (mine, base))
+    return st.paired_gain(a, b, stand, n_boot=n_boot, seed=seed)
 
 
 def describe(s: dict, keys=None) -> str:
@@ -563,7 +520,7 @@ def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = 
               f"{g['tau'][0]:.2f}-{g['tau'][1]:.2f} (sd {g['tau_sd']:.2f})"
               + (f", against the mean of runs {g['mean'][0]:.2f}-{g['mean'][1]:.2f} (sd {g['mean_sd']:.2f})"
                  if g["mean"] else "") + ".", ""]
-        pi = prediction_interval([m["fidelity"]["tau"] for m in g["members"]])
+        pi = st.prediction_interval([m["fidelity"]["tau"] for m in g["members"]])
         L += [f"95% prediction interval of one more seed of these settings (t, from the {len(g['seeds'])} seeds): "
               f"tau {pi[0]:.3f}-{pi[1]:.3f} against {stand}. A variant is shown better (worse) only if its tau lies "
               "above (below) that interval, for the supernet's training noise, and the paired bootstrap interval "
@@ -589,7 +546,7 @@ def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = 
                   "verdict |", "|---|---|---|---|---|---|---|"]
             for o in groups[1:]:
                 taus = [m["fidelity"]["tau"] for m in o["members"]]
-                pk = prediction_interval([m["fidelity"]["tau"] for m in g["members"]], len(taus))
+                pk = st.prediction_interval([m["fidelity"]["tau"] for m in g["members"]], len(taus))
                 where = _where_in(float(np.mean(taus)), *pk)
                 gain, lo, hi = paired_gain(o["members"], g["members"], n_boot)
                 verdict = _verdict(where, lo, hi)
@@ -647,7 +604,7 @@ def _shared(*cols: dict) -> list[str]:
 def tau_shared(a: dict, b: dict) -> float:
     """Kendall tau of two {architecture: score} columns over the architectures both hold (NaN under 3)."""
     common = _shared(a, b)
-    return _tau([a[k] for k in common], [b[k] for k in common]) if len(common) >= 3 else math.nan
+    return st.kendall_tau([a[k] for k in common], [b[k] for k in common]) if len(common) >= 3 else math.nan
 
 
 def pairwise(cols: list[dict], others: list[dict] | None = None) -> list[float]:
@@ -657,20 +614,13 @@ def pairwise(cols: list[dict], others: list[dict] | None = None) -> list[float]:
     return [tau_shared(a, b) for a in cols for b in others]
 
 
-def expected_across(tau_a: float, tau_b: float) -> float:
-    """Kendall tau between a member of family A and one of family B if both families are one ranking plus
-    independent Gaussian noise, from the agreement within each (tau = (2/pi) asin r; r_AB = sqrt(r_A r_B))."""
-    r = [math.sin(math.pi * max(t, 0.0) / 2) for t in (tau_a, tau_b)]
-    return 2 / math.pi * math.asin(math.sqrt(r[0] * r[1]))
-
-
 def _over_points(cols: list[dict], stat, n_boot: int, seed: int) -> tuple[float, float, float, int]:
     """`stat` of the columns' arrays on the points all of them hold, with its percentile 95% interval over
     resamples of those points, and the number of points."""
     names = _shared(*cols)
     arrs = [np.array([c[n] for n in names]) for c in cols]
     idx = np.arange(len(names))
-    lo, hi = boot_ci(idx, idx, lambda i, _: stat([x[i] for x in arrs]), n_boot, seed)
+    lo, hi = st.bootstrap_interval(lambda i: stat([x[i.astype(int)] for x in arrs]), idx, n_boot=n_boot, seed=seed)
     return stat(arrs), lo, hi, len(names)
 
 
@@ -679,7 +629,7 @@ def reference_shift(seeds: list[dict], run: dict, base: dict, n_boot: int = 2000
     """Mean tau of the `seeds` columns against `run` minus their mean tau against `base`, on the points all hold,
     with its percentile 95% interval over resamples of those points: does the supernet rank `run` better?"""
     def shift(x):
-        return float(np.mean([_tau(c, x[0]) - _tau(c, x[1]) for c in x[2:]]))
+        return float(np.mean([st.kendall_tau(c, x[0]) - st.kendall_tau(c, x[1]) for c in x[2:]]))
     return _over_points([run, base, *seeds], shift, n_boot, seed)
 
 
@@ -688,7 +638,7 @@ def size_gap(seeds: list[dict], run: dict, macs: dict, n_boot: int = 2000,
     """Mean tau of the `seeds` columns against `run` minus MACs' tau against it, on the points all hold, with its
     percentile 95% interval over resamples of those points: does the supernet rank `run` better than size does?"""
     def gap(x):
-        return float(np.mean([_tau(c, x[0]) for c in x[2:]])) - _tau(x[1], x[0])
+        return float(np.mean([st.kendall_tau(c, x[0]) for c in x[2:]])) - st.kendall_tau(x[1], x[0])
     return _over_points([run, macs, *seeds], gap, n_boot, seed)
 
 
@@ -751,7 +701,7 @@ def agreement_report(agree: dict, vs: list[dict], sb: dict, dataset: str, n_boot
     if len(common) >= 3 and len(cols_s) >= 2 and len(cols_r) >= 2:
         on = [{k: c[k] for k in common} for c in cols_s], [{k: c[k] for k in common} for c in cols_r]
         ws, wr, ac = pairwise(on[0]), pairwise(on[1]), pairwise(on[0], on[1])
-        exp = expected_across(float(np.mean(ws)), float(np.mean(wr)))
+        exp = st.tau_across(float(np.mean(ws)), float(np.mean(wr)))
         L += [f"On the {len(common)} points every supernet and every run holding >= 90% of them has, the "
               f"{len(cols_s)} supernets rank one "
               f"another at tau {min(ws):.2f}-{max(ws):.2f} (mean {np.mean(ws):.2f}), the {len(cols_r)} standalone "
