@@ -12,7 +12,6 @@ is free again at once, with no timeout; a finished job is never run again.
 """
 from __future__ import annotations
 
-import csv
 import fcntl
 import json
 import os
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UsageError
+from core.trials import trial_rows
 from space import REFERENCES, ArchSpec, SearchSpace, format_arch, parse_arch
 
 from .storage import Journal
@@ -89,8 +89,7 @@ def _study_rows(where: str) -> list[dict]:
     path = Path(where).expanduser()
     if "://" not in where:
         if (path / "trials.csv").is_file():
-            with open(path / "trials.csv", newline="") as f:
-                return [{k: r.get(k) for k in ("number", "state", "arch", "top1")} for r in csv.DictReader(f)]
+            return trial_rows(path / "trials.csv")
         if not (path / "study.log").is_file():
             raise UsageError(f"fidelity.study={where}: no study there (no trials.csv or study.log): pass a study "
                              f"folder (results/search/<space>/<study>) or a storage URL")

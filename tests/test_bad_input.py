@@ -107,6 +107,8 @@ CASES = [
      "bad override: conf/search.yaml presets no space: pass +space=v3_small (a leading +)"),
     ("no space", _search_main, [], "no space given"),
     ("unknown override", _search_main, ["+space=v3_small", "colour=red"], "bad override"),
+    ("cuda on a host without it", _search_main, ["+space=v3_small", "train.device=cuda"],
+     "train.device=cuda but this host has no CUDA device"),
     ("unknown sampler", _search_main, ["+space=v3_small", "sampler=annealing"], "unknown sampler 'annealing'"),
     ("malformed arch string", _show_main, ["stem16 k3_e16_c16_xx last96 head128"], "cannot read token"),
     ("malformed arch JSON", _show_main, ["{root}/bad.json"], "is not valid JSON"),

@@ -145,9 +145,10 @@ def test_schedule_and_config():
 def test_auto_device_follows_cuda_and_a_missing_gpu_is_named(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
     assert resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(ValueError, match=r"device='cuda:1' but CUDA is not available: pass train.device=auto or cpu"):
+    with pytest.raises(ValueError, match=r"^train.device=cuda:1 but this host has no CUDA device torch can use: pass train.device=cpu"):
         resolve_device("cuda:1")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on one with a GPU (nothing is run on it)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on one with two GPUs (nothing is run on them)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("auto") == torch.device("cuda")
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
 

@@ -111,7 +111,10 @@ def make_estimator(accuracy_cfg: dict | None, data: DataSplit, train_cfg: TrainC
     name = cfg.get("name", "train")
     if name not in ESTIMATORS:
         raise UsageError(f"accuracy={name!r} is unknown: pass accuracy=one of {', '.join(ESTIMATORS)}")
-    if context.get("seeds", 1) > 1 and name != "train":
-        raise UsageError(f"train.seeds={context['seeds']} applies to accuracy=train (accuracy={name} scores "
+    seeds = context.pop("seeds", 1)
+    if seeds > 1 and name != "train":
+        raise UsageError(f"train.seeds={seeds} applies to accuracy=train (accuracy={name} scores "
                          f"each network once): drop it or use accuracy=train")
+    if name == "train":
+        context["seeds"] = seeds
     return ESTIMATORS[name](cfg, data, train_cfg, **context)
