@@ -3,6 +3,7 @@
 Torch-free on purpose: a command that finds its arguments wrong answers before torch is imported.
 """
 from .errors import UsageError, UserError
+from .lazy import lazy_getattr
 
 __all__ = [
     "compose", "plain", "quiet_warnings", "run", "UsageError", "UserError",
@@ -19,10 +20,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        module, _, attr = _LAZY[name].partition(":")
-        return getattr(importlib.import_module(module), attr or name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

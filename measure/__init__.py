@@ -2,6 +2,8 @@
 
 Knows nothing of Optuna or NetAdapt: everything takes an ``ArchSpec``.
 """
+from core.lazy import lazy_getattr
+
 from .costs import Costs, costs
 from .latency import BACKENDS, Latency, MeasureError, measure_latency
 from .macs import count_macs, count_params
@@ -45,10 +47,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        module, _, attr = _LAZY[name].partition(":")
-        return getattr(importlib.import_module(module), attr or name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

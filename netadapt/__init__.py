@@ -1,6 +1,7 @@
 """NetAdapt (MobileNetV3 paper, section 4.2): shrink a trained network under a latency budget."""
 
 from core.errors import UserError
+from core.lazy import lazy_getattr
 
 
 class NetAdaptError(UserError):
@@ -28,10 +29,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        module, _, attr = _LAZY[name].partition(":")
-        return getattr(importlib.import_module(module), attr or name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

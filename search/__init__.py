@@ -6,6 +6,7 @@ accuracy is estimated (``train``): it calls them with ``ArchSpec``s.
 """
 
 from core.errors import UserError
+from core.lazy import lazy_getattr
 
 
 class SearchError(UserError):
@@ -28,10 +29,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        module, _, attr = _LAZY[name].partition(":")
-        return getattr(importlib.import_module(module), attr or name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -1,4 +1,6 @@
 """bneck's accuracy layer: datasets split train / holdout / test, `fit`, and the accuracy estimators."""
+from core.lazy import lazy_getattr
+
 from .accuracy import Accuracy, AccuracyEstimator
 from .data import load_data
 from .errors import DataError, DivergedError
@@ -32,10 +34,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        module, _, attr = _LAZY[name].partition(":")
-        return getattr(importlib.import_module(module), attr or name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

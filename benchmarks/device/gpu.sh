@@ -73,7 +73,7 @@ fidelity)
   args=(+space=v3_small data=cluttered fidelity.archs=40 fidelity.seeds=2 'fidelity.steps=[600,2000]'
         train.device="$DEVICE" train.precision=bf16 train.channels_last=true progress=false results_dir="$res")
   [ "$TINY" = 1 ] && args=(+space=v3_small data=cluttered data.n_train=200 data.n_holdout=60 data.n_test=60
-        data.input_size=16 data.canvas=32 data.digit_min=8 data.digit_max=16 fidelity.archs=4 fidelity.seeds=2
+        data.input_size=16 data.canvas=32 data.digit_min=8 data.digit_max=16 fidelity.archs=8 fidelity.seeds=2
         'fidelity.steps=[2,4]' train.device="$DEVICE" progress=false results_dir="$res") && FID_WORKERS=2
   start=$(date +%s)
   pids=()
