@@ -16,6 +16,16 @@ _BUNDLED = REPO / "tests" / "fixtures"
 # Latency tables made by tests calibrate on two tiny networks, not the full set (a minute per fresh
 # table); inherited by the commands tests start. The full set is tested on its own (test_measure).
 os.environ.setdefault("BNECK_CALIBRATION_SET", "quick")
+# A two-block space whose tables build in seconds (latency tests, local and over SSH).
+TINY_SPACE = """
+name: tiny
+stem: 8
+last_conv: 6x
+head: 32
+blocks:
+  - {kernel: [3, 5], expand: 16, out: 8}
+  - {kernel: 3, expand: [16, 24], out: 16, se: [false, true], act: HS, stride: 2}
+"""
 
 
 @pytest.fixture(scope="session")

@@ -23,15 +23,6 @@ FAST = {"warmup": 1, "repeats": 5, "max_rounds": 1}
 REPO = Path(__file__).resolve().parents[1]
 # Stem 8 -> block (expand 8->16, dw 3x3, project 16->8, residual) -> block (16->24, SE, HS, stride 2).
 TINY = ArchSpec(8, (BlockSpec(3, 16, 8), BlockSpec(3, 24, 16, True, "HS", 2)), 96, 32)
-TINY_SPACE = """
-name: tiny
-stem: 8
-last_conv: 6x
-head: 32
-blocks:
-  - {kernel: [3, 5], expand: 16, out: 8}
-  - {kernel: 3, expand: [16, 24], out: 16, se: [false, true], act: HS, stride: 2}
-"""
 
 
 def test_reference_macs_and_params_are_pinned():
@@ -187,6 +178,8 @@ def test_measured_source_and_costs(tmp_path):
 
 
 def _space_file(tmp_path):
+    from conftest import TINY_SPACE  # here, not at the top: a subprocess imports this module without tests/ on its path
+
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_SPACE)
     return path

@@ -17,19 +17,10 @@ from pathlib import Path
 
 import pytest
 import ssh_target
-from conftest import REPO, run_cli
+from conftest import REPO, TINY_SPACE, run_cli
 
 pytestmark = pytest.mark.skipif(not ssh_target.available(), reason="OpenSSH server not installed (Debian openssh-server)")
 
-TINY_SPACE = """
-name: tiny
-stem: 8
-last_conv: 6x
-head: 32
-blocks:
-  - {kernel: [3, 5], expand: 16, out: 8}
-  - {kernel: 3, expand: [16, 24], out: 16, se: [false, true], act: HS, stride: 2}
-"""
 FAST = ["latency.input_size=32", "latency.repeats=5", "latency.warmup=1", "latency.max_rounds=1"]
 
 
