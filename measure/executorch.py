@@ -146,13 +146,14 @@ def et_runner(module: nn.Module, x: torch.Tensor, *, threads: int = 1, channels_
     data = cached_program(module, x, name=name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # as above, on every call of the thread-pool functions
-        program = Runtime.get().load_program(data)
-        method = program.load_method("forward")
         # XNNPACK runs on ExecuTorch's one process-wide thread pool, sized to the cores by default; the
-        # runtime has no per-method setting, so resize the pool (the call is "unsafe" only while a method
-        # runs on it, which nothing does here: timing is single-threaded Python).
+        # runtime has no per-method setting, so resize the pool. Before the method is loaded: its delegate
+        # keeps a pointer to the pool, and a reset after the load left it dangling (the heap corrupted and the
+        # process aborted later, in about 1 run in 3 of tests/test_executorch_backend.py).
         if portable_lib._threadpool_get_thread_count() != threads:
             portable_lib._unsafe_reset_threadpool(threads)
+        program = Runtime.get().load_program(data)
+        method = program.load_method("forward")
     inputs = [x]
 
     def run():

@@ -124,10 +124,10 @@ def runtime(backend: str) -> tuple[str, object]:
         def load(program: bytes, shape, threads: int):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                if portable_lib._threadpool_get_thread_count() != threads:  # before the load: the method keeps
+                    portable_lib._unsafe_reset_threadpool(threads)  # a pointer to the pool (measure/executorch.py)
                 loaded = Runtime.get().load_program(program)
                 method = loaded.load_method("forward")
-                if portable_lib._threadpool_get_thread_count() != threads:
-                    portable_lib._unsafe_reset_threadpool(threads)
             inputs = [torch.randn(*shape)]
             run = lambda: method.execute(inputs)
             run.program = loaded  # the method's memory belongs to its program
