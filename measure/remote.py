@@ -214,7 +214,8 @@ class RemoteTarget:
         lines: queue.Queue = queue.Queue()
         stderr: list[bytes] = []
         threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
-        threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True).start()
+        errors = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
+        errors.start()
         got, started = 0, False
         try:
             try:
@@ -254,6 +255,7 @@ class RemoteTarget:
                     got += kind == "timed"
                 yield event
             proc.wait(timeout=30)
+            errors.join(timeout=30)  # ssh has exited, but its last words may still be on their way to `stderr`
             raise MeasureError(self._failure(proc.returncode, b"".join(stderr).decode(errors="replace"), started, got))
         finally:
             if proc.poll() is None:

@@ -37,6 +37,7 @@ import fcntl
 import hashlib
 import json
 import random
+import statistics
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +51,7 @@ from .entries import Entry, arch_entries, call_entries, call_entry, network_entr
 from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
 from .probe import PROBE, SpeedProbe, reference
 
+SPEED_WINDOW = 3  # probe timings whose median is the speed timings are converted at (see LatencyTable._sweep)
 FORMAT = 2  # 2: entries at the probe's reference speed, one record per pass
 
 
@@ -198,14 +200,17 @@ class LatencyTable:
         Each sweep visits the entries in a fresh shuffled order (as Google Benchmark's random
         interleaving does), so a slow spell of the machine spreads over unrelated entries instead of
         hitting neighbours. Timings are held until the probe is timed again (``measure.probe``), then
-        stored at the reference speed using the mean of the two probe timings around them. Called
-        under the lock.
+        stored at the reference speed using the machine's speed then: the median of the last
+        ``SPEED_WINDOW`` probe timings (the two around them and the one before). One slow probe timing
+        then cannot rescale a batch of entries: on a quiet host the mean of the two around them put
+        6.7% of spread between processes timing the same network whose raw timings spread 1.0%
+        (benchmarks/latency_lut). Called under the lock.
         """
-        timed = set()
+        timed, recent = set(), []
         for p in range(self.passes):
             order = [e for e in entries if _passes(records.get(e.key)) <= p]
             random.Random(f"{self.path.name}-{p}-{len(order)}").shuffle(order)
-            before, pending = None, []
+            pending = []
             timings = self._timings(order) if self.target is None else self.target.timings(self, order)
             try:
                 for kind, *what in timings:  # probe, entries, probe, ... (measure.remote streams the same)
@@ -216,13 +221,13 @@ class LatencyTable:
                         continue
                     if kind == "reference":  # a new table's unit, timed on the target
                         self.reference = reference(what[0])
-                    after = self.reference_ms if kind == "reference" else what[0]
+                    recent = [*recent, self.reference_ms if kind == "reference" else what[0]][-SPEED_WINDOW:]
                     if pending:
-                        self._store(pending, (before + after) / 2, records, timed, save)
-                    before, pending = after, []
+                        self._store(pending, statistics.median(recent), records, timed, save)
+                    pending = []
             except MeasureError:
                 if pending and self.target is not None:  # a target lost mid-batch: keep what arrived,
-                    self._store(pending, before, records, timed, save)  # converted by the probe before it
+                    self._store(pending, statistics.median(recent), records, timed, save)  # at the speed before
                 raise
         return timed
 

@@ -367,13 +367,14 @@ def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, m
     raw = dict(zip(keys, (1.0, 2.0, 0.5, 4.0)))  # x 0.75 or 0.5: exact in binary
     # Probe timed five times at the start: the table's reference is their median, 3 ms, with their spread
     # (3.5 - 2.75) / 3 = 0.25. Then 5 ms after two entries (the clock passed the 1 s interval), 7 ms after
-    # the last two: factors 3 / mean(3, 5) = 0.75, then 3 / mean(5, 7) = 0.5.
+    # the last two: factors 3 / median(3, 5) = 0.75, then 3 / median(3, 5, 7) = 0.6 (the speed is the median
+    # of the last three probe timings: one odd reading cannot rescale a batch).
     machine = ScriptedMachine([3.5, 2.75, 3.0, 3.25, 2.875, 5.0, 7.0], raw, seconds_per_timing=0.6)
     table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
     machine.install(monkeypatch, table)
     total = table.raw_sum(TINY)
     assert machine.probe_calls == 7 and sorted(machine.timed) == sorted(keys)
-    factor = {k: 0.75 if i < 2 else 0.5 for i, k in enumerate(machine.timed)}  # by the order they were timed
+    factor = {k: 0.75 if i < 2 else 0.6 for i, k in enumerate(machine.timed)}  # by the order they were timed
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.5, 2.75, 3.0, 3.25, 2.875],
                                   "spread": 0.25}
@@ -395,6 +396,21 @@ def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, m
     fast.install(monkeypatch, reopened)
     assert reopened.measure_networks([TINY]) == [{"ms": 8.0, "as_timed_ms": 4.0}]
     assert json.loads((tmp_path / "t.json").read_text())["reference"]["ms"] == 3.0
+
+
+def test_one_odd_probe_timing_rescales_no_entry(tmp_path, monkeypatch):
+    """The probe read once 10x slow between entries (a hiccup, not the machine's speed): every entry keeps
+    factor 1; the mean of the two probe timings around them would have converted two entries by 3 / 16.5."""
+    from measure.entries import arch_entries
+
+    keys = [e.key for e in arch_entries(TINY, 32)]
+    machine = ScriptedMachine([3.0] * 5 + [3.0, 30.0, 3.0, 3.0], dict(zip(keys, (1.0, 2.0, 0.5, 4.0))),
+                              seconds_per_timing=1.0)  # the probe is due after every entry
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
+    machine.install(monkeypatch, table)
+    assert table.raw_sum(TINY) == 7.5
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert [p["factor"] for k in keys for p in saved["entries"][k]["passes"]] == [1.0] * 4
 
 
 def test_probe_is_due_only_once_its_interval_has_passed():

@@ -95,6 +95,22 @@ def test_build_and_validate_over_ssh_key_the_table_by_the_targets_machine(ssh_en
     assert len(rows) == 4 and rows[0].startswith("arch,predicted_ms,measured_ms")
 
 
+def test_an_executorch_table_is_lowered_here_and_timed_on_the_target(ssh_env, tmp_path):
+    """latency.backend=executorch over SSH: the host lowers each entry to a .pte program, the target's runner
+    (here this interpreter, which has the ExecuTorch runtime) times it; the table records that runtime."""
+    from measure.executorch import available
+    if not available():
+        pytest.skip("the executorch extra is not installed (.ci/run installs it)")
+    args = [f"space_file={space_file(tmp_path)}", f"results_dir={tmp_path}", *FAST, "latency.backend=executorch",
+            *target_args(ssh_env, sys.executable)]
+    p = run_cli("measure.lut", "build", *args)
+    assert p.returncode == 0, p.stderr
+    assert "8 entries and 2 calibration networks (17 timed now)" in p.stdout
+    data = json.loads(next((tmp_path / "lut").rglob("executorch_*.json")).read_text())
+    assert data["backend"] == "executorch" and data["target"]["runtime"].startswith("executorch ")
+    assert all(len(e["passes"]) == 2 and e["p10"] > 0 for e in data["entries"].values())
+
+
 def test_a_search_measures_a_missing_entry_on_the_target(ssh_env, target_python, tmp_path):
     from measure.remote import open_target
     from measure.table import LatencyTable
