@@ -49,9 +49,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks.common import append_jsonl, read_jsonl
+from core import quiet_warnings
 
-from core import quiet_warnings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 from space import V3_LARGE, V3_SMALL, ArchSpec, available_spaces, format_arch, load_space  # noqa: E402
 
 quiet_warnings()
@@ -137,17 +138,6 @@ def cv(values: list[float]) -> float:
     return statistics.pstdev(values) / statistics.mean(values)
 
 
-def append(path: Path, record: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def host_noise(backend: str, seconds: float) -> dict:
     """``host_noise.py``'s measurement (its ``run``): the share of 20-pair windows whose Small/Large ratio is within
     ±5%, the floor no table can beat on this host at this moment."""
@@ -182,13 +172,13 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
           calibration_only: bool = False) -> None:
     """Time the host's noise, build ``backend``'s table, then each (set, run), the repeat in processes and the
     second table not yet in ``results``: one JSON line per finished piece, so a killed run resumes."""
-    done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read(results)}
+    done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read_jsonl(results)}
     if noise_seconds > 0 and (backend, "noise", None, None, None) not in done:
-        append(results, {"backend": backend, "kind": "noise", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        append_jsonl(results, {"backend": backend, "kind": "noise", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                          **host_noise(backend, noise_seconds)})
     table, record = build_table(backend, results_dir, spaces=[] if calibration_only else spaces, passes=passes)
     if (backend, "table", None, None, 1) not in done:
-        append(results, record)
+        append_jsonl(results, record)
     validation = sets(n, per_start, spaces)
     for set_name, named in validation.items():
         for run in range(1, RUNS + 1):
@@ -196,20 +186,20 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
                 continue
             t0 = time.time()
             rows = compare(table, named)
-            append(results, {"backend": backend, "kind": "set", "set": set_name, "run": run,
+            append_jsonl(results, {"backend": backend, "kind": "set", "set": set_name, "run": run,
                              "seconds": time.time() - t0, "load": os.getloadavg()[0], "rows": rows})
     if repeat and (backend, "repeat", None, None, None) not in done:
         reps = repeat_in_processes(results_dir, backend, repeat, passes)
-        append(results, {"backend": backend, "kind": "repeat", "ms": [r["ms"] for r in reps],
+        append_jsonl(results, {"backend": backend, "kind": "repeat", "ms": [r["ms"] for r in reps],
                          "as_timed_ms": [r["as_timed_ms"] for r in reps], "load": os.getloadavg()[0]})
     if tables >= 2 and (backend, "agreement", None, None, 2) not in done:
         # A second table from scratch, later: what a user rebuilding on this machine would get.
         archs = list({format_arch(a): a for named in validation.values() for _, a in named}.values())
         second, record = build_table(backend, str(Path(results_dir) / "table2"), seq=2,
                                      spaces=[] if calibration_only else spaces, passes=passes)
-        append(results, record)
+        append_jsonl(results, record)
         first, other = [table.predict(a) for a in archs], [second.predict(a) for a in archs]
-        append(results, {"backend": backend, "kind": "agreement", "table": 2, "networks": len(archs),
+        append_jsonl(results, {"backend": backend, "kind": "agreement", "table": 2, "networks": len(archs),
                          "diffs": [round(b / a - 1, 5) for a, b in zip(first, other)], "load": os.getloadavg()[0]})
 
 
@@ -348,8 +338,8 @@ def main() -> None:
         return
     out = args.out_dir / args.out
     results = out.with_suffix(".jsonl")
-    if args.note and not any(r.get("text") == args.note for r in read(results)):
-        append(results, {"kind": "note", "text": args.note})
+    if args.note and not any(r.get("text") == args.note for r in read_jsonl(results)):
+        append_jsonl(results, {"kind": "note", "text": args.note})
     if not args.report_only:
         for backend in args.backends:
             check = host_check(backend, args.max_spread)
@@ -360,8 +350,8 @@ def main() -> None:
                 raise SystemExit(2)
             bench(backend, args.results_dir, args.n, args.repeat, results, args.tables, args.netadapt_per_start,
                   args.noise_seconds, args.spaces, args.passes, args.calibration_only)
-            report(read(results), out)
-    report(read(results), out)
+            report(read_jsonl(results), out)
+    report(read_jsonl(results), out)
     print(out.read_text())
     print(f"wrote {out}; results in {results}")
 

@@ -19,7 +19,6 @@ from the last line. Takes several minutes; anything else running on the machine 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -29,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import append_jsonl, read_jsonl
 from core import quiet_warnings
 
 quiet_warnings()
@@ -217,10 +217,6 @@ def report(records: list[dict]) -> str:
     ]) + "\n"
 
 
-def _records(jsonl: Path) -> list[dict]:
-    return [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="narrow", help="narrow (the module's NARROW), a space name or a YAML path")
@@ -232,14 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     jsonl = args.out / "remote_target.jsonl"
     if args.report_only:
-        (args.out / "remote_target.md").write_text(report(_records(jsonl)))
+        (args.out / "remote_target.md").write_text(report(read_jsonl(jsonl)))
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still stops its sshd, removes its files
     with tempfile.TemporaryDirectory(prefix="bneck-remote-bench-") as work:
         record = run(args.space, args.input_size, args.points, args.noise_s, Path(work))
-    with jsonl.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-    (args.out / "remote_target.md").write_text(report(_records(jsonl)))
+    append_jsonl(jsonl, record)
+    (args.out / "remote_target.md").write_text(report(read_jsonl(jsonl)))
     print(f"build remote/local {record['build_ratio']:.2f}; entries median ratio "
           f"{record['entry_ratio']['median']:.3f}; wrote {args.out / 'remote_target.md'}")
     return 0
