@@ -1,14 +1,13 @@
 """Rank fidelity of accuracy=supernet: did supernet-inherited holdout top-1 rank `v3_small` points as standalone
 training does? (issue 12's first benchmark.) The record of that study: its report, regenerated from its results.
 
-    python -m benchmarks.supernet_fidelity.supernet_fidelity [--supernet-steps 2000] [--finetune-steps N] ...
-        [--variants MD]
+    python -m benchmarks.supernet_fidelity.supernet_fidelity [--key <supernet key>] [--variants MD]
 
 `supernet_fidelity.jsonl` holds one line per piece of the study: a supernet training session, a point scored with
 inherited weights (MobileNetV3-Small and 20 seeded random points, BN re-estimated on training batches), a
 standalone training of each point at 4x a trial's budget of `benchmarks/proxy_fidelity`, and one MobileNetV3-Small
-at a trial's budget (the per-trial cost of accuracy=train), each keyed by its settings. The options select which
-supernet's report to write (the settings of its key); `--variants` writes every supernet side by side instead.
+at a trial's budget (the per-trial cost of accuracy=train), each keyed by its settings. `--key` picks the supernet
+whose report to write (`supernet_key`: its settings in a name); `--variants` writes every supernet side by side.
 Measuring anew is `python -m search.fidelity +space=v3_small data=cluttered accuracy=supernet` (the supernet's
 settings as `accuracy.<key>=...`), which trains, scores and reports the same comparison on any space and data.
 """
@@ -24,23 +23,17 @@ import numpy as np
 
 from benchmarks.common import na, read_jsonl
 from benchmarks.proxy_fidelity.proxy_fidelity import BUDGETS, budget_tag
+from core import UsageError
 from search import stats as st
 
 HERE = Path(__file__).resolve().parent
 PROXY = HERE.parent / "proxy_fidelity" / "proxy_fidelity.jsonl"  # the sibling study's standalone runs
 SPACE = "v3_small"
 TARGET_TAU = 0.7
+DEFAULT = "cluttered-64px-2000steps-b64-lr0.05-r2-s0-bn20"  # the study's default supernet
 
 
 # ---------------------------------------------------------------- settings and keys
-def supernet_settings(args) -> dict:
-    return {"dataset": args.dataset, "input_size": BUDGETS[args.dataset]["input_size"], "steps": args.supernet_steps,
-            "batch_size": args.supernet_batch_size, "lr": args.supernet_lr, "n_random": args.n_random,
-            "seed": args.supernet_seed, "bn_recal_batches": args.bn_recal_batches,
-            "finetune_steps": args.finetune_steps, "finetune_lr": args.finetune_lr,
-            "kernel_transform": args.kernel_transform, "progressive_shrinking": args.progressive_shrinking}
-
-
 def train_key(s: dict) -> str:
     """The trained supernet's key (its folder, its training sessions' lines): scoring settings aside, but the
     BN batches, which named the folders before finetuning existed."""
@@ -732,33 +725,25 @@ def best_fractions(pairs: list[dict], n_boot: int = 2000) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="cluttered", choices=sorted(BUDGETS))
+    ap.add_argument("--key", default=DEFAULT, help=f"the supernet's scores' key in --results (default {DEFAULT})")
     ap.add_argument("--n-archs", type=int, default=20, help="random points besides MobileNetV3-Small")
-    ap.add_argument("--supernet-steps", type=int, default=2000)
-    ap.add_argument("--supernet-batch-size", type=int, default=64)
-    ap.add_argument("--supernet-lr", type=float, default=0.05)
-    ap.add_argument("--n-random", type=int, default=2, help="random points per sandwich step")
-    ap.add_argument("--supernet-seed", type=int, default=0)
-    ap.add_argument("--bn-recal-batches", type=int, default=20)
-    ap.add_argument("--finetune-steps", type=int, default=0, help="SGD steps of each point before it was scored")
-    ap.add_argument("--finetune-lr", type=float, default=0.01)
-    ap.add_argument("--kernel-transform", action="store_true", help="the supernet with the learned kernel transform")
-    ap.add_argument("--progressive-shrinking", action="store_true", help="the one with progressive shrinking")
     ap.add_argument("--standalone-steps", type=int, default=None,
                     help="standalone training steps (default 4x a trial's budget: cluttered 800 steps)")
     ap.add_argument("--results", type=Path, default=HERE / "supernet_fidelity.jsonl")
     ap.add_argument("--report", type=Path, default=HERE / "supernet_fidelity.md")
     ap.add_argument("--variants", type=Path, default=None, metavar="MD",
-                    help="write every supernet of --results on --dataset side by side to MD (and its seed spread)")
+                    help="write every supernet of --results on its dataset side by side to MD (and its seed spread)")
     args = ap.parse_args(argv)
-    s = supernet_settings(args)
-    tb, sb = trial_budget(args.dataset), standalone_budget(args.dataset, args.standalone_steps)
+    s = parse_key(args.key)
+    if s is None:
+        raise UsageError(f"--key {args.key!r} is not a supernet's key: pass one like {DEFAULT}")
+    tb, sb = trial_budget(s["dataset"]), standalone_budget(s["dataset"], args.standalone_steps)
     rows = read_jsonl(args.results)
     if args.variants is not None:
         proxy_rows = read_jsonl(PROXY)
-        vs = variants(rows, proxy_rows, args.dataset, tb, sb)
-        text = variants_report(vs, sb, args.dataset, agree=agreement_columns(rows, proxy_rows, args.dataset, tb, sb))
-        text += "\n\n" + "\n".join(variant_sections(rows, vs, supernet_key(s), tb, sb, args.n_archs + 1))
+        vs = variants(rows, proxy_rows, s["dataset"], tb, sb)
+        text = variants_report(vs, sb, s["dataset"], agree=agreement_columns(rows, proxy_rows, s["dataset"], tb, sb))
+        text += "\n\n" + "\n".join(variant_sections(rows, vs, args.key, tb, sb, args.n_archs + 1))
         args.variants.write_text(text + "\n")
     else:
         text = report(rows, s, tb, sb, args.n_archs + 1, args.report)
