@@ -20,7 +20,7 @@ SETTINGS = {"dataset": "digits", "input_size": 32, "steps": 100, "batch_size": 6
 
 def synthetic(sf, path: Path, supernet_top1: list[float], standalone_top1: list[float]) -> tuple[dict, dict]:
     """A results file as the benchmark writes it: one supernet session, scores, standalone and trial lines."""
-    tb, sb = sf.trial_budget("digits"), sf.standalone_budget("digits", None)
+    tb, sb = sf.trial_budget("digits"), sf.standalone_budget("digits")
     skey, tkey, stkey = sf.supernet_key(SETTINGS), sf.tag_of("digits", tb), sf.tag_of("digits", sb)
     rows = [{"kind": "supernet", "key": skey, "from_step": 0, "to_step": 50, "cpu_s": 40.0, "wall_s": 50.0,
              "checkpoint_seconds": 45.0, "load": 1.0},
@@ -70,9 +70,8 @@ def test_reversed_rankings_give_tau_minus_one(sf, tmp_path):
 
 
 def test_the_standalone_budget_is_four_times_a_trials(sf):
-    assert sf.standalone_budget("cluttered", None)["steps"] == 4 * sf.trial_budget("cluttered")["steps"]
-    assert sf.standalone_budget("digits", None)["epochs"] == 4 * sf.trial_budget("digits")["epochs"]
-    assert sf.standalone_budget("cluttered", 500) == {**sf.trial_budget("cluttered"), "steps": 500, "epochs": None}
+    assert sf.standalone_budget("cluttered")["steps"] == 4 * sf.trial_budget("cluttered")["steps"]
+    assert sf.standalone_budget("digits")["epochs"] == 4 * sf.trial_budget("digits")["epochs"]
 
 
 def test_references_pool_runs_of_the_same_points_at_four_times_a_trials_budget(sf):
@@ -139,7 +138,7 @@ def test_keys_parse_back_to_their_settings(sf):
 
 
 def test_variants_sit_against_the_seed_spread_of_the_settings_run_with_most_seeds(sf, tmp_path):
-    tb, sb = sf.trial_budget("digits"), sf.standalone_budget("digits", None)
+    tb, sb = sf.trial_budget("digits"), sf.standalone_budget("digits")
     stkey = sf.tag_of("digits", sb)
     standalone = [0.1 * i for i in range(8)]
     rows = [{"kind": "standalone", "key": stkey, "name": f"n{i}", "arch": f"a{i}", "seed": 0, "top1": t,
@@ -185,7 +184,7 @@ def test_variants_sit_against_the_seed_spread_of_the_settings_run_with_most_seed
 
 def test_agreement_sets_supernets_runs_and_the_two_side_by_side(sf):
     tb = {**sf.trial_budget("digits"), "epochs": None, "steps": 10, "batch_size": 64}  # in samples, as on cluttered
-    sb = sf.standalone_budget("digits", None)
+    sb = sf.standalone_budget("digits")
     stkey = sf.tag_of("digits", sb)
     truth = [float(i) for i in range(8)]
     swap = lambda xs, i, j: [xs[j] if k == i else xs[i] if k == j else x for k, x in enumerate(xs)]  # noqa: E731

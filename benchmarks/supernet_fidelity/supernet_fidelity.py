@@ -71,12 +71,10 @@ def trial_budget(dataset: str) -> dict:
     return dict(BUDGETS[dataset])
 
 
-def standalone_budget(dataset: str, steps: int | None, multiple: float = 4.0) -> dict:
-    """The standalone budget: `steps` if given, else `multiple` x a trial's budget (steps or epochs)."""
+def standalone_budget(dataset: str, multiple: float = 4.0) -> dict:
+    """The standalone trainings' budget: `multiple` x a trial's budget (steps or epochs)."""
     b = trial_budget(dataset)
-    if steps is not None:
-        b.update(steps=steps, epochs=None)
-    elif b["steps"]:
+    if b["steps"]:
         b["steps"] = int(round(multiple * b["steps"]))
     else:
         b["epochs"] = multiple * b["epochs"]
@@ -727,8 +725,6 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--key", default=DEFAULT, help=f"the supernet's scores' key in --results (default {DEFAULT})")
     ap.add_argument("--n-archs", type=int, default=20, help="random points besides MobileNetV3-Small")
-    ap.add_argument("--standalone-steps", type=int, default=None,
-                    help="standalone training steps (default 4x a trial's budget: cluttered 800 steps)")
     ap.add_argument("--results", type=Path, default=HERE / "supernet_fidelity.jsonl")
     ap.add_argument("--report", type=Path, default=HERE / "supernet_fidelity.md")
     ap.add_argument("--variants", type=Path, default=None, metavar="MD",
@@ -737,7 +733,7 @@ def main(argv=None) -> int:
     s = parse_key(args.key)
     if s is None:
         raise UsageError(f"--key {args.key!r} is not a supernet's key: pass one like {DEFAULT}")
-    tb, sb = trial_budget(s["dataset"]), standalone_budget(s["dataset"], args.standalone_steps)
+    tb, sb = trial_budget(s["dataset"]), standalone_budget(s["dataset"])
     rows = read_jsonl(args.results)
     if args.variants is not None:
         proxy_rows = read_jsonl(PROXY)
