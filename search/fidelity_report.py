@@ -2,7 +2,7 @@
 the best quarter (by seed mean) per budget, where the seed noise comes from, and a verdict in words.
 
 ``groups`` is the one computation behind the command's ``fidelity.md`` and the benchmark reports'
-best-half / best-quarter tables (``benchmarks/proxy_fidelity.py``, ``benchmarks/supernet_fidelity.py``).
+best-half / best-quarter tables (``benchmarks/proxy_fidelity/``, ``benchmarks/supernet_fidelity/``).
 """
 from __future__ import annotations
 

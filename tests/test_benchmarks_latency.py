@@ -39,17 +39,17 @@ def test_report_renders_shares_and_run_to_run_spread_from_the_json_lines(ll, tmp
                 "measured_raw_ms": raw, "set": "references"}
 
     path = tmp_path / "r.jsonl"
-    ll.append(path, {"backend": "onnxruntime", "kind": "table", "name": "t.json", "build_s": 12.0, "scale": 1.1,
+    ll.append_jsonl(path, {"backend": "onnxruntime", "kind": "table", "name": "t.json", "build_s": 12.0, "scale": 1.1,
                      "overhead_ms": 0.2, "reference_ms": 8.0, "probe_spread": 0.03,
                      "calibration_errors": [-0.04, 0.06], "load": 1.0})
     for run, meas in ((1, [1.0, 2.0]), (2, [1.1, 2.0])):
         rows = [row(1.0, meas[0], meas[0]), row(2.12, meas[1], 2.5)]
-        ll.append(path, {"backend": "onnxruntime", "kind": "set", "set": "references", "run": run, "seconds": 3.0,
+        ll.append_jsonl(path, {"backend": "onnxruntime", "kind": "set", "set": "references", "run": run, "seconds": 3.0,
                          "load": 1.0, "rows": rows})
-    ll.append(path, {"backend": "onnxruntime", "kind": "repeat", "ms": [8.0, 8.0], "as_timed_ms": [7.0, 9.0],
+    ll.append_jsonl(path, {"backend": "onnxruntime", "kind": "repeat", "ms": [8.0, 8.0], "as_timed_ms": [7.0, 9.0],
                      "load": 1.0})
     out = tmp_path / "r.md"
-    ll.report(ll.read(path), out)
+    ll.report(ll.read_jsonl(path), out)
     text = out.read_text()
     assert "probe timings whose (max-min)/median spread was 3%" in text and "-4.0% to +6.0%" in text
     # run 1: errors 0 and +6%: both within 10%, one within 5%; as timed 2.12/2.5 is -15%: 50% / 50%
@@ -61,22 +61,22 @@ def test_report_renders_shares_and_run_to_run_spread_from_the_json_lines(ll, tmp
 
 def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_tables_agreement(ll, tmp_path):
     path = tmp_path / "r.jsonl"
-    ll.append(path, {"kind": "note", "text": "shared host"})
-    ll.append(path, {"backend": "torch", "kind": "noise", "date": "2026-12-06 18:30", "seconds": 60, "load_before": 1.5,
+    ll.append_jsonl(path, {"kind": "note", "text": "shared host"})
+    ll.append_jsonl(path, {"backend": "torch", "kind": "noise", "date": "2026-12-06 18:30", "seconds": 60, "load_before": 1.5,
                      "windows": 40, "ratio_within_5": 0.55, "ratio_spread": 0.21})
     table = {"backend": "torch", "kind": "table", "table": 1, "name": "t.json", "build_s": 5.0, "model": 2, "scale": 1.12,
              "call_weight": 3.5, "overhead_ms": 0.0, "reference_ms": 8.0, "probe_spread": 0.02,
              "calibration_errors": [0.01, -0.02], "heldout_errors": [0.03, -0.12, 0.01],
              "calibration_names": ["V3-Small x0.35", "V3-Large x1", "v3_small widest"], "distrust": None}
-    ll.append(path, table)
+    ll.append_jsonl(path, table)
     rows = [{"arch": "x", "predicted_ms": p, "measured_ms": m, "error": p / m - 1, "measured_raw_ms": m, "set": "random"}
             for p, m in ((1.1, 1.0), (2.0, 2.0), (2.7, 3.0))]
-    ll.append(path, {"backend": "torch", "kind": "set", "set": "random v3_small", "run": 1, "seconds": 3.0, "load": 1.0,
+    ll.append_jsonl(path, {"backend": "torch", "kind": "set", "set": "random v3_small", "run": 1, "seconds": 3.0, "load": 1.0,
                      "rows": rows})
-    ll.append(path, {**table, "table": 2, "name": "t2.json", "distrust": "the machine was busy"})
-    ll.append(path, {"backend": "torch", "kind": "agreement", "table": 2, "networks": 3, "diffs": [0.01, -0.04, 0.02]})
+    ll.append_jsonl(path, {**table, "table": 2, "name": "t2.json", "distrust": "the machine was busy"})
+    ll.append_jsonl(path, {"backend": "torch", "kind": "agreement", "table": 2, "networks": 3, "diffs": [0.01, -0.04, 0.02]})
     out = tmp_path / "r.md"
-    ll.report(ll.read(path), out)
+    ll.report(ll.read_jsonl(path), out)
     text = out.read_text()
     assert "**Note:** shared host" in text
     assert "within ±5% in 55% of 40 windows (spread 21.0%" in text

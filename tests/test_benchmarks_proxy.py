@@ -56,10 +56,8 @@ def test_the_report_prints_the_ratio_interval_and_the_reference_gap(pf, tmp_path
     scores = {f"r{i:02d}": ((60 + 2 * i) / 100, (61 + 2 * i) / 100) for i in range(4)}
     scores["V3-Small"] = (0.90, 0.91)
     scores["V3-Small x0.5"] = (0.80, 0.81)
-    text = pf.report(rows(scores), tmp_path / "r.md", expected={("cluttered", "t"): 14})
-    assert "## cluttered, t (12/14 trainings finished," in text  # this run plans 14
-    # a group this run does not plan counts its own architectures x seeds
-    assert "## cluttered, t (12/12 trainings finished," in pf.report(rows(scores), tmp_path / "r2.md")
+    text = pf.report(rows(scores), tmp_path / "r.md")
+    assert "## cluttered, t (12/12 trainings finished," in text  # its architectures x seeds
     s = pf.stats(rows(scores))
     row = next(x for x in text.splitlines() if x.startswith("| holdout | 6 |"))
     assert f"| {s['arch_over_seed']:.1f} [{s['ratio_lo']:.1f}, {s['ratio_hi']:.1f}] |" in row

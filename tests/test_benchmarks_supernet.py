@@ -1,4 +1,4 @@
-"""benchmarks/supernet_fidelity/supernet_fidelity.py: the report arithmetic on a synthetic results file, and resuming."""
+"""benchmarks/supernet_fidelity/supernet_fidelity.py: the report arithmetic on a synthetic results file."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,7 @@ SETTINGS = {"dataset": "digits", "input_size": 32, "steps": 100, "batch_size": 6
 
 def synthetic(sf, path: Path, supernet_top1: list[float], standalone_top1: list[float]) -> tuple[dict, dict]:
     """A results file as the benchmark writes it: one supernet session, scores, standalone and trial lines."""
-    tb, sb = sf.trial_budget("digits"), sf.standalone_budget("digits", None)
+    tb, sb = sf.trial_budget("digits"), sf.standalone_budget("digits")
     skey, tkey, stkey = sf.supernet_key(SETTINGS), sf.tag_of("digits", tb), sf.tag_of("digits", sb)
     rows = [{"kind": "supernet", "key": skey, "from_step": 0, "to_step": 50, "cpu_s": 40.0, "wall_s": 50.0,
              "checkpoint_seconds": 45.0, "load": 1.0},
@@ -43,7 +43,7 @@ def synthetic(sf, path: Path, supernet_top1: list[float], standalone_top1: list[
 def test_identical_rankings_give_tau_one_and_costs_add_up(sf, tmp_path):
     res = tmp_path / "r.jsonl"
     tb, sb = synthetic(sf, res, [0.1 * i for i in range(8)], [0.5 + 0.05 * i for i in range(8)])
-    rows = sf.read_results(res)  # the cut last line is skipped
+    rows = sf.read_jsonl(res)  # the cut last line is skipped
     skey = sf.supernet_key(SETTINGS)
     pairs = sf.paired(rows, skey, sf.tag_of("digits", sb))
     assert len(pairs) == 8 and all(p["name"] != "n0" or p["standalone"] == pytest.approx(50.0) for p in pairs)
@@ -63,24 +63,15 @@ def test_identical_rankings_give_tau_one_and_costs_add_up(sf, tmp_path):
 def test_reversed_rankings_give_tau_minus_one(sf, tmp_path):
     res = tmp_path / "r.jsonl"
     tb, sb = synthetic(sf, res, [0.1 * i for i in range(6)], [0.9 - 0.1 * i for i in range(6)])
-    pairs = sf.paired(sf.read_results(res), sf.supernet_key(SETTINGS), sf.tag_of("digits", sb))
+    pairs = sf.paired(sf.read_jsonl(res), sf.supernet_key(SETTINGS), sf.tag_of("digits", sb))
     f = sf.fidelity(pairs, n_boot=200)
     assert f["tau"] == pytest.approx(-1.0) and f["rho"] == pytest.approx(-1.0)
-    assert "tau -1.00 is below 0.7" in sf.report(sf.read_results(res), SETTINGS, tb, sb, 6, n_boot=200)
+    assert "tau -1.00 is below 0.7" in sf.report(sf.read_jsonl(res), SETTINGS, tb, sb, 6, n_boot=200)
 
 
-def test_resuming_skips_done_lines_only(sf, tmp_path):
-    res = tmp_path / "r.jsonl"
-    synthetic(sf, res, [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
-    rows = sf.read_results(res)
-    skey = sf.supernet_key(SETTINGS)
-    jobs = [{"kind": "score", "key": skey, "name": f"n{i}", "arch": f"a{i}", "seed": None} for i in range(5)]
-    jobs.append({"kind": "score", "key": sf.supernet_key({**SETTINGS, "steps": 200}), "name": "n0", "arch": "a0",
-                 "seed": None})  # other supernet settings: not done
-    todo = sf.pending(jobs, rows)
-    assert [(j["key"] == skey, j["name"]) for j in todo] == [(True, "n3"), (True, "n4"), (False, "n0")]
-    assert sf.standalone_budget("cluttered", None)["steps"] == 4 * sf.trial_budget("cluttered")["steps"]
-    assert sf.standalone_budget("digits", None)["epochs"] == 4 * sf.trial_budget("digits")["epochs"]
+def test_the_standalone_budget_is_four_times_a_trials(sf):
+    assert sf.standalone_budget("cluttered")["steps"] == 4 * sf.trial_budget("cluttered")["steps"]
+    assert sf.standalone_budget("digits")["epochs"] == 4 * sf.trial_budget("digits")["epochs"]
 
 
 def test_references_pool_runs_of_the_same_points_at_four_times_a_trials_budget(sf):
@@ -113,7 +104,7 @@ def test_finetuned_scores_are_keyed_apart_share_the_supernet_and_rank_by_loss_to
     ft = {**SETTINGS, "finetune_steps": 50, "finetune_lr": 0.01}
     assert sf.supernet_key(ft) == sf.supernet_key(SETTINGS) + "-ft50-lr0.01"
     assert sf.train_key(ft) == sf.supernet_key(SETTINGS)  # one supernet, two ways of scoring it
-    rows = sf.read_results(res)
+    rows = sf.read_jsonl(res)
     assert sf.paired(rows, sf.supernet_key(ft), sf.tag_of("digits", sb)) == []  # plain scores do not mix in
     # Finetuned scores whose top-1 reverses the standalone order while their loss follows it.
     rows += [{"kind": "score", "key": sf.supernet_key(ft), "name": f"n{i}", "arch": f"a{i}", "seed": None,
@@ -147,7 +138,7 @@ def test_keys_parse_back_to_their_settings(sf):
 
 
 def test_variants_sit_against_the_seed_spread_of_the_settings_run_with_most_seeds(sf, tmp_path):
-    tb, sb = sf.trial_budget("digits"), sf.standalone_budget("digits", None)
+    tb, sb = sf.trial_budget("digits"), sf.standalone_budget("digits")
     stkey = sf.tag_of("digits", sb)
     standalone = [0.1 * i for i in range(8)]
     rows = [{"kind": "standalone", "key": stkey, "name": f"n{i}", "arch": f"a{i}", "seed": 0, "top1": t,
@@ -193,7 +184,7 @@ def test_variants_sit_against_the_seed_spread_of_the_settings_run_with_most_seed
 
 def test_agreement_sets_supernets_runs_and_the_two_side_by_side(sf):
     tb = {**sf.trial_budget("digits"), "epochs": None, "steps": 10, "batch_size": 64}  # in samples, as on cluttered
-    sb = sf.standalone_budget("digits", None)
+    sb = sf.standalone_budget("digits")
     stkey = sf.tag_of("digits", sb)
     truth = [float(i) for i in range(8)]
     swap = lambda xs, i, j: [xs[j] if k == i else xs[i] if k == j else x for k, x in enumerate(xs)]  # noqa: E731

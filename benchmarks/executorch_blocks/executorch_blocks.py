@@ -32,15 +32,7 @@ from core import quiet_warnings
 from space import V3_LARGE, V3_SMALL, BlockSpec, load_space
 
 quiet_warnings()
-from measure import (  # noqa: E402  # noqa: E402
-    arch_entries,
-    block_entry,
-    full_set,  # noqa: E402
-    make_runner,
-    network_entry,
-    space_entries,
-    time_runner,
-)
+from measure import arch_entries, block_entry, full_set, make_runner, network_entry, space_entries, time_runner  # noqa: E402
 
 BACKENDS = ("onnxruntime", "executorch")
 CIN, SIDE, EXPAND = 40, 28, 120  # V3-Large block 5 (index 4): k5 e120 o40 SE RE at 28x28

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import append_jsonl, read_jsonl
+
 ROOT = Path(__file__).resolve().parents[2]
 
 JSONL, MD = "gpu_throughput.jsonl", "gpu_throughput.md"
@@ -139,7 +141,7 @@ def trials(args) -> list[dict]:
 
 
 def write_md(out: Path) -> None:
-    rows = [json.loads(line) for line in (out / JSONL).read_text().splitlines() if line.strip()]
+    rows = read_jsonl(out / JSONL)
     lines = ["# Training throughput on one GPU (benchmarks/gpu_throughput.py)", ""]
     host = next((r for r in rows), None)
     if host:
@@ -199,8 +201,8 @@ def main(argv=None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     rows = images(args) if args.what == "images" else trials(args)
-    with open(args.out / JSONL, "a") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+    for r in rows:
+        append_jsonl(args.out / JSONL, r)
     write_md(args.out)
     print(f"results: {args.out / JSONL}, {args.out / MD}")
     return 0

@@ -16,7 +16,6 @@ all lines. Run it alone on the machine: anything else running is part of what it
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,9 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-from core import quiet_warnings  # noqa: E402
+from benchmarks.common import append_jsonl, read_jsonl
+from core import quiet_warnings
 from space import V3_LARGE, V3_SMALL  # noqa: E402
 
 quiet_warnings()
@@ -128,10 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     record = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), **run(args.backend, args.seconds, args.window)}
     jsonl = args.out / "host_noise.jsonl"
-    with jsonl.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    (args.out / "host_noise.md").write_text(report(records))
+    append_jsonl(jsonl, record)
+    (args.out / "host_noise.md").write_text(report(read_jsonl(jsonl)))
     print(f"ratio spread {record['ratio_spread']:.1%}, {record['ratio_within_5']:.0%} of windows within ±5%; "
           f"wrote {args.out / 'host_noise.md'}")
     return 0

@@ -25,17 +25,13 @@ Appends one JSON line per finished piece to ``benchmarks/latency_lut/latency_lut
 ``benchmarks/latency_lut/latency_lut.md`` from it.
 
     python -m benchmarks.latency_lut.latency_lut [--results-dir <empty dir>] [--n 50] [--backends onnxruntime torch]
-        [--max-spread 0.05] [--force] [--tables 2] [--netadapt-per-start 5] [--noise-seconds 60]
-        [--out-dir benchmarks] [--note "what the host was doing"] [--spaces v3_small] [--passes 1]
-        [--calibration-only]
+        [--tables 2] [--noise-seconds 60] [--note "what the host was doing"] ...  (--help for the rest)
 
 Before a backend is timed, five probe timings (MobileNetV3-Large) must spread by <= ``--max-spread``
 ((max-min)/median): on a noisier host the run stops with exit 2 (``--force`` times anyway).
 
 The tables live in ``--results-dir`` and resume there (a killed build keeps its timings); a finished
-validation run of a set is kept in the JSON lines and not redone. ``--lower-only`` (executorch): lower
-every program the run will time into the ExecuTorch cache and time nothing: the hour of lowering needs no
-quiet machine, the timing does.
+validation run of a set is kept in the JSON lines and not redone.
 """
 from __future__ import annotations
 
@@ -49,9 +45,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks.common import append_jsonl, read_jsonl
+from core import quiet_warnings
 
-from core import quiet_warnings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 from space import V3_LARGE, V3_SMALL, ArchSpec, available_spaces, format_arch, load_space  # noqa: E402
 
 quiet_warnings()
@@ -105,24 +102,6 @@ def repeat_in_processes(results_dir: str, backend: str, k: int, passes: int = 2)
     return out
 
 
-def lower_all(results_dir: str, n: int) -> None:
-    """Every program an executorch run of this benchmark times, lowered into the cache (nothing timed)."""
-    import torch
-    from tqdm import tqdm
-
-    from measure import arch_entries, cached_program, network_entry, space_entries
-
-    table = LatencyTable.open(results_dir, backend="executorch")
-    size = table.input_size
-    nets = table.calibration_archs + [V3_LARGE] + [a for named in sets(n).values() for _, a in named]
-    entries = [e for name in available_spaces() for e in space_entries(load_space(name), size)]
-    entries += [e for a in nets for e in arch_entries(a, size)] + [network_entry(a, size) for a in nets]
-    entries = list({e.key: e for e in entries}.values())
-    entries.sort(key=lambda e: e.key.startswith("net_"))  # the blocks first: a table build needs them first
-    for e in tqdm(entries, desc="lowering (executorch)", unit="program", dynamic_ncols=True):
-        cached_program(e.build().eval(), torch.randn(*e.input_shape(table.batch)), name=e.key)
-
-
 def host_check(backend: str, limit: float, n: int = 5, timer=None) -> dict:
     """Five timings of the probe network before anything else: their spread says whether the host is quiet
     enough for a benchmark whose targets are +-5% (neighbours of a VM slow it in bursts no probe can follow)."""
@@ -135,25 +114,6 @@ def host_check(backend: str, limit: float, n: int = 5, timer=None) -> dict:
 
 def cv(values: list[float]) -> float:
     return statistics.pstdev(values) / statistics.mean(values)
-
-
-def append(path: Path, record: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def host_noise(backend: str, seconds: float) -> dict:
-    """``host_noise.py``'s measurement (its ``run``): the share of 20-pair windows whose Small/Large ratio is within
-    ±5%, the floor no table can beat on this host at this moment."""
-    from benchmarks.host_noise.host_noise import run
-
-    return run(backend, seconds, 20)
 
 
 def build_table(backend: str, results_dir: str, seq: int = 1, spaces: list[str] | None = None,
@@ -182,13 +142,15 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
           calibration_only: bool = False) -> None:
     """Time the host's noise, build ``backend``'s table, then each (set, run), the repeat in processes and the
     second table not yet in ``results``: one JSON line per finished piece, so a killed run resumes."""
-    done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read(results)}
+    done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read_jsonl(results)}
     if noise_seconds > 0 and (backend, "noise", None, None, None) not in done:
-        append(results, {"backend": backend, "kind": "noise", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-                         **host_noise(backend, noise_seconds)})
+        from benchmarks.host_noise.host_noise import run  # the floor no table can beat on this host, now
+
+        append_jsonl(results, {"backend": backend, "kind": "noise", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                               **run(backend, noise_seconds, 20)})
     table, record = build_table(backend, results_dir, spaces=[] if calibration_only else spaces, passes=passes)
     if (backend, "table", None, None, 1) not in done:
-        append(results, record)
+        append_jsonl(results, record)
     validation = sets(n, per_start, spaces)
     for set_name, named in validation.items():
         for run in range(1, RUNS + 1):
@@ -196,20 +158,20 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
                 continue
             t0 = time.time()
             rows = compare(table, named)
-            append(results, {"backend": backend, "kind": "set", "set": set_name, "run": run,
+            append_jsonl(results, {"backend": backend, "kind": "set", "set": set_name, "run": run,
                              "seconds": time.time() - t0, "load": os.getloadavg()[0], "rows": rows})
     if repeat and (backend, "repeat", None, None, None) not in done:
         reps = repeat_in_processes(results_dir, backend, repeat, passes)
-        append(results, {"backend": backend, "kind": "repeat", "ms": [r["ms"] for r in reps],
+        append_jsonl(results, {"backend": backend, "kind": "repeat", "ms": [r["ms"] for r in reps],
                          "as_timed_ms": [r["as_timed_ms"] for r in reps], "load": os.getloadavg()[0]})
     if tables >= 2 and (backend, "agreement", None, None, 2) not in done:
         # A second table from scratch, later: what a user rebuilding on this machine would get.
         archs = list({format_arch(a): a for named in validation.values() for _, a in named}.values())
         second, record = build_table(backend, str(Path(results_dir) / "table2"), seq=2,
                                      spaces=[] if calibration_only else spaces, passes=passes)
-        append(results, record)
+        append_jsonl(results, record)
         first, other = [table.predict(a) for a in archs], [second.predict(a) for a in archs]
-        append(results, {"backend": backend, "kind": "agreement", "table": 2, "networks": len(archs),
+        append_jsonl(results, {"backend": backend, "kind": "agreement", "table": 2, "networks": len(archs),
                          "diffs": [round(b / a - 1, 5) for a, b in zip(first, other)], "load": os.getloadavg()[0]})
 
 
@@ -337,19 +299,15 @@ def main() -> None:
                    help="build the calibration set only; validated networks' entries are timed when predicted")
     p.add_argument("--passes", type=int, default=2, help="latency.passes of the tables (1: a quick run)")
     p.add_argument("--note", help="a sentence on the host for the report (kept in the .jsonl)")
-    p.add_argument("--lower-only", action="store_true", help="executorch: fill the lowering cache, time nothing")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--max-spread", type=float, default=0.05,
                    help="refuse to time when 5 probe timings at the start spread more than this ((max-min)/median)")
     p.add_argument("--force", action="store_true", help="time even on a noisy host (the report shows the spread)")
     args = p.parse_args()
-    if args.lower_only:
-        lower_all(args.results_dir, args.n)
-        return
     out = args.out_dir / args.out
     results = out.with_suffix(".jsonl")
-    if args.note and not any(r.get("text") == args.note for r in read(results)):
-        append(results, {"kind": "note", "text": args.note})
+    if args.note and not any(r.get("text") == args.note for r in read_jsonl(results)):
+        append_jsonl(results, {"kind": "note", "text": args.note})
     if not args.report_only:
         for backend in args.backends:
             check = host_check(backend, args.max_spread)
@@ -360,8 +318,8 @@ def main() -> None:
                 raise SystemExit(2)
             bench(backend, args.results_dir, args.n, args.repeat, results, args.tables, args.netadapt_per_start,
                   args.noise_seconds, args.spaces, args.passes, args.calibration_only)
-            report(read(results), out)
-    report(read(results), out)
+            report(read_jsonl(results), out)
+    report(read_jsonl(results), out)
     print(out.read_text())
     print(f"wrote {out}; results in {results}")
 

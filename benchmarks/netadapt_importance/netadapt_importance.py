@@ -17,13 +17,13 @@ start, so they are not independent draws).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import append_jsonl, bracket, read_jsonl, write_report
 from core import compose, plain, quiet_warnings
 from netadapt import IMPORTANCE, channel_scores, same_structure, shrink, width_groups, with_expand, with_group_width
 from search import stats as st
@@ -79,11 +79,7 @@ def start_model(est, seed: int, epochs: float):
 
 
 def run(seeds, epochs: float) -> None:
-    done = set()
-    if JSONL.is_file():
-        for line in JSONL.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["seed"], r["epochs"], r["cut"], r["proposal"], r["importance"]))
+    done = {(r["seed"], r["epochs"], r["cut"], r["proposal"], r["importance"]) for r in read_jsonl(JSONL)}
     for seed in seeds:
         cfg = plain(compose("netadapt", [f"seed={seed}", "threads=1"]))
         data = load_data(cfg["data"])
@@ -109,20 +105,17 @@ def run(seeds, epochs: float) -> None:
                 rec = {"seed": seed, "epochs": epochs, "cut": cut, "proposal": p.label, "importance": imp,
                        "start_top1": round(base, 6), "top1": round(top1, 6), "loss": round(loss, 6),
                        "seconds": round(time.perf_counter() - t0, 2)}
-                with open(JSONL, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                append_jsonl(JSONL, rec)
                 print(rec, flush=True)
 
 
 def interval(per_seed: list[float]) -> str:
     m, h = st.mean_interval(per_seed)
-    if len(per_seed) < 2:
-        return f"{100 * m:+.2f} (one seed)"
-    return f"{100 * m:+.2f} [{100 * (m - h):+.2f}, {100 * (m + h):+.2f}]"
+    return bracket(100 * m, 100 * h, "+.2f", " (one seed)")
 
 
 def report() -> str:
-    rows = [json.loads(line) for line in JSONL.read_text().splitlines()]
+    rows = read_jsonl(JSONL)
     by = {(r["seed"], r["epochs"], r["cut"], r["proposal"], r["importance"]): r for r in rows}
     seeds = sorted({r["seed"] for r in rows})
     epochs = sorted({r["epochs"] for r in rows})
@@ -177,10 +170,7 @@ def main() -> None:
     torch.set_num_threads(1)
     if not args.report_only:
         run(args.seeds, args.epochs)
-    text = report()
-    head = MD.read_text().split("\n## Reading\n")[1] if MD.is_file() and "\n## Reading\n" in MD.read_text() else None
-    MD.write_text(text + ("\n## Reading\n" + head if head else ""))
-    print(text)
+    print(write_report(MD, report()))
 
 
 if __name__ == "__main__":

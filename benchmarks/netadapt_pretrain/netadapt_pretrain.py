@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import statistics
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import append_jsonl, bracket, read_jsonl, write_report
 from core import compose, plain, quiet_warnings
 from search import stats as st
 from train import TrainConfig, evaluate, load_data, make_estimator
@@ -42,8 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     quiet_warnings()
     torch.set_num_threads(1)
-    lines = JSONL.read_text().splitlines() if JSONL.is_file() else []
-    done = {(r["epochs"], r["seed"]) for r in map(json.loads, lines)}
+    done = {(r["epochs"], r["seed"]) for r in read_jsonl(JSONL)}
     for epochs in [] if args.report_only else args.epochs:
         for seed in args.seeds:
             if (epochs, seed) in done:
@@ -62,10 +61,9 @@ def main() -> None:
                    "top1": round(before, 6), "loss": round(loss0, 6), "finetuned_top1": res.top1,
                    "finetuned_loss": round(res.loss, 6), "gain_points": round(100 * (res.top1 - before), 3),
                    "pretrain_seconds": round(seconds, 1)}
-            with open(JSONL, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            append_jsonl(JSONL, rec)
             print(rec, flush=True)
-    rows = list({(r["epochs"], r["seed"]): r for r in map(json.loads, JSONL.read_text().splitlines())}.values())
+    rows = list({(r["epochs"], r["seed"]): r for r in read_jsonl(JSONL)}.values())
     lines = ["# How long to pretrain NetAdapt's start (digits, MobileNetV3-Small)", "",
              "`python -m benchmarks.netadapt_pretrain.netadapt_pretrain` (results: `netadapt_pretrain.jsonl`). Start trained "
              "`pretrain_epochs` on digits at 32 px (batch 64, lr 0.1, cosine), then finetuned as a proposal is "
@@ -80,12 +78,9 @@ def main() -> None:
         n = len(gains)
         mean = lambda key, rs=rs: statistics.fmean(r[key] for r in rs)  # noqa: E731
         lines.append(f"| {e:g} | {rs[0]['steps']} | {n} | {100 * mean('top1'):.1f}% | "
-                     f"{100 * mean('finetuned_top1'):.1f}% | {m:+.2f} [{m - h:+.2f}, {m + h:+.2f}] | "
+                     f"{100 * mean('finetuned_top1'):.1f}% | {bracket(m, h, '+.2f')} | "
                      f"{mean('loss'):.3f}, {mean('finetuned_loss'):.3f} |")
-    text = "\n".join(lines) + "\n"
-    old = MD.read_text() if MD.is_file() else ""
-    MD.write_text(text + ("\n## Reading\n" + old.split("\n## Reading\n")[1] if "\n## Reading\n" in old else ""))
-    print(text)
+    print(write_report(MD, "\n".join(lines) + "\n"))
 
 
 if __name__ == "__main__":

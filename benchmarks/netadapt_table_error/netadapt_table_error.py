@@ -29,23 +29,23 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import random
 import statistics
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from benchmarks.common import bracket, read_jsonl, split_overrides, timed_rounds, write_report
+from core import UserError
+from search import stats as st
 
-from core import UserError  # noqa: E402
-from search import stats as st  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 MULTIPLIERS = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))
 
 
 def trajectory(run: Path) -> list[dict]:
     """The run's iterations: ``iteration``, ``arch``, ``chosen`` (``start`` for the first)."""
-    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_jsonl(run / "history.jsonl")
     return [{"iteration": r["iteration"], "arch": r["arch"], "chosen": r["chosen"]} for r in rows]
 
 
@@ -111,7 +111,7 @@ def report(runs: dict[str, list[dict]], ladder: list[str], predicted: dict[str, 
     for f in budgets:
         errs = [e for t in runs.values() if (e := error_at(f, t, predicted, measured)) == e]  # nan: not reached
         m, h = st.mean_interval(errs) if errs else (math.nan, math.nan)
-        lines.append(f"| {f:g} | {m:.3f} [{m - h:.3f}, {m + h:.3f}] | "
+        lines.append(f"| {f:g} | {bracket(m, h, '.3f')} | "
                      f"{ladder_error_at(f, ladder, predicted, measured):.3f} |")
     rows = [c for t in runs.values() for c in cuts(t, predicted, measured)]
     lines += ["", "Cuts of all runs by kind: measured over predicted saving (sum over cuts), 95% bootstrap "
@@ -180,7 +180,6 @@ def entry_report(stored: dict[str, float], rounds: list[dict], start_keys: set[s
 
 
 def main(argv: list[str]) -> None:
-    from benchmarks.rounds import timed_rounds
     from core import compose, plain, quiet_warnings
     from measure import latency_model
     from space import format_arch, parse_arch, scale_width
@@ -192,8 +191,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--entries", type=int, default=0, metavar="R", help="also time every entry again, R rounds")
     args, overrides = ap.parse_known_args(argv)
-    overrides += [str(a) for a in args.runs if "=" in str(a)]  # nargs="+" swallows trailing overrides
-    args.runs = [a for a in args.runs if "=" not in str(a)]
+    args.runs, overrides = split_overrides(args.runs, overrides)
     quiet_warnings()
     if not args.runs:
         raise UserError("no run folders: pass --runs results/sweep/netadapt/<run> ...")
@@ -229,15 +227,11 @@ def main(argv: list[str]) -> None:
                  f"relative errors {100 * min(cal['errors']):+.0f}% to {100 * max(cal['errors']):+.0f}%, median "
                  f"|error| {100 * statistics.median(abs(e) for e in cal['errors']):.0f}%.\n")
     md = args.out / "netadapt_table_error.md"
-    old = md.read_text() if md.is_file() else ""
-    text += "\n## Reading\n" + old.split("\n## Reading\n")[1] if "\n## Reading\n" in old else ""
-    md.write_text(text)
-    print(text + f"\nwritten: {md}")
+    print(write_report(md, text) + f"\nwritten: {md}")
 
 
 def time_entries(table, nets: list[str], start: str, rounds: int, out: Path) -> str:
     """``--entries``: every entry of ``nets`` timed afresh in ``rounds`` rounds (resumable), against the table."""
-    from benchmarks.rounds import timed_rounds
     from measure import arch_entries
     from space import parse_arch
 

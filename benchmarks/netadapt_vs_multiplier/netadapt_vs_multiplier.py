@@ -33,14 +33,15 @@ per seed to budget 0.6, so the committed sweep ran it with ``step=0.025`` (16 it
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 from pathlib import Path
 
+from benchmarks.common import append_jsonl, bracket, read_jsonl, split_overrides, write_report
 from search import stats as st
 
 HERE = Path(__file__).resolve().parent
+ONE_SEED = " (one seed: no interval)"
 
 
 def _start_archs() -> dict[str, str]:
@@ -145,7 +146,7 @@ def _retimed(r: dict, rounds: list[dict]) -> dict | None:
 
 def retime(rows: list[dict], overrides: list[str], rounds: int, path: Path) -> None:
     """Time every network of each start's runs in ``rounds`` rounds, one JSON line per round (module note)."""
-    from benchmarks.rounds import timed_rounds
+    from benchmarks.common import timed_rounds
     from core import compose, plain
     from measure import latency_model
     from space import parse_arch
@@ -181,13 +182,6 @@ def _finite(x: float) -> float:
     return 0.0 if math.isnan(x) else x
 
 
-def _with_interval(mean: float, half: float, fmt: str) -> str:
-    """``mean [lo, hi]``; one seed has no interval."""
-    if math.isnan(half):
-        return fmt.format(mean) + " (one seed: no interval)"
-    return f"{fmt.format(mean)} [{fmt.format(mean - half)}, {fmt.format(mean + half)}]"
-
-
 def timing_sources(rows: list[dict], rounds: list[dict]) -> str:
     """Per start network, where the table's latencies come from: ``--retime`` rounds or the runs' own timings."""
     said = []
@@ -220,15 +214,13 @@ def write(rows: list[dict], out: Path, overrides: list[str], rounds: list[dict] 
         (nl, nlh), (na, nah) = r["netadapt"]
         (ml, mlh), (ma, mah) = r["multiplier"]
         ratio = "never reached" if r["ratio"] is None else (
-            _with_interval(*r["ratio"], "{:.3f}")
+            bracket(*r["ratio"], ".3f", ONE_SEED)
             + (f" ({r['ratio_seeds']} of {r['seeds']} seeds)" if r["ratio_seeds"] < r["seeds"] else ""))
         lines.append(f"| {r['start']} | {r['budget']:g} | {r['step']} | {r['seeds']} | {nl:.3f} | {ml:.3f} | "
                      f"{100 * na:.1f}% | {100 * ma:.1f}% | "
-                     f"{_with_interval(100 * r['diff'][0], 100 * r['diff'][1], '{:+.2f}')} | {ratio} |")
+                     f"{bracket(100 * r['diff'][0], 100 * r['diff'][1], '+.2f', ONE_SEED)} | {ratio} |")
     text = "\n".join(lines) + "\n"
-    md = out / "netadapt_vs_multiplier.md"
-    old = md.read_text() if md.is_file() else ""
-    md.write_text(text + ("\n## Reading\n" + old.split("\n## Reading\n")[1] if "\n## Reading\n" in old else ""))
+    write_report(out / "netadapt_vs_multiplier.md", text)
     (out / "netadapt_vs_multiplier.png").write_bytes(draw_versus(info))
     return text
 
@@ -243,9 +235,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--retime", type=int, default=0, metavar="R",
                     help="after the runs, time all networks of each start together in R rounds (module note)")
     args, overrides = ap.parse_known_args(argv)
-    # `--starts v3_small key=value ...`: argparse's nargs="+" swallows the overrides; give them back
-    overrides += [a for a in args.starts if "=" in a]
-    args.starts = [a for a in args.starts if "=" not in a]
+    args.starts, overrides = split_overrides(args.starts, overrides)  # `--starts v3_small key=value ...`
     return args, overrides
 
 
@@ -257,7 +247,7 @@ def main(argv: list[str]) -> None:
     quiet_warnings()
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl = args.out / "netadapt_vs_multiplier.jsonl"
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
+    rows = read_jsonl(jsonl)
     done = {(r["start"], r["budget"], r["seed"]) for r in rows}
     for i, start in enumerate(args.starts):
         name = start if start in ("v3_small", "v3_large") else f"start{i}"
@@ -274,17 +264,14 @@ def main(argv: list[str]) -> None:
                     continue
                 out = run_netadapt(cfg, progress=False)
                 rec = record(out, name, budget, seed, float(cfg["step"]))
-                with open(jsonl, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                append_jsonl(jsonl, rec)
                 rows.append(rec)
-                print(json.dumps(rec), flush=True)
+                print(rec, flush=True)
     timing = args.out / "netadapt_vs_multiplier_timing.jsonl"
     if args.retime:
         retime(rows, overrides, args.retime, timing)
-    rounds = [json.loads(line) for line in timing.read_text().splitlines()] if timing.is_file() else []
     # read again: chains of other seeds, run side by side, append their rows to the same file
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.is_file() else rows
-    print(write(rows, args.out, argv, rounds))
+    print(write(read_jsonl(jsonl), args.out, argv, read_jsonl(timing)))
 
 
 if __name__ == "__main__":

@@ -1,40 +1,32 @@
-"""Rank fidelity of the accuracy proxy: do two seeds of the proxy rank `v3_small` architectures alike?
+"""Rank fidelity of the accuracy proxy: did two seeds of the proxy rank `v3_small` architectures alike? The record
+of that study (issue 10, then issue 34's best networks): its report, regenerated from its results.
 
-    python -m benchmarks.proxy_fidelity.proxy_fidelity [--datasets cluttered,digits] [--workers 2] [--report-only]
+    python -m benchmarks.proxy_fidelity.proxy_fidelity
 
-Trains `--n-archs` seeded random architectures of `v3_small` plus MobileNetV3-Small and its x0.5
-width variant, each with two seeds, under a dataset's proxy budget, and writes per dataset: Kendall
-tau and Spearman rho between the seeds, the seed-to-seed sd of top-1, the sd across architectures,
-the V3-Small vs x0.5 gap in seed-sd units, and Kendall tau of the mean top-1 against #params and
-MACs. Scores are on holdout (what selection sees) and, where the dataset has one, test (report only).
-
-Resumable: one JSON line per finished (dataset, budget, arch, seed) training is appended to
-`--results`; a rerun skips what is there and only recomputes the report from the file.
+`proxy_fidelity.jsonl` holds one line per training: seeded random architectures of `v3_small` plus
+MobileNetV3-Small and its x0.5 width variant, each trained with two seeds under a dataset's proxy budget
+(`BUDGETS`, then longer ones on cluttered), with holdout and test top-1. The report gives per dataset and budget Kendall tau and
+Spearman rho between the seeds, the seed-to-seed sd of top-1, the sd across architectures, the V3-Small vs x0.5
+gap in seed-sd units, Kendall tau of the mean top-1 against #params and MACs, and the best half and quarter as
+`search.fidelity` ranks them. Measuring anew is `python -m search.fidelity +space=v3_small data=cluttered`, which
+trains and reports the same figures on any space, data and budgets (`docs/guides/fidelity.md`).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import math
-import os
-import random
-import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import read_jsonl
+from search import fidelity_report as fr
 from search import stats as st
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 
-RESULTS = ROOT / "benchmarks" / "proxy_fidelity" / "proxy_fidelity.jsonl"
-REPORT = ROOT / "benchmarks" / "proxy_fidelity" / "proxy_fidelity.md"
-
-# Proxy budgets. digits: today's default search (conf/search.yaml train.epochs=2, batch 64;
-# conf/data/digits.yaml input 32). cluttered: the budget this benchmark recommends for the default search.
+# Proxy budgets. digits: the default search's (conf/search.yaml train.epochs=2, batch 64; conf/data/digits.yaml
+# input 32). cluttered: the budget this study first recommended for the default search.
 BUDGETS = {
     "digits": {"input_size": 32, "epochs": 2, "steps": None, "batch_size": 64},
     "cluttered": {"input_size": 64, "epochs": None, "steps": 200, "batch_size": 32},
@@ -45,78 +37,6 @@ def budget_tag(b: dict) -> str:
     run = f"{b['steps']}steps" if b.get("steps") else f"{b['epochs']}ep"
     extra = "".join(f"-{k}={v}" for k, v in sorted(b.get("data", {}).items()))
     return f"{b['input_size']}px-{run}-b{b['batch_size']}{extra}"
-
-
-def architectures(n: int, seed: int = 0) -> list[tuple[str, object]]:
-    from space import V3_SMALL, load_space, scale_width
-
-    sp, rng = load_space("v3_small"), random.Random(seed)
-    archs = [("V3-Small", V3_SMALL), ("V3-Small x0.5", scale_width(V3_SMALL, 0.5))]
-    return archs + [(f"rand{i:02d}", sp.sample(rng)) for i in range(n)]
-
-
-# ---------------------------------------------------------------- one training (in a worker process)
-_DATA: dict = {}
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # two single-thread workers beat one two-thread process on a busy 2-core box
-
-
-def _splits(dataset: str, size: int, overrides: dict | None = None) -> dict:
-    """{'train', 'holdout', 'test'(optional)} datasets, whichever DataSplit the tree has (val or holdout)."""
-    key = (dataset, size, json.dumps(overrides or {}, sort_keys=True))
-    if key not in _DATA:
-        if dataset == "cluttered":
-            from train import cluttered_tensors as as_tensors
-            from train import generate_cluttered as generate
-
-            _DATA[key] = as_tensors(generate(overrides or {}), size)
-        else:
-            from train import load_data
-
-            d = load_data({"name": dataset, "input_size": size, "seed": 0})
-            _DATA[key] = {"train": d.train, "holdout": getattr(d, "holdout", None) or d.val,
-                          "test": getattr(d, "test", None)}
-    return _DATA[key]
-
-
-def _as_datasplit(s: dict, dataset: str, size: int):
-    from train import DataSplit
-
-    fields = {f.name for f in dataclasses.fields(DataSplit)}
-    kw = {"train": s["train"], "num_classes": 10, "input_size": size, "name": dataset}
-    if "holdout" in fields:
-        kw.update(holdout=s["holdout"], test=s["test"] if s["test"] is not None else s["holdout"])
-    else:  # before issue 10's DataSplit: fit scores `val`, which we fill with the holdout split
-        kw["val"] = s["holdout"]
-    return DataSplit(**kw)
-
-
-def train_one(job: dict) -> dict:
-    import torch
-
-    from measure import count_macs, count_params
-    from space import build_model, parse_arch
-    from train import TrainConfig, evaluate, fit
-
-    b, arch = job["budget"], parse_arch(job["arch"])
-    s = _splits(job["dataset"], b["input_size"], b.get("data"))
-    cfg = TrainConfig(epochs=b["epochs"] or 0, steps=b["steps"], batch_size=b["batch_size"], seed=job["seed"],
-                      device="cpu")
-    torch.manual_seed(job["seed"])
-    model = build_model(arch, 10)
-    t0 = time.perf_counter()
-    res = fit(model, _as_datasplit(s, job["dataset"], b["input_size"]), cfg)
-    train_s = time.perf_counter() - t0
-    test = getattr(res, "test_top1", None)
-    if test is None and job["test"] and s["test"] is not None:
-        test, _ = evaluate(model, s["test"], device=torch.device("cpu"))
-    return {**{k: job[k] for k in ("dataset", "tag", "name", "seed", "arch")}, "budget": b,
-            "top1": res.top1, "test_top1": test, "steps": res.steps, "seconds": time.perf_counter() - t0,
-            "fit_seconds": train_s, "macs": count_macs(arch, b["input_size"]), "params": count_params(arch, 10)}
 
 
 # ---------------------------------------------------------------- statistics
@@ -159,20 +79,6 @@ def stats(rows: list[dict], key: str = "top1", n_boot: int = 2000) -> dict | Non
         out["gap"] = float(gap)
         out["gap_sd"] = float(gap / seed_sd) if seed_sd > 0 else math.inf
     return out
-
-
-def read_results(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill: that training reruns
-                pass
-    return rows
 
 
 def _where(target: float, lo: float, hi: float) -> str:
@@ -223,8 +129,6 @@ def best_networks(rows: list[dict], dataset: str, others: dict | None = None) ->
     """The best half and best quarter (by two-seed mean) beside all networks, holdout, as ``python -m
     search.fidelity`` computes them (``search.fidelity_report.groups``), with its verdict; ``others``: {steps:
     groups} of the dataset's other budgets, for the verdict."""
-    from search import fidelity_report as fr
-
     runs = _two_seed_runs(rows)
     if runs is None:
         return []
@@ -238,9 +142,8 @@ def best_networks(rows: list[dict], dataset: str, others: dict | None = None) ->
             words if steps else words.replace("0 steps:", f"{label}:", 1)]
 
 
-def report(rows: list[dict], path: Path, expected: dict | None = None, pilot: list[dict] | None = None) -> str:
-    """The markdown report of ``rows``, written to ``path``. ``expected``: trainings planned per (dataset, tag)
-    by this run; a group it does not name counts its own architectures x seeds as planned."""
+def report(rows: list[dict], path: Path, pilot: list[dict] | None = None) -> str:
+    """The markdown report of ``rows``, written to ``path``; ``pilot``: the pilot's rows (one seed each)."""
     groups: dict[tuple, list] = {}
     timing = [r for r in rows if r.get("timing")]
     rows = [r for r in rows if not r.get("timing")]
@@ -263,8 +166,6 @@ def report(rows: list[dict], path: Path, expected: dict | None = None, pilot: li
              "networks skipped); a percentile end moves by a few hundredths between draws, more with 10 "
              "networks than with 40. Reliability of one run and the holdout share are defined in "
              "`docs/guides/fidelity.md`.", ""]
-    from search import fidelity_report as fr
-
     others: dict[str, dict] = {}  # {dataset: {steps: best-fraction groups}}: the verdicts compare budgets
     for (dataset, _), rs in groups.items():
         runs = _two_seed_runs(rs)
@@ -273,7 +174,7 @@ def report(rows: list[dict], path: Path, expected: dict | None = None, pilot: li
             others.setdefault(dataset, {})[steps] = fr.groups(runs)
     for (dataset, tag), rs in sorted(groups.items()):
         done = len(rs)
-        planned = (expected or {}).get((dataset, tag)) or len({r["name"] for r in rs}) * len({r["seed"] for r in rs})
+        planned = len({r["name"] for r in rs}) * len({r["seed"] for r in rs})
         lines += [f"## {dataset}, {tag} ({done}/{planned} trainings finished, "
                   f"mean {np.mean([r['seconds'] for r in rs]):.0f} s per training incl. evaluation)", ""]
         lines += ["| split | archs | mean top-1 (min-max) | seed tau [95%] | seed rho | seed sd | arch sd | "
@@ -326,82 +227,10 @@ def report(rows: list[dict], path: Path, expected: dict | None = None, pilot: li
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="digits,cluttered")
-    ap.add_argument("--n-archs", type=int, default=18, help="random architectures besides the two references")
-    ap.add_argument("--test", action="store_true",
-                    help="also score the test split (report only; about +15%% time at 64 px)")
-    ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--steps", type=int, default=None, help="override the budget's steps (all datasets)")
-    ap.add_argument("--batch-size", type=int, default=None, help="override the budget's batch size")
-    ap.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
-                    help="generator setting for cluttered (integers or floats), e.g. --data n_clutter=4")
-    ap.add_argument("--only", default=None, help="comma-separated architecture names (e.g. for a pilot)")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--results", type=Path, default=RESULTS)
-    ap.add_argument("--report", type=Path, default=REPORT)
-    ap.add_argument("--report-only", action="store_true")
-    ap.add_argument("--timing-large", action="store_true",
-                    help="also time one V3-Large training at the cluttered budget (the default search's space)")
+    ap.add_argument("--results", type=Path, default=HERE / "proxy_fidelity.jsonl")
+    ap.add_argument("--report", type=Path, default=HERE / "proxy_fidelity.md")
     args = ap.parse_args(argv)
-    from space import to_json
-
-    seeds = [int(s) for s in args.seeds.split(",")]
-    archs = architectures(args.n_archs)
-    jobs = []
-    for dataset in args.datasets.split(","):
-        if dataset not in BUDGETS:
-            print(f"--datasets: {dataset!r} is unknown: pass some of {', '.join(BUDGETS)}", file=sys.stderr)
-            return 2
-        b = dict(BUDGETS[dataset])
-        if args.steps is not None:
-            b["steps"] = args.steps
-        if args.batch_size is not None:
-            b["batch_size"] = args.batch_size
-        if dataset == "cluttered" and args.data:
-            b["data"] = {k: (float(v) if "." in v else int(v)) for k, v in (kv.split("=", 1) for kv in args.data)}
-        for name, arch in archs:
-            if args.only and name not in args.only.split(","):
-                continue
-            for seed in seeds:  # both seeds of an arch back to back: partial results already pair up
-                jobs.append({"dataset": dataset, "tag": budget_tag(b), "budget": b, "name": name,
-                             "seed": seed, "arch": to_json(arch), "test": args.test})
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["dataset"], r["tag"], r["name"], r["seed"]) for r in read_results(args.results)}
-    todo = [j for j in jobs if (j["dataset"], j["tag"], j["name"], j["seed"]) not in done]
-    print(f"{len(jobs) - len(todo)} of {len(jobs)} trainings already in {args.results}; {len(todo)} to run")
-    if todo and not args.report_only:
-        from tqdm import tqdm
-
-        for j in todo:  # generated once here; forked workers inherit the arrays
-            _splits(j["dataset"], j["budget"]["input_size"], j["budget"].get("data"))
-        with ProcessPoolExecutor(max_workers=args.workers, initializer=_init_worker) as pool, \
-                tqdm(total=len(todo), desc="trainings", dynamic_ncols=True) as bar:
-            futures = [pool.submit(train_one, j) for j in todo]
-            for fut in as_completed(futures):
-                r = fut.result()
-                with args.results.open("a") as f:
-                    f.write(json.dumps(r) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
-                bar.set_postfix_str(f"{r['dataset']} {r['name']} s{r['seed']} {100 * r['top1']:.1f}%")
-                bar.update(1)
-    if args.timing_large and not args.report_only:
-        rows = read_results(args.results)
-        b = dict(BUDGETS["cluttered"])
-        if not any(r.get("timing") and r["tag"] == budget_tag(b) for r in rows):
-            from space import V3_LARGE
-
-            _init_worker()
-            r = train_one({"dataset": "cluttered", "tag": budget_tag(b), "budget": b, "name": "V3-Large",
-                           "seed": 0, "arch": to_json(V3_LARGE), "test": False})
-            r["timing"], r["load"] = True, os.getloadavg()[0]
-            with args.results.open("a") as f:
-                f.write(json.dumps(r) + "\n")
-    pilot = read_results(args.results.with_name("proxy_pilot.jsonl"))
-    planned: dict[tuple, int] = {}
-    for j in jobs:
-        planned[(j["dataset"], j["tag"])] = planned.get((j["dataset"], j["tag"]), 0) + 1
-    text = report(read_results(args.results), args.report, expected=planned, pilot=pilot)
+    text = report(read_jsonl(args.results), args.report, pilot=read_jsonl(args.results.with_name("proxy_pilot.jsonl")))
     print(text)
     print(f"results: {args.results}; report: {args.report}")
     return 0

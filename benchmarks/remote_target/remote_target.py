@@ -6,11 +6,12 @@ time the same CPU: any difference is what the remote path adds (transport, runne
 the host's noise. Builds the local table, then the remote one (``measure.lut.build``, each in its own
 results dir), and reports: build time remote / local (goal <= 1.3), the ratio remote / local of every
 entry (median, 10th and 90th percentile, 90th percentile of |ratio - 1|) and of the calibrated
-predictions for ``--points`` random points of the space. ``benchmarks/host_noise/host_noise.py``'s measurement
+predictions for ``--points`` random points of the space (default: ``v3_small_narrow.yaml`` beside this script,
+a small space so that two builds fit a few minutes). ``benchmarks/host_noise/host_noise.py``'s measurement
 (V3-Small / V3-Large p10 ratio across 20-pair windows) runs before and after: a ratio inside that
 noise is "no difference shown".
 
-    BNECK_CALIBRATION_SET=quick python -m benchmarks.remote_target.remote_target [--space narrow] [--input-size 160] \
+    BNECK_CALIBRATION_SET=quick python -m benchmarks.remote_target.remote_target [--space v3_small] [--input-size 160] \
         [--points 50] [--noise-s 20]
 
 Appends one JSON line to ``benchmarks/remote_target/remote_target.jsonl`` and rewrites ``benchmarks/remote_target/remote_target.md``
@@ -19,7 +20,6 @@ from the last line. Takes several minutes; anything else running on the machine 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import append_jsonl, read_jsonl
 from core import quiet_warnings
 
 quiet_warnings()
@@ -39,27 +40,6 @@ from space import SearchSpace  # noqa: E402
 from tests import ssh_target  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-# v3_small's skeleton with two expansion widths and both kernels per block, SE and activation as the
-# reference's: 38 entries at 160 px, so two builds fit a few minutes on a shared 2-core host.
-NARROW = """
-name: v3_small_narrow
-reference: v3_small
-stem: 16
-last_conv: 576
-head: 1024
-blocks:
-  - {kernel: [3, 5], expand: [16, 32], out: 16, se: true, act: RE, stride: 2}
-  - {kernel: [3, 5], expand: [56, 72], out: 24, act: RE, stride: 2}
-  - {kernel: [3, 5], expand: [64, 88], out: 24, act: RE}
-  - {kernel: [3, 5], expand: [72, 96], out: 40, se: true, act: HS, stride: 2}
-  - {kernel: [3, 5], expand: [184, 240], out: 40, se: true, act: HS}
-  - {kernel: [3, 5], expand: [184, 240], out: 40, se: true, act: HS}
-  - {kernel: [3, 5], expand: [88, 120], out: 48, se: true, act: HS}
-  - {kernel: [3, 5], expand: [112, 144], out: 48, se: true, act: HS}
-  - {kernel: [3, 5], expand: [216, 288], out: 96, se: true, act: HS, stride: 2}
-  - {kernel: [3, 5], expand: [432, 576], out: 96, se: true, act: HS}
-  - {kernel: [3, 5], expand: [432, 576], out: 96, se: true, act: HS}
-"""
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -105,9 +85,6 @@ def timed_build(space, table) -> float:
 
 
 def run(space_name: str, input_size: int, points: int, noise_s: float, work: Path) -> dict:
-    if space_name == "narrow":
-        (work / "v3_small_narrow.yaml").write_text(NARROW)
-        space_name = str(work / "v3_small_narrow.yaml")
     space = SearchSpace.load(space_name)
     noise_before = noise(noise_s)
     server = ssh_target.start(work / "sshd")
@@ -217,13 +194,9 @@ def report(records: list[dict]) -> str:
     ]) + "\n"
 
 
-def _records(jsonl: Path) -> list[dict]:
-    return [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--space", default="narrow", help="narrow (the module's NARROW), a space name or a YAML path")
+    ap.add_argument("--space", default=str(HERE / "v3_small_narrow.yaml"), help="a space name or a YAML path")
     ap.add_argument("--input-size", type=int, default=160)
     ap.add_argument("--points", type=int, default=50)
     ap.add_argument("--noise-s", type=float, default=20.0)
@@ -232,14 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     jsonl = args.out / "remote_target.jsonl"
     if args.report_only:
-        (args.out / "remote_target.md").write_text(report(_records(jsonl)))
+        (args.out / "remote_target.md").write_text(report(read_jsonl(jsonl)))
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still stops its sshd, removes its files
     with tempfile.TemporaryDirectory(prefix="bneck-remote-bench-") as work:
         record = run(args.space, args.input_size, args.points, args.noise_s, Path(work))
-    with jsonl.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-    (args.out / "remote_target.md").write_text(report(_records(jsonl)))
+    append_jsonl(jsonl, record)
+    (args.out / "remote_target.md").write_text(report(read_jsonl(jsonl)))
     print(f"build remote/local {record['build_ratio']:.2f}; entries median ratio "
           f"{record['entry_ratio']['median']:.3f}; wrote {args.out / 'remote_target.md'}")
     return 0

@@ -4,7 +4,7 @@
         [--supernet-steps 2000] [--results-dir results/equal-time] [override ...]
 
 1. ``train``: a search of ``v3_small`` on ``cluttered`` at 64 px with ``accuracy=train`` at a trial's budget
-   (200 steps of batch 32, as ``proxy_fidelity.py``), ``--train-trials`` trials. Its time W is the sum of
+   (200 steps of batch 32, as ``proxy_fidelity``'s), ``--train-trials`` trials. Its time W is the sum of
    its trials' ``cpu_s``: CPU seconds of the one-thread worker, what its wall time is on a core of its own. On a
    shared machine wall seconds (``duration_s``) vary with the other load (here the same kind of trial took 48 s
    in one hour and 68 s in another), so two studies run hours apart would not get equal time by them.
@@ -29,15 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
+from benchmarks.common import append_jsonl, read_jsonl
+from benchmarks.netadapt_vs_multiplier.netadapt_vs_multiplier import interp
+from core import UserError
+
 ROOT = Path(__file__).resolve().parents[2]
-
-from benchmarks.netadapt_vs_multiplier.netadapt_vs_multiplier import interp  # noqa: E402
-from benchmarks.proxy_fidelity.proxy_fidelity import read_results, train_one  # noqa: E402
-from benchmarks.supernet_fidelity.supernet_fidelity import append  # noqa: E402
-from core import UserError  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
 SPACE, DATA, SIZE = "v3_small", "cluttered", 64
 CLOCK = "cpu_s"  # what a trial's time is counted in (module note)
@@ -165,25 +164,30 @@ def run_studies(args) -> dict:
             "supernet": within(rows_s, budget, spent)}
 
 
+def train_standalone(arch: str, s: dict) -> dict:
+    """``arch`` trained from scratch on the searches' data (overrides included): ``retrain_steps`` of batch 32, seed
+    0, scored on holdout and test."""
+    from measure import count_macs
+    from space import parse_arch
+    from train import TrainConfig, TrainEstimator, load_data
+
+    a, t0 = parse_arch(arch), time.perf_counter()
+    data = load_data({"name": DATA, "input_size": SIZE, "seed": 0, **data_overrides(s["overrides"])})
+    acc = TrainEstimator(data, TrainConfig(epochs=0, steps=s["retrain_steps"], batch_size=32, seed=0, device="cpu"))(a)
+    return {"top1": acc.top1, "test_top1": acc.test_top1, "macs": count_macs(a, SIZE),
+            "seconds": time.perf_counter() - t0}
+
+
 def retrain(study: str, picks: list[dict], s: dict, results: Path) -> list[dict]:
-    done = {(r["study"], r["number"]): r for r in read_results(results) if r.get("key") == key(s)}
-    out = []
+    done = {(r["study"], r["number"]): r for r in read_jsonl(results) if r.get("key") == key(s)}
     for r in picks:
         if (study, int(r["number"])) not in done:
-            from space import parse_arch, to_json
-
-            budget = {"input_size": SIZE, "epochs": None, "steps": s["retrain_steps"], "batch_size": 32,
-                      "data": data_overrides(s["overrides"])}  # the searches' data, whatever the overrides
-            job = {"dataset": DATA, "tag": "retrain", "name": f"{study}-{r['number']}", "seed": 0, "test": True,
-                   "arch": to_json(parse_arch(r["arch"])), "budget": budget}
-            res = train_one(job)
             row = {"kind": "retrain", "key": key(s), "study": study, "number": int(r["number"]), "arch": r["arch"],
-                   "latency_ms": float(r["latency_ms"]), "search_top1": float(r["top1"]), "top1": res["top1"],
-                   "test_top1": res["test_top1"], "macs": res["macs"], "seconds": res["seconds"]}
-            append(results, row)
+                   "latency_ms": float(r["latency_ms"]), "search_top1": float(r["top1"]),
+                   **train_standalone(r["arch"], s)}
+            append_jsonl(results, row)
             done[(study, row["number"])] = row
-        out.append(done[(study, int(r["number"]))])
-    return out
+    return [done[(study, int(r["number"]))] for r in picks]
 
 
 def report(s: dict, studies: dict, fronts: dict, retrained: dict, span: tuple[float, float] | None) -> str:

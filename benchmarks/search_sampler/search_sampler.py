@@ -28,6 +28,7 @@ import time
 import warnings
 from pathlib import Path
 
+from benchmarks.common import append_jsonl, read_jsonl
 from search import stats as st
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,15 +129,14 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     s = settings(args)
     k = key(s)
-    rows = [r for r in _read(args.results) if r.get("key") == k]
+    rows = [r for r in read_jsonl(args.results) if r.get("key") == k]
     if not args.report_only:
         for seed in args.seeds:
             for sampler in args.samplers:
                 if any(r["sampler"] == sampler and r["seed"] == seed for r in rows):
                     continue
                 r = {"key": k, **run_one(sampler, seed, args)}
-                with args.results.open("a") as f:
-                    f.write(json.dumps(r) + "\n")
+                append_jsonl(args.results, r)
                 rows.append(r)
                 print(f"{sampler} seed {seed}: hv {r['hv']:.4f}, front {r['front']}, {r['seconds'] / 60:.1f} min",
                       flush=True)
@@ -148,10 +148,6 @@ def main() -> int:
     print(text)
     print(f"results: {args.results}; report: {args.report}")
     return 0
-
-
-def _read(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
 if __name__ == "__main__":

@@ -1,70 +1,39 @@
-"""Rank fidelity of accuracy=supernet: does supernet-inherited holdout top-1 rank `v3_small` points as
-standalone training does? (issue 12's first benchmark)
+"""Rank fidelity of accuracy=supernet: did supernet-inherited holdout top-1 rank `v3_small` points as standalone
+training does? (issue 12's first benchmark.) The record of that study: its report, regenerated from its results.
 
-    python -m benchmarks.supernet_fidelity.supernet_fidelity [--dataset cluttered|digits] [--n-archs 20] [--workers 2]
-        [--supernet-steps 2000] [--standalone-steps N] [--part all|supernet|standalone] [--report-only]
-        [--kernel-transform] [--progressive-shrinking] [--variants MD]
+    python -m benchmarks.supernet_fidelity.supernet_fidelity [--key <supernet key>] [--variants MD]
 
-1. Trains one supernet of `v3_small` on the dataset's train split (`train/supernet/`; resumable through
-   its own checkpoint in `<--supernet-dir>/supernet/v3_small/<run name from its settings>/`).
-2. Scores MobileNetV3-Small and `--n-archs` seeded random points of `v3_small` with inherited weights
-   (`SupernetEstimator`: extract, BN re-estimated on training batches, holdout and test top-1).
-3. Trains each of those networks standalone from scratch at `--standalone-steps` (default 4x a trial's
-   budget of `benchmarks/proxy_fidelity/proxy_fidelity.py`), plus one MobileNetV3-Small at a trial's budget (the
-   per-trial cost of accuracy=train), in `--workers` single-thread processes.
-4. Reports Kendall tau and Spearman rho between the two holdout top-1 columns with bootstrap 95%
-   intervals, the supernet's training time, seconds per scored trial and trials per CPU-hour against
-   per-trial training.
-
-Resumable: one JSON line per finished piece of work (a supernet training session, a scored point, a
-standalone training) is appended to `--results`, keyed by its settings (different budgets never mix);
-a rerun skips what is there, and the report is recomputed from the file.
+`supernet_fidelity.jsonl` holds one line per piece of the study: a supernet training session, a point scored with
+inherited weights (MobileNetV3-Small and 20 seeded random points, BN re-estimated on training batches), a
+standalone training of each point at 4x a trial's budget of `benchmarks/proxy_fidelity`, and one MobileNetV3-Small
+at a trial's budget (the per-trial cost of accuracy=train), each keyed by its settings. `--key` picks the supernet
+whose report to write (`supernet_key`: its settings in a name); `--variants` writes every supernet side by side.
+Measuring anew is `python -m search.fidelity +space=v3_small data=cluttered accuracy=supernet` (the supernet's
+settings as `accuracy.<key>=...`), which trains, scores and reports the same comparison on any space and data.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
-import platform
-import random
 import re
-import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks.common import na, read_jsonl
+from benchmarks.proxy_fidelity.proxy_fidelity import BUDGETS, budget_tag
+from core import UsageError
+from search import stats as st
 
-from benchmarks.proxy_fidelity.proxy_fidelity import (  # noqa: E402  -- the sibling benchmark's helpers
-    BUDGETS,
-    _as_datasplit,
-    _init_worker,
-    _splits,
-    budget_tag,
-    read_results,
-    train_one,
-)
-from search import stats as st  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "supernet_fidelity" / "supernet_fidelity.jsonl"
-REPORT = ROOT / "benchmarks" / "supernet_fidelity" / "supernet_fidelity.md"
-PROXY = ROOT / "benchmarks" / "proxy_fidelity" / "proxy_fidelity.jsonl"  # the sibling benchmark's standalone runs
+HERE = Path(__file__).resolve().parent
+PROXY = HERE.parent / "proxy_fidelity" / "proxy_fidelity.jsonl"  # the sibling study's standalone runs
 SPACE = "v3_small"
 TARGET_TAU = 0.7
+DEFAULT = "cluttered-64px-2000steps-b64-lr0.05-r2-s0-bn20"  # the study's default supernet
 
 
 # ---------------------------------------------------------------- settings and keys
-def supernet_settings(args) -> dict:
-    return {"dataset": args.dataset, "input_size": BUDGETS[args.dataset]["input_size"], "steps": args.supernet_steps,
-            "batch_size": args.supernet_batch_size, "lr": args.supernet_lr, "n_random": args.n_random,
-            "seed": args.supernet_seed, "bn_recal_batches": args.bn_recal_batches,
-            "finetune_steps": args.finetune_steps, "finetune_lr": args.finetune_lr,
-            "kernel_transform": args.kernel_transform, "progressive_shrinking": args.progressive_shrinking}
-
-
 def train_key(s: dict) -> str:
     """The trained supernet's key (its folder, its training sessions' lines): scoring settings aside, but the
     BN batches, which named the folders before finetuning existed."""
@@ -102,12 +71,10 @@ def trial_budget(dataset: str) -> dict:
     return dict(BUDGETS[dataset])
 
 
-def standalone_budget(dataset: str, steps: int | None, multiple: float = 4.0) -> dict:
-    """The standalone budget: `steps` if given, else `multiple` x a trial's budget (steps or epochs)."""
+def standalone_budget(dataset: str, multiple: float = 4.0) -> dict:
+    """The standalone trainings' budget: `multiple` x a trial's budget (steps or epochs)."""
     b = trial_budget(dataset)
-    if steps is not None:
-        b.update(steps=steps, epochs=None)
-    elif b["steps"]:
+    if b["steps"]:
         b["steps"] = int(round(multiple * b["steps"]))
     else:
         b["epochs"] = multiple * b["epochs"]
@@ -116,141 +83,6 @@ def standalone_budget(dataset: str, steps: int | None, multiple: float = 4.0) ->
 
 def tag_of(dataset: str, b: dict) -> str:
     return f"{dataset}-{budget_tag(b)}"
-
-
-def architectures(n: int, seed: int = 0) -> list[tuple[str, object]]:
-    """MobileNetV3-Small (the space's reference) and `n` seeded random points (same draws as
-    `benchmarks/proxy_fidelity/proxy_fidelity.py`'s rand00.. for the same seed)."""
-    from space import SearchSpace
-
-    sp, rng = SearchSpace.load(SPACE), random.Random(seed)
-    return [("V3-Small", sp.reference)] + [(f"rand{i:02d}", sp.sample(rng)) for i in range(n)]
-
-
-def load_avg() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def append(path: Path, row: dict) -> None:
-    row = {**row, "machine": row.get("machine") or machine()}
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def pending(jobs: list[dict], rows: list[dict]) -> list[dict]:
-    """The jobs whose (kind, key, name, arch, seed) has no line in `rows` yet."""
-    def ident(r: dict) -> tuple:
-        return r.get("kind"), r.get("key"), r.get("name"), r.get("arch"), r.get("seed")
-
-    done = {ident(r) for r in rows}
-    return [j for j in jobs if ident(j) not in done]
-
-
-# ---------------------------------------------------------------- work
-def data_cfg(dataset: str, size: int) -> dict:
-    if dataset == "cluttered":
-        from train import cluttered_settings as settings
-
-        return {"name": "cluttered", "input_size": size, **settings({})}
-    return {"name": dataset, "input_size": size, "seed": 0}
-
-
-def make_estimator(args, s: dict):
-    from space import SearchSpace
-    from train import SupernetConfig, SupernetEstimator
-
-    size = s["input_size"]
-    data = _as_datasplit(_splits(s["dataset"], size), s["dataset"], size)
-    cfg = SupernetConfig(run_name=f"fidelity-{train_key(s)}", steps=s["steps"], batch_size=s["batch_size"],
-                         lr=s["lr"], n_random=s["n_random"], seed=s["seed"], bn_recal_batches=s["bn_recal_batches"],
-                         finetune_steps=s["finetune_steps"], finetune_lr=s["finetune_lr"],
-                         kernel_transform=bool(s.get("kernel_transform")),
-                         progressive_shrinking=bool(s.get("progressive_shrinking")),
-                         checkpoint_every=max(1, min(25, s["steps"])), device="cpu")
-    return SupernetEstimator(data, cfg, space=SearchSpace.load(SPACE), results_dir=args.supernet_dir,
-                             data_cfg=data_cfg(s["dataset"], size), progress=True,
-                             log=lambda m: print(m, flush=True))
-
-
-def train_supernet(est, key: str, results: Path) -> None:
-    """Train (or resume, or load) the supernet; a session that trained steps leaves one line."""
-    from train import read_checkpoint
-
-    before = read_checkpoint(est.folder)
-    if before is not None and before["done"]:
-        est.prepare()
-        return
-    start = int(before["step"]) if before else 0
-    w, c = time.perf_counter(), time.process_time()
-    est.prepare()
-    wall, cpu = time.perf_counter() - w, time.process_time() - c
-    after = read_checkpoint(est.folder)
-    append(results, {"kind": "supernet", "key": key, "name": None, "arch": None, "seed": None,
-                     "from_step": start, "to_step": int(after["step"]), "wall_s": wall, "cpu_s": cpu,
-                     "checkpoint_seconds": float(after["seconds"]), "load": load_avg(),
-                     "threads": _threads(), "folder": str(est.folder)})
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def score_all(est, key: str, archs: list, results: Path) -> None:
-    from tqdm import tqdm
-
-    from space import to_json
-
-    jobs = [{"kind": "score", "key": key, "name": n, "arch": to_json(a), "seed": None} for n, a in archs]
-    todo = pending(jobs, read_results(results))
-    print(f"scoring: {len(jobs) - len(todo)} of {len(jobs)} points already scored; {len(todo)} to score")
-    if not todo:
-        return
-    est.prepare()
-    by_json = {to_json(a): a for _, a in archs}
-    for j in tqdm(todo, desc="scoring (inherited weights)", dynamic_ncols=True):
-        w, c = time.perf_counter(), time.process_time()
-        acc = est(by_json[j["arch"]])
-        append(results, {**j, "top1": acc.top1, "test_top1": acc.test_top1, "loss": acc.loss,
-                         "wall_s": time.perf_counter() - w,
-                         "cpu_s": time.process_time() - c, "load": load_avg(), "threads": _threads()})
-
-
-def _train_job(job: dict) -> dict:
-    """One standalone training in a worker: proxy_fidelity's `train_one`, plus its CPU seconds."""
-    c = time.process_time()
-    r = train_one({**job, "tag": job["key"]})
-    r.pop("tag", None)
-    return {**job, **{k: v for k, v in r.items() if k not in job}, "wall_s": r["seconds"],
-            "cpu_s": time.process_time() - c, "load": load_avg()}
-
-
-def train_all(dataset: str, archs: list, sb: dict, tb: dict, seed: int, results: Path, workers: int) -> None:
-    from tqdm import tqdm
-
-    from space import to_json
-
-    skey, tkey = tag_of(dataset, sb), tag_of(dataset, tb)
-    jobs = [{"kind": "trial", "key": tkey, "dataset": dataset, "budget": tb, "name": archs[0][0],
-             "arch": to_json(archs[0][1]), "seed": seed, "test": True}]
-    jobs += [{"kind": "standalone", "key": skey, "dataset": dataset, "budget": sb, "name": n, "arch": to_json(a),
-              "seed": seed, "test": True} for n, a in archs]
-    todo = pending(jobs, read_results(results))
-    print(f"standalone: {len(jobs) - len(todo)} of {len(jobs)} trainings already in {results}; {len(todo)} to run")
-    if not todo:
-        return
-    _splits(dataset, sb["input_size"])  # generated once here; forked workers inherit the arrays
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool, \
-            tqdm(total=len(todo), desc="standalone trainings", dynamic_ncols=True) as bar:
-        futures = [pool.submit(_train_job, j) for j in todo]
-        for fut in as_completed(futures):
-            r = fut.result()
-            append(results, r)
-            bar.set_postfix_str(f"{r['kind']} {r['name']} {100 * r['top1']:.1f}%")
-            bar.update(1)
 
 
 # ---------------------------------------------------------------- statistics
@@ -495,7 +327,7 @@ def variants_report(vs: list[dict], sb: dict, dataset: str, path: Path | None = 
         mean = f"{m['supernet']:.2f} [{m['lo']:.2f}, {m['hi']:.2f}]" if m else "n/a"
         tau = f"{f['tau']:.2f} [{f['tau_lo']:.2f}, {f['tau_hi']:.2f}]"
         L.append(f"| {describe(v['settings'], vary)} | {f['n']} | {tau} | "
-                 f"{mean} | {_f(v['train_cpu_s'], '.0f')} | {_f(v['score_cpu_s'], '.1f')} |")
+                 f"{mean} | {na(v['train_cpu_s'], '.0f')} | {na(v['score_cpu_s'], '.1f')} |")
     L.append("")
     best = max(vs, key=lambda v: v["fidelity"]["tau"]) if vs else None
     if best is not None:
@@ -693,8 +525,8 @@ def agreement_report(agree: dict, vs: list[dict], sb: dict, dataset: str, n_boot
          "|---|" + "---|" * len(names)]
     for v in vs:
         L.append(f"| {describe(v['settings'], vary)} | "
-                 + " | ".join(_f(tau_shared(sup[v['key']], runs[n]), ".2f") for n in names) + " |")
-    L += ["| MACs | " + " | ".join(_f(tau_shared(macs, runs[n]), ".2f") for n in names) + " |", ""]
+                 + " | ".join(na(tau_shared(sup[v['key']], runs[n]), ".2f") for n in names) + " |")
+    L += ["| MACs | " + " | ".join(na(tau_shared(macs, runs[n]), ".2f") for n in names) + " |", ""]
     cols_s = [sup[v["key"]] for v in vs]
     cols_r = list(nearly_complete({n: runs[n] for n in names}, set().union(*cols_s)).values())
     common = _shared(*cols_s, *cols_r)
@@ -752,10 +584,6 @@ def agreement_report(agree: dict, vs: list[dict], sb: dict, dataset: str, n_boot
 
 
 # ---------------------------------------------------------------- report
-def _f(v, spec=".1f") -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
-
-
 def _loads(xs: list) -> str:
     return f"{min(xs):.1f}-{max(xs):.1f}" if xs else "n/a"
 
@@ -800,8 +628,8 @@ def report(rows: list[dict], s: dict, tb: dict, sb: dict, n_points: int, path: P
               f"[{fid['rho_lo']:.2f}, {fid['rho_hi']:.2f}] | {'met' if met else '**not met**'} |", "",
               f"Intervals: percentile bootstrap over points ({n_boot} resamples of the pairs). "
               "Kendall tau against MACs (how much size alone explains): standalone top-1 "
-              f"{_f(fid['tau_macs'], '.2f')}, "
-              f"supernet top-1 {_f(fid['tau_macs_supernet'], '.2f')}."
+              f"{na(fid['tau_macs'], '.2f')}, "
+              f"supernet top-1 {na(fid['tau_macs_supernet'], '.2f')}."
               + (f" Ranked by the supernet's holdout loss instead of its top-1 (lower is better), tau against "
                  f"standalone top-1 is {fid['tau_loss']:.2f}." if math.isfinite(fid["tau_loss"]) else ""),
               ""]
@@ -813,7 +641,7 @@ def report(rows: list[dict], s: dict, tb: dict, sb: dict, n_points: int, path: P
             L += [f"The target is met: tau {fid['tau']:.2f} >= 0.7 over {fid['n']} points "
                   f"(the lower end of its interval is {fid['tau_lo']:.2f}).", ""]
         L += best_fractions(pairs, n_boot)
-    ref = references(rows, read_results(PROXY) if PROXY.is_file() else [], skey, stkey, s, tb)
+    ref = references(rows, read_jsonl(PROXY), skey, stkey, s, tb)
     if ref is not None:
         L += ["### Against every standalone run of these points", "",
               f"The points also trained by `benchmarks/proxy_fidelity/proxy_fidelity.py` (same draws, same dataset and size) at "
@@ -838,8 +666,8 @@ def report(rows: list[dict], s: dict, tb: dict, sb: dict, n_points: int, path: P
     if pairs:
         L += ["| network | supernet holdout | standalone holdout | supernet test | standalone test | MACs |",
               "|---|---|---|---|---|---|"]
-        L += [f"| {p['name']} | {p['supernet']:.1f} | {p['standalone']:.1f} | {_f(p['supernet_test'])} | "
-              f"{_f(p['standalone_test'])} | {_f(p['macs'] / 1e6 if p['macs'] else None)}M |" for p in pairs]
+        L += [f"| {p['name']} | {p['supernet']:.1f} | {p['standalone']:.1f} | {na(p['supernet_test'])} | "
+              f"{na(p['standalone_test'])} | {na(p['macs'] / 1e6 if p['macs'] else None)}M |" for p in pairs]
         L.append("")
     L += ["## Cost", "", "| | runs | wall s | CPU s | load average (1 min) |", "|---|---|---|---|---|"]
     if "supernet" in c:
@@ -893,92 +721,30 @@ def best_fractions(pairs: list[dict], n_boot: int = 2000) -> list[str]:
             "0.11 at 600 steps).", ""]
 
 
-def machine() -> str:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPU(s){', ' + cpu if cpu else ''}, {platform.system()}"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="cluttered", choices=sorted(BUDGETS))
+    ap.add_argument("--key", default=DEFAULT, help=f"the supernet's scores' key in --results (default {DEFAULT})")
     ap.add_argument("--n-archs", type=int, default=20, help="random points besides MobileNetV3-Small")
-    ap.add_argument("--arch-seed", type=int, default=0)
-    ap.add_argument("--supernet-steps", type=int, default=2000)
-    ap.add_argument("--supernet-batch-size", type=int, default=64)
-    ap.add_argument("--supernet-lr", type=float, default=0.05)
-    ap.add_argument("--n-random", type=int, default=2, help="random points per sandwich step")
-    ap.add_argument("--supernet-seed", type=int, default=0)
-    ap.add_argument("--bn-recal-batches", type=int, default=20)
-    ap.add_argument("--finetune-steps", type=int, default=0,
-                    help="SGD steps on train batches of each point's inherited weights before it is scored")
-    ap.add_argument("--finetune-lr", type=float, default=0.01)
-    ap.add_argument("--kernel-transform", action="store_true",
-                    help="train the supernet with Once-for-All's learned kernel transform (a supernet of its own)")
-    ap.add_argument("--progressive-shrinking", action="store_true",
-                    help="train the supernet with Once-for-All's progressive shrinking (a supernet of its own)")
-    ap.add_argument("--supernet-dir", type=Path, default=ROOT / "results",
-                    help="results dir: the supernet lives in <it>/supernet/v3_small/fidelity-<settings>/")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of the main process (supernet, scoring)")
-    ap.add_argument("--standalone-steps", type=int, default=None,
-                    help="standalone training steps (default 4x a trial's budget: cluttered 800 steps, "
-                         "digits 8 epochs)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the standalone trainings")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--results", type=Path, default=RESULTS)
-    ap.add_argument("--report", type=Path, default=REPORT)
-    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--results", type=Path, default=HERE / "supernet_fidelity.jsonl")
+    ap.add_argument("--report", type=Path, default=HERE / "supernet_fidelity.md")
     ap.add_argument("--variants", type=Path, default=None, metavar="MD",
-                    help="write every supernet of --results on --dataset side by side to MD (and its seed spread), "
-                         "then stop")
-    ap.add_argument("--part", choices=("all", "supernet", "standalone"), default="all",
-                    help="supernet: train it and score the points; standalone: the trainings only. Two "
-                         "processes, one per part, use two cores at once (they append to one results file)")
+                    help="write every supernet of --results on its dataset side by side to MD (and its seed spread)")
     args = ap.parse_args(argv)
-    if args.n_archs < 0 or args.supernet_steps < 1 or (args.standalone_steps is not None and args.standalone_steps < 1):
-        print("--n-archs must be >= 0, --supernet-steps and --standalone-steps >= 1", file=sys.stderr)
-        return 2
-
-    s = supernet_settings(args)
-    tb, sb = trial_budget(args.dataset), standalone_budget(args.dataset, args.standalone_steps)
+    s = parse_key(args.key)
+    if s is None:
+        raise UsageError(f"--key {args.key!r} is not a supernet's key: pass one like {DEFAULT}")
+    tb, sb = trial_budget(s["dataset"]), standalone_budget(s["dataset"])
+    rows = read_jsonl(args.results)
     if args.variants is not None:
-        rows, proxy_rows = read_results(args.results), read_results(PROXY) if PROXY.is_file() else []
-        vs = variants(rows, proxy_rows, args.dataset, tb, sb)
-        text = variants_report(vs, sb, args.dataset, agree=agreement_columns(rows, proxy_rows, args.dataset, tb, sb))
-        text += "\n\n" + "\n".join(variant_sections(rows, vs, supernet_key(s), tb, sb, args.n_archs + 1))
+        proxy_rows = read_jsonl(PROXY)
+        vs = variants(rows, proxy_rows, s["dataset"], tb, sb)
+        text = variants_report(vs, sb, s["dataset"], agree=agreement_columns(rows, proxy_rows, s["dataset"], tb, sb))
+        text += "\n\n" + "\n".join(variant_sections(rows, vs, args.key, tb, sb, args.n_archs + 1))
         args.variants.write_text(text + "\n")
-        print(text)
-        print(f"results: {args.results}; report: {args.variants}")
-        return 0
-    archs = architectures(args.n_archs, args.arch_seed)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    if not args.report_only:
-        import torch
-
-        from train import SupernetError
-
-        torch.set_num_threads(args.threads)
-        key = supernet_key(s)
-        if args.part in ("all", "supernet"):
-            try:
-                est = make_estimator(args, s)
-                train_supernet(est, train_key(s), args.results)
-            except SupernetError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
-            score_all(est, key, archs, args.results)
-            del est
-        if args.part in ("all", "standalone"):
-            train_all(args.dataset, archs, sb, tb, args.seed, args.results, args.workers)
-    text = report(read_results(args.results), s, tb, sb, len(archs), args.report)
+    else:
+        text = report(rows, s, tb, sb, args.n_archs + 1, args.report)
     print(text)
-    print(f"results: {args.results}; report: {args.report}")
+    print(f"results: {args.results}; report: {args.variants or args.report}")
     return 0
 
 
