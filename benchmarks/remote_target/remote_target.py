@@ -42,6 +42,19 @@ from tests import ssh_target  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
+QUIET = 0.10  # host-noise ratio spread (before and after) under which a run's timings count as a quiet host's
+
+
+def quiet(r: dict) -> bool:
+    return max(r["noise_before"]["ratio_spread"], r["noise_after"]["ratio_spread"]) <= QUIET
+
+
+def host_words(r: dict) -> str:
+    if quiet(r):
+        return "The host was quiet: nothing else ran on it (host noise below)."
+    return "The host was shared with other developers' jobs (host noise below)."
+
+
 def quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
@@ -146,7 +159,7 @@ def report(records: list[dict]) -> str:
         f"({r['calibration_set']} set) and their parts. The target is this 2-core VM through Debian's sshd on "
         "127.0.0.1, its interpreter a venv with only "
         "numpy and onnxruntime "
-        f"({r['target']['runtime']}). The host is shared with other developers' jobs.",
+        f"({r['target']['runtime']}). {host_words(r)}",
         "",
         "| build | local s | remote s | remote / local | goal |",
         "|---|---|---|---|---|",
@@ -173,7 +186,8 @@ def report(records: list[dict]) -> str:
         f"{max(x['ratio'] for x in sp):.3f}: in one process the runner times a graph as the local backend does "
         f"to within {max(abs(x['ratio'] - 1) for x in sp):.1%}.",
         f"- Build time: the remote build took {r['build_ratio']:.2f}x the local one, {met} the goal of 1.3 in this "
-        f"run; with the host at load {load:.1f} on 2 cores that is no evidence either way for a quiet machine.",
+        + (f"run, on a quiet host (load {load:.1f}, host-noise ratio spread at most {QUIET:.0%})." if quiet(r) else
+           f"run; with the host at load {load:.1f} on 2 cores that is no evidence either way for a quiet machine."),
         f"- Entries: {verdict(e)}; 90% of entries are within {e['abs_dev_p90']:.1%} of their local timing.",
         f"- Predictions: {verdict(p)}; 90% of the {p['n']} points are within {p['abs_dev_p90']:.1%}.",
         "",
