@@ -67,16 +67,32 @@ def postgres_server():
         yield url, password
 
 
-@pytest.fixture(scope="session")
+def _fresh_database(server_url: str) -> str:
+    """A new, empty database on the test server: studies of one test never meet another test's (two tests
+    naming their study `pg` on one shared database made the second one join the first's study)."""
+    import secrets
+
+    import sqlalchemy
+
+    name = f"t_{secrets.token_hex(6)}"
+    engine = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")  # CREATE DATABASE needs it
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
 def postgres_url(postgres_server):
-    """The URL of that server, its password in it: pass it on, never print it."""
-    return postgres_server[0]
+    """The URL of a fresh database on that server, its password in it: pass it on, never print it."""
+    return _fresh_database(postgres_server[0])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def postgres_password_url(postgres_server):
-    """(URL with its password, the password), for tests that look for the password in outputs."""
-    return postgres_server
+    """(URL of a fresh database with its password, the password), for tests that look for the password in
+    outputs."""
+    return _fresh_database(postgres_server[0]), postgres_server[1]
 
 
 def write_private(path: Path, text: str) -> None:
