@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from .errors import DataError
@@ -46,6 +45,10 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int, *, what: st
     if n_out < n_classes or n - n_out < n_classes:
         raise DataError(f"{what}: {n} samples of {n_classes} classes leave a class empty in a split with "
                         f"data.{key}={fraction:g}: add samples or change data.{key}")
+    # Imported here: sklearn.model_selection pulls in scipy.stats, 1.2 s of every command's start-up (help, bad
+    # input, table builds) that only a split needs.
+    from sklearn.model_selection import train_test_split
+
     try:
         kept, carved = train_test_split(idx, test_size=n_out, random_state=seed, stratify=sub, shuffle=True)
     except ValueError as e:  # e.g. a class with a single member
