@@ -8,20 +8,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from core import read_jsonl as read_jsonl  # re-exported: the scripts read their results through this module
+
 READING = "\n## Reading\n"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Every line of ``path`` as a dict; none when the file is missing. A line cut by a kill is skipped: the
-    piece it recorded is run again."""
-    rows = []
-    for line in Path(path).read_text().splitlines() if Path(path).is_file() else []:
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return rows
 
 
 def append_jsonl(path: Path, row: dict) -> None:

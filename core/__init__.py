@@ -6,7 +6,7 @@ from .errors import UsageError, UserError
 from .lazy import lazy_getattr
 
 __all__ = [
-    "compose", "plain", "quiet_warnings", "run", "UsageError", "UserError",
+    "compose", "plain", "quiet_warnings", "read_jsonl", "run", "UsageError", "UserError",
 ]
 
 
@@ -17,6 +17,7 @@ _LAZY = {
     "quiet_warnings": "core.cli",
     "run": "core.cli",
     "plain": "core.settings",
+    "read_jsonl": "core.files",
 }
 
 

@@ -7,6 +7,7 @@ and the next writer of the same file on that host removes it once that pid is go
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -71,3 +72,18 @@ def save_torch(path, obj) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     write_atomic(path, buf.getvalue())
+
+
+def read_jsonl(path) -> list[dict]:
+    """The complete lines of a JSON-lines file, none when it is missing: a last line cut by a kill is left out
+    (the piece it recorded is done again)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UsageError
+from core.files import read_jsonl
 from core.trials import trial_rows
 from space import REFERENCES, ArchSpec, SearchSpace, format_arch, parse_arch
 
@@ -180,19 +181,6 @@ class Ledger:
         with self.locked():
             if key_of(row) not in {key_of(r) for r in self.records()}:  # a claim freed by mistake: keep one
                 append_line(self.results, row)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The complete lines of a JSON-lines file (a last line cut by a kill is left out)."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def append_line(path: Path, row: dict) -> None:
