@@ -14,7 +14,7 @@ from .traced import traced_macs, unhandled_ops
 
 __all__ = [
     "arch_entries", "BACKENDS", "calibration_heldout", "block_entry", "build_table", "cached_program",
-    "compare_table", "Costs", "costs", "count_macs", "count_params", "export_onnx", "full_set", "Latency",
+    "compare_table", "Costs", "costs", "count_macs", "count_params", "export_onnx", "full_set", "host_noise", "Latency",
     "latency_model", "LatencyModel", "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError",
     "network_entry", "open_target", "ort_runner", "runner_runtime", "space_entries", "SpeedProbe", "tercile_bias",
     "time_callable", "time_runner", "traced_macs", "unhandled_ops",
@@ -26,6 +26,7 @@ __all__ = [
 # scripts reach these through the package's public names instead of its modules.
 _LAZY = {
     "full_set": "measure.calibration",
+    "host_noise": "measure.noise",
     "arch_entries": "measure.entries",
     "block_entry": "measure.entries",
     "network_entry": "measure.entries",

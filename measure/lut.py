@@ -1,4 +1,5 @@
 """``python -m measure.lut build|validate +space=<name> [results_dir=..] [latency.backend=torch] [n=50]``
+``python -m measure.lut noise [latency.backend=onnxruntime] [seconds=60]``
 
 build     times every table entry a point of the space can contain (stem, blocks, heads) and the
           calibration networks (the fixed set of ``measure.calibration``, the same for every space)
@@ -18,6 +19,8 @@ validate  measures networks end to end (as the table's entries: fastest of ``lat
           ``n`` seeded random points of the space; ``references``: both references at x0.35, x0.5, x0.75, x1
           and x1.25; ``netadapt``: the final network of every run under ``results_dir/netadapt``;
           ``all``: the three.
+noise     times two fixed networks in turn for ``seconds`` and says whether the host is quiet enough
+          to build and validate a table to ±5% now (``measure.noise``); needs no space, writes nothing.
 
 ``space_file=<path.yaml>`` may replace ``+space=`` to use a space YAML outside conf/space.
 Writes nowhere but ``results_dir``.
@@ -40,10 +43,11 @@ from .model import TableLatency, describe_fit, latency_model
 from .probe import PROBE
 from .table import LatencyTable
 
-COMMANDS = ("build", "validate")
-USAGE = "python -m measure.lut build|validate +space=<name> [results_dir=results] [latency.backend=onnxruntime]"
-CLI = Command("python -m measure.lut", "lut", "build|validate +space=<name> [key=value ...]",
-              "build: time the latency lookup table of a space; validate: compare its predictions with measurements.",
+COMMANDS = ("build", "validate", "noise")
+USAGE = "python -m measure.lut build|validate|noise +space=<name> [results_dir=results] [latency.backend=onnxruntime]"
+CLI = Command("python -m measure.lut", "lut", "build|validate|noise +space=<name> [key=value ...]",
+              "build: time the latency lookup table of a space; validate: compare its predictions with measurements; "
+              "noise: is this host quiet enough to do either to ±5% now (no space needed)?",
               groups=("space", "latency"), plus=("space",), positionals=COMMANDS)
 
 
@@ -193,6 +197,11 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError(f"first argument must be one of {', '.join(COMMANDS)}: {USAGE}")
     command, overrides = argv[0], argv[1:]
     cfg = compose("lut", overrides)
+    if command == "noise":
+        from .noise import host_noise, verdict
+
+        print(verdict(host_noise(str(cfg.latency.backend), float(cfg.seconds))))
+        return 0
     space = _space(cfg)
     model = latency_model(cfg.latency, cfg.results_dir)
     if not isinstance(model, TableLatency):

@@ -46,13 +46,14 @@ class LatencySettings(Settings):
 @register
 @dataclass
 class LutConfig(Settings):
-    """conf/lut.yaml: ``python -m measure.lut build|validate``."""
+    """conf/lut.yaml: ``python -m measure.lut build|validate|noise``."""
 
     results_dir: str = text("results")
     space_file: str | None = text(None, example="my_space.yaml")
     n: int = integer(50, ge=1)
     seed: int = integer(0, ge=0)
     set: str = choice("random", ("random", "references", "netadapt", "all"))
+    seconds: float = number(60.0, gt=0)
     latency: LatencySettings = field(default_factory=LatencySettings)
     space: Any = None
 

@@ -98,24 +98,6 @@ def test_host_check_calls_a_host_noisy_when_five_probe_timings_spread_beyond_the
     assert not check["quiet"] and check["spread"] == pytest.approx((10.0 - 8.0) / 8.2, abs=1e-4)
 
 
-def test_host_noise_windows_separate_a_whole_machine_drift_from_a_relative_one(load_benchmark):
-    hn = load_benchmark("host_noise")
-    # the machine slows down 30% as a whole half-way: each p10 moves, their ratio does not
-    large = [10.0] * 20 + [13.0] * 20
-    small = [4.0] * 20 + [5.2] * 20
-    rows = hn.windows(large, small, 20)
-    assert [round(r["ratio"], 6) for r in rows] == [0.4, 0.4]
-    s = hn.summarize(rows)
-    assert s["large_spread"] == pytest.approx(3.0 / 11.5) and s["ratio_spread"] == pytest.approx(0, abs=1e-12) and s["ratio_within_5"] == 1
-    # the small network alone slows by 10% in the last window: a probe cannot correct that
-    small_rel = [4.0] * 40 + [4.4] * 20
-    rows = hn.windows([10.0] * 60, small_rel, 20)
-    s = hn.summarize(rows)
-    assert s["ratio_spread"] == pytest.approx(0.1) and s["ratio_within_5"] == pytest.approx(2 / 3)
-    assert len(hn.windows([1.0] * 39, [1.0] * 39, 20)) == 1  # a partial window is dropped
-    assert hn.summarize(hn.windows([1.0] * 19, [1.0] * 19, 20))["windows"] == 0  # no full window: nothing measured
-
-
 def test_host_noise_report_states_each_run(load_benchmark):
     hn = load_benchmark("host_noise")
     rec = {"date": "2026-11-26 10:54", "backend": "onnxruntime", "seconds": 60, "pairs": 4538, "window": 20,

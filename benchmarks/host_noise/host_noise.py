@@ -1,12 +1,8 @@
 """Can this host validate a latency table to ±5%? (issue 13: why `latency_lut.md` needs a quiet machine.)
 
-Times MobileNetV3-Large and -Small end to end, interleaved (one run of each, in turn) for ``--seconds``,
-then cuts the sequence into windows of ``--window`` pairs, the size of one probe timing. Per window: the
-fastest decile (p10, the table's statistic) of each network and the ratio of the two p10s. The ratio is
-what a table predicts (a network's latency in units of the probe's): if the machine only changed speed
-as a whole, the ratio would stay put while each p10 moved, and bracketing timings with a probe
-(``measure.probe``) would remove the drift. The spread of the ratio across windows is the error no
-probe can remove, the floor of a validation.
+The measurement is the product's (``measure.host_noise``; a user runs it as ``python -m measure.lut noise``):
+MobileNetV3-Large and -Small timed in turn for ``--seconds``, cut into windows of ``--window`` pairs, the ratio
+of their p10s per window. This script keeps every run of it on this project's machines, one line each.
 
     python -m benchmarks.host_noise.host_noise [--backend onnxruntime] [--seconds 60] [--window 20]
 
@@ -16,77 +12,17 @@ all lines. Run it alone on the machine: anything else running is part of what it
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 from benchmarks.common import append_jsonl, read_jsonl
 from core import quiet_warnings
-from space import V3_LARGE, V3_SMALL  # noqa: E402
 
 quiet_warnings()
-from measure import make_runner  # noqa: E402
+from measure import host_noise  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-
-
-def p10(values: list[float]) -> float:
-    return statistics.quantiles(values, n=10, method="inclusive")[0]
-
-
-def spread(values: list[float]) -> float:
-    """(max - min) / median, the measure `latency_lut.py`'s host check uses."""
-    return (max(values) - min(values)) / statistics.median(values)
-
-
-def windows(large_ms: list[float], small_ms: list[float], size: int) -> list[dict]:
-    """Per window of ``size`` interleaved pairs: both p10s and their ratio (small / large)."""
-    out = []
-    for i in range(0, len(large_ms) - size + 1, size):
-        lg, sm = p10(large_ms[i:i + size]), p10(small_ms[i:i + size])
-        out.append({"large_p10_ms": lg, "small_p10_ms": sm, "ratio": sm / lg})
-    return out
-
-
-def summarize(rows: list[dict]) -> dict:
-    if not rows:  # too few pairs for one window (a short run on a slow host): nothing measured
-        nan = float("nan")
-        return {"windows": 0, "large_p10_min_ms": nan, "large_p10_max_ms": nan, "large_spread": nan,
-                "ratio_median": nan, "ratio_spread": nan, "ratio_within_5": nan}
-    ratios = [r["ratio"] for r in rows]
-    large = [r["large_p10_ms"] for r in rows]
-    mid = statistics.median(ratios)
-    return {
-        "windows": len(rows),
-        "large_p10_min_ms": min(large), "large_p10_max_ms": max(large), "large_spread": spread(large),
-        "ratio_median": mid, "ratio_spread": spread(ratios),
-        # share of windows whose ratio is within ±5% of the median: the best a ±5% validation could do
-        "ratio_within_5": sum(abs(r / mid - 1) <= 0.05 for r in ratios) / len(ratios),
-    }
-
-
-def run(backend: str, seconds: float, size: int) -> dict:
-    shape = (1, 3, 224, 224)
-    large = make_runner(V3_LARGE, backend=backend, shape=shape, threads=1)
-    small = make_runner(V3_SMALL, backend=backend, shape=shape, threads=1)
-    for _ in range(10):
-        large(), small()
-    lg, sm = [], []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        t0 = time.perf_counter()
-        large()
-        t1 = time.perf_counter()
-        small()
-        t2 = time.perf_counter()
-        lg.append((t1 - t0) * 1e3)
-        sm.append((t2 - t1) * 1e3)
-    return {"backend": backend, "seconds": seconds, "window": size, "pairs": len(lg),
-            "load_before": os.getloadavg()[0], "host": platform.node(),
-            **summarize(windows(lg, sm, size))}
 
 
 def report(records: list[dict]) -> str:
@@ -124,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--out", type=Path, default=HERE)
     args = ap.parse_args(argv)
-    record = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), **run(args.backend, args.seconds, args.window)}
+    record = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), **host_noise(args.backend, args.seconds, args.window)}
     jsonl = args.out / "host_noise.jsonl"
     append_jsonl(jsonl, record)
     (args.out / "host_noise.md").write_text(report(read_jsonl(jsonl)))

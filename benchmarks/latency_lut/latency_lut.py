@@ -144,10 +144,10 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
     second table not yet in ``results``: one JSON line per finished piece, so a killed run resumes."""
     done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read_jsonl(results)}
     if noise_seconds > 0 and (backend, "noise", None, None, None) not in done:
-        from benchmarks.host_noise.host_noise import run  # the floor no table can beat on this host, now
+        from measure import host_noise  # the floor no table can beat on this host, now
 
         append_jsonl(results, {"backend": backend, "kind": "noise", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-                               **run(backend, noise_seconds, 20)})
+                               **host_noise(backend, noise_seconds, 20)})
     table, record = build_table(backend, results_dir, spaces=[] if calibration_only else spaces, passes=passes)
     if (backend, "table", None, None, 1) not in done:
         append_jsonl(results, record)

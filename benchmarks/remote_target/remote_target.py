@@ -33,8 +33,7 @@ from benchmarks.common import append_jsonl, read_jsonl
 from core import quiet_warnings
 
 quiet_warnings()
-from benchmarks.host_noise import host_noise  # noqa: E402
-from measure import LatencyTable, open_target, space_entries  # noqa: E402
+from measure import LatencyTable, host_noise, open_target, space_entries  # noqa: E402
 from measure import build_table as build  # noqa: E402
 from space import SearchSpace  # noqa: E402
 from tests import ssh_target  # noqa: E402
@@ -66,7 +65,7 @@ def ratios(remote: list[float], local: list[float]) -> dict:
 
 
 def noise(seconds: float) -> dict:
-    r = host_noise.run("onnxruntime", seconds, 20)
+    r = host_noise("onnxruntime", seconds, 20)
     return {k: r[k] for k in ("ratio_spread", "large_spread", "pairs", "load_before")}
 
 
