@@ -27,7 +27,7 @@ import threading
 import time
 
 PROTOCOL = 1
-PROBE_REPEATS = 20  # the probe is timed warm with few repeats: only its p10 counts (measure.probe)
+PROBE_REPEATS = 20  # the probe is timed warm with few repeats: only its p10 counts (measure.probe.REPEATS)
 CACHED_PROGRAMS = 8  # probe programs kept on a target (one per input size, backend and exporter)
 HEARTBEAT_S = 5.0
 

@@ -49,7 +49,8 @@ from . import calibration as calib
 from . import runner
 from .entries import Entry, arch_entries, call_entries, call_entry, network_entry
 from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
-from .probe import PROBE, SpeedProbe, reference
+from .probe import PROBE, QUIET_SPREAD, REFERENCE_TIMINGS, REFERENCE_TRIES, SpeedProbe, reference
+from .probe import REPEATS as PROBE_REPEATS
 
 SPEED_WINDOW = 3  # probe timings whose median is the speed timings are converted at (see LatencyTable._sweep)
 FORMAT = 2  # 2: entries at the probe's reference speed, one record per pass
@@ -79,7 +80,7 @@ class LatencyTable:
                  batch: int = 1, channels_last: bool = False, measure_missing: bool = True,
                  warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05, max_rounds: int = 4,
                  statistic: str = "p10", passes: int = 2, calibration_archs: list[ArchSpec] | None = None,
-                 target=None):
+                 target=None, speed_window: int = SPEED_WINDOW, probe_repeats: int = PROBE_REPEATS):
         self.path = Path(path)
         self.target = target  # None: time here; a ``measure.remote.RemoteTarget``: time there
         self.backend = check_backend(backend)
@@ -89,6 +90,7 @@ class LatencyTable:
         if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
             raise MeasureError(f"passes must be an integer >= 1, got {passes!r}")
         self.passes = passes
+        self.speed_window, self.probe_repeats = speed_window, probe_repeats  # the probe's protocol (_sweep)
         self.protocol = {"warmup": warmup, "repeats": repeats, "max_rel_spread": max_rel_spread,
                          "max_rounds": max_rounds}
         self.entries: dict[str, dict] = {}
@@ -204,9 +206,12 @@ class LatencyTable:
         ``SPEED_WINDOW`` probe timings (the two around them and the one before). One slow probe timing
         then cannot rescale a batch of entries: on a quiet host the mean of the two around them put
         6.7% of spread between processes timing the same network whose raw timings spread 1.0%
-        (benchmarks/latency_lut). Called under the lock.
+        (benchmarks/latency_lut); the window and the probe's repeats are measured in
+        benchmarks/latency_lut/probe_protocol.md. Called under the lock.
         """
         timed, recent = set(), []
+        if self.reference is None:
+            self._set_reference()
         for p in range(self.passes):
             order = [e for e in entries if _passes(records.get(e.key)) <= p]
             random.Random(f"{self.path.name}-{p}-{len(order)}").shuffle(order)
@@ -221,7 +226,7 @@ class LatencyTable:
                         continue
                     if kind == "reference":  # a new table's unit, timed on the target
                         self.reference = reference(what[0])
-                    recent = [*recent, self.reference_ms if kind == "reference" else what[0]][-SPEED_WINDOW:]
+                    recent = [*recent, self.reference_ms if kind == "reference" else what[0]][-self.speed_window:]
                     if pending:
                         self._store(pending, statistics.median(recent), records, timed, save)
                     pending = []
@@ -251,11 +256,22 @@ class LatencyTable:
     def _probe_ms(self) -> float:
         if self._probe is None:
             self._probe = SpeedProbe(backend=self.backend, threads=self.threads, input_size=self.input_size,
-                                     batch=self.batch, channels_last=self.channels_last)
-        if self.reference is None:  # a new table: its unit, set for good from several probe timings
-            self.reference = self._probe.reference()
-            return self.reference["ms"]
+                                     batch=self.batch, channels_last=self.channels_last, repeats=self.probe_repeats)
         return self._probe.time()
+
+    def _set_reference(self) -> None:
+        """A new table's unit, set for good: ``REFERENCE_TIMINGS`` probe timings (here or on the target), taken
+        again up to ``REFERENCE_TRIES`` times until they spread by at most ``QUIET_SPREAD``; the quietest set is
+        kept (``measure.probe``). Called under the lock."""
+        best = None
+        for _ in range(REFERENCE_TRIES):
+            timings = (self.target.reference_timings(self) if self.target is not None
+                       else [self._probe_ms() for _ in range(REFERENCE_TIMINGS)])
+            ref = reference(timings)
+            best = ref if best is None or ref["spread"] < best["spread"] else best
+            if ref["spread"] <= QUIET_SPREAD:
+                break
+        self.reference = best
 
     def ensure_reference(self) -> bool:
         """Set (and save) the table's unit now if it has none; True when it was set by this call."""
@@ -264,10 +280,7 @@ class LatencyTable:
         with self._locked():
             if self.reference is not None:  # another process set it while we waited
                 return False
-            if self.target is not None:
-                self.reference = reference(self.target.reference_timings(self))
-            else:
-                self._probe_ms()
+            self._set_reference()
             self._save()
         return True
 

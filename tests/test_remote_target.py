@@ -161,16 +161,23 @@ def test_a_build_cut_mid_batch_keeps_the_received_timings_and_a_rerun_resumes(ss
     proc = subprocess.Popen([sys.executable, "-m", "measure.lut", "build", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        while True:  # the event: the second batch (pass 2) holds the target's lock
-            held = [pid for _, pid, w in lock_log(ssh_env)[before:] if w == "acquired"]
-            if len(held) >= 2:
-                break
+        # The event: pass 1 saved (every entry has a timing; the unit's own batches, one or more, time none),
+        # then a runner acquires the target's lock after that save: pass 2's batch.
+        saved_at, held = None, []
+        while not held:
+            path = next((tmp_path / "lut").rglob("*.json"), None)
+            if saved_at is None and path is not None:
+                mtime, entries = path.stat().st_mtime, json.loads(path.read_text()).get("entries", {})
+                if len(entries) == 17 and all(len(e["passes"]) == 1 for e in entries.values()):
+                    saved_at = mtime
+            if saved_at is not None:
+                held = [pid for at, pid, w in lock_log(ssh_env)[before:] if w == "acquired" and at > saved_at]
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.02)
         if cut == "connection":  # the network goes: every sshd session is killed
             assert ssh_env.drop_connections() >= 1
         else:  # the runner dies on the target (out of memory, say)
-            os.kill(held[1], signal.SIGKILL)
+            os.kill(held[0], signal.SIGKILL)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
