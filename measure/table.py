@@ -98,6 +98,7 @@ class LatencyTable:
         self.reference: dict | None = None  # the probe's latency that defines the table's unit (measure.probe)
         self.machine: str | None = None  # where the table was started (kept when the file is copied elsewhere)
         self._probe: SpeedProbe | None = None
+        self._speeds: list[float] = []  # every probe timing this process took or received (``_settle_unit``)
         self._calibration_archs = calibration_archs  # None: ``measure.calibration.calibration_set()``
         self._set_id: str | None = None
         self.measurements = 0
@@ -225,8 +226,9 @@ class LatencyTable:
                             progress.update(1)
                         continue
                     if kind == "reference":  # a new table's unit, timed on the target
-                        self.reference = reference(what[0])
+                        self.reference = {**reference(what[0]), "provisional": True}
                     recent = [*recent, self.reference_ms if kind == "reference" else what[0]][-self.speed_window:]
+                    self._speeds.append(recent[-1])
                     if pending:
                         self._store(pending, statistics.median(recent), records, timed, save)
                     pending = []
@@ -271,7 +273,27 @@ class LatencyTable:
             best = ref if best is None or ref["spread"] < best["spread"] else best
             if ref["spread"] <= QUIET_SPREAD:
                 break
-        self.reference = best
+        self.reference = {**best, "provisional": True}  # until the first calibration settles it (_settle_unit)
+
+    def _settle_unit(self) -> None:
+        """Make a provisional unit final: the median of every probe timing this process has (the unit's own
+        and dozens more over the build), all stored timings rescaled to it. Five timings in a row lie a median
+        1.3% and up to 5.6% from the speed of the minutes after them (benchmarks/latency_lut/probe_protocol.md),
+        and every prediction of the table carries that offset; the build's probe timings span it. Called under
+        the lock, by the first calibration."""
+        ref = self.reference or {}
+        if not ref.get("provisional"):  # settled already (here or by another process)
+            return
+        speeds = [*ref["timings"], *self._speeds]
+        ms = statistics.median(speeds)
+        k = ms / ref["ms"]  # a timing's factor is reference / probe: every stored figure scales by k
+        for record in self.entries.values():
+            for timing in record["passes"]:
+                for f in ("p10", "median", "iqr", "factor"):
+                    timing[f] = round(timing[f] * k, 5)
+            record.update({f: min(x[f] for x in record["passes"]) for f in ("p10", "median")})
+        self.reference = {**{a: b for a, b in ref.items() if a != "provisional"}, "ms": ms, "settled_from": len(speeds)}
+        self._save()
 
     def ensure_reference(self) -> bool:
         """Set (and save) the table's unit now if it has none; True when it was set by this call."""
@@ -413,6 +435,9 @@ class LatencyTable:
         nets = [network_entry(a, self.input_size) for a in archs]
         parts = [e for a in archs for e in arch_entries(a, self.input_size)]
         self.fill(parts + call_entries(parts) + [call_entry(3, self.input_size)] + nets, progress)
+        if (self.reference or {}).get("provisional"):
+            with self._locked():
+                self._settle_unit()
         sums = [self.raw_sum(a) for a in archs]
         calls = [round(self.calls_ms(a), 5) for a in archs]
         measured = [self.entries[e.key][self.statistic] for e in nets]

@@ -322,7 +322,7 @@ def test_timings_are_converted_to_the_reference_speed_of_the_probe(tmp_path, mon
     table.raw_sum(TINY)
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["format"] == 2 and saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0] * 5,
-                                                            "spread": 0.0}
+                                                            "spread": 0.0, "provisional": True}
     factors = [p["factor"] for entry in saved["entries"].values() for p in entry["passes"]]
     assert factors == [0.5] * 4  # the unit's five timings set the unit, not the speed entries are timed at
     [timed] = table.measure_networks([TINY])
@@ -378,7 +378,7 @@ def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, m
     factor = {k: 1.0 if i < 2 else 0.75 for i, k in enumerate(machine.timed)}  # by the order they were timed
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0, 2.9375, 3.0625, 3.0, 3.0],
-                                  "spread": round(0.125 / 3, 5)}
+                                  "spread": round(0.125 / 3, 5), "provisional": True}
     assert table.reference_ms == 3.0
     for k in keys:
         f = factor[k]
@@ -406,8 +406,27 @@ def test_a_busy_machine_gets_three_tries_at_the_unit_and_the_quietest_is_kept(tm
     machine.install(monkeypatch, table)
     assert table.ensure_reference() and machine.probe_calls == 15
     saved = json.loads((tmp_path / "t.json").read_text())["reference"]
-    assert saved == {"probe": "v3_large", "ms": 3.0, "timings": sets[1], "spread": 0.1}
+    assert saved == {"probe": "v3_large", "ms": 3.0, "timings": sets[1], "spread": 0.1, "provisional": True}
     assert not table.ensure_reference() and machine.probe_calls == 15  # a table's unit is set once
+
+
+def test_the_first_calibration_settles_the_unit_on_every_probe_timing_and_rescales_the_table(tmp_path, monkeypatch):
+    """The unit's five timings read 3 ms, every later probe timing 4 ms: the first calibration makes the unit
+    their median, 4 ms, and rescales what was timed at 3 / 4 to it; a later calibration changes nothing."""
+    archs = _noisy_calibration(tmp_path, monkeypatch, noise=0.0, spread_probe=(3.0,) * 5, later=4.0)
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
+    for a in archs:  # timed before any calibration (two probe timings each): the unit is provisional, at 3 / 4
+        table.raw_sum(a)
+    assert table.reference["provisional"] and {p["factor"] for e in table.entries.values() for p in e["passes"]} == {0.75}
+    before = {k: e["p10"] for k, e in table.entries.items()}
+    table.calibrate()
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["reference"]["ms"] == 4.0 and "provisional" not in saved["reference"]
+    assert saved["reference"]["timings"] == [3.0] * 5 and saved["reference"]["settled_from"] > 5
+    assert {p["factor"] for e in saved["entries"].values() for p in e["passes"]} == {1.0}
+    assert all(saved["entries"][k]["p10"] == pytest.approx(v * 4 / 3, abs=1e-5) for k, v in before.items())
+    table.calibrate()
+    assert json.loads((tmp_path / "t.json").read_text())["entries"] == saved["entries"]
 
 
 def test_one_odd_probe_timing_rescales_no_entry(tmp_path, monkeypatch):
@@ -813,9 +832,9 @@ def test_a_fake_runtime_with_per_call_cost_and_a_size_effect_biases_the_old_fit_
     assert table.distrust() is None
 
 
-def _noisy_calibration(tmp_path, monkeypatch, noise: float, spread_probe=(3.0,) * 5):
+def _noisy_calibration(tmp_path, monkeypatch, noise: float, spread_probe=(3.0,) * 5, later: float = 3.0):
     """Six small networks timed by ``OverheadMachine`` with seeded relative ``noise`` on each network, as
-    the table's (patched) calibration set; the probe's five reference timings are ``spread_probe``."""
+    the table's (patched) calibration set; the probe's reference timings are ``spread_probe``, then ``later``."""
     from functools import partial
 
     from measure.probe import SpeedProbe
@@ -824,7 +843,7 @@ def _noisy_calibration(tmp_path, monkeypatch, noise: float, spread_probe=(3.0,) 
                       for k, e, e2 in ((5, 16, 24), (3, 32, 48), (5, 48, 64), (3, 64, 96), (5, 96, 128))]
     machine = OverheadMachine(call_ms=0.003, per_mb=0.05, context=1.12, ms_per_mmac=0.028, noise=noise)
     machine.install(monkeypatch)
-    probe = iter([*spread_probe] + [3.0] * 1000)
+    probe = iter([*spread_probe] + [later] * 1000)
     monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: next(probe)))
     monkeypatch.setattr("measure.calibration.calibration_set", lambda: archs)
     return archs
