@@ -105,3 +105,23 @@ def test_host_noise_report_states_each_run(load_benchmark):
            "ratio_median": 0.3763, "ratio_spread": 0.304, "ratio_within_5": 0.64}
     md = hn.report([rec])
     assert "| 2026-11-26 10:54 | onnxruntime | 60 | 4538 | 20 | 0.96 | 7.19-10.14 (35%) | 0.3763 | 30.4% | 64% |" in md
+
+
+def test_the_unit_study_shows_a_retry_skipping_a_slow_spell(load_benchmark):
+    import importlib
+
+    load_benchmark("latency_lut")  # puts the repository on the path as the scripts' tests need
+    pp = importlib.import_module("benchmarks.latency_lut.probe_protocol")
+    # 6.0 ms steady, with one spell of 5 timings at 7.2 ms (+20%): a unit set in it is 20% off, unless retried
+    ms = [6.0] * 40 + [6.0, 7.2, 7.2, 7.2, 7.2, 7.2, 6.0] + [6.0] * 40
+    d = pp.unit_rules(ms)
+    assert max(d["5 in a row"]) == pytest.approx(0.2)
+    assert max(d["5 in a row, retried while spread > 5%"]) == pytest.approx(0.2)  # 5 in a row, all slow: spread 0
+    assert sum(x > 0.1 for x in d["5 in a row, retried while spread > 5%"]) < sum(x > 0.1 for x in d["5 in a row"])
+    assert max(d["30 in a row"]) == 0.0  # a median over 30 outvotes a 5-timing spell
+    runs = [{"date": "d", "n": 2, "noise": {"ratio_within_5": 1.0, "ratio_spread": 0.02, "load_before": 1.0},
+             "protocols": {k: {"converted": {"median": m, "max": m, "within_3": 1.0},
+                               "as_timed": {"median": m, "max": m}, "reference_ms": 6.0}
+                           for k, m in zip(pp.PROTOCOLS, (0.02, 0.01))}}] * 5
+    assert "lower in 5 of 5 runs" in pp.report(runs) and "shown lower." in pp.report(runs)
+    assert "no difference shown" in pp.report(runs[:4])
