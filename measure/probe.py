@@ -28,7 +28,10 @@ REFERENCE_TIMINGS = 5
 # until they spread by at most QUIET_SPREAD, and the quietest set is kept.
 REFERENCE_TRIES = 3
 QUIET_SPREAD = 0.05
-REPEATS = 20  # calls per probe timing: 50 were not shown to convert better (benchmarks/latency_lut/probe_protocol.md)
+# Calls per probe timing. 50 (with a speed window of 5) gave a lower run-to-run change than 20 (window 3) in 7 of 8
+# runs of benchmarks/latency_lut/probe_protocol.md (p 0.035, looked at after 3, 4 and 8 runs, so weaker than it reads);
+# timing networks paired with the probe did better in 5 of 5 by more, and is the change to make next.
+REPEATS = 20
 
 
 def reference(timings: Sequence[float]) -> dict:

@@ -123,5 +123,6 @@ def test_the_unit_study_shows_a_retry_skipping_a_slow_spell(load_benchmark):
              "protocols": {k: {"converted": {"median": m, "max": m, "within_3": 1.0},
                                "as_timed": {"median": m, "max": m}, "reference_ms": 6.0}
                            for k, m in zip(pp.PROTOCOLS, (0.02, 0.01))}}] * 5
-    assert "lower in 5 of 5 runs" in pp.report(runs) and "shown lower." in pp.report(runs)
-    assert "no difference shown" in pp.report(runs[:4])
+    assert "lower in 5 of 5 runs (one-sided sign test p = 0.031): shown lower." in pp.report(runs)
+    assert "4 of 4 runs (one-sided sign test p = 0.062): no difference shown" in pp.report(runs[:4])
+    assert pp.sign_p(6, 7) == 8 / 128 and pp.sign_p(0, 3) == 1.0

@@ -4,7 +4,10 @@ validated against moved by a median 3-6% between two runs on a quiet host, and t
 Protocols. Per protocol (speed window: how many of the last probe timings give the speed; repeats: calls per probe timing)
 one table of its own; the same ``--n`` seeded random ``v3_large`` networks timed end to end twice by each, the
 runs interleaved (A1, B1, A2, B2) so that both protocols see the same spells of the host. Reported per protocol:
-the run-to-run change of each network, converted to the table's unit and as timed.
+the run-to-run change of each network, converted to the table's unit and as timed. Beside them, not a table's
+protocol yet: each network timed *paired* with the probe, 10 calls of one then 10 of the other, 8 times, its
+figure the median of the 8 ratios of their p10s (unit-free: the probe is timed seconds apart from nothing it
+converts); "as timed" is then the network's own p10 over its 80 calls.
 
 The unit. The probe timed back to back for ``--unit-seconds``; every start in that sequence is a table's unit as
 one of two rules would set it there: the median of 5 timings in a row, or (``measure.probe``) the same retried up to
@@ -18,26 +21,48 @@ Appends one JSON line per run of the script to ``probe_protocol.jsonl`` and rewr
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import append_jsonl, read_jsonl
+from benchmarks.common import append_jsonl, na, read_jsonl
 from core import quiet_warnings
 
 quiet_warnings()
-from measure import LatencyTable, SpeedProbe, host_noise  # noqa: E402
-from space import load_space  # noqa: E402
+from measure import LatencyTable, SpeedProbe, host_noise, make_runner  # noqa: E402
+from space import V3_LARGE, load_space  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PROTOCOLS = {"window 3, 20 repeats (the default)": (3, 20), "window 5, 50 repeats": (5, 50)}
+PAIRED = "paired with the probe, 10 + 10 calls x 8"
 
 
 def changes(a: list[dict], b: list[dict], key: str) -> dict:
     d = [abs(y[key] / x[key] - 1) for x, y in zip(a, b)]
     return {"median": statistics.median(d), "max": max(d), "within_3": sum(v <= 0.03 for v in d) / len(d)}
+
+
+def _p10(run, calls: int) -> float:
+    ts = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        run()
+        ts.append(time.perf_counter() - t0)
+    return sorted(ts)[max(0, calls // 10 - 1)] * 1e3
+
+
+def paired(run, probe, pairs: int = 8, calls: int = 10) -> dict:
+    """The network's p10 over the probe's, ``calls`` of each in turn, ``pairs`` times: the median ratio, and the
+    network's own p10 over all its calls (as timed)."""
+    ratios, own = [], []
+    for _ in range(pairs):
+        a, b = _p10(run, calls), _p10(probe, calls)
+        ratios.append(a / b)
+        own.append(a)
+    return {"ms": statistics.median(ratios), "as_timed_ms": min(own)}
 
 
 def run(n: int, work: Path) -> dict:
@@ -46,14 +71,18 @@ def run(n: int, work: Path) -> dict:
     noise = host_noise("onnxruntime", 20, 20)
     tables = {k: LatencyTable(work / f"{i}.json", speed_window=w, probe_repeats=r)
               for i, (k, (w, r)) in enumerate(PROTOCOLS.items())}
-    runs: dict[str, list] = {k: [] for k in PROTOCOLS}
+    runs: dict[str, list] = {k: [] for k in [*PROTOCOLS, PAIRED]}
+    shape = (1, 3, 224, 224)
+    probe = make_runner(V3_LARGE, backend="onnxruntime", shape=shape, threads=1)
+    nets = [make_runner(a, backend="onnxruntime", shape=shape, threads=1) for a in archs]
     for _ in range(2):
         for k, t in tables.items():
             runs[k].append(t.measure_networks(archs))
+        runs[PAIRED].append([paired(r, probe) for r in nets])
     return {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "n": n,
             "noise": {k: noise[k] for k in ("ratio_within_5", "ratio_spread", "load_before")},
             "protocols": {k: {"converted": changes(*runs[k], "ms"), "as_timed": changes(*runs[k], "as_timed_ms"),
-                              "reference_ms": tables[k].reference_ms} for k in PROTOCOLS}}
+                              "reference_ms": tables[k].reference_ms if k in tables else None} for k in runs}}
 
 
 def spread(x: list[float]) -> float:
@@ -87,6 +116,15 @@ def unit_run(seconds: float) -> dict:
     return {"kind": "unit", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "seconds": seconds, "ms": ms}
 
 
+def sign_p(k: int, n: int) -> float:
+    """One-sided sign test: the chance of k or more of n runs lower when neither protocol is."""
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
+
+
+def sign(k: int, n: int) -> str:
+    return f"{k} of {n} runs (one-sided sign test p = {sign_p(k, n):.3f})"
+
+
 def _q(d: list[float], q: float) -> float:
     return sorted(d)[min(len(d) - 1, int(q * len(d)))]
 
@@ -104,14 +142,21 @@ def report(records: list[dict]) -> str:
             c, a = p["converted"], p["as_timed"]
             lines.append(f"| {r['date']} | {r['n']} | {nz['ratio_within_5']:.0%} ({nz['ratio_spread']:.1%}), "
                          f"{nz['load_before']:.1f} | {k} | {c['median']:.1%} / {c['max']:.1%}, {c['within_3']:.0%} "
-                         f"| {a['median']:.1%} / {a['max']:.1%} | {p['reference_ms']:.3f} |")
+                         f"| {a['median']:.1%} / {a['max']:.1%} | {na(p['reference_ms'], '.3f')} |")
     runs = [x for x in records if x.get("kind") != "unit"]
     keys = list(PROTOCOLS)
     lower = sum(x["protocols"][keys[1]]["converted"]["median"] < x["protocols"][keys[0]]["converted"]["median"]
                 for x in runs)
-    lines += ["", f"The second protocol's median |change| (converted) was lower in {lower} of {len(runs)} runs; a sign "
-              f"test needs 5 of 5 for p < 0.05: " + ("shown lower." if lower == len(runs) >= 5 else
-                                                      "no difference shown; the default stays."), ""]
+    lines += ["", f"The second protocol's median |change| (converted) was lower in {sign(lower, len(runs))}: "
+              + ("shown lower." if sign_p(lower, len(runs)) < 0.05 else "no difference shown; the default stays.")]
+    with_paired = [x for x in runs if PAIRED in x["protocols"]]
+    if with_paired:
+        lo = sum(x["protocols"][PAIRED]["converted"]["median"] < x["protocols"][keys[0]]["converted"]["median"]
+                 for x in with_paired)
+        lines += ["", f"Paired with the probe, the median |change| was lower than the default's in "
+                  f"{sign(lo, len(with_paired))}: " + ("shown lower." if sign_p(lo, len(with_paired)) < 0.05
+                                                      else "no difference shown yet.")]
+    lines.append("")
     units = [x for x in records if x.get("kind") == "unit"]
     if units:
         lines += ["## The unit", "", "A table's unit set at each start of a sequence of probe timings (module note), "
