@@ -190,17 +190,21 @@ def test_a_build_cut_mid_batch_keeps_the_received_timings_and_a_rerun_resumes(ss
     assert proc.returncode == 2 and lines[-1].startswith(expected), err
     assert "rerun the same command to resume" in lines[-1]
     path = next((tmp_path / "lut").rglob("*.json"))
-    kept = json.loads(path.read_text())["entries"]
+    before_rerun = json.loads(path.read_text())
+    kept = before_rerun["entries"]
     assert len(kept) == 17 and all(len(e["passes"]) >= 1 for e in kept.values())  # pass 1 was saved
+    assert before_rerun["reference"]["provisional"]  # cut before the first calibration
 
     p = run_cli("measure.lut", "build", *args)
     assert p.returncode == 0, p.stderr
-    data = json.loads(path.read_text())["entries"]
+    after = json.loads(path.read_text())
+    data = after["entries"]
     assert all(len(e["passes"]) == 2 for e in data.values())
-    # resumed, not redone: the kept pass as it was timed (its figure over its factor; the first calibration
-    # rescales both to the settled unit, measure.table._settle_unit)
-    assert all(data[k]["passes"][0]["p10"] / data[k]["passes"][0]["factor"] == pytest.approx(
-        kept[k]["passes"][0]["p10"] / kept[k]["passes"][0]["factor"], rel=1e-3) for k in kept)
+    # resumed, not redone: the kept pass, rescaled as the first calibration settles the unit (measure.table)
+    k = after["reference"]["ms"] / before_rerun["reference"]["ms"]
+    rescaled = {key: {**t, **{f: round(t[f] * k, 5) for f in ("p10", "median", "iqr", "factor")}}
+                for key, t in ((key, kept[key]["passes"][0]) for key in kept)}
+    assert all(data[key]["passes"][0] == rescaled[key] for key in kept)
     timed_now = int(p.stdout.split(" timed now)")[0].rsplit("(", 1)[1])
     assert timed_now == sum(2 - len(e["passes"]) for e in kept.values()) > 0
 
