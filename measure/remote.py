@@ -145,14 +145,15 @@ class RemoteTarget:
         raise MeasureError(f"the runner on {self.login} sent no reference timings: rerun")
 
     def _run_batch(self, table, items: list[dict], programs: dict, reference: bool = False):
-        from .probe import INTERVAL_S, REFERENCE_TIMINGS
+        from .probe import INTERVAL_S, QUIET_SPREAD, REFERENCE_TIMINGS, REFERENCE_TRIES
 
         shape = (table.batch, 3, table.input_size, table.input_size)
         probe_digest, probe_data = self._probe_program(shape)
         programs = {probe_digest: probe_data, **programs}
         header = {"backend": self.backend, "threads": table.threads, "protocol": table.protocol,
                   "probe": {"sha256": probe_digest, "shape": list(shape), "interval_s": INTERVAL_S,
-                            "reference": REFERENCE_TIMINGS if (reference or table.reference is None) else 0},
+                            "reference": REFERENCE_TIMINGS if (reference or table.reference is None) else 0,
+                            "tries": REFERENCE_TRIES, "quiet": QUIET_SPREAD},
                   "items": [{k: v for k, v in it.items() if k != "entry"} for it in items]}
         by_key = {it["key"]: it["entry"] for it in items}
         for event in self._call(header, programs, cache={probe_digest}):

@@ -211,7 +211,7 @@ class LatencyTable:
         benchmarks/latency_lut/probe_protocol.md. Called under the lock.
         """
         timed, recent = set(), []
-        if self.reference is None:
+        if self.reference is None and self.target is None:  # a target sends it with its first batch, retried there
             self._set_reference()
         for p in range(self.passes):
             order = [e for e in entries if _passes(records.get(e.key)) <= p]
@@ -262,14 +262,15 @@ class LatencyTable:
         return self._probe.time()
 
     def _set_reference(self) -> None:
-        """A new table's unit, set for good: ``REFERENCE_TIMINGS`` probe timings (here or on the target), taken
-        again up to ``REFERENCE_TRIES`` times until they spread by at most ``QUIET_SPREAD``; the quietest set is
-        kept (``measure.probe``). Called under the lock."""
+        """A new table's unit (provisional until ``_settle_unit``): ``REFERENCE_TIMINGS`` probe timings, taken
+        again up to ``REFERENCE_TRIES`` times until they spread by at most ``QUIET_SPREAD``, the quietest set kept
+        (``measure.probe``); on a target the runner does the same. Called under the lock."""
+        if self.target is not None:  # the runner retries on the target (measure.runner.reference_timings)
+            self.reference = {**reference(self.target.reference_timings(self)), "provisional": True}
+            return
         best = None
         for _ in range(REFERENCE_TRIES):
-            timings = (self.target.reference_timings(self) if self.target is not None
-                       else [self._probe_ms() for _ in range(REFERENCE_TIMINGS)])
-            ref = reference(timings)
+            ref = reference([self._probe_ms() for _ in range(REFERENCE_TIMINGS)])
             best = ref if best is None or ref["spread"] < best["spread"] else best
             if ref["spread"] <= QUIET_SPREAD:
                 break

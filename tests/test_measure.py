@@ -410,6 +410,18 @@ def test_a_busy_machine_gets_three_tries_at_the_unit_and_the_quietest_is_kept(tm
     assert not table.ensure_reference() and machine.probe_calls == 15  # a table's unit is set once
 
 
+def test_the_ssh_runner_retries_a_noisy_unit_as_the_table_does():
+    from measure.runner import reference_timings
+
+    sets = [[3.0, 3.9, 3.0, 3.0, 3.0], [3.0, 3.3, 3.0, 3.0, 3.0], [3.0, 3.6, 3.0, 3.0, 3.0]]  # spreads 0.3, 0.1, 0.2
+    timings = iter([ms for s in sets for ms in s])
+    assert reference_timings(lambda: next(timings), 5, 3, 0.05) == sets[1]
+    timings = iter([3.0, 3.0, 3.1, 3.0, 3.0, 9.0])
+    assert reference_timings(lambda: next(timings), 5, 3, 0.05) == [3.0, 3.0, 3.1, 3.0, 3.0]  # quiet: one try
+    timings = iter(sets[0])
+    assert reference_timings(lambda: next(timings), 5, 1, 0.05) == sets[0]  # one try allowed: kept as it is
+
+
 def test_the_first_calibration_settles_the_unit_on_every_probe_timing_and_rescales_the_table(tmp_path, monkeypatch):
     """The unit's five timings read 3 ms, every later probe timing 4 ms: the first calibration makes the unit
     their median, 4 ms, and rescales what was timed at 3 / 4 to it; a later calibration changes nothing."""
