@@ -299,10 +299,7 @@ class Search:
             ahead = sum(counts(t, redone) for t in trials if t.number < trial.number)
             if ahead >= self.n_trials:
                 trial.set_user_attr("worker", self.worker)
-                fixed = trial.system_attrs.get("fixed_params")
-                if fixed:  # an enqueued point (reference, redo) goes back to the queue, not lost
-                    keep = {k: v for k, v in trial.user_attrs.items() if k in ("reference", "retry_of")}
-                    study.enqueue_trial(fixed, user_attrs=keep)
+                requeue(study, trial, trials)
                 raise optuna.TrialPruned("surplus")
             return objective(trial)
 
@@ -337,6 +334,17 @@ class Search:
                        pareto_rows(rows, **self.limits), next((r for r in rows if r["reference"]), None),
                        companions_of(study.user_attrs), hv[-1]["hypervolume"] if hv else 0.0,
                        time.perf_counter() - start, ran)
+
+
+def requeue(study: optuna.Study, trial: optuna.Trial, trials) -> None:
+    """Put a surplus trial's enqueued point (a reference, a redo) back in the queue, so it is not lost.
+
+    ``optuna.Trial`` exposes no system attributes; its frozen copy in ``trials`` does."""
+    frozen = next((t for t in trials if t.number == trial.number), None)
+    fixed = frozen.system_attrs.get("fixed_params") if frozen is not None else None
+    if fixed:
+        keep = {k: v for k, v in trial.user_attrs.items() if k in ("reference", "retry_of")}
+        study.enqueue_trial(fixed, user_attrs=keep)
 
 
 def _short(v) -> str:

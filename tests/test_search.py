@@ -159,3 +159,20 @@ def test_every_group_option_composes(data, sampler, latency):
     assert (cfg.data.name, cfg.sampler.name, cfg.latency.source) == (data, sampler, latency)
     assert cfg.space.name == _options("space")[0]
     assert isinstance(make_sampler(cfg.sampler, 0), optuna.samplers.BaseSampler)
+
+
+def test_a_surplus_enqueued_trial_goes_back_to_the_queue_with_its_marks():
+    from search.study import requeue
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial({"w": 3}, user_attrs={"reference": "v3_large", "note": "dropped"})
+    trial = study.ask()
+    requeue(study, trial, study.get_trials(deepcopy=False))
+    study.tell(trial, state=TrialState.PRUNED)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [{"w": 3}]
+    assert waiting[0].user_attrs == {"reference": "v3_large"}
+    study.tell(study.ask(), state=TrialState.PRUNED)  # the queued point is taken again
+    sampled = study.ask()  # a sampled trial has no fixed point: nothing is enqueued
+    requeue(study, sampled, study.get_trials(deepcopy=False))
+    assert study.get_trials(states=(TrialState.WAITING,)) == []
