@@ -49,9 +49,17 @@ def call_entries(entries: list[Entry]) -> list[Entry]:
     return [call_entry(e.in_channels, e.side) for e in entries]
 
 
+NETWORK = "net_"  # the key prefix of a whole network
+
+
 def network_entry(arch: ArchSpec, input_size: int) -> Entry:
     """The whole network, timed end to end (calibration networks are kept in the table this way)."""
-    return Entry(f"net_r{input_size} {format_arch(arch)}", 3, input_size, lambda: build_model(arch))
+    return Entry(f"{NETWORK}r{input_size} {format_arch(arch)}", 3, input_size, lambda: build_model(arch))
+
+
+def is_network(key: str) -> bool:
+    """Whether ``key`` is a whole network's: those are timed paired with the probe (``measure.table``)."""
+    return key.startswith(NETWORK)
 
 
 def arch_entries(arch: ArchSpec, input_size: int) -> list[Entry]:

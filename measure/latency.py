@@ -22,7 +22,7 @@ from torch import nn
 from space import ArchSpec, build_model
 
 from .errors import MeasureError
-from .runner import time_callable
+from .runner import paired_timing, time_callable
 
 BACKENDS = ("onnxruntime", "torch", "executorch")  # the keys of measure.backends.RUNNERS
 
@@ -106,6 +106,14 @@ def time_runner(run, *, backend: str, threads: int = 1, warmup: int = 10, repeat
     """Time ``run`` (from ``make_runner``) with the protocol of the module docstring."""
     with _torch_threads(threads), torch.inference_mode():
         return _time(run, backend, warmup, repeats, max_rel_spread, max_rounds)
+
+
+def time_paired(run, probe, *, backend: str, threads: int = 1, warmup: int = 10) -> tuple[Latency, float]:
+    """Time ``run`` in alternation with the probe's runner (``measure.runner.paired_timing``): its latency as
+    timed, and the probe's p10 (ms) over the same pairs, the speed the machine ran at meanwhile."""
+    with _torch_threads(threads), torch.inference_mode():
+        t = paired_timing(run, probe, warmup)
+    return Latency(t["median_ms"], t["spread_ms"], t["repeats"], backend, t["p10_ms"]), t["probe_ms"]
 
 
 def _time(run, backend: str, warmup: int, repeats: int, max_rel_spread: float, max_rounds: int) -> Latency:

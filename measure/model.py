@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from space import ArchSpec
 
 from .latency import MeasureError
-from .table import LatencyTable, machine_id
+from .table import PAIRED, LatencyTable, machine_id
 
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
@@ -46,7 +46,7 @@ class LatencyModel:
 
 class MeasuredLatency(LatencyModel):
     """Times the whole network end to end on every call, as the lookup table times its calibration
-    networks: fastest of ``passes`` timings, converted to the table's reference speed by the probe, so
+    networks: paired with the probe, the fastest of ``passes`` such timings, in the table's unit, so
     networks timed an hour apart on a drifting machine compare (and compare with table predictions).
     Nothing but the table's reference is written to it."""
 
@@ -76,7 +76,7 @@ class MeasuredLatency(LatencyModel):
     def describe(self) -> dict:
         t = self.table
         return {**super().describe(), "table": str(t.path), "machine": t.machine, "statistic": t.statistic,
-                "passes": t.passes, "reference": t.reference, "hash": t.content_hash(entries=False)}
+                "passes": t.passes, "timing": PAIRED, "reference": t.reference, "hash": t.content_hash(entries=False)}
 
 
 class TableLatency(LatencyModel):

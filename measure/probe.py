@@ -67,10 +67,17 @@ class SpeedProbe:
         """Time the probe ``n`` times in a row: the unit of a new table (see ``reference``)."""
         return reference([self.time() for _ in range(n)])
 
+    def runner(self):
+        """The probe network's runner (``measure.latency.make_runner``), exported once: re-exporting it each time
+        would cost more than timing it."""
+        if self._run is None:
+            self._run = make_runner(V3_LARGE, shape=self.shape, channels_last=self.channels_last, **self.options)
+        return self._run
+
     def _time_probe(self) -> float:
         first = self._run is None
-        if first:  # exported once: re-exporting each time would cost more than timing it
-            self._run = make_runner(V3_LARGE, shape=self.shape, channels_last=self.channels_last, **self.options)
+        if first:
+            self.runner()
             # A fresh process's first timings run slow (allocator, caches): one of five fresh processes read
             # the probe 18% slower than the same network timed right after it. The first reading is the
             # median of three, after a longer warm-up.

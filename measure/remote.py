@@ -31,7 +31,7 @@ import torch
 
 from core.errors import UsageError
 
-from .entries import Entry
+from .entries import Entry, is_network
 from .errors import MeasureError
 from .latency import Latency
 
@@ -134,7 +134,8 @@ class RemoteTarget:
                 digest = hashlib.sha256(data).hexdigest()
                 programs[digest] = data
                 size += len(data)
-                items.append({"key": e.key, "sha256": digest, "shape": list(shape), "entry": e})
+                items.append({"key": e.key, "sha256": digest, "shape": list(shape), "entry": e,
+                              "paired": is_network(e.key)})
             yield from self._run_batch(table, items, programs)
 
     def reference_timings(self, table) -> list[float]:
@@ -160,7 +161,10 @@ class RemoteTarget:
             kind = event["event"]
             if kind == "timed":
                 lat = Latency(event["median_ms"], event["spread_ms"], event["repeats"], self.backend, event["p10_ms"])
-                yield "timed", by_key[event["key"]], lat
+                if "probe_ms" in event:  # a network, timed paired with the probe
+                    yield "paired", by_key[event["key"]], lat, event["probe_ms"]
+                else:
+                    yield "timed", by_key[event["key"]], lat
             elif kind == "probe":
                 yield "probe", event["ms"]
             elif kind == "reference":

@@ -19,7 +19,11 @@ fastest: a colleague's job that slows one sweep down for a second or two rarely 
 entry in the next one, and noise only ever adds time. Each timing is converted to the table's
 reference speed with a probe network timed around it (``measure.probe``), so entries timed at noon
 and a network timed at night are in one unit. Calibration and validation networks are timed the
-same way: ``net_...`` entries.
+same way, as ``net_...`` entries, with one difference: a whole network is timed in alternation with
+the probe (10 calls of each, 8 times) and stored as the median ratio of the two, in the same unit. A
+network is what the fit rests on and what a table is checked against, and timed this way it moves a
+median 1% between runs instead of 2-5% (benchmarks/latency_lut/probe_protocol.md). Network timings of an
+older table, timed the other way, are dropped when it is read and timed again.
 
 On disk: ``<results_dir>/lut/<machine>/<backend>_t<threads>_<input_size>.json`` (``b<batch>`` and
 ``cl`` appended when not batch 1 / NCHW). ``<machine>`` is ``$BNECK_MACHINE`` if set, else
@@ -47,13 +51,14 @@ from space import ArchSpec
 
 from . import calibration as calib
 from . import runner
-from .entries import Entry, arch_entries, call_entries, call_entry, network_entry
-from .latency import Latency, MeasureError, check_backend, check_statistic, measure_latency
+from .entries import Entry, arch_entries, call_entries, call_entry, is_network, network_entry
+from .latency import Latency, MeasureError, check_backend, check_statistic, make_runner, measure_latency, time_paired
 from .probe import PROBE, QUIET_SPREAD, REFERENCE_TIMINGS, REFERENCE_TRIES, SpeedProbe, reference
 from .probe import REPEATS as PROBE_REPEATS
 
 SPEED_WINDOW = 3  # probe timings whose median is the speed timings are converted at (see LatencyTable._sweep)
 FORMAT = 2  # 2: entries at the probe's reference speed, one record per pass
+PAIRED = "paired with the probe, 10 + 10 calls x 8"  # how whole networks are timed (measure.runner.paired_timing)
 
 
 def machine_id() -> str:
@@ -146,7 +151,7 @@ class LatencyTable:
             if k in data and data[k] != getattr(self, k):
                 raise MeasureError(f"latency table {self.path} holds {k}={data[k]}, not {getattr(self, k)}: "
                                    f"set latency.{k}={data[k]} or use another table")
-        self.entries.update(data.get("entries", {}))
+        self.entries.update(_current(data.get("entries", {})))
         self.machine = data.get("machine") or self.machine
         self.calibration = data.get("calibration") or self.calibration
         if (data.get("reference") or {}).get("ms") is not None:
@@ -220,8 +225,12 @@ class LatencyTable:
             timings = self._timings(order) if self.target is None else self.target.timings(self, order)
             try:
                 for kind, *what in timings:  # probe, entries, probe, ... (measure.remote streams the same)
-                    if kind == "timed":
-                        pending.append(what)
+                    if kind in ("timed", "paired"):
+                        if kind == "timed":
+                            pending.append(what)
+                        else:  # a network timed with the probe: stored at once, at the speed it was timed at
+                            entry, lat, probe_ms = what
+                            self._store([(entry, lat)], probe_ms, records, timed, save)
                         if progress is not None:
                             progress.update(1)
                         continue
@@ -241,7 +250,7 @@ class LatencyTable:
     def _store(self, pending: list, probe_ms: float, records: dict, timed: set, save: bool) -> None:
         factor = self.reference_ms / probe_ms  # < 1 while the machine runs slow
         for entry, lat in pending:
-            records[entry.key] = _with_pass(records.get(entry.key), _timing(lat, factor))
+            records[entry.key] = _with_pass(records.get(entry.key), _timing(lat, factor, is_network(entry.key)))
             timed.add(entry.key)
         if save:
             self._save()
@@ -251,7 +260,10 @@ class LatencyTable:
         timed again whenever it is due and after the last entry."""
         yield "probe", self._probe_ms()
         for i, e in enumerate(order):
-            yield "timed", e, self._measure(e)
+            if is_network(e.key):
+                yield "paired", e, *self._measure_paired(e)
+            else:
+                yield "timed", e, self._measure(e)
             if self._probe.due() or i == len(order) - 1:
                 yield "probe", self._probe_ms()
 
@@ -328,6 +340,17 @@ class LatencyTable:
         return measure_latency(entry.build(), backend=self.backend, threads=self.threads,
                                channels_last=self.channels_last, input_shape=entry.input_shape(self.batch),
                                name=f"latency-table entry {entry.key!r}", **self.protocol)
+
+    def _measure_paired(self, entry: Entry) -> tuple[Latency, float]:
+        """A whole network timed in alternation with the probe (``measure.runner.paired_timing``): its latency,
+        and the probe's p10 meanwhile."""
+        if self._probe is None:
+            self._probe_ms()  # builds and warms the probe's runner
+        run = make_runner(entry.build(), backend=self.backend, shape=entry.input_shape(self.batch),
+                          threads=self.threads, channels_last=self.channels_last,
+                          name=f"latency-table entry {entry.key!r}")
+        return time_paired(run, self._probe.runner(), backend=self.backend, threads=self.threads,
+                           warmup=self.protocol["warmup"])
 
     # -- predicting ------------------------------------------------------------------------------
     def raw_sum(self, arch: ArchSpec) -> float:
@@ -446,6 +469,7 @@ class LatencyTable:
         errors = [round(calib.predict(terms, s, c) / m - 1, 5) for s, c, m in zip(sums, calls, measured)]
         with self._locked():
             self.calibration = {"model": calib.MODEL, **terms, "statistic": self.statistic, "set": calib.set_id(archs),
+                                "networks": PAIRED,
                                 "fit": "relative error, all terms >= 0", "names": calib.names(archs),
                                 "sums_ms": sums, "calls_ms": calls, "measured_ms": measured, "errors": errors,
                                 "heldout_errors": calib.heldout(sums, measured, calls)}
@@ -465,10 +489,26 @@ def _passes(record: dict | None) -> int:
     return len(record["passes"]) if record else 0
 
 
-def _timing(lat: Latency, factor: float) -> dict:
+def _timing(lat: Latency, factor: float, paired: bool = False) -> dict:
     """One timing converted to the reference speed (ms), with the factor it was converted by."""
-    return {"p10": round(lat.p10_ms * factor, 5), "median": round(lat.median_ms * factor, 5),
-            "iqr": round(lat.spread_ms * factor, 5), "n": lat.repeats, "factor": round(factor, 5)}
+    out = {"p10": round(lat.p10_ms * factor, 5), "median": round(lat.median_ms * factor, 5),
+           "iqr": round(lat.spread_ms * factor, 5), "n": lat.repeats, "factor": round(factor, 5)}
+    return {**out, "paired": True} if paired else out
+
+
+def _current(entries: dict) -> dict:
+    """``entries`` without network timings of the older protocol (timed alone, not paired with the probe):
+    they are timed again."""
+    out = {}
+    for key, record in entries.items():
+        if is_network(key) and not all(t.get("paired") for t in record["passes"]):
+            passes = [t for t in record["passes"] if t.get("paired")]
+            if not passes:
+                continue
+            record = {"p10": min(t["p10"] for t in passes), "median": min(t["median"] for t in passes),
+                      "passes": passes}
+        out[key] = record
+    return out
 
 
 def _with_pass(record: dict | None, timing: dict) -> dict:

@@ -112,6 +112,22 @@ def test_latency_statistics_come_from_the_timed_runs(monkeypatch):
     assert lat.p10_ms == pytest.approx(1.4)  # inclusive deciles: 1 + 0.4 x (2 - 1)
 
 
+def test_a_network_timed_paired_with_the_probe_is_the_median_ratio_times_the_probes_speed(monkeypatch):
+    """Scripted durations: the machine slows down 2x, then 3x between pairs, the network always takes twice the
+    probe: the ratio stays 2 and the figure is 2 x the probe's median p10 over the pairs."""
+    import measure.runner as timing
+
+    slow = [1, 1, 2, 3, 3]  # the machine's slowdown in each of 5 pairs
+    ticks = iter([t for k in slow for d in [0.002 * k] * 10 + [0.001 * k] * 10 for t in (0.0, d)])
+    monkeypatch.setattr(timing, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: next(ticks))}))
+    calls = {"net": 0, "probe": 0}
+    out = timing.paired_timing(lambda: calls.__setitem__("net", calls["net"] + 1),
+                               lambda: calls.__setitem__("probe", calls["probe"] + 1), warmup=2, pairs=5, calls=10)
+    assert calls == {"net": 52, "probe": 50}  # the warm-up runs the network only: the probe is warm already
+    assert out == {"median_ms": pytest.approx(4.0), "spread_ms": pytest.approx(0.0), "repeats": 50,
+                   "p10_ms": pytest.approx(4.0), "probe_ms": pytest.approx(2.0)}
+
+
 def test_bad_backend():
     with pytest.raises(MeasureError, match="onnxruntime, torch"):
         measure_latency(TINY, backend="tensorrt")
@@ -128,6 +144,9 @@ def test_table_is_written_reused_and_predicts(tmp_path):
     assert model.table.measurements == len(model.table.calibration_keys())
     path = model.table.path
     assert path.is_file() and path.is_relative_to(tmp_path / "lut" / measure.machine_id())
+    passes = {k: e["passes"] for k, e in json.loads(path.read_text())["entries"].items()}
+    assert {k: all(t.get("paired") and t["n"] == 80 for t in ts) for k, ts in passes.items()} == {
+        k: k.startswith("net_") for k in passes}  # the calibration networks were timed paired with the probe
     again = latency_model(cfg, tmp_path)
     assert again(TINY) == first and again.table.measurements == 0  # read from disk, nothing re-timed
     space = load_space(_space_file(tmp_path))
@@ -325,8 +344,12 @@ def test_timings_are_converted_to_the_reference_speed_of_the_probe(tmp_path, mon
                                                             "spread": 0.0, "provisional": True}
     factors = [p["factor"] for entry in saved["entries"].values() for p in entry["passes"]]
     assert factors == [0.5] * 4  # the unit's five timings set the unit, not the speed entries are timed at
+    # A whole network is timed paired with the probe (real timings here): the probe's speed during the pairs,
+    # not the scripted one around them, converts it. Scripted: 0.2 ms as timed while the probe read 0.4 ms.
+    monkeypatch.setattr("measure.table.time_paired", lambda run, probe, **kw: (
+        measure.Latency(0.3, 0.01, 80, "onnxruntime", 0.2), 0.4))
     [timed] = table.measure_networks([TINY])
-    assert timed["as_timed_ms"] > 0 and timed["ms"] == pytest.approx(0.5 * timed["as_timed_ms"], abs=2e-5)
+    assert timed == {"ms": pytest.approx(0.2 * 3 / 0.4), "as_timed_ms": pytest.approx(0.2)}
 
 
 class ScriptedMachine:
@@ -357,6 +380,7 @@ class ScriptedMachine:
 
         monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=self.clock, timer=self.probe))
         monkeypatch.setattr(table, "_measure", self.measure)
+        monkeypatch.setattr(table, "_measure_paired", lambda entry: (self.measure(entry), self.probe()))
 
 
 def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, monkeypatch):
@@ -388,12 +412,12 @@ def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, m
 
     # A network timed later, on the same table, at half the reference speed (probe 6 ms around it).
     net = network_entry(TINY, 32).key
-    machine.probe_ms, machine.raw_ms[net] = [6.0, 6.0], 4.0
+    machine.probe_ms, machine.raw_ms[net] = [6.0, 6.0, 6.0], 4.0  # before, during (paired), after
     assert table.measure_networks([TINY]) == [{"ms": 2.0, "as_timed_ms": 4.0}]
     # A table reopened from disk keeps the reference unit of the file: its first probe timing (1.5 ms,
     # twice as fast) converts by 3 / 1.5 = 2, it does not become the unit.
     reopened = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
-    fast = ScriptedMachine([1.5, 1.5], {net: 4.0}, seconds_per_timing=0.6)
+    fast = ScriptedMachine([1.5, 1.5, 1.5], {net: 4.0}, seconds_per_timing=0.6)
     fast.install(monkeypatch, reopened)
     assert reopened.measure_networks([TINY]) == [{"ms": 8.0, "as_timed_ms": 4.0}]
     assert json.loads((tmp_path / "t.json").read_text())["reference"]["ms"] == 3.0
@@ -474,8 +498,9 @@ def test_probe_is_due_only_once_its_interval_has_passed():
 
 
 def _write_table(path, entries: dict[str, float]) -> None:
-    """A table file holding ``entries`` (key -> p10 ms), one pass each, at factor 1."""
-    records = {k: {"p10": v, "median": v, "passes": [{"p10": v, "median": v, "iqr": 0.0, "n": 5, "factor": 1.0}]}
+    """A table file holding ``entries`` (key -> p10 ms), one pass each, at factor 1 (networks paired)."""
+    records = {k: {"p10": v, "median": v, "passes": [{"p10": v, "median": v, "iqr": 0.0, "n": 5, "factor": 1.0,
+                                                      **({"paired": True} if k.startswith("net_") else {})}]}
                for k, v in entries.items()}
     path.write_text(json.dumps({"format": 2, "backend": "onnxruntime", "threads": 1, "input_size": 32, "batch": 1,
                                 "channels_last": False, "calibration": None,
@@ -507,7 +532,7 @@ def test_calibration_recovers_a_known_scale_call_weight_and_overhead_and_predict
     opts = {"input_size": 32, "passes": 1, "measure_missing": False, "calibration_archs": archs}  # may not time
     table = LatencyTable(tmp_path / "t.json", **opts)
     cal = table.calibrate()
-    assert cal["model"] == 2 and cal["scale"] == pytest.approx(scale, rel=1e-6)
+    assert cal["model"] == 3 and cal["scale"] == pytest.approx(scale, rel=1e-6)
     assert cal["call_weight"] == pytest.approx(weight, rel=1e-6) and cal["overhead_ms"] == pytest.approx(overhead, rel=1e-6)
     assert cal["sums_ms"] == pytest.approx(sums, rel=1e-12) and cal["measured_ms"] == list(nets.values())
     assert cal["errors"] == pytest.approx([0] * 4, abs=1e-6)
@@ -521,7 +546,7 @@ def test_calibration_recovers_a_known_scale_call_weight_and_overhead_and_predict
     old = {k: v for k, v in cal.items() if k not in ("model", "call_weight")}
     again.calibration = old
     assert again.calibration_fit() is None
-    with pytest.raises(MeasureError, match=r"no fit of latency model 2 .*python -m measure\.lut build"):
+    with pytest.raises(MeasureError, match=r"no fit of latency model 3 .*python -m measure\.lut build"):
         again.predict(unseen)
     # Fitted on p10: read with another statistic, or for another calibration set, the fit does not
     # apply, and a table that may not measure refuses to predict raw sums.
@@ -599,6 +624,24 @@ def test_a_table_model_calibrates_once_on_the_fixed_set_and_refuses_without_it(t
             use()
 
 
+def test_network_timings_of_the_older_protocol_are_dropped_when_a_table_is_read(tmp_path):
+    """Networks timed alone (before they were paired with the probe) are timed again; entries are kept, and a
+    network with a paired pass keeps only that one."""
+    from measure.entries import arch_entries, network_entry
+
+    block, net, both = arch_entries(TINY, 32)[1].key, network_entry(TINY, 32).key, "net_r32 other"
+    _write_table(tmp_path / "t.json", {block: 0.5, net: 2.0, both: 3.0})
+    data = json.loads((tmp_path / "t.json").read_text())
+    data["entries"][net]["passes"][0].pop("paired")
+    data["entries"][both]["passes"].insert(0, {"p10": 2.5, "median": 2.5, "iqr": 0.0, "n": 5, "factor": 1.0})
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False)
+    assert sorted(table.entries) == sorted([block, both])
+    assert table.entries[both]["p10"] == 3.0 and len(table.entries[both]["passes"]) == 1
+    with pytest.raises(MeasureError, match="lacks entry net_r32"):
+        table.fill([network_entry(TINY, 32)])
+
+
 class FakeMachine:
     """Timings as a fixed function of the entry (no export, no clock), a probe that never drifts."""
 
@@ -623,6 +666,7 @@ class FakeMachine:
 
         monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: 3.0))
         monkeypatch.setattr(LatencyTable, "_measure", lambda table, entry: self.measure(entry))
+        monkeypatch.setattr(LatencyTable, "_measure_paired", lambda table, entry: (self.measure(entry), 3.0))
 
 
 def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(tmp_path, monkeypatch):
@@ -805,6 +849,7 @@ class OverheadMachine:
         monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: 3.0))
         monkeypatch.setattr(LatencyTable, "_measure",
                             lambda table, entry: measure.Latency(self.ms(entry), 0.0, 5, "onnxruntime", self.ms(entry)))
+        monkeypatch.setattr(LatencyTable, "_measure_paired", lambda table, entry: (table._measure(entry), table._probe_ms()))
 
 
 @pytest.fixture(scope="module")

@@ -85,6 +85,9 @@ def test_build_and_validate_over_ssh_key_the_table_by_the_targets_machine(ssh_en
     assert target["runtime"].startswith("onnxruntime ") and target["cpu"] and target["os"].startswith("Linux")
     assert target["url"] == ssh_env.url and data["reference"]["ms"] > 0 and data["calibration"]["scale"] > 0
     assert all(len(e["passes"]) == 2 for e in data["entries"].values())
+    paired = {k: all(t.get("paired") and t["n"] == 80 for t in e["passes"]) for k, e in data["entries"].items()}
+    assert paired == {k: k.startswith("net_") for k in data["entries"]}  # networks timed with the probe, there too
+    assert data["calibration"]["networks"] == "paired with the probe, 10 + 10 calls x 8"
     timed = [w for _, _, w in lock_log(ssh_env)[before:]]
     assert timed.count("acquired") == timed.count("released") >= 2  # the runner timed under its lock
 
