@@ -4,13 +4,7 @@ Knows nothing of Optuna or NetAdapt: everything takes an ``ArchSpec``.
 """
 from core.lazy import lazy_getattr
 
-from .costs import Costs, costs
-from .latency import BACKENDS, Latency, MeasureError, measure_latency
-from .macs import count_macs, count_params
-from .model import LatencyModel, latency_model
-from .onnx import export_onnx
-from .table import LatencyTable, machine_id
-from .traced import traced_macs, unhandled_ops
+from .errors import MeasureError
 
 __all__ = [
     "arch_entries", "BACKENDS", "calibration_heldout", "block_entry", "build_table", "cached_program",
@@ -22,9 +16,24 @@ __all__ = [
 ]
 
 
-# Loaded on first use: importing the package stays light and free of import cycles, and benchmarks and
-# scripts reach these through the package's public names instead of its modules.
+# Loaded on first use: importing the package (or its torch-free ``measure.settings``, which every command's
+# settings read) stays light and free of import cycles, so bad input and --help answer before torch loads;
+# benchmarks and scripts reach these through the package's public names instead of its modules.
 _LAZY = {
+    "Costs": "measure.cost",
+    "costs": "measure.cost",
+    "BACKENDS": "measure.latency",
+    "Latency": "measure.latency",
+    "measure_latency": "measure.latency",
+    "count_macs": "measure.macs",
+    "count_params": "measure.macs",
+    "LatencyModel": "measure.model",
+    "latency_model": "measure.model",
+    "export_onnx": "measure.onnx",
+    "LatencyTable": "measure.table",
+    "machine_id": "measure.table",
+    "traced_macs": "measure.traced",
+    "unhandled_ops": "measure.traced",
     "full_set": "measure.calibration",
     "host_noise": "measure.noise",
     "arch_entries": "measure.entries",

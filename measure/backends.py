@@ -1,7 +1,7 @@
 """Latency backends: each turns (module, input) into a no-argument callable that runs one forward pass.
 
 A new backend is one module under ``measure/`` with a runner function of this signature, registered in
-``RUNNERS`` below and named in ``measure.latency.BACKENDS``; ``latency.backend=<name>`` selects it, and
+``RUNNERS`` below and named in ``measure.names.BACKENDS``; ``latency.backend=<name>`` selects it, and
 lookup tables are kept per backend.
 """
 from __future__ import annotations

@@ -22,9 +22,8 @@ from torch import nn
 from space import ArchSpec, build_model
 
 from .errors import MeasureError
+from .names import BACKENDS, STATISTICS
 from .runner import paired_timing, time_callable
-
-BACKENDS = ("onnxruntime", "torch", "executorch")  # the keys of measure.backends.RUNNERS
 
 
 @dataclass(frozen=True)
@@ -41,9 +40,6 @@ class Latency:
 
     def __str__(self) -> str:
         return f"{self.median_ms:.3f} ms (IQR {self.spread_ms:.3f}, n={self.repeats}, {self.backend})"
-
-
-STATISTICS = ("p10", "median")
 
 
 def check_statistic(statistic: str) -> str:

@@ -8,7 +8,7 @@ from hydra.core.config_store import ConfigStore
 
 from core.settings import Settings, choice, flag, integer, number, register, text
 
-from .latency import BACKENDS, STATISTICS
+from .names import BACKENDS, STATISTICS
 
 
 @register
@@ -36,7 +36,7 @@ class LatencySettings(Settings):
     target_python: str = text("python3")  # checked in __post_init__
 
     def __post_init__(self):
-        from .remote import check_python, parse_target  # one line naming the problem; a password is never echoed
+        from .address import check_python, parse_target  # one line naming the problem; a password is never echoed
 
         parse_target(self.target)
         check_python(self.target_python)

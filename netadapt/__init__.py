@@ -23,9 +23,9 @@ _LAZY = {
     "propose": "netadapt.proposals",
     "with_expand": "netadapt.proposals",
     "with_group_width": "netadapt.proposals",
-    "IMPORTANCE": "netadapt.shrink",
-    "channel_scores": "netadapt.shrink",
-    "shrink": "netadapt.shrink",
+    "IMPORTANCE": "netadapt.names",
+    "channel_scores": "netadapt.channels",
+    "shrink": "netadapt.channels",
 }
 
 

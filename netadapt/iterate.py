@@ -11,8 +11,8 @@ import torch
 
 from space import build_model, parse_arch
 
+from .channels import channel_scores, shrink
 from .proposals import Proposal, propose
-from .shrink import channel_scores, shrink
 
 
 class _Exhausted(Exception):

@@ -10,8 +10,8 @@ from core.settings import Settings, choice, flag, integer, number, register, tex
 from measure.settings import LatencySettings
 from train.settings import TrainBase
 
+from .names import IMPORTANCE
 from .resources import RESOURCES
-from .shrink import IMPORTANCE
 
 SELECT = ("ratio", "accuracy")
 

@@ -110,6 +110,11 @@ class Search:
         except (TypeError, ValueError) as e:
             raise SearchError(str(e).splitlines()[0]) from None
         results_dir = Path(cfg.results_dir)
+        log = study_folder(results_dir, space.name, str(cfg.study_name)) / "study.log"
+        url = cfg.get("storage")
+        # A database is opened before the data loads: a bad URL is refused at once. A journal file waits, so
+        # a run refused for other reasons leaves nothing in results/.
+        opened = open_storage(url, log) if url and "://" in str(url) else None
         from train.placement import worker_device
 
         # Before the data loads: a device the host lacks is refused at once; the slot lock lives as long as we do.
@@ -123,12 +128,11 @@ class Search:
                                          seeds=int(cfg.train.get("seeds", 1)))
         latency = measure.latency_model(_plain(cfg.latency), results_dir)
         worker = new_worker_id()
-        log = study_folder(results_dir, space.name, str(cfg.study_name)) / "study.log"
-        storage, journal = open_storage(cfg.get("storage"), log)
+        storage, journal = opened or open_storage(url, log)
         if journal is not None:
             journal.register(worker)
         search = cls(cfg, space=space, train_cfg=train_cfg, estimator=estimator, latency=latency, storage=storage,
-                     journal=journal, storage_name=redact(str(cfg.get("storage") or log)), worker=worker)
+                     journal=journal, storage_name=redact(str(url or log)), worker=worker)
         search.slot_lock = slot_lock
         return search
 

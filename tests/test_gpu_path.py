@@ -14,7 +14,7 @@ from space import SearchSpace, build_model
 from train import DivergedError, TrainConfig, fit, load_data
 from train.batches import DeviceImages, ordered_plan, shuffled_plan, source
 from train.errors import DeviceError
-from train.fit import resolve_device
+from train.loop import resolve_device
 
 CLUTTERED = {"name": "cluttered", "input_size": 32, "n_train": 200, "n_holdout": 60, "n_test": 60}
 SYNTH = {"name": "synthetic", "input_size": 32, "n_train": 32, "n_holdout": 16, "n_test": 16, "num_classes": 4}

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from measure import count_macs
+from netadapt.channels import channel_scores, choose_channels, layer_table, node_sizes, shrink
 from netadapt.groups import width_groups
 from netadapt.proposals import propose, with_expand, with_group_width
-from netadapt.shrink import channel_scores, choose_channels, layer_table, node_sizes, shrink
 from space import V3_LARGE, V3_SMALL, build_model, parse_arch
 from space.skeleton import module_paths
 

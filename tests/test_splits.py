@@ -155,7 +155,7 @@ def test_netadapt_selection_does_not_depend_on_the_test_split(tmp_path, monkeypa
     from omegaconf import OmegaConf
 
     from space import build_model, parse_arch
-    from train.fit import evaluate
+    from train.loop import evaluate
 
     data = load_data(OmegaConf.merge(OmegaConf.load("conf/data/synthetic.yaml"),
                                      {"input_size": 16, "n_train": 64, "n_holdout": 32, "n_test": 32}))

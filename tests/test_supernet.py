@@ -103,7 +103,7 @@ def test_a_sandwich_step_updates_the_shared_weights_and_sorting_keeps_the_larges
     cfg = SupernetConfig(batch_size=16, n_random=1)
     torch.manual_seed(0)
     net = Supernet(space, data.num_classes).train()
-    from train.fit import param_groups
+    from train.loop import param_groups
 
     opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=0.1, momentum=0.9)
     x = torch.stack([data.train[i][0] for i in range(16)])
@@ -148,7 +148,7 @@ def test_the_kernel_transform_maps_the_centre_learns_and_is_bound_only_when_used
     data = load_data(DATA)
     cfg = SupernetConfig(batch_size=16, n_random=0, kernel_transform=True)
     net = Supernet(space, data.num_classes, kernel_transform=True).train()
-    from train.fit import param_groups
+    from train.loop import param_groups
 
     opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=0.1)
     x = torch.stack([data.train[i][0] for i in range(16)])
@@ -211,7 +211,7 @@ def test_scoring_and_export(trained):
     assert got == arch and out == study / "weights" / "trial-0.pt"
     model = build_model(arch, num_classes=4)
     model.load_state_dict(torch.load(out, weights_only=True))
-    from train.fit import evaluate
+    from train.loop import evaluate
 
     top1, _ = evaluate(model, est.data.holdout, device=torch.device("cpu"))
     assert round(top1, 6) == acc.top1  # the exported network is the one the trial was scored with
@@ -253,7 +253,7 @@ def test_finetuned_scoring_is_seeded_leaves_the_supernet_and_is_what_export_writ
     out, _ = export_trial(study, 0, tmp_path / "w.pt")
     model = build_model(arch, num_classes=4)
     model.load_state_dict(torch.load(out, weights_only=True))
-    from train.fit import evaluate
+    from train.loop import evaluate
 
     assert round(evaluate(model, est.data.holdout, device=torch.device("cpu"))[0], 6) == acc.top1
 

@@ -11,7 +11,7 @@ import torch.nn as nn
 from PIL import Image
 
 from train import DataError, DataSplit, DivergedError, FitResult, TrainConfig, fit, load_data, resolve_device, top1
-from train.fit import lr_factor, total_steps
+from train.loop import lr_factor, total_steps
 
 SYNTH = {"name": "synthetic", "input_size": 16, "seed": 0, "num_classes": 4, "n_train": 128, "n_holdout": 64}
 

@@ -1,12 +1,7 @@
 """bneck's accuracy layer: datasets split train / holdout / test, `fit`, and the accuracy estimators."""
 from core.lazy import lazy_getattr
 
-from .accuracy import Accuracy, AccuracyEstimator
-from .data import load_data
 from .errors import DataError, DivergedError
-from .estimator import TrainEstimator, make_estimator
-from .fit import FitResult, TrainConfig, fit, resolve_device, top1
-from .split import DataSplit
 
 __all__ = [
     "Accuracy", "AccuracyEstimator", "cluttered_settings", "cluttered_tensors", "DataError", "DataSplit",
@@ -17,12 +12,24 @@ __all__ = [
 ]
 
 
-# Loaded on first use: importing the package stays light and free of import cycles, and benchmarks and
-# scripts reach these through the package's public names instead of its modules.
+# Loaded on first use: importing the package (or its torch-free ``train.settings``) stays light and free of
+# import cycles, so bad input and --help answer before torch loads; benchmarks and scripts reach these through
+# the package's public names instead of its modules.
 _LAZY = {
-    "evaluate": "train.fit",
-    "recalibrate_bn": "train.fit",
-    "train_steps": "train.fit",
+    "Accuracy": "train.accuracy",
+    "AccuracyEstimator": "train.accuracy",
+    "load_data": "train.data",
+    "TrainEstimator": "train.estimator",
+    "make_estimator": "train.estimator",
+    "FitResult": "train.loop",
+    "TrainConfig": "train.loop",
+    "fit": "train.loop",
+    "resolve_device": "train.loop",
+    "top1": "train.loop",
+    "DataSplit": "train.split",
+    "evaluate": "train.loop",
+    "recalibrate_bn": "train.loop",
+    "train_steps": "train.loop",
     "ImageTensors": "train.tensors",
     "cluttered_settings": "train.cluttered:settings",
     "generate_cluttered": "train.cluttered:generate",

@@ -17,7 +17,7 @@ from space import ArchSpec, build_model
 
 from .accuracy import Accuracy, AccuracyEstimator
 from .errors import DivergedError
-from .fit import TrainConfig, evaluate, fit, resolve_device
+from .loop import TrainConfig, evaluate, fit, resolve_device
 from .split import DataSplit
 
 

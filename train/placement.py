@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import DeviceError
-from .fit import resolve_device
+from .loop import resolve_device
 
 SLOTS = "gpu-slots"
 

@@ -1,6 +1,6 @@
 """The ``train`` node of conf/search.yaml and conf/netadapt.yaml as a structured config (see core/settings.py).
 
-``TrainConfig`` (train/fit.py) checks itself against the same rules, so a config built in code is held
+``TrainConfig`` (train/loop.py) checks itself against the same rules, so a config built in code is held
 to what the command line is.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ per number of workers sharing the GPU.
     python -m benchmarks.gpu.gpu_throughput trials --out DIR [--workers 1 4 8] [--tiny] [--device cuda]
 
 ``images``: MobileNetV3-Small and -Large at 64 and 224 px, batch 256, fp32 and bf16, with and without
-``channels_last``: ``train.fit.train_steps`` on in-memory random images held on the device (the path of the
+``channels_last``: ``train.loop.train_steps`` on in-memory random images held on the device (the path of the
 in-memory datasets), the first steps (cudnn autotuning, allocator warm-up) untimed, the device synchronised
 before the clock stops. ``trials``: N worker processes on the one GPU, each scoring architectures sampled from
 v3_small with ``TrainEstimator`` as a search trial does (cluttered 64 px, 600 steps of 64, BN recalibration,

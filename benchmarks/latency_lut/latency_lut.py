@@ -272,8 +272,9 @@ def _range(errors) -> str:
 def report(records: list[dict], out: Path) -> None:
     lines = ["# Latency lookup table vs end-to-end measurement (224x224, batch 1, 1 thread)", "",
              f"Machine: {os.cpu_count()} cores, 1 thread per timing. Table defaults (`conf/latency/lut.yaml`): p10 "
-             "statistic, 2 shuffled passes, the fixed calibration set (model 2 of `measure/calibration.py`, "
-             "relative-error fit, held out leave-one-out), timings converted to the reference speed of the probe. "
+             "statistic, 2 shuffled passes, the fixed calibration set (model 3 of `measure/calibration.py`, "
+             "relative-error fit, held out leave-one-out), block timings converted to the reference speed of the "
+             "probe, whole networks (calibration and validated) timed paired with the probe, in the same unit. "
              f"Each set is validated {RUNS} times (run 1, run 2); `load` is the 1-minute load average when the run "
              "ended. `python -m benchmarks.latency_lut.latency_lut --results-dir <dir>` resumes or regenerates this file from "
              "`latency_lut.jsonl` (every network's row is there).", ""]

@@ -5,7 +5,7 @@
 Per seed: MobileNetV3-Small trained ``--epochs`` on digits (32 px, the default data config, train.seed =
 seed). Then one node at a time (each block's expansion, each width group: NetAdapt's two kinds of
 proposal) loses half of its channels (rounded to a multiple of 8, structure kept), chosen by each
-importance (``netadapt.shrink``: bn_weight, activation, weight); BN statistics are re-estimated on 10
+importance (``netadapt.channels``: bn_weight, activation, weight); BN statistics are re-estimated on 10
 training batches (as every finetune ends) and the cut network is scored on holdout, with no training.
 Selection data only: the test split is never read. Each result is one line of
 ``benchmarks/netadapt_importance/netadapt_importance.jsonl`` (rerun to resume; trained starts are kept under

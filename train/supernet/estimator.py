@@ -17,7 +17,7 @@ from torch import nn
 from space import ArchSpec, SearchSpace
 
 from ..accuracy import Accuracy
-from ..fit import TrainConfig, evaluate, recalibrate_bn, resolve_device, train_steps
+from ..loop import TrainConfig, evaluate, recalibrate_bn, resolve_device, train_steps
 from ..split import DataSplit
 from .errors import SupernetError
 from .train import SCORING, SETTINGS, SupernetConfig, space_config, train_supernet

@@ -41,7 +41,7 @@ from core.settings import check, plain
 from space import SearchSpace
 
 from ..errors import DivergedError
-from ..fit import lr_factor, param_groups, resolve_device
+from ..loop import lr_factor, param_groups, resolve_device
 from .errors import SupernetError
 from .net import Supernet
 from .shrinking import STAGES, restrict, stage
@@ -277,7 +277,7 @@ def sandwich_step(model: nn.Module, net: Supernet, x, y, archs, opt, cfg: Supern
                   d: Dist = Dist(), scaler=None) -> torch.Tensor:
     """One optimiser step: the first of ``archs`` on the labels, the others distilled from it. Returns the
     losses, on the device and unread (the caller reads them once per log interval: no host sync here)."""
-    from ..fit import autocast
+    from ..loop import autocast
 
     opt.zero_grad(set_to_none=True)
     scale = scaler.scale if scaler is not None else (lambda t: t)
@@ -368,7 +368,7 @@ def _fit(net: Supernet, data, cfg: SupernetConfig, folder: Path, state: dict | N
                             f"smaller than the {d.world} torchrun processes: pass accuracy.batch_size>={d.world} "
                             f"or start fewer processes")
     from ..batches import gather, source
-    from ..fit import LOG_EVERY
+    from ..loop import LOG_EVERY
 
     src = source(data.train, device, cfg.num_workers)
     if cfg.channels_last:

@@ -36,6 +36,7 @@ from space import ArchSpec, build_model, se_width
 from space.skeleton import module_paths
 
 from .groups import group_index, same_structure
+from .names import IMPORTANCE
 
 Node = tuple  # ("g", group) | ("e", block) | ("s", block) | ("last",) | ("head",) | ("rgb",) | ("cls",)
 RGB, CLASSES, LAST, HEAD = ("rgb",), ("cls",), ("last",), ("head",)
@@ -91,9 +92,6 @@ def node_sizes(arch: ArchSpec) -> dict[Node, int]:
 
 def _modules(model: nn.Module) -> dict[str, nn.Module]:
     return dict(model.named_modules())
-
-
-IMPORTANCE = ("bn_weight", "activation", "weight")
 
 
 def _column_norms(w: torch.Tensor) -> torch.Tensor:
