@@ -502,11 +502,12 @@ def _current(entries: dict) -> dict:
     out = {}
     for key, record in entries.items():
         if is_network(key) and not all(t.get("paired") for t in record["passes"]):
-            passes = [t for t in record["passes"] if t.get("paired")]
-            if not passes:
+            kept = None
+            for timing in (t for t in record["passes"] if t.get("paired")):
+                kept = _with_pass(kept, timing)
+            if kept is None:
                 continue
-            record = {"p10": min(t["p10"] for t in passes), "median": min(t["median"] for t in passes),
-                      "passes": passes}
+            record = kept
         out[key] = record
     return out
 
