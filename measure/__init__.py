@@ -7,11 +7,11 @@ from core.lazy import lazy_getattr
 from .errors import MeasureError
 
 __all__ = [
-    "arch_entries", "BACKENDS", "calibration_heldout", "block_entry", "build_table", "cached_program",
+    "arch_entries", "BACKENDS", "block_entry", "calibration_summary", "build_table", "cached_program",
     "compare_table", "Costs", "costs", "count_macs", "count_params", "export_onnx", "full_set", "host_noise", "Latency",
     "latency_model", "LatencyModel", "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError",
-    "network_entry", "open_target", "ort_runner", "runner_runtime", "space_entries", "SpeedProbe", "tercile_bias",
-    "time_callable", "time_runner", "traced_macs", "unhandled_ops",
+    "network_entry", "open_target", "ort_runner", "runner_runtime", "space_entries", "scale_heldout", "SpeedProbe",
+    "tercile_bias", "count_activations", "time_callable", "time_runner", "traced_macs", "unhandled_ops",
     "validation_archs", "within",
 ]
 
@@ -27,6 +27,7 @@ _LAZY = {
     "measure_latency": "measure.latency",
     "count_macs": "measure.macs",
     "count_params": "measure.macs",
+    "count_activations": "measure.macs",
     "LatencyModel": "measure.model",
     "latency_model": "measure.model",
     "export_onnx": "measure.onnx",
@@ -35,6 +36,8 @@ _LAZY = {
     "traced_macs": "measure.traced",
     "unhandled_ops": "measure.traced",
     "full_set": "measure.calibration",
+    "calibration_summary": "measure.calibration:summary",
+    "scale_heldout": "measure.calibration",
     "host_noise": "measure.noise",
     "arch_entries": "measure.entries",
     "block_entry": "measure.entries",
@@ -47,7 +50,6 @@ _LAZY = {
     "validation_archs": "measure.lut",
     "within": "measure.lut",
     "tercile_bias": "measure.lut",
-    "calibration_heldout": "measure.calibration:heldout",
     "cached_program": "measure.executorch",
     "SpeedProbe": "measure.probe",
     "open_target": "measure.remote",

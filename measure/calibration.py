@@ -9,21 +9,33 @@ the id of the set it was fitted on; adding a space changes the set, and the tabl
 when it may not measure, refused with the fix). ``BNECK_CALIBRATION_SET=quick`` swaps in two tiny
 networks: for the test suite, whose many fresh tables would otherwise each spend a minute calibrating.
 
-**The model (``MODEL``).** predicted = scale x (sum of entries) - call_weight x (calls) + overhead, where
-*calls* is the runtime's per-call cost that the entries paid and the network did not: an empty graph
-timed at each entry's input shape like any other entry (``call_...``), summed over the entries, minus
-the one call the network pays at its own input. Summing blocks timed alone counts a call per entry: on
-this VM's onnxruntime table (issue 27's exploration, load 0.4), the calibration set's raw sums
-over-predicted MobileNetV3-Small x0.35 by 26% and under-predicted V3-Large x1.25 by 10%. The weight is
-fitted, not fixed at 1: there it came out near 4 (a block's graph pays more per call than an empty one,
-for its intermediate buffers among others), and held out (leave-one-out) the fit missed no calibration
-network by more than 8.4%, where scale + free offset missed one by 11.4% and one scale by 24%.
+**The model (``MODEL`` 4).** predicted = (sum of entries) - call_weight x calls - depthwise_ms x (blocks
+that start with their depthwise conv) + cold_ms x (million weights read from memory). A block timed alone
+differs from the same block inside a network in three measured ways (issue 27: each part of a network
+timed in context, as the difference of paired prefix timings, against its entry):
 
-**Relative error, checked on held-out networks.** The three terms are fitted, all >= 0, so that the
-*relative* errors are smallest (each residual divided by the measured latency): a line in absolute ms
-is dominated by the largest networks. Each calibration network is then predicted by a fit made without
-it (leave-one-out): that held-out error, not the fit's own, says how far to trust a table on networks
-it was not fitted on.
+- it pays a runtime call the network does not: *calls* is an empty graph timed at each entry's input
+  shape (``call_...``), summed, minus the one call the network pays at its own input;
+- a block without an expand conv (its input goes straight to the depthwise conv, the first block of
+  both references) cost 0.08-0.09 ms more alone than in context on this VM's onnxruntime, whatever
+  the network: a fixed cost per such block;
+- its weights stay in cache between calls; inside a network whose footprint (weights and feature maps,
+  ``measure.macs.count_activations``, 4 bytes each) outgrows the last-level cache, they are read from
+  memory on every pass: 0.16-0.29 ms per million weights in V3-Large's and the widest ``v3_small``'s
+  late blocks and heads (the head of V3-Large: 0.30 ms alone, 0.73 ms in context), nothing in V3-Small
+  x0.35. The share read from memory ramps from 0 at a footprint of a quarter of the cache to 1 at the
+  cache's size (``cold_share``); the cache's size is the target's, recorded with the fit.
+
+The sum is not scaled: entries and networks are in the same unit (the probe's), and a free scale (model
+3's came out near 1.3) stood in for the memory effect, over-predicting the small networks that have none.
+On the two quiet-host tables of ``benchmarks/latency_lut/latency_lut_2026-12-07b.md`` refitted this way,
+held out (leave-one-out) rms error 3.0% and 4.3% against model 3's 4.1% and 4.4%.
+
+**Relative error, checked on held-out networks.** The terms are fitted, all >= 0, so that the *relative*
+errors are smallest (each residual divided by the measured latency): a line in absolute ms is dominated by
+the largest networks. Each calibration network is then predicted by a fit made without it
+(leave-one-out): that held-out error, not the fit's own, says how far to trust a table on networks it was
+not fitted on.
 """
 from __future__ import annotations
 
@@ -98,57 +110,114 @@ def set_id(archs: Sequence[ArchSpec]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-MODEL = 3  # 1: scale x sum + overhead; 2: minus call_weight x calls (module note); 3: the same, fitted on networks
-# timed paired with the probe (measure.table). A fit of another model is redone
-TERMS = ("scale", "call_weight", "overhead_ms")
+MODEL = 4  # 1: scale x sum + overhead; 2: minus call_weight x calls; 3: the same, fitted on networks timed paired
+# with the probe (measure.table); 4: the module note's. A fit of another model is redone
+TERMS = ("call_weight", "depthwise_ms", "cold_ms")
 MIN_HELDOUT = 5  # fewer calibration networks (the test suite's quick set): no held-out check, no verdict
 HELDOUT_LIMIT = 0.10  # a held-out error beyond this: the build warns, studies refuse the table
-BUSY = 0.10  # the probe's 5 timings spreading more than this when a table's unit was set: a busy machine
+BUSY = 0.10  # the probe's 5 timings spread more than this when a table's unit was set: a busy machine
+FLOAT_BYTES = 4
 
 
-def fit(sums: Sequence[float], measured: Sequence[float], calls: Sequence[float] | None = None) -> dict:
-    """``{scale, call_weight, overhead_ms}`` minimising sum(((scale s - call_weight c + overhead) - m) / m)^2,
-    all three >= 0 (``calls`` None: call_weight 0).
+def depthwise_first(arch: ArchSpec) -> int:
+    """Blocks of ``arch`` without an expand conv (expansion equal to their input): they start with the depthwise."""
+    return sum(not b.has_expand(cin) for cin, b in zip(arch.in_channels(), arch.blocks))
 
-    Dividing each row by m turns relative error into a linear least-squares problem; ``nnls`` solves it
-    exactly under the sign constraints. Fewer networks than terms, sums that do not spread, or timings
-    that fall as sums grow (noise on networks of nearly one size: the fit would be a constant, scale 0)
-    give a pure ratio, fitted on the same relative error.
+
+def cold_share(footprint: float, cache: float) -> float:
+    """The share of a network's weights read from memory on each pass: 0 while its footprint (bytes) is at most a
+    quarter of the last-level ``cache`` (bytes), 1 from the cache's size on, linear between (module note)."""
+    return min(1.0, max(0.0, (footprint - cache / 4) / (cache - cache / 4)))
+
+
+def cold_mweights(arch: ArchSpec, input_size: int, cache: float) -> float:
+    """Million weights of ``arch`` read from memory on each pass on a machine with a ``cache``-byte last level."""
+    from .macs import count_activations, count_params
+
+    weights = count_params(arch)
+    footprint = FLOAT_BYTES * (weights + count_activations(arch, input_size))
+    return weights / 1e6 * cold_share(footprint, cache)
+
+
+def fit(rows: Sequence[dict], measured: Sequence[float]) -> dict:
+    """``{call_weight, depthwise_ms, cold_ms}`` minimising sum((predict(terms, row) - m) / m)^2, all >= 0.
+
+    ``rows``: per network ``sum_ms``, ``calls_ms``, ``depthwise`` and ``cold_mweights``. Dividing each row by
+    m turns relative error into a linear least-squares problem; ``nnls`` solves it exactly under the signs.
     """
     import numpy as np
     from scipy.optimize import nnls
 
-    s, m = np.asarray(sums, float), np.asarray(measured, float)
-    c = np.zeros_like(s) if calls is None else np.asarray(calls, float)
-    r = s / m
-    cols = [r, 1.0 / m] + ([-c / m] if calls is not None and len(s) >= 3 else [])
-    if len(s) >= 2 and np.ptp(s) > 1e-9 * s.mean():
-        coef, _ = nnls(np.column_stack(cols), np.ones_like(m))
-        if coef[0] > 0:
-            return {"scale": float(coef[0]), "call_weight": float(coef[2]) if len(coef) > 2 else 0.0,
-                    "overhead_ms": float(coef[1])}
-    return {"scale": float(r.sum() / (r * r).sum()), "call_weight": 0.0, "overhead_ms": 0.0}
+    m = np.asarray(measured, float)
+    cols = np.column_stack([[-r["calls_ms"] for r in rows], [-r["depthwise"] for r in rows],
+                            [r["cold_mweights"] for r in rows]]) / m[:, None]
+    target = (m - np.array([r["sum_ms"] for r in rows])) / m
+    coef, _ = nnls(cols, target)
+    return dict(zip(TERMS, (float(c) for c in coef)))
 
 
-def predict(terms: dict, total: float, calls: float) -> float:
-    """A prediction from fitted ``terms``, a network's sum of entries and its calls (module note)."""
-    return terms["scale"] * total - terms.get("call_weight", 0.0) * calls + terms["overhead_ms"]
+def predict(terms: dict, row: dict) -> float:
+    """A prediction from fitted ``terms`` and a network's ``row`` (as for ``fit``; module note)."""
+    return (row["sum_ms"] - terms["call_weight"] * row["calls_ms"] - terms["depthwise_ms"] * row["depthwise"]
+            + terms["cold_ms"] * row["cold_mweights"])
 
 
-def heldout(sums: Sequence[float], measured: Sequence[float], calls: Sequence[float] | None) -> list[float] | None:
-    """Each network's relative error under a fit made on the others (leave-one-out); None below
-    ``MIN_HELDOUT`` networks, where one left out leaves too few to fit three terms on. ``calls`` None: the
-    model before issue 27 (scale x sum + overhead), for comparison."""
-    n = len(sums)
+RECORDED = {"sum_ms": "sums_ms", "calls_ms": "calls_ms", "depthwise": "depthwise", "cold_mweights": "cold_mweights"}
+
+
+def columns(rows: Sequence[dict]) -> dict:
+    """``fit``'s rows as the calibration record stores them: one list per feature (``RECORDED``)."""
+    return {name: [round(r[key], 6) for r in rows] for key, name in RECORDED.items()}
+
+
+def rows_of(cal: dict) -> list[dict]:
+    """A calibration record's networks as ``fit``'s rows again (``columns`` undone)."""
+    return [dict(zip(RECORDED, values)) for values in zip(*(cal[name] for name in RECORDED.values()))]
+
+
+def fit_scale(rows: Sequence[dict], measured: Sequence[float]) -> dict:
+    """Model 1, for comparison: ``{scale, overhead_ms}`` (both >= 0) of scale x sum + overhead, on relative error."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    s, m = np.array([r["sum_ms"] for r in rows]), np.asarray(measured, float)
+    coef, _ = nnls(np.column_stack([s / m, 1.0 / m]), np.ones_like(m))
+    if coef[0] <= 0:  # timings falling as sums grow (noise on networks of one size): a ratio, never scale 0
+        coef = [float((s / m).sum() / ((s / m) ** 2).sum()), 0.0]
+    return {"scale": float(coef[0]), "overhead_ms": float(coef[1])}
+
+
+def predict_scale(terms: dict, row: dict) -> float:
+    return terms["scale"] * row["sum_ms"] + terms["overhead_ms"]
+
+
+def heldout(rows: Sequence[dict], measured: Sequence[float], model=(fit, predict)) -> list[float] | None:
+    """Each network's relative error under a fit made on the others (leave-one-out); None below ``MIN_HELDOUT``
+    networks, where one left out leaves too few to fit on. ``model``: a (fit, predict) pair; ``(fit_scale,
+    predict_scale)`` is the model before issue 27, for comparison."""
+    fitter, predictor = model
+    n = len(rows)
     if n < MIN_HELDOUT:
         return None
     out = []
     for i in range(n):
         rest = [j for j in range(n) if j != i]
-        terms = fit([sums[j] for j in rest], [measured[j] for j in rest], None if calls is None else
-                    [calls[j] for j in rest])
-        out.append(round(predict(terms, sums[i], 0.0 if calls is None else calls[i]) / measured[i] - 1, 5))
+        terms = fitter([rows[j] for j in rest], [measured[j] for j in rest])
+        out.append(round(predictor(terms, rows[i]) / measured[i] - 1, 5))
     return out
+
+
+def summary(cal: dict) -> dict:
+    """A calibration record's model, terms, cache and per-network features (what a report keeps of a fit)."""
+    return {k: cal.get(k) for k in ("model", *TERMS, "cache_bytes", *RECORDED.values())}
+
+
+def scale_heldout(cal: dict) -> list[float] | None:
+    """The held-out errors of model 1 (scale x sum + overhead) refitted on a model-4 record's timings, for
+    comparison with the record's own; None for another model's record or too few networks."""
+    if cal.get("model") != MODEL:
+        return None
+    return heldout(rows_of(cal), cal["measured_ms"], (fit_scale, predict_scale))
 
 
 def missed(cal: dict, limit: float = HELDOUT_LIMIT) -> list[str]:

@@ -4,8 +4,9 @@
 build     times every table entry a point of the space can contain (stem, blocks, heads) and the
           calibration networks (the fixed set of ``measure.calibration``, the same for every space)
           with their entries, in the same shuffled sweeps (``latency.passes`` of them), with a
-          progress bar; resumable (present timings are kept); then fits the calibration (scale, call
-          weight, overhead: ``measure.calibration``) when it is missing or any of its timings is new, and
+          progress bar; resumable (present timings are kept); then fits the calibration (call weight,
+          depthwise-first blocks, weights read from memory: ``measure.calibration``) when it is missing or
+          any of its timings is new, and
           prints its held-out error (each calibration network predicted by a fit made without it),
           naming the networks missed by more than 10%. A table built on a busy machine or missing
           held-out networks so is marked untrusted: searches and NetAdapt refuse it (exit 2) unless

@@ -5,6 +5,7 @@ from collections.abc import Mapping
 
 from space import ArchSpec
 
+from . import calibration as calib
 from .latency import MeasureError
 from .table import PAIRED, LatencyTable, machine_id
 
@@ -124,7 +125,7 @@ class TableLatency(LatencyModel):
         held = cal.get("heldout_errors")
         return {**super().describe(), "table": str(t.path), "machine": t.machine, "statistic": t.statistic,
                 "passes": t.passes, "reference": t.reference, "hash": t.content_hash(),
-                "calibration": {**{k: cal.get(k) for k in ("model", "scale", "call_weight", "overhead_ms", "set")},
+                "calibration": {**{k: cal.get(k) for k in ("model", *calib.TERMS, "cache_bytes", "set")},
                                 "heldout_worst": max(held, key=abs) if held else None} if cal else None}
 
 
@@ -132,8 +133,10 @@ def describe_fit(cal: dict) -> str:
     """A fit in one phrase, for logs: its terms and its held-out error."""
     held = cal.get("heldout_errors")
     worst = f"held-out worst {max(held, key=abs):+.1%}" if held else "no held-out check"
-    return (f"scale {cal['scale']:.3f}, call weight {cal.get('call_weight', 0):.2f}, overhead {cal['overhead_ms']:.3f} "
-            f"ms ({worst})")
+    cache = (f"{cal['cache_bytes'] / 2 ** 20:g} MiB cache" if cal.get("cache_bytes")
+             else "cache size unknown: no memory term")
+    return (f"call weight {cal['call_weight']:.2f}, {cal['depthwise_ms']:.3f} ms per depthwise-first block, "
+            f"{cal['cold_ms']:.3f} ms per million weights read from memory ({cache}; {worst})")
 
 
 def changed(old, new: dict) -> str | None:
@@ -147,11 +150,10 @@ def changed(old, new: dict) -> str | None:
         return None
     what = ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in diff)
     cal_old, cal_new = old.get("calibration") or {}, new.get("calibration") or {}
-    if any(cal_old.get(k) != cal_new.get(k) for k in ("model", "scale", "call_weight", "overhead_ms")):
-        what += (f" (calibration scale {cal_old.get('scale')} -> {cal_new.get('scale')}, call weight "
-                 f"{cal_old.get('call_weight')} -> {cal_new.get('call_weight')}, overhead "
-                 f"{cal_old.get('overhead_ms')} -> {cal_new.get('overhead_ms')} ms, model {cal_old.get('model', 1)} -> "
-                 f"{cal_new.get('model', 1)})")
+    terms = ("model", *calib.TERMS, "cache_bytes")
+    if any(cal_old.get(k) != cal_new.get(k) for k in terms):
+        what += " (calibration " + ", ".join(f"{k} {cal_old.get(k)} -> {cal_new.get(k)}" for k in terms
+                                            if cal_old.get(k) != cal_new.get(k)) + ")"
     ref_old, ref_new = (old.get("reference") or {}).get("ms"), (new.get("reference") or {}).get("ms")
     if ref_old != ref_new:
         what += f" (reference speed {ref_old} -> {ref_new} ms)"

@@ -81,6 +81,7 @@ class RemoteTarget:
     def describe(self) -> dict:
         h = self.hello()
         return {"url": self.url, "python": self.python, "machine": h["machine"], "cpu": h["cpu"], "cpus": h["cpus"],
+                "cache": h.get("cache"),
                 "os": h["os"], "runtime": h["runtime"], "runner_python": h["python"]}
 
     def hello(self) -> dict:

@@ -17,6 +17,7 @@ and which programs it lacks in its cache), reads those, takes the target's timin
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -97,6 +98,26 @@ def cpu_model() -> str:
     except OSError:
         pass
     return model
+
+
+def cache_bytes() -> int | None:
+    """The size in bytes of this machine's last-level CPU cache (L3 on most servers), or None when the OS does
+    not say: what the latency model's memory term ramps against (``measure.calibration``)."""
+    sizes = {}
+    for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        try:
+            with open(os.path.join(index, "level")) as f, open(os.path.join(index, "size")) as g:
+                level, size = int(f.read()), g.read().strip()
+        except (OSError, ValueError):
+            continue
+        units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}
+        sizes[level] = int(size[:-1]) * units[size[-1]] if size[-1:] in units else int(size or 0)
+    if sizes and sizes[max(sizes)] > 0:
+        return sizes[max(sizes)]
+    try:
+        return os.sysconf("SC_LEVEL3_CACHE_SIZE") or None
+    except (ValueError, OSError):
+        return None
 
 
 def machine_id() -> str:
@@ -203,6 +224,7 @@ def main(stdin=None, stdout=None) -> int:
     emit = Events(stdout or sys.stdout)
     header = json.loads(stdin.readline())
     info = {"protocol": PROTOCOL, "machine": machine_id(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+            "cache": cache_bytes(),
             "os": f"{platform.system()} {platform.release()} {platform.machine()}",
             "python": platform.python_version()}
     try:

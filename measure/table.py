@@ -367,11 +367,22 @@ class LatencyTable:
         self.fill([*calls, own])
         return sum(self.entries[e.key][self.statistic] for e in calls) - self.entries[own.key][self.statistic]
 
+    def cache_bytes(self) -> int | None:
+        """The last-level cache of the machine this table times (the target's, over SSH), or None when unknown."""
+        return self.target.describe().get("cache") if self.target is not None else runner.cache_bytes()
+
+    def features(self, arch: ArchSpec, cache: int | None, calls: bool = True) -> dict:
+        """What the model reads of ``arch`` (``measure.calibration.fit``'s row), measuring missing entries
+        when allowed: the sum of its entries, its calls (0 unless ``calls``), its depthwise-first blocks, its
+        weights read from memory."""
+        return {"sum_ms": self.raw_sum(arch), "calls_ms": self.calls_ms(arch) if calls else 0.0,
+                "depthwise": calib.depthwise_first(arch),
+                "cold_mweights": calib.cold_mweights(arch, self.input_size, cache) if cache else 0.0}
+
     def predict(self, arch: ArchSpec) -> float:
         """Predicted end-to-end latency of ``arch`` in ms (``measure.calibration.predict``)."""
-        cal = self.calibration_fit() or self.ensure_calibrated()
-        calls = self.calls_ms(arch) if cal.get("call_weight") else 0.0  # a weight of 0 needs no call timed
-        return calib.predict(cal, self.raw_sum(arch), calls)
+        cal = self.calibration_fit() or self.ensure_calibrated()  # a call weight of 0 needs no call timed
+        return calib.predict(cal, self.features(arch, cal.get("cache_bytes"), calls=cal["call_weight"] > 0))
 
     @property
     def calibration_archs(self) -> list[ArchSpec]:
@@ -462,17 +473,17 @@ class LatencyTable:
         if (self.reference or {}).get("provisional"):
             with self._locked():
                 self._settle_unit()
-        sums = [self.raw_sum(a) for a in archs]
-        calls = [round(self.calls_ms(a), 5) for a in archs]
+        cache = self.cache_bytes()
+        rows = [self.features(a, cache) for a in archs]
         measured = [self.entries[e.key][self.statistic] for e in nets]
-        terms = calib.fit(sums, measured, calls)
-        errors = [round(calib.predict(terms, s, c) / m - 1, 5) for s, c, m in zip(sums, calls, measured)]
+        terms = calib.fit(rows, measured)
+        errors = [round(calib.predict(terms, r) / m - 1, 5) for r, m in zip(rows, measured)]
         with self._locked():
-            self.calibration = {"model": calib.MODEL, **terms, "statistic": self.statistic, "set": calib.set_id(archs),
-                                "networks": PAIRED,
-                                "fit": "relative error, all terms >= 0", "names": calib.names(archs),
-                                "sums_ms": sums, "calls_ms": calls, "measured_ms": measured, "errors": errors,
-                                "heldout_errors": calib.heldout(sums, measured, calls)}
+            self.calibration = {"model": calib.MODEL, **terms, "cache_bytes": cache, "statistic": self.statistic,
+                                "set": calib.set_id(archs), "networks": PAIRED, "fit": "relative error, all terms >= 0",
+                                "names": calib.names(archs), **calib.columns(rows), "measured_ms": measured,
+                                "errors": errors,
+                                "heldout_errors": calib.heldout(rows, measured)}
             self._save()
         return self.calibration
 

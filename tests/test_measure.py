@@ -16,6 +16,7 @@ import torch
 import measure
 from core.cli import UsageError
 from measure import LatencyTable, MeasureError, count_macs, count_params, latency_model, measure_latency
+from measure.calibration import cold_mweights, depthwise_first
 from measure.lut import main as lut_main
 from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, build_model, format_arch, load_space, scale_width
 
@@ -32,6 +33,26 @@ def test_reference_macs_and_params_are_pinned():
     assert count_params(V3_LARGE) == 5_483_032
     assert count_params(V3_SMALL) == 2_542_856
     assert count_params(V3_SMALL, num_classes=10) == 2_542_856 - 990 * 1024 - 990
+
+
+@pytest.mark.parametrize("name", ["v3_large", "v3_small"])
+def test_closed_form_params_and_feature_maps_equal_the_built_networks(name):
+    import torch
+
+    from measure import count_activations
+
+    space = load_space(name)
+    for arch in [space.sample(seed) for seed in range(6)] + [V3_LARGE, V3_SMALL]:
+        model = build_model(arch, num_classes=10).eval()
+        assert count_params(arch, num_classes=10) == sum(p.numel() for p in model.parameters())
+        written = [3 * 64 * 64]  # the input, then every conv's and linear's output
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.register_forward_hook(lambda mod, inputs, out, w=written: w.append(out.numel()))
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 64, 64))
+        assert count_activations(arch, 64, num_classes=10) == sum(written)
+    assert count_activations(V3_LARGE) == 4_557_696 and count_activations(V3_SMALL) == 1_568_208
 
 
 def test_single_layers_match_hand_counts():
@@ -211,7 +232,7 @@ def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8 entries and 2 calibration networks (" in out  # stem, 2 + 4 blocks, head; the (quick) fixed set
     data = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())
-    assert data["calibration"]["scale"] > 0 and data["calibration"]["overhead_ms"] >= 0
+    assert data["calibration"]["model"] == 4 and data["calibration"]["call_weight"] >= 0
     assert lut_main(["build", *args]) == 0
     assert "(0 timed now)" in capsys.readouterr().out
     assert lut_main(["validate", *args, "n=3"]) == 0
@@ -283,7 +304,7 @@ def test_calibration_networks_are_kept_in_the_table_and_validation_ones_are_not(
     table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
     other = TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]])
     cal = table.calibrate([TINY, other, TINY.with_blocks([BlockSpec(5, 24, 8), TINY.blocks[1]])])
-    assert cal["scale"] > 0 and len(cal["measured_ms"]) == 3
+    assert cal["model"] == 4 and len(cal["measured_ms"]) == 3
     nets = [k for k in json.loads((tmp_path / "t.json").read_text())["entries"] if k.startswith("net_")]
     assert nets == sorted(["net_r32 " + format_arch(a) for a in (TINY, other, TINY.with_blocks(
         [BlockSpec(5, 24, 8), TINY.blocks[1]]))])
@@ -507,46 +528,51 @@ def _write_table(path, entries: dict[str, float]) -> None:
                                 "reference": {"probe": "v3_large", "ms": 3.0}, "entries": records}))
 
 
-def test_calibration_recovers_a_known_scale_call_weight_and_overhead_and_predicts_with_them(tmp_path):
+def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monkeypatch):
     from measure.entries import arch_entries, call_entries, call_entry, network_entry
 
-    # end-to-end = scale * sum of entries - call_weight * calls + overhead, exactly
-    scale, weight, overhead = 1.25, 2.0, 0.5
+    # end-to-end = sum of entries - call_weight x calls - depthwise_ms x (depthwise-first blocks)
+    #              + cold_ms x (million weights read from memory), exactly
+    weight, depthwise, cold = 2.0, 0.05, 40.0
+    cache = 300_000  # bytes: these networks' footprints (100-300 kB) fall on the ramp (0 below cache / 4)
+    monkeypatch.setattr("measure.runner.cache_bytes", lambda: cache)
     archs = [TINY, TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]]),
-             TINY.with_blocks([BlockSpec(5, 24, 8), TINY.blocks[1]]),
+             TINY.with_blocks([BlockSpec(5, 8, 8), TINY.blocks[1]]),  # starts with its depthwise conv
+             TINY.with_blocks([BlockSpec(3, 8, 8), BlockSpec(3, 96, 32, True, "HS", 2)]),
              TINY.with_blocks([TINY.blocks[0], BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 48, 16)])]
-    unseen = TINY.with_blocks([BlockSpec(5, 24, 8), BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 48, 16)])
+    unseen = TINY.with_blocks([BlockSpec(3, 8, 8), BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 64, 16)])
     parts = [e for a in [*archs, unseen] for e in arch_entries(a, 32)]
     keys = sorted({e.key for e in parts})
     entry_ms = {k: 0.1 * (i + 1) for i, k in enumerate(keys)}  # distinct, known
     call_keys = sorted({e.key for e in call_entries(parts)} | {call_entry(3, 32).key})
     call_ms = {k: 0.01 * (i + 1) for i, k in enumerate(call_keys)}
 
-    def calls(a):  # the empty graph at each entry's input, minus the network's own call
-        return sum(call_ms[e.key] for e in call_entries(arch_entries(a, 32))) - call_ms[call_entry(3, 32).key]
+    def truth(a):
+        calls = sum(call_ms[e.key] for e in call_entries(arch_entries(a, 32))) - call_ms[call_entry(3, 32).key]
+        return (sum(entry_ms[e.key] for e in arch_entries(a, 32)) - weight * calls - depthwise * depthwise_first(a)
+                + cold * cold_mweights(a, 32, cache))
 
-    sums = [sum(entry_ms[e.key] for e in arch_entries(a, 32)) for a in archs]
-    assert len(set(sums)) == len(archs)  # the sums spread: a line is fitted, not a ratio
-    nets = {network_entry(a, 32).key: scale * s - weight * calls(a) + overhead for a, s in zip(archs, sums)}
+    assert [depthwise_first(a) for a in archs] == [0, 0, 1, 1, 0]
+    assert len({round(cold_mweights(a, 32, cache), 6) for a in archs}) == len(archs)  # the memory term varies
+    nets = {network_entry(a, 32).key: truth(a) for a in archs}
     _write_table(tmp_path / "t.json", {**entry_ms, **call_ms, **nets})
     opts = {"input_size": 32, "passes": 1, "measure_missing": False, "calibration_archs": archs}  # may not time
     table = LatencyTable(tmp_path / "t.json", **opts)
     cal = table.calibrate()
-    assert cal["model"] == 3 and cal["scale"] == pytest.approx(scale, rel=1e-6)
-    assert cal["call_weight"] == pytest.approx(weight, rel=1e-6) and cal["overhead_ms"] == pytest.approx(overhead, rel=1e-6)
-    assert cal["sums_ms"] == pytest.approx(sums, rel=1e-12) and cal["measured_ms"] == list(nets.values())
-    assert cal["errors"] == pytest.approx([0] * 4, abs=1e-6)
-    assert cal["heldout_errors"] is None  # 4 networks: too few to leave one out of a three-term fit
-    unseen_sum = sum(entry_ms[e.key] for e in arch_entries(unseen, 32))
-    expected = scale * unseen_sum - weight * calls(unseen) + overhead
-    assert table.predict(unseen) == pytest.approx(expected, rel=1e-6)
+    assert cal["model"] == 4 and cal["cache_bytes"] == cache
+    assert [cal[k] for k in ("call_weight", "depthwise_ms", "cold_ms")] == pytest.approx([weight, depthwise, cold],
+                                                                                       rel=1e-6)
+    assert cal["measured_ms"] == list(nets.values()) and cal["depthwise"] == [0, 0, 1, 1, 0]
+    assert cal["errors"] == pytest.approx([0] * 5, abs=1e-6) and cal["heldout_errors"] == pytest.approx([0] * 5, abs=1e-4)
+    assert table.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6)
+    monkeypatch.setattr("measure.runner.cache_bytes", lambda: 10 * cache)  # the fit keeps the cache it was made with
     again = LatencyTable(tmp_path / "t.json", **opts)  # stored with the table
-    assert again.predict(unseen) == pytest.approx(expected, rel=1e-6)
-    # A fit of the old model (scale x sum + overhead, no model number) is not used: refitted, or refused.
-    old = {k: v for k, v in cal.items() if k not in ("model", "call_weight")}
-    again.calibration = old
+    assert again.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6)
+    # A fit of an older model (model 3: scale x sum - call weight x calls + overhead) is not used: refitted, or refused.
+    again.calibration = {**{k: v for k, v in cal.items() if k not in ("depthwise_ms", "cold_ms")}, "model": 3,
+                         "scale": 1.3, "overhead_ms": 0.0}
     assert again.calibration_fit() is None
-    with pytest.raises(MeasureError, match=r"no fit of latency model 3 .*python -m measure\.lut build"):
+    with pytest.raises(MeasureError, match=r"no fit of latency model 4 .*python -m measure\.lut build"):
         again.predict(unseen)
     # Fitted on p10: read with another statistic, or for another calibration set, the fit does not
     # apply, and a table that may not measure refuses to predict raw sums.
@@ -557,28 +583,37 @@ def test_calibration_recovers_a_known_scale_call_weight_and_overhead_and_predict
             stale.predict(unseen)
 
 
-def test_relative_fit_keeps_small_networks_right_where_an_absolute_line_did_not():
-    from measure.calibration import fit
+def test_without_a_known_cache_size_the_model_has_no_memory_term(tmp_path, monkeypatch):
+    monkeypatch.setattr("measure.runner.cache_bytes", lambda: None)
+    table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
+    FakeMachine().install(monkeypatch)
+    cal = table.calibrate()
+    assert cal["cache_bytes"] is None and cal["cold_mweights"] == [0.0, 0.0] and cal["cold_ms"] == 0.0
+    assert "cache size unknown: no memory term" in __import__("measure.model").model.describe_fit(cal)
 
-    def two(terms):
+
+def test_the_scale_fit_of_model_1_is_relative_and_never_negative():
+    from measure.calibration import fit_scale
+
+    def two(sums, measured):
+        terms = fit_scale([{"sum_ms": s} for s in sums], measured)
         return terms["scale"], terms["overhead_ms"]
 
     # Exact data: recovered. Networks 0.5-10 ms whose true overhead is 0.2 ms.
     sums = [0.4, 0.9, 2.0, 4.0, 8.0]
-    assert two(fit(sums, [1.1 * s + 0.2 for s in sums])) == pytest.approx((1.1, 0.2), rel=1e-9)
+    assert two(sums, [1.1 * s + 0.2 for s in sums]) == pytest.approx((1.1, 0.2), rel=1e-9)
     # Two large networks timed 3% slow, three small ones 2% fast: a least-squares line in absolute ms
-    # (the old fit) is pulled by the large ones and misses the smallest by 5%; the relative fit by 1%.
+    # is pulled by the large ones and misses the smallest by 5%; the relative fit by 1%.
     measured = [0.98 * (1.1 * s + 0.2) for s in sums[:3]] + [1.03 * (1.1 * s + 0.2) for s in sums[3:]]
-    scale, overhead = two(fit(sums, measured))
+    scale, overhead = two(sums, measured)
     rel = [(scale * s + overhead) / m - 1 for s, m in zip(sums, measured)]
     a, b = __import__("numpy").polyfit(sums, measured, 1)
     assert abs(rel[0]) < 0.015 < 0.05 < abs((a * sums[0] + b) / measured[0] - 1)
     assert max(map(abs, rel)) < 0.03
     # Small networks faster than proportional: the unconstrained fit would take a negative overhead.
-    assert fit(sums, [0.9 * s for s in sums[:2]] + [s for s in sums[2:]])["overhead_ms"] == 0.0
-    assert two(fit([2.0], [3.0])) == pytest.approx((1.5, 0.0))  # one network: a ratio
+    assert two(sums, [0.9 * s for s in sums[:2]] + [s for s in sums[2:]])[1] == 0.0
     # Timings falling as sums grow (noise on two tiny networks): a ratio, never scale 0.
-    scale, overhead = two(fit([1.0, 1.2], [0.5, 0.45]))
+    scale, overhead = two([1.0, 1.2], [0.5, 0.45])
     assert overhead == 0.0 and 0.37 < scale < 0.5
 
 
@@ -610,9 +645,11 @@ def test_table_of_an_older_format_is_refused_with_the_fix(tmp_path):
 def test_a_table_model_calibrates_once_on_the_fixed_set_and_refuses_without_it(tmp_path):
     model = latency_model({"input_size": 32, **FAST}, tmp_path)
     done = model.prepare()
-    assert done.startswith(f"calibrated {model.table.path} on 2 networks: scale ")  # the quick set (conftest)
+    assert done.startswith(f"calibrated {model.table.path} on 2 networks: call weight ")  # the quick set (conftest)
     cal = json.loads(model.table.path.read_text())["calibration"]
-    assert model(TINY) == pytest.approx(cal["scale"] * model.table.raw_sum(TINY) + cal["overhead_ms"])
+    expected = (model.table.raw_sum(TINY) - cal["call_weight"] * model.table.calls_ms(TINY)
+                - cal["depthwise_ms"] * depthwise_first(TINY) + cal["cold_ms"] * cold_mweights(TINY, 32, cal["cache_bytes"]))
+    assert model(TINY) == pytest.approx(expected)
     assert model.prepare() is None  # already calibrated: nothing re-timed, nothing refitted
     assert json.loads(model.table.path.read_text())["calibration"] == cal
     empty = LatencyTable(tmp_path / "other.json", input_size=32, **FAST)
@@ -695,7 +732,7 @@ def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(
         table = LatencyTable(path, input_size=32, measure_missing=False)
         results[path.name] = (table.calibration, [table.predict(a) for a in probes])
     first, *others = results.values()
-    assert first[0]["overhead_ms"] > 0 and all(r == first for r in others)
+    assert first[0]["model"] == 4 and all(r == first for r in others)
 
 
 def test_measured_refuses_a_table_made_on_another_machine_unless_asked(tmp_path):
@@ -718,15 +755,15 @@ def test_a_latency_record_changes_with_the_calibration_or_unit_not_with_new_entr
     model.prepare()
     record = model.describe()
     assert record["name"] == "lut:onnxruntime:t1:32" and record["table"] == str(tmp_path / "t.json")
-    assert record["calibration"] == {**{k: model.table.calibration[k] for k in ("model", "scale", "call_weight",
-                                                                            "overhead_ms", "set")},
+    assert record["calibration"] == {**{k: model.table.calibration[k] for k in ("model", "call_weight", "depthwise_ms",
+                                                                            "cold_ms", "cache_bytes", "set")},
                                      "heldout_worst": None}  # the quick set: too few networks to hold one out
     assert record["reference"]["ms"] == 3.0 and record["machine"] == measure.machine_id()
     model(load_space(_space_file(tmp_path)).sample(3))  # new entries timed: no earlier prediction changes
     assert model.describe() == record and changed(record, model.describe()) is None
-    model.table.calibration = {**model.table.calibration, "scale": 2.0}
+    model.table.calibration = {**model.table.calibration, "cold_ms": 2.0}
     assert changed(record, model.describe()).startswith(f"hash {record['hash']} -> ")
-    assert f"scale {record['calibration']['scale']} -> 2.0" in changed(record, model.describe())
+    assert f"(calibration cold_ms {record['calibration']['cold_ms']} -> 2.0)" in changed(record, model.describe())
     assert changed("lut:onnxruntime:t1:32", record) is None  # a study from before records: names compared
     assert changed("measured:onnxruntime:t1:32", record) == "model measured:onnxruntime:t1:32 -> lut:onnxruntime:t1:32"
     measured = latency_model({"source": "measured", "input_size": 32, "table": str(tmp_path / "t.json"), **FAST})
@@ -798,14 +835,17 @@ def test_build_warnings_tell_a_busy_machine_from_a_table_that_misses_held_out_ne
 
 # -- the model's size bias (issue 27) ------------------------------------------------------------
 class OverheadMachine:
-    """A deterministic runtime with the two effects that bias a sum of blocks timed alone: every call costs
-    ``call_ms`` plus ``per_mb`` per MB of input (what a network pays once and a sum of entries once per
-    entry), and work inside a network runs ``context`` x slower than the same block timed alone (cache).
-    Work is ``ms_per_mmac`` per million multiply-adds of the entry's convolutions and linear layers. The
-    probe never drifts. ``noise`` (seeded, relative) perturbs each network's timing."""
+    """A deterministic runtime with the three effects that bias a sum of blocks timed alone: every call costs
+    ``call_ms`` plus ``per_mb`` per MB of input (what a network pays once and a sum of entries once per entry);
+    a block that starts with its depthwise conv costs ``depthwise_ms`` more alone; and inside a network whose
+    footprint outgrows ``cache`` bytes, weights are read from memory at ``cold_ms`` per million (the model's
+    ramp). Work is ``ms_per_mmac`` per million multiply-adds of the entry's convolutions and linear layers.
+    The probe never drifts. ``noise`` (seeded, relative) perturbs each network's timing."""
 
-    def __init__(self, call_ms=0.04, per_mb=0.05, context=1.15, ms_per_mmac=0.03, noise=0.0):
-        self.call_ms, self.per_mb, self.context, self.ms_per_mmac, self.noise = call_ms, per_mb, context, ms_per_mmac, noise
+    def __init__(self, call_ms=0.04, per_mb=0.05, ms_per_mmac=0.03, depthwise_ms=0.02, cold_ms=0.2,
+                 cache=32 * 2 ** 20, noise=0.0):
+        self.call_ms, self.per_mb, self.ms_per_mmac, self.noise = call_ms, per_mb, ms_per_mmac, noise
+        self.depthwise_ms, self.cold_ms, self.cache = depthwise_ms, cold_ms, cache
         self._work: dict[str, float] = {}
 
     def call(self, entry) -> float:
@@ -830,16 +870,21 @@ class OverheadMachine:
         return self._work[entry.key]
 
     def ms(self, entry) -> float:
+        import re
+
         from measure.entries import arch_entries
         from space import parse_arch
 
         if entry.key.startswith("call_"):
             return self.call(entry)
         if not entry.key.startswith("net_"):
-            return self.call(entry) + self.work(entry)
-        parts = arch_entries(parse_arch(entry.key.split(" ", 1)[1]), entry.side)
+            shape = re.search(r"_i(\d+)_k\d+_e(\d+)_", entry.key)
+            alone = self.depthwise_ms if shape and shape[1] == shape[2] else 0.0
+            return self.call(entry) + self.work(entry) + alone
+        arch = parse_arch(entry.key.split(" ", 1)[1])
         jitter = 1 + self.noise * __import__("random").Random(entry.key).uniform(-1, 1)
-        return jitter * (self.context * sum(self.work(e) for e in parts) + self.call(entry))
+        return jitter * (sum(self.work(e) for e in arch_entries(arch, entry.side)) + self.call(entry)
+                         + self.cold_ms * cold_mweights(arch, entry.side, self.cache))
 
     def install(self, monkeypatch):
         from functools import partial
@@ -858,9 +903,10 @@ def biased_table(tmp_path_factory):
     of blocks over-predicts small networks and under-predicts large ones)."""
     from measure.calibration import full_set
 
-    machine = OverheadMachine(call_ms=0.003, per_mb=0.05, context=1.12, ms_per_mmac=0.028)
+    machine = OverheadMachine(call_ms=0.003, per_mb=0.05, ms_per_mmac=0.028)
     with pytest.MonkeyPatch.context() as mp:
         machine.install(mp)
+        mp.setattr("measure.runner.cache_bytes", lambda: machine.cache)
         table = LatencyTable(tmp_path_factory.mktemp("biased") / "t.json", input_size=96, passes=1,
                              calibration_archs=full_set())
         table.calibrate()
@@ -868,17 +914,20 @@ def biased_table(tmp_path_factory):
 
 
 def test_a_fake_runtime_with_per_call_cost_and_a_size_effect_biases_the_old_fit_and_not_the_new(biased_table):
-    from measure.calibration import fit, predict
+    from measure.calibration import fit_scale, heldout, predict_scale, rows_of
     from measure.entries import network_entry
 
     machine, table = biased_table
     cal = table.calibration
-    old = fit(cal["sums_ms"], cal["measured_ms"])  # scale x sum + overhead: the model before issue 27
-    old_errors = [predict(old, s, 0.0) / m - 1 for s, m in zip(cal["sums_ms"], cal["measured_ms"])]
-    smallest, largest = cal["measured_ms"].index(min(cal["measured_ms"])), cal["measured_ms"].index(max(cal["measured_ms"]))
+    rows, measured = rows_of(cal), cal["measured_ms"]
+    old = fit_scale(rows, measured)  # scale x sum + overhead: the model before issue 27
+    old_errors = [predict_scale(old, r) / m - 1 for r, m in zip(rows, measured)]
+    smallest, largest = measured.index(min(measured)), measured.index(max(measured))
     assert old_errors[smallest] > 0.10 and old_errors[largest] < -0.05  # one sign per size, as on the VM
+    assert max(map(abs, heldout(rows, measured, (fit_scale, predict_scale)))) > 0.10
     assert max(map(abs, cal["errors"])) < 0.01 and max(map(abs, cal["heldout_errors"])) < 0.01
-    assert cal["scale"] == pytest.approx(1.12, rel=0.01) and cal["call_weight"] > 1  # the context and the calls
+    assert cal["cold_ms"] == pytest.approx(machine.cold_ms, rel=0.02) and min(cal["cold_mweights"]) == 0 < max(cal["cold_mweights"])  # noqa: E501
+    assert cal["depthwise_ms"] == pytest.approx(machine.depthwise_ms, rel=0.05) and cal["call_weight"] > 0.5
     # Networks it was not calibrated on, from both spaces: within 2%.
     for name in ("v3_small", "v3_large"):
         space = load_space(name)
@@ -898,7 +947,7 @@ def _noisy_calibration(tmp_path, monkeypatch, noise: float, spread_probe=(3.0,) 
 
     archs = [TINY] + [TINY.with_blocks([BlockSpec(k, e, 8), BlockSpec(3, e2, 16, True, "HS", 2)])
                       for k, e, e2 in ((5, 16, 24), (3, 32, 48), (5, 48, 64), (3, 64, 96), (5, 96, 128))]
-    machine = OverheadMachine(call_ms=0.003, per_mb=0.05, context=1.12, ms_per_mmac=0.028, noise=noise)
+    machine = OverheadMachine(call_ms=0.003, per_mb=0.05, ms_per_mmac=0.028, noise=noise)
     machine.install(monkeypatch)
     probe = iter([*spread_probe] + [later] * 1000)
     monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: next(probe)))

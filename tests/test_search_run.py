@@ -264,16 +264,16 @@ def test_a_study_whose_latency_table_changed_exits_2_unless_accepted(lut, tmp_pa
     assert search(tmp_path, lut, *base) == 0
     record = load(tmp_path / STUDY).user_attrs["settings"]["latency"]
     assert record["table"] == str(table) and record["source"] == "lut" and len(record["hash"]) == 16
-    assert record["calibration"]["scale"] > 0 and record["reference"]["ms"] > 0
+    assert record["calibration"]["model"] == 4 and record["reference"]["ms"] > 0
     data = json.loads(table.read_text())
-    data["calibration"]["scale"] *= 1.1  # refitted since (as if by another calibration)
+    data["calibration"]["call_weight"] += 0.5  # refitted since (as if by another calibration)
     table.write_text(json.dumps(data))
     with pytest.raises(SystemExit) as e:
         run(main, args(tmp_path, lut, *base))
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1, err
     assert "latency table of study synthetic-multi changed since it started (hash " in err[0]
-    assert "calibration scale" in err[0] and "latency.accept_changed=true" in err[0]
+    assert "calibration call_weight" in err[0] and "latency.accept_changed=true" in err[0]
     assert search(tmp_path, lut, *base, "latency.accept_changed=true") == 0
     study = load(tmp_path / STUDY)
     assert study.user_attrs["latency_history"] == [record]

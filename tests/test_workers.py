@@ -79,13 +79,13 @@ def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
 def test_worker_with_a_table_never_measures_and_says_what_is_missing(tmp_path):
     """A worker given the target machine's table and measure_missing=false measures nothing."""
     import space
-    from measure.entries import arch_entries
+    from measure.entries import arch_entries, call_entries
     from measure.table import LatencyTable
 
     lut = tmp_path / "target.json"
     table = LatencyTable(lut, input_size=32, warmup=1, repeats=5)
     table.calibrate()  # calibrated (an uncalibrated table is refused), and the reference's entries only
-    table.fill(arch_entries(space.V3_SMALL, 32))
+    table.fill(arch_entries(space.V3_SMALL, 32) + call_entries(arch_entries(space.V3_SMALL, 32)))  # as a build does
     before = lut.read_bytes()
     common = [f"results_dir={tmp_path}", f"latency.table={lut}", "latency.measure_missing=false"]
     ok = start_worker(*common, "n_trials=1")

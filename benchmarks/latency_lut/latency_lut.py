@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[2]
 from space import V3_LARGE, V3_SMALL, ArchSpec, available_spaces, format_arch, load_space  # noqa: E402
 
 quiet_warnings()
-from measure import LatencyTable, calibration_heldout, count_macs, tercile_bias, validation_archs, within  # noqa: E402
+from measure import LatencyTable, calibration_summary, count_macs, scale_heldout, tercile_bias, validation_archs, within  # noqa: E402
 from measure import build_table as build  # noqa: E402
 from measure import compare_table as compare  # noqa: E402
 
@@ -128,13 +128,11 @@ def build_table(backend: str, results_dir: str, seq: int = 1, spaces: list[str] 
     table.ensure_calibrated()
     cal = table.calibration
     return table, {"backend": backend, "kind": "table", "table": seq, "name": table.path.name,
-                   "build_s": time.time() - t0, "model": cal.get("model"), "scale": cal["scale"],
-                   "call_weight": cal.get("call_weight"), "overhead_ms": cal["overhead_ms"],
+                   "build_s": time.time() - t0, **calibration_summary(cal),
                    "reference_ms": table.reference_ms, "probe_spread": table.reference.get("spread"),
                    "calibration_errors": cal.get("errors"), "heldout_errors": cal.get("heldout_errors"),
-                   "calibration_names": cal.get("names"), "sums_ms": cal.get("sums_ms"),
-                   "calls_ms": cal.get("calls_ms"), "measured_ms": cal.get("measured_ms"), "distrust": table.distrust(),
-                   "load": os.getloadavg()[0]}
+                   "calibration_names": cal.get("names"), "measured_ms": cal.get("measured_ms"),
+                   "distrust": table.distrust(), "load": os.getloadavg()[0]}
 
 
 def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, tables: int = 1, per_start: int = 5,
@@ -240,20 +238,29 @@ def table_line(t: dict) -> str:
         named = f"; beyond ±10%: {', '.join(off)}" if off else ""
     heldout = (f"held-out errors (each calibration network predicted by a fit made without it) {_range(held)}, "
                f"{within([{'error': e} for e in held], 0.05):.0%} within ±5%{named}" if held else "no held-out check")
-    fit = (f"model {t['model']}: scale {t['scale']:.3f}, call weight {t['call_weight']:.2f}, overhead "
-           f"{t['overhead_ms']:.3f} ms" if t.get("model") else
-           f"scale {t['scale']:.3f}, overhead {t['overhead_ms']:.3f} ms")
     trusted = f" **Untrusted**: {t['distrust']}." if t.get("distrust") else ""
-    if t.get("calls_ms") and held:  # the model before issue 27, held out on the same timings
-        old = calibration_heldout(t["sums_ms"], t["measured_ms"], None)
+    old = scale_heldout(t) if held else None  # the model before issue 27, on the same timings
+    if old:
         trusted += (f" On the same timings the model before issue 27 (scale x sum + overhead) is held-out "
                     f"{_range(old)}, {within([{'error': e} for e in old], 0.05):.0%} within ±5%, mean by size tercile "
                     f"{_terciles(old, t['measured_ms'])}; this model's {_terciles(held, t['measured_ms'])}.")
-    return (f"Table `{t['name']}`: built in {t['build_s']:.0f} s (0 s when it was already built); calibration {fit}; "
+    return (f"Table `{t['name']}`: built in {t['build_s']:.0f} s (0 s when it was already built); calibration "
+            f"{fit_text(t)}; "
             f"reference speed {t['reference_ms']:.3f} ms, from "
             f"probe timings whose (max-min)/median spread was {_pct(t.get('probe_spread'))} (a quiet machine: a few %; "
             f"`lut build` warns above 10%); calibration networks' own errors {_range(t.get('calibration_errors'))}; "
             f"{heldout}.{trusted}")
+
+
+def fit_text(t: dict) -> str:
+    """A table line's fitted terms, of this model or an older one (older runs' lines are still rendered)."""
+    if t.get("model") == 4:
+        cache = f"{t['cache_bytes'] / 2 ** 20:g} MiB" if t.get("cache_bytes") else "unknown"
+        return (f"model {t['model']}: call weight {t['call_weight']:.2f}, {t['depthwise_ms']:.3f} ms per "
+                f"depthwise-first block, {t['cold_ms']:.3f} ms per million weights read from memory (last-level "
+                f"cache {cache})")
+    old = f"scale {t['scale']:.3f}, call weight {t.get('call_weight') or 0:.2f}, overhead {t['overhead_ms']:.3f} ms"
+    return f"model {t['model']}: {old}" if t.get("model") else old
 
 
 def _terciles(errors: list[float], measured: list[float]) -> str:
@@ -272,8 +279,8 @@ def _range(errors) -> str:
 def report(records: list[dict], out: Path) -> None:
     lines = ["# Latency lookup table vs end-to-end measurement (224x224, batch 1, 1 thread)", "",
              f"Machine: {os.cpu_count()} cores, 1 thread per timing. Table defaults (`conf/latency/lut.yaml`): p10 "
-             "statistic, 2 shuffled passes, the fixed calibration set (model 3 of `measure/calibration.py`, "
-             "relative-error fit, held out leave-one-out), block timings converted to the reference speed of the "
+             "statistic, 2 shuffled passes, the fixed calibration set (the model of `measure/calibration.py` "
+             "named on each table's line, relative-error fit, held out leave-one-out), block timings converted to the reference speed of the "
              "probe, whole networks (calibration and validated) timed paired with the probe, in the same unit. "
              f"Each set is validated {RUNS} times (run 1, run 2); `load` is the 1-minute load average when the run "
              "ended. `python -m benchmarks.latency_lut.latency_lut --results-dir <dir>` resumes or regenerates this file from "
