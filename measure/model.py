@@ -136,7 +136,8 @@ def describe_fit(cal: dict) -> str:
     cache = (f"{cal['cache_bytes'] / 2 ** 20:g} MiB cache" if cal.get("cache_bytes")
              else "cache size unknown: no memory term")
     return (f"call weight {cal['call_weight']:.2f}, {cal['depthwise_ms']:.3f} ms per depthwise-first block, "
-            f"{cal['cold_ms']:.3f} ms per million weights read from memory ({cache}; {worst})")
+            f"{cal['cold_ms']:.3f} ms per million weights read from memory ({cache}), {cal['feature_ms']:.3f} ms per "
+            f"million feature-map elements ({worst})")
 
 
 def changed(old, new: dict) -> str | None:

@@ -64,8 +64,8 @@ def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_table
     ll.append_jsonl(path, {"kind": "note", "text": "shared host"})
     ll.append_jsonl(path, {"backend": "torch", "kind": "noise", "date": "2026-12-06 18:30", "seconds": 60, "load_before": 1.5,
                      "windows": 40, "ratio_within_5": 0.55, "ratio_spread": 0.21})
-    table = {"backend": "torch", "kind": "table", "table": 1, "name": "t.json", "build_s": 5.0, "model": 4,
-             "call_weight": 0.5, "depthwise_ms": 0.13, "cold_ms": 0.2, "cache_bytes": 2 ** 25,
+    table = {"backend": "torch", "kind": "table", "table": 1, "name": "t.json", "build_s": 5.0, "model": 5,
+             "call_weight": 0.5, "depthwise_ms": 0.13, "cold_ms": 0.2, "feature_ms": 0.8, "cache_bytes": 2 ** 25,
              "sums_ms": [1.2, 9.0, 3.0], "calls_ms": [0.1, 0.2, 0.1], "depthwise": [1, 1, 0],
              "cold_mweights": [0.0, 5.0, 1.0], "measured_ms": [1.0, 10.0, 3.1],
              "reference_ms": 8.0, "probe_spread": 0.02,
@@ -84,8 +84,8 @@ def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_table
     assert "**Note:** shared host" in text
     assert "within ±5% in 55% of 40 windows (spread 21.0%" in text
     assert "The host was noisier than the acceptance allows (55% of windows within ±5%, not >= 80%)" in text
-    assert ("model 4: call weight 0.50, 0.130 ms per depthwise-first block, 0.200 ms per million weights read from "
-            "memory (last-level cache 32 MiB)") in text
+    assert ("model 5: call weight 0.50, 0.130 ms per depthwise-first block, 0.200 ms per million weights read from "
+            "memory (last-level cache 32 MiB), 0.800 ms per million feature-map elements") in text
     assert "model 2: scale 1.120, call weight 3.50, overhead 0.000 ms" == ll.fit_text(
         {"model": 2, "scale": 1.12, "call_weight": 3.5, "overhead_ms": 0.0})
     assert "held-out errors (each calibration network predicted by a fit made without it) -12.0% to +3.0%, 67% within ±5%; " \

@@ -18,6 +18,7 @@ from core.cli import UsageError
 from measure import LatencyTable, MeasureError, count_macs, count_params, latency_model, measure_latency
 from measure.calibration import cold_mweights, depthwise_first
 from measure.lut import main as lut_main
+from measure.macs import count_activations
 from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, build_model, format_arch, load_space, scale_width
 
 FAST = {"warmup": 1, "repeats": 5, "max_rounds": 1}
@@ -39,8 +40,6 @@ def test_reference_macs_and_params_are_pinned():
 def test_closed_form_params_and_feature_maps_equal_the_built_networks(name):
     import torch
 
-    from measure import count_activations
-
     space = load_space(name)
     for arch in [space.sample(seed) for seed in range(6)] + [V3_LARGE, V3_SMALL]:
         model = build_model(arch, num_classes=10).eval()
@@ -51,8 +50,8 @@ def test_closed_form_params_and_feature_maps_equal_the_built_networks(name):
                 m.register_forward_hook(lambda mod, inputs, out, w=written: w.append(out.numel()))
         with torch.no_grad():
             model(torch.zeros(1, 3, 64, 64))
-        assert count_activations(arch, 64, num_classes=10) == sum(written)
-    assert count_activations(V3_LARGE) == 4_557_696 and count_activations(V3_SMALL) == 1_568_208
+        assert measure.count_activations(arch, 64, num_classes=10) == sum(written)
+    assert measure.count_activations(V3_LARGE) == 4_557_696 and count_activations(V3_SMALL) == 1_568_208
 
 
 def test_single_layers_match_hand_counts():
@@ -232,7 +231,7 @@ def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8 entries and 2 calibration networks (" in out  # stem, 2 + 4 blocks, head; the (quick) fixed set
     data = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())
-    assert data["calibration"]["model"] == 4 and data["calibration"]["call_weight"] >= 0
+    assert data["calibration"]["model"] == 5 and data["calibration"]["call_weight"] >= 0
     assert lut_main(["build", *args]) == 0
     assert "(0 timed now)" in capsys.readouterr().out
     assert lut_main(["validate", *args, "n=3"]) == 0
@@ -304,7 +303,7 @@ def test_calibration_networks_are_kept_in_the_table_and_validation_ones_are_not(
     table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
     other = TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]])
     cal = table.calibrate([TINY, other, TINY.with_blocks([BlockSpec(5, 24, 8), TINY.blocks[1]])])
-    assert cal["model"] == 4 and len(cal["measured_ms"]) == 3
+    assert cal["model"] == 5 and len(cal["measured_ms"]) == 3
     nets = [k for k in json.loads((tmp_path / "t.json").read_text())["entries"] if k.startswith("net_")]
     assert nets == sorted(["net_r32 " + format_arch(a) for a in (TINY, other, TINY.with_blocks(
         [BlockSpec(5, 24, 8), TINY.blocks[1]]))])
@@ -518,22 +517,24 @@ def test_probe_is_due_only_once_its_interval_has_passed():
     assert probe.due()
 
 
-def _write_table(path, entries: dict[str, float]) -> None:
+def _write_table(path, entries: dict[str, float], backend: str = "onnxruntime") -> None:
     """A table file holding ``entries`` (key -> p10 ms), one pass each, at factor 1 (networks paired)."""
     records = {k: {"p10": v, "median": v, "passes": [{"p10": v, "median": v, "iqr": 0.0, "n": 5, "factor": 1.0,
                                                       **({"paired": True} if k.startswith("net_") else {})}]}
                for k, v in entries.items()}
-    path.write_text(json.dumps({"format": 2, "backend": "onnxruntime", "threads": 1, "input_size": 32, "batch": 1,
+    path.write_text(json.dumps({"format": 2, "backend": backend, "threads": 1, "input_size": 32, "batch": 1,
                                 "channels_last": False, "calibration": None,
                                 "reference": {"probe": "v3_large", "ms": 3.0}, "entries": records}))
 
 
-def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monkeypatch):
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monkeypatch, backend):
     from measure.entries import arch_entries, call_entries, call_entry, network_entry
 
     # end-to-end = sum of entries - call_weight x calls - depthwise_ms x (depthwise-first blocks)
-    #              + cold_ms x (million weights read from memory), exactly
-    weight, depthwise, cold = 2.0, 0.05, 40.0
+    #              + cold_ms x (million weights read from memory) + feature_ms x (million feature-map elements), exactly;
+    # the feature term only where the backend allocates feature maps on every pass (eager torch)
+    weight, depthwise, cold, feature = 2.0, 0.05, 40.0, (3.0 if backend == "torch" else 0.0)
     cache = 300_000  # bytes: these networks' footprints (100-300 kB) fall on the ramp (0 below cache / 4)
     monkeypatch.setattr("measure.runner.cache_bytes", lambda: cache)
     archs = [TINY, TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]]),
@@ -550,29 +551,30 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     def truth(a):
         calls = sum(call_ms[e.key] for e in call_entries(arch_entries(a, 32))) - call_ms[call_entry(3, 32).key]
         return (sum(entry_ms[e.key] for e in arch_entries(a, 32)) - weight * calls - depthwise * depthwise_first(a)
-                + cold * cold_mweights(a, 32, cache))
+                + cold * cold_mweights(a, 32, cache) + 3.0 * count_activations(a, 32) / 1e6 * (backend == "torch"))
 
     assert [depthwise_first(a) for a in archs] == [0, 0, 1, 1, 0]
     assert len({round(cold_mweights(a, 32, cache), 6) for a in archs}) == len(archs)  # the memory term varies
     nets = {network_entry(a, 32).key: truth(a) for a in archs}
-    _write_table(tmp_path / "t.json", {**entry_ms, **call_ms, **nets})
-    opts = {"input_size": 32, "passes": 1, "measure_missing": False, "calibration_archs": archs}  # may not time
+    _write_table(tmp_path / "t.json", {**entry_ms, **call_ms, **nets}, backend)
+    opts = {"backend": backend, "input_size": 32, "passes": 1, "measure_missing": False,
+            "calibration_archs": archs}  # may not time
     table = LatencyTable(tmp_path / "t.json", **opts)
     cal = table.calibrate()
-    assert cal["model"] == 4 and cal["cache_bytes"] == cache
-    assert [cal[k] for k in ("call_weight", "depthwise_ms", "cold_ms")] == pytest.approx([weight, depthwise, cold],
-                                                                                       rel=1e-6)
+    assert (max(cal["mfeatures"]) > 0) == (backend == "torch")
+    assert cal["model"] == 5 and cal["cache_bytes"] == cache
+    assert [cal[k] for k in ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")] == pytest.approx(
+        [weight, depthwise, cold, feature], rel=1e-6)
     assert cal["measured_ms"] == list(nets.values()) and cal["depthwise"] == [0, 0, 1, 1, 0]
     assert cal["errors"] == pytest.approx([0] * 5, abs=1e-6) and cal["heldout_errors"] == pytest.approx([0] * 5, abs=1e-4)
     assert table.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6)
     monkeypatch.setattr("measure.runner.cache_bytes", lambda: 10 * cache)  # the fit keeps the cache it was made with
     again = LatencyTable(tmp_path / "t.json", **opts)  # stored with the table
     assert again.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6)
-    # A fit of an older model (model 3: scale x sum - call weight x calls + overhead) is not used: refitted, or refused.
-    again.calibration = {**{k: v for k, v in cal.items() if k not in ("depthwise_ms", "cold_ms")}, "model": 3,
-                         "scale": 1.3, "overhead_ms": 0.0}
+    # A fit of an older model (model 4, without feature maps) is not used: refitted, or refused.
+    again.calibration = {**{k: v for k, v in cal.items() if k not in ("feature_ms", "mfeatures")}, "model": 4}
     assert again.calibration_fit() is None
-    with pytest.raises(MeasureError, match=r"no fit of latency model 4 .*python -m measure\.lut build"):
+    with pytest.raises(MeasureError, match=r"no fit of latency model 5 .*python -m measure\.lut build"):
         again.predict(unseen)
     # Fitted on p10: read with another statistic, or for another calibration set, the fit does not
     # apply, and a table that may not measure refuses to predict raw sums.
@@ -648,7 +650,8 @@ def test_a_table_model_calibrates_once_on_the_fixed_set_and_refuses_without_it(t
     assert done.startswith(f"calibrated {model.table.path} on 2 networks: call weight ")  # the quick set (conftest)
     cal = json.loads(model.table.path.read_text())["calibration"]
     expected = (model.table.raw_sum(TINY) - cal["call_weight"] * model.table.calls_ms(TINY)
-                - cal["depthwise_ms"] * depthwise_first(TINY) + cal["cold_ms"] * cold_mweights(TINY, 32, cal["cache_bytes"]))
+                - cal["depthwise_ms"] * depthwise_first(TINY) + cal["cold_ms"] * cold_mweights(TINY, 32, cal["cache_bytes"])
+                + cal["feature_ms"] * count_activations(TINY, 32) / 1e6)
     assert model(TINY) == pytest.approx(expected)
     assert model.prepare() is None  # already calibrated: nothing re-timed, nothing refitted
     assert json.loads(model.table.path.read_text())["calibration"] == cal
@@ -732,7 +735,7 @@ def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(
         table = LatencyTable(path, input_size=32, measure_missing=False)
         results[path.name] = (table.calibration, [table.predict(a) for a in probes])
     first, *others = results.values()
-    assert first[0]["model"] == 4 and all(r == first for r in others)
+    assert first[0]["model"] == 5 and all(r == first for r in others)
 
 
 def test_measured_refuses_a_table_made_on_another_machine_unless_asked(tmp_path):
@@ -756,7 +759,8 @@ def test_a_latency_record_changes_with_the_calibration_or_unit_not_with_new_entr
     record = model.describe()
     assert record["name"] == "lut:onnxruntime:t1:32" and record["table"] == str(tmp_path / "t.json")
     assert record["calibration"] == {**{k: model.table.calibration[k] for k in ("model", "call_weight", "depthwise_ms",
-                                                                            "cold_ms", "cache_bytes", "set")},
+                                                                            "cold_ms", "feature_ms", "cache_bytes",
+                                                                            "set")},
                                      "heldout_worst": None}  # the quick set: too few networks to hold one out
     assert record["reference"]["ms"] == 3.0 and record["machine"] == measure.machine_id()
     model(load_space(_space_file(tmp_path)).sample(3))  # new entries timed: no earlier prediction changes
@@ -839,13 +843,13 @@ class OverheadMachine:
     ``call_ms`` plus ``per_mb`` per MB of input (what a network pays once and a sum of entries once per entry);
     a block that starts with its depthwise conv costs ``depthwise_ms`` more alone; and inside a network whose
     footprint outgrows ``cache`` bytes, weights are read from memory at ``cold_ms`` per million (the model's
-    ramp). Work is ``ms_per_mmac`` per million multiply-adds of the entry's convolutions and linear layers.
+    ramp), and, as on eager torch, every feature map the network writes costs ``feature_ms`` per million elements. Work is ``ms_per_mmac`` per million multiply-adds of the entry's convolutions and linear layers.
     The probe never drifts. ``noise`` (seeded, relative) perturbs each network's timing."""
 
     def __init__(self, call_ms=0.04, per_mb=0.05, ms_per_mmac=0.03, depthwise_ms=0.02, cold_ms=0.2,
-                 cache=32 * 2 ** 20, noise=0.0):
+                 cache=32 * 2 ** 20, feature_ms=0.0, noise=0.0):
         self.call_ms, self.per_mb, self.ms_per_mmac, self.noise = call_ms, per_mb, ms_per_mmac, noise
-        self.depthwise_ms, self.cold_ms, self.cache = depthwise_ms, cold_ms, cache
+        self.depthwise_ms, self.cold_ms, self.cache, self.feature_ms = depthwise_ms, cold_ms, cache, feature_ms
         self._work: dict[str, float] = {}
 
     def call(self, entry) -> float:
@@ -884,7 +888,8 @@ class OverheadMachine:
         arch = parse_arch(entry.key.split(" ", 1)[1])
         jitter = 1 + self.noise * __import__("random").Random(entry.key).uniform(-1, 1)
         return jitter * (sum(self.work(e) for e in arch_entries(arch, entry.side)) + self.call(entry)
-                         + self.cold_ms * cold_mweights(arch, entry.side, self.cache))
+                         + self.cold_ms * cold_mweights(arch, entry.side, self.cache)
+                         + self.feature_ms * count_activations(arch, entry.side) / 1e6)
 
     def install(self, monkeypatch):
         from functools import partial
@@ -928,6 +933,7 @@ def test_a_fake_runtime_with_per_call_cost_and_a_size_effect_biases_the_old_fit_
     assert max(map(abs, cal["errors"])) < 0.01 and max(map(abs, cal["heldout_errors"])) < 0.01
     assert cal["cold_ms"] == pytest.approx(machine.cold_ms, rel=0.02) and min(cal["cold_mweights"]) == 0 < max(cal["cold_mweights"])  # noqa: E501
     assert cal["depthwise_ms"] == pytest.approx(machine.depthwise_ms, rel=0.05) and cal["call_weight"] > 0.5
+    assert cal["feature_ms"] == 0 == max(cal["mfeatures"])  # onnxruntime plans its buffers once: no feature term
     # Networks it was not calibrated on, from both spaces: within 2%.
     for name in ("v3_small", "v3_large"):
         space = load_space(name)

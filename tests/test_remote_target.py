@@ -83,7 +83,7 @@ def test_build_and_validate_over_ssh_key_the_table_by_the_targets_machine(ssh_en
     target = data["target"]
     assert path.parent.name == data["machine"] == target["machine"]  # keyed by what the runner reported
     assert target["runtime"].startswith("onnxruntime ") and target["cpu"] and target["os"].startswith("Linux")
-    assert target["url"] == ssh_env.url and data["reference"]["ms"] > 0 and data["calibration"]["model"] == 4
+    assert target["url"] == ssh_env.url and data["reference"]["ms"] > 0 and data["calibration"]["model"] == 5
     assert all(len(e["passes"]) == 2 for e in data["entries"].values())
     paired = {k: all(t.get("paired") and t["n"] == 80 for t in e["passes"]) for k, e in data["entries"].items()}
     assert paired == {k: k.startswith("net_") for k in data["entries"]}  # networks timed with the probe, there too

@@ -254,11 +254,12 @@ def table_line(t: dict) -> str:
 
 def fit_text(t: dict) -> str:
     """A table line's fitted terms, of this model or an older one (older runs' lines are still rendered)."""
-    if t.get("model") == 4:
+    if t.get("model", 0) >= 4:
         cache = f"{t['cache_bytes'] / 2 ** 20:g} MiB" if t.get("cache_bytes") else "unknown"
+        features = f", {t['feature_ms']:.3f} ms per million feature-map elements" if "feature_ms" in t else ""
         return (f"model {t['model']}: call weight {t['call_weight']:.2f}, {t['depthwise_ms']:.3f} ms per "
                 f"depthwise-first block, {t['cold_ms']:.3f} ms per million weights read from memory (last-level "
-                f"cache {cache})")
+                f"cache {cache}){features}")
     old = f"scale {t['scale']:.3f}, call weight {t.get('call_weight') or 0:.2f}, overhead {t['overhead_ms']:.3f} ms"
     return f"model {t['model']}: {old}" if t.get("model") else old
 
