@@ -22,15 +22,27 @@ from .split import DataSplit
 
 
 @dataclass
-class TrainConfig:
-    epochs: float = 3  # may be fractional
-    steps: int | None = None  # if set, overrides epochs (NetAdapt finetunes for a fixed T steps)
-    batch_size: int = 64
-    lr: float = 0.1
+class SGDSettings:
+    """The optimizer and loss settings every training here shares (per-trial training, the supernet)."""
+
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
+
+
+def sgd(model: nn.Module, cfg: SGDSettings, lr: float) -> torch.optim.SGD:
+    """SGD on ``model`` with ``cfg``'s momentum and weight decay (none on norms and biases: ``param_groups``)."""
+    return torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+@dataclass
+class TrainConfig(SGDSettings):
+    epochs: float = 3  # may be fractional
+    steps: int | None = None  # if set, overrides epochs (NetAdapt finetunes for a fixed T steps)
+    batch_size: int = 64
+    lr: float = 0.1
     schedule: str = "cosine"  # cosine | constant
     warmup_steps: int = 0
     seed: int = 0
@@ -158,8 +170,7 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, device: to
     torch.manual_seed(cfg.seed)  # dropout and anything else drawing from the global generator
     batches = shuffled(source(dataset, device, cfg.num_workers), cfg.batch_size, cfg.seed)
     total = total_steps(len(dataset), cfg)
-    opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
-                          nesterov=cfg.nesterov and cfg.momentum > 0)
+    opt = sgd(model, cfg, cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")  # bf16 needs no loss scaling

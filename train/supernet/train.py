@@ -41,7 +41,7 @@ from core.settings import check, plain
 from space import SearchSpace
 
 from ..errors import DivergedError
-from ..loop import lr_factor, param_groups, resolve_device
+from ..loop import SGDSettings, lr_factor, resolve_device, sgd
 from .errors import SupernetError
 from .net import Supernet
 from .shrinking import STAGES, restrict, stage
@@ -51,17 +51,13 @@ CHECKPOINT_LINE = "supernet checkpoint: step"  # printed after every checkpoint 
 
 
 @dataclass
-class SupernetConfig:
+class SupernetConfig(SGDSettings):
     """``conf/accuracy/supernet.yaml`` (rules: ``train/settings.py``'s ``SupernetAccuracy``)."""
 
     run_name: str = "digits"
     steps: int = 300
     batch_size: int = 64
     lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 4e-5
-    label_smoothing: float = 0.1
     warmup_steps: int = 10
     n_random: int = 2
     sort_every: int = 100
@@ -351,8 +347,7 @@ def _train_or_load(space: SearchSpace, data, cfg: SupernetConfig, folder: Path, 
 def _fit(net: Supernet, data, cfg: SupernetConfig, folder: Path, state: dict | None, d: Dist, device,
          *, progress: bool, say) -> None:
     net.to(device).train()
-    opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
-                          nesterov=cfg.nesterov and cfg.momentum > 0)
+    opt = sgd(net, cfg, cfg.lr)
     start, seconds, cpu_seconds = 0, 0.0, 0.0
     if state is not None:
         net.load_state_dict(state["model"])
