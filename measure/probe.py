@@ -1,14 +1,14 @@
-"""How fast the machine runs right now, read off a fixed probe network timed between measurements.
+"""How fast the machine runs right now, read off a fixed probe network (MobileNetV3-Large at the table's
+input size and backend).
 
-On a shared VM the speed of the whole machine drifts: here the fastest of six timings of the same
-twelve networks came out 10% slower, all twelve alike, half a minute later (benchmarks/latency_lut/latency_lut.md).
-A table built at one speed then mispredicts networks timed at another by that much. So every timing
-the lookup table makes is bracketed by timings of the probe (MobileNetV3-Large at the table's input
-size and backend), and stored converted to the table's *reference speed*: the median of
-``REFERENCE_TIMINGS`` probe timings taken when the table was started, with their spread kept beside it
-(one timing would make the unit of a whole table hostage to one moment of noise). Entries,
-calibration networks and validation networks all land in the same unit, "ms at the reference
-speed", whatever the machine did in between.
+A whole network is timed in alternation with the probe and stored as the ratio of the two times the
+table's *unit* (``measure.table``): on this shared VM a network's own timing moved 2-3% between tables
+built half an hour apart where its ratio to the probe moved 1%, since both feel the same memory traffic
+of other tenants. The unit starts as the median of ``REFERENCE_TIMINGS`` probe timings taken when the
+table is started, with their spread kept beside it, and is settled by the first calibration on every
+probe timing of the build (the probe is timed between entries whenever it is due). Block entries are
+not converted: a block that fits in cache does not feel that traffic, and the probe's drift put 2.6%
+of offset into them where their own timings moved 0.1% (format 2 converted them; issue 27).
 """
 from __future__ import annotations
 

@@ -7,23 +7,26 @@ A network costs stem + blocks + head, each an *entry* keyed by everything that s
     head_r7_i160_l960_h1280_n1000          last conv, pool and classifier: in, last_conv, head, classes
 
 An entry is that part built alone (with the same ``space.model`` classes as the network) and timed
-with the ``measure_latency`` protocol on an input of its own shape. A prediction is
-``scale * sum(entries) - call_weight * calls + overhead``, where ``calls`` is the runtime's per-call cost
-the entries paid and the network did not, timed on empty graphs (``call_r<side>_i<channels>`` entries),
-fitted on a fixed set of networks timed end to end (``measure.calibration``: relative error, all terms
->= 0, checked leave-one-out) and stored in the table. A table without a fit of the current model for the
-current calibration set predicts nothing: it calibrates first, or, when it may not measure, is refused.
+with the ``measure_latency`` protocol on an input of its own shape. A prediction is the sum of a
+network's entries corrected by the effects a part timed alone does not show (``measure.calibration``'s
+model: per-call cost, timed on empty graphs as ``call_r<side>_i<channels>`` entries, depthwise-first
+blocks, weights read from memory, eager feature maps), fitted on a fixed set of networks timed end to
+end (relative error, all terms >= 0, checked leave-one-out) and stored in the table. A table without a
+fit of the current model for the current calibration set predicts nothing: it calibrates first, or, when
+it may not measure and lacks a timing the fit needs, is refused.
 
 Every entry is timed in ``passes`` shuffled sweeps over the entries being filled, and keeps the
 fastest: a colleague's job that slows one sweep down for a second or two rarely lands on the same
-entry in the next one, and noise only ever adds time. Each timing is converted to the table's
-reference speed with a probe network timed around it (``measure.probe``), so entries timed at noon
-and a network timed at night are in one unit. Calibration and validation networks are timed the
-same way, as ``net_...`` entries, with one difference: a whole network is timed in alternation with
-the probe (10 calls of each, 8 times) and stored as the median ratio of the two, in the same unit. A
-network is what the fit rests on and what a table is checked against, and timed this way it moves a
-median 1% between runs instead of 2-5% (benchmarks/latency_lut/probe_protocol.md). Network timings of an
-older table, timed the other way, are dropped when it is read and timed again.
+entry in the next one, and noise only ever adds time. An entry is stored as timed. Whole networks
+(calibration and validation networks, ``net_...`` entries) are timed in alternation with a probe network
+(``measure.probe``: 10 calls of each, 8 times) and stored as the median ratio of the two times the
+table's *unit*, the probe's median latency over the build. Each is what this VM keeps steady
+(issue 27, ten tables built over seven hours): a block's fastest timing moved a median 0.1% between
+tables (the entries converted by the probe around them, as format 2 did, 2.6%: the probe's speed
+drifts with the memory traffic of other tenants, which a block that fits in cache does not feel),
+and a network's ratio to the probe moved a median 1% where its own timing moved 2-3%. Network
+timings of an older table, timed the other way, are dropped when it is read and timed again; a
+format-2 table's entries are turned back into their timings as timed (each pass kept its factor).
 
 On disk: ``<results_dir>/lut/<machine>/<backend>_t<threads>_<input_size>.json`` (``b<batch>`` and
 ``cl`` appended when not batch 1 / NCHW). ``<machine>`` is ``$BNECK_MACHINE`` if set, else
@@ -56,8 +59,8 @@ from .latency import Latency, MeasureError, check_backend, check_statistic, make
 from .probe import PROBE, QUIET_SPREAD, REFERENCE_TIMINGS, REFERENCE_TRIES, SpeedProbe, reference
 from .probe import REPEATS as PROBE_REPEATS
 
-SPEED_WINDOW = 3  # probe timings whose median is the speed timings are converted at (see LatencyTable._sweep)
-FORMAT = 2  # 2: entries at the probe's reference speed, one record per pass
+SPEED_WINDOW = 3  # format 2 converted entries at the median of this many recent probe timings (LatencyTable._sweep)
+FORMAT = 3  # 3: entries as timed, networks as ratios to the probe x the unit; 2: entries converted too (migrated)
 PAIRED = "paired with the probe, 10 + 10 calls x 8"  # how whole networks are timed (measure.runner.paired_timing)
 
 
@@ -144,14 +147,15 @@ class LatencyTable:
         except (OSError, json.JSONDecodeError) as e:
             raise MeasureError(f"latency table {self.path} is unreadable ({e}); delete it or pass another "
                                f"latency.table") from None
-        if data.get("format") != FORMAT:
+        if data.get("format") not in (2, FORMAT):
             raise MeasureError(f"latency table {self.path} has format {data.get('format')}, this bneck reads "
                                f"{FORMAT}: delete it and rebuild with `python -m measure.lut build +space=<name>`")
         for k in ("backend", "threads", "input_size", "batch", "channels_last"):
             if k in data and data[k] != getattr(self, k):
                 raise MeasureError(f"latency table {self.path} holds {k}={data[k]}, not {getattr(self, k)}: "
                                    f"set latency.{k}={data[k]} or use another table")
-        self.entries.update(_current(data.get("entries", {})))
+        entries = data.get("entries", {})
+        self.entries.update(_current(_as_timed(entries) if data.get("format") == 2 else entries))
         self.machine = data.get("machine") or self.machine
         self.calibration = data.get("calibration") or self.calibration
         if (data.get("reference") or {}).get("ms") is not None:
@@ -207,12 +211,11 @@ class LatencyTable:
 
         Each sweep visits the entries in a fresh shuffled order (as Google Benchmark's random
         interleaving does), so a slow spell of the machine spreads over unrelated entries instead of
-        hitting neighbours. Timings are held until the probe is timed again (``measure.probe``), then
-        stored at the reference speed using the machine's speed then: the median of the last
-        ``SPEED_WINDOW`` probe timings (the two around them and the one before). One slow probe timing
-        then cannot rescale a batch of entries: on a quiet host the mean of the two around them put
-        6.7% of spread between processes timing the same network whose raw timings spread 1.0%
-        (benchmarks/latency_lut); the window and the probe's repeats are measured in
+        hitting neighbours. Entries are stored as timed (factor 1); networks come timed with the probe
+        (``_measure_paired``) and are converted at the probe's speed during their own timing. The probe
+        is also timed between entries, whenever it is due: those timings settle the unit
+        (``_settle_unit``), and entries timed since the last one are saved with it. Up to format 2 entries
+        were converted at the median of the last ``SPEED_WINDOW`` probe timings (module note); see
         benchmarks/latency_lut/probe_protocol.md. Called under the lock.
         """
         timed, recent = set(), []
@@ -249,8 +252,9 @@ class LatencyTable:
 
     def _store(self, pending: list, probe_ms: float, records: dict, timed: set, save: bool) -> None:
         factor = self.reference_ms / probe_ms  # < 1 while the machine runs slow
-        for entry, lat in pending:
-            records[entry.key] = _with_pass(records.get(entry.key), _timing(lat, factor, is_network(entry.key)))
+        for entry, lat in pending:  # an entry as timed, a network at the unit (module note)
+            paired = is_network(entry.key)
+            records[entry.key] = _with_pass(records.get(entry.key), _timing(lat, factor if paired else 1.0, paired))
             timed.add(entry.key)
         if save:
             self._save()
@@ -290,7 +294,7 @@ class LatencyTable:
 
     def _settle_unit(self) -> None:
         """Make a provisional unit final: the median of every probe timing this process has (the unit's own
-        and dozens more over the build), all stored timings rescaled to it. Five timings in a row lie a median
+        and dozens more over the build), the networks' stored timings rescaled to it. Five timings in a row lie a median
         1.3% and up to 5.6% from the speed of the minutes after them (benchmarks/latency_lut/probe_protocol.md),
         and every prediction of the table carries that offset; the build's probe timings span it. Called under
         the lock, by the first calibration."""
@@ -299,8 +303,10 @@ class LatencyTable:
             return
         speeds = [*ref["timings"], *self._speeds]
         ms = statistics.median(speeds)
-        k = ms / ref["ms"]  # a timing's factor is reference / probe: every stored figure scales by k
-        for record in self.entries.values():
+        k = ms / ref["ms"]  # a network's factor is reference / probe: its stored figures scale by k
+        for key, record in self.entries.items():
+            if not is_network(key):  # entries are stored as timed
+                continue
             for timing in record["passes"]:
                 for f in ("p10", "median", "iqr", "factor"):
                     timing[f] = round(timing[f] * k, 5)
@@ -421,11 +427,13 @@ class LatencyTable:
         return "; ".join(why) or None
 
     def ensure_calibrated(self, progress=None) -> dict:
-        """The fit, made now on the calibration set when missing; refused when the table may not measure."""
+        """The fit, made now on the calibration set when missing; refused when that needs timings the table lacks
+        and may not measure. A table holding every timing the fit rests on (an older model's, or a format-2 table
+        turned back into timings as timed) is refitted without measuring, on the cache size it was fitted with."""
         cal = self.calibration_fit()
         if cal is not None:
             return cal
-        if not self.measure_missing:
+        if not self.measure_missing and self.missing(self._calibration_entries()):
             raise MeasureError(f"latency table {self.path} is not calibrated for this bneck (no fit of latency model "
                                f"{calib.MODEL} on its calibration set, statistic {self.statistic}) and "
                                f"latency.measure_missing is false: "
@@ -469,12 +477,12 @@ class LatencyTable:
         """
         archs = list(self.calibration_archs if archs is None else archs)
         nets = [network_entry(a, self.input_size) for a in archs]
-        parts = [e for a in archs for e in arch_entries(a, self.input_size)]
-        self.fill(parts + call_entries(parts) + [call_entry(3, self.input_size)] + nets, progress)
+        self.fill(self._calibration_entries(archs), progress)
         if (self.reference or {}).get("provisional"):
             with self._locked():
                 self._settle_unit()
-        cache = self.cache_bytes()
+        stored = (self.calibration or {}).get("cache_bytes")  # the target's, when the table was copied here
+        cache = stored if stored and not self.measure_missing else self.cache_bytes()
         rows = [self.features(a, cache) for a in archs]
         measured = [self.entries[e.key][self.statistic] for e in nets]
         terms = calib.fit(rows, measured)
@@ -489,12 +497,15 @@ class LatencyTable:
         return self.calibration
 
     def calibration_keys(self) -> set[str]:
-        """The entries the calibration rests on: every part of every calibration network, the empty graphs at
-        their input shapes, and the networks."""
-        archs = self.calibration_archs
+        """The keys of the entries the calibration rests on (``_calibration_entries``)."""
+        return {e.key for e in self._calibration_entries()}
+
+    def _calibration_entries(self, archs: list[ArchSpec] | None = None) -> list[Entry]:
+        """Every part of every calibration network, the empty graphs at their input shapes, and the networks."""
+        archs = self.calibration_archs if archs is None else archs
         parts = [e for a in archs for e in arch_entries(a, self.input_size)]
-        return ({e.key for e in parts} | {e.key for e in call_entries(parts)} | {call_entry(3, self.input_size).key}
-                | {network_entry(a, self.input_size).key for a in archs})
+        return [*parts, *call_entries(parts), call_entry(3, self.input_size),
+                *(network_entry(a, self.input_size) for a in archs)]
 
 
 def _passes(record: dict | None) -> int:
@@ -521,6 +532,21 @@ def _current(entries: dict) -> dict:
                 continue
             record = kept
         out[key] = record
+    return out
+
+
+def _as_timed(entries: dict) -> dict:
+    """A format-2 table's entries with every part's timings turned back into timings as timed (each pass kept
+    the factor it was converted by); networks stay at the unit."""
+    out = dict(entries)
+    for key, record in entries.items():
+        if is_network(key) or not record["passes"]:
+            continue
+        out[key] = None
+        for t in record["passes"]:
+            f = t.get("factor") or 1.0
+            out[key] = _with_pass(out[key], {**t, **{k: round(t[k] / f, 5) for k in ("p10", "median", "iqr")},
+                                             "factor": 1.0})
     return out
 
 

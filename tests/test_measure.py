@@ -231,7 +231,7 @@ def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8 entries and 2 calibration networks (" in out  # stem, 2 + 4 blocks, head; the (quick) fixed set
     data = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())
-    assert data["calibration"]["model"] == 5 and data["calibration"]["call_weight"] >= 0
+    assert data["calibration"]["model"] == 6 and data["calibration"]["call_weight"] >= 0
     assert lut_main(["build", *args]) == 0
     assert "(0 timed now)" in capsys.readouterr().out
     assert lut_main(["validate", *args, "n=3"]) == 0
@@ -303,7 +303,7 @@ def test_calibration_networks_are_kept_in_the_table_and_validation_ones_are_not(
     table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
     other = TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]])
     cal = table.calibrate([TINY, other, TINY.with_blocks([BlockSpec(5, 24, 8), TINY.blocks[1]])])
-    assert cal["model"] == 5 and len(cal["measured_ms"]) == 3
+    assert cal["model"] == 6 and len(cal["measured_ms"]) == 3
     nets = [k for k in json.loads((tmp_path / "t.json").read_text())["entries"] if k.startswith("net_")]
     assert nets == sorted(["net_r32 " + format_arch(a) for a in (TINY, other, TINY.with_blocks(
         [BlockSpec(5, 24, 8), TINY.blocks[1]]))])
@@ -348,9 +348,10 @@ def test_torch_backend_pins_the_allocator(backend, mmapped):
     assert out.stdout.split()[-1] == str(mmapped)
 
 
-def test_timings_are_converted_to_the_reference_speed_of_the_probe(tmp_path, monkeypatch):
-    """Real entry timings, a probe that reads 3 ms five times (the reference) and 6 ms ever after: every
-    timing is converted by 3 / 6, and a network's figure at the reference speed is half its figure as timed."""
+def test_entries_are_stored_as_timed_and_networks_at_the_probes_unit(tmp_path, monkeypatch):
+    """Real entry timings, a probe that reads 3 ms five times (the unit) and 6 ms ever after: entries keep their
+    timings as timed (factor 1: the probe's drift is not theirs), and a whole network, timed paired with the
+    probe, is its ratio to the probe times the unit."""
     from functools import partial
 
     from measure.probe import SpeedProbe
@@ -360,16 +361,39 @@ def test_timings_are_converted_to_the_reference_speed_of_the_probe(tmp_path, mon
     table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
     table.raw_sum(TINY)
     saved = json.loads((tmp_path / "t.json").read_text())
-    assert saved["format"] == 2 and saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0] * 5,
+    assert saved["format"] == 3 and saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0] * 5,
                                                             "spread": 0.0, "provisional": True}
-    factors = [p["factor"] for entry in saved["entries"].values() for p in entry["passes"]]
-    assert factors == [0.5] * 4  # the unit's five timings set the unit, not the speed entries are timed at
-    # A whole network is timed paired with the probe (real timings here): the probe's speed during the pairs,
-    # not the scripted one around them, converts it. Scripted: 0.2 ms as timed while the probe read 0.4 ms.
+    assert [p["factor"] for entry in saved["entries"].values() for p in entry["passes"]] == [1.0] * 4
+    # The probe's speed during the pairs (scripted: 0.2 ms as timed while the probe read 0.4 ms), not the one
+    # around them, converts a network.
     monkeypatch.setattr("measure.table.time_paired", lambda run, probe, **kw: (
         measure.Latency(0.3, 0.01, 80, "onnxruntime", 0.2), 0.4))
     [timed] = table.measure_networks([TINY])
     assert timed == {"ms": pytest.approx(0.2 * 3 / 0.4), "as_timed_ms": pytest.approx(0.2)}
+
+
+def test_a_format_2_table_is_read_back_into_timings_as_timed(tmp_path):
+    """Format 2 stored every entry converted by the probe around it, with the factor: reading it divides each
+    pass by its factor (the fastest pass as timed wins, which need not be the fastest converted one); networks
+    keep their figures at the unit; the next save writes format 3."""
+    from measure.entries import arch_entries, network_entry
+
+    part, net = arch_entries(TINY, 32)[0].key, network_entry(TINY, 32).key
+    old = {part: {"p10": 0.9, "median": 1.0, "passes": [{"p10": 0.9, "median": 1.0, "iqr": 0.1, "n": 5, "factor": 0.5},
+                                                        {"p10": 1.2, "median": 1.5, "iqr": 0.2, "n": 5, "factor": 1.5}]},
+           net: {"p10": 4.0, "median": 4.0, "passes": [{"p10": 4.0, "median": 4.0, "iqr": 0.0, "n": 5, "factor": 0.8,
+                                                         "paired": True}]}}
+    (tmp_path / "t.json").write_text(json.dumps({"format": 2, "backend": "onnxruntime", "threads": 1, "input_size": 32,
+                                                 "batch": 1, "channels_last": False, "calibration": None,
+                                                 "reference": {"probe": "v3_large", "ms": 3.0}, "entries": old}))
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=2, measure_missing=False)
+    assert table.entries[part] == {"p10": 0.8, "median": 1.0, "passes": [
+        {"p10": 1.8, "median": 2.0, "iqr": 0.2, "n": 5, "factor": 1.0},
+        {"p10": 0.8, "median": 1.0, "iqr": 0.13333, "n": 5, "factor": 1.0}]}
+    assert table.entries[net] == old[net]
+    table._save()
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["format"] == 3 and saved["entries"][part]["p10"] == 0.8
 
 
 class ScriptedMachine:
@@ -407,28 +431,24 @@ def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, m
     from measure.entries import arch_entries, network_entry
 
     keys = [e.key for e in arch_entries(TINY, 32)]
-    raw = dict(zip(keys, (1.0, 2.0, 0.5, 4.0)))  # x 0.75 or 0.5: exact in binary
+    raw = dict(zip(keys, (1.0, 2.0, 0.5, 4.0)))
     # Probe timed five times at the start, spreading (3.5 - 2.75) / 3 = 0.25: too busy for a unit, so five
     # more, spreading 0.125 / 3 <= 5%: the reference is their median, 3 ms. Then the sweep: 4 ms, 2 ms after two
-    # entries (the clock passed the 1 s interval), 6 ms after the last two: factors 3 / median(4, 2) = 1, then
-    # 3 / median(4, 2, 6) = 0.75 (the speed is the median of the last probe timings: one odd reading cannot
-    # rescale a batch).
+    # entries (the clock passed the 1 s interval), 6 ms after the last two. Entries keep their timings as timed.
     machine = ScriptedMachine([3.5, 2.75, 3.0, 3.25, 2.875, 3.0, 2.9375, 3.0625, 3.0, 3.0, 4.0, 2.0, 6.0], raw,
                               seconds_per_timing=0.6)
     table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
     machine.install(monkeypatch, table)
     total = table.raw_sum(TINY)
     assert machine.probe_calls == 13 and sorted(machine.timed) == sorted(keys)
-    factor = {k: 1.0 if i < 2 else 0.75 for i, k in enumerate(machine.timed)}  # by the order they were timed
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0, 2.9375, 3.0625, 3.0, 3.0],
                                   "spread": round(0.125 / 3, 5), "provisional": True}
     assert table.reference_ms == 3.0
     for k in keys:
-        f = factor[k]
-        assert saved["entries"][k] == {"p10": raw[k] * f, "median": 2 * raw[k] * f, "passes": [
-            {"p10": raw[k] * f, "median": 2 * raw[k] * f, "iqr": 0.25 * raw[k] * f, "n": 5, "factor": f}]}
-    assert total == sum(raw[k] * factor[k] for k in keys)
+        assert saved["entries"][k] == {"p10": raw[k], "median": 2 * raw[k], "passes": [
+            {"p10": raw[k], "median": 2 * raw[k], "iqr": 0.25 * raw[k], "n": 5, "factor": 1.0}]}
+    assert total == sum(raw.values())
 
     # A network timed later, on the same table, at half the reference speed (probe 6 ms around it).
     net = network_entry(TINY, 32).key
@@ -466,36 +486,44 @@ def test_the_ssh_runner_retries_a_noisy_unit_as_the_table_does():
     assert reference_timings(lambda: next(timings), 5, 1, 0.05) == sets[0]  # one try allowed: kept as it is
 
 
-def test_the_first_calibration_settles_the_unit_on_every_probe_timing_and_rescales_the_table(tmp_path, monkeypatch):
+def test_the_first_calibration_settles_the_unit_on_every_probe_timing_and_rescales_the_networks(tmp_path, monkeypatch):
     """The unit's five timings read 3 ms, every later probe timing 4 ms: the first calibration makes the unit
-    their median, 4 ms, and rescales what was timed at 3 / 4 to it; a later calibration changes nothing."""
+    their median, 4 ms, and rescales the networks, timed paired at 3 / 4, to it; entries stay as timed; a later
+    calibration changes nothing."""
+    from measure.entries import is_network
+
     archs = _noisy_calibration(tmp_path, monkeypatch, noise=0.0, spread_probe=(3.0,) * 5, later=4.0)
     table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
-    for a in archs:  # timed before any calibration (two probe timings each): the unit is provisional, at 3 / 4
+    for a in archs:  # timed before any calibration: the unit is provisional
         table.raw_sum(a)
-    assert table.reference["provisional"] and {p["factor"] for e in table.entries.values() for p in e["passes"]} == {0.75}
-    before = {k: e["p10"] for k, e in table.entries.items()}
+    assert table.reference["provisional"] and {p["factor"] for e in table.entries.values() for p in e["passes"]} == {1.0}
+    parts = {k: e["p10"] for k, e in table.entries.items()}
+    networks = table.measure_networks(archs)  # the paired figures at the provisional unit: as timed x 3 / 4
+    assert [n["ms"] for n in networks] == pytest.approx([0.75 * n["as_timed_ms"] for n in networks], abs=1e-5)
     table.calibrate()
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["reference"]["ms"] == 4.0 and "provisional" not in saved["reference"]
     assert saved["reference"]["timings"] == [3.0] * 5 and saved["reference"]["settled_from"] > 5
     assert {p["factor"] for e in saved["entries"].values() for p in e["passes"]} == {1.0}
-    assert all(saved["entries"][k]["p10"] == pytest.approx(v * 4 / 3, abs=1e-5) for k, v in before.items())
+    assert all(saved["entries"][k]["p10"] == v for k, v in parts.items())  # entries as timed, untouched
+    nets = [k for k in saved["entries"] if is_network(k)]
+    assert len(nets) == len(archs) and saved["calibration"]["measured_ms"] == pytest.approx(
+        [n["as_timed_ms"] for n in networks], abs=1e-5)  # the networks at the settled unit: as timed x 4 / 4
     table.calibrate()
     assert json.loads((tmp_path / "t.json").read_text())["entries"] == saved["entries"]
 
 
-def test_one_odd_probe_timing_rescales_no_entry(tmp_path, monkeypatch):
-    """The probe read once 10x slow between entries (a hiccup, not the machine's speed): every entry keeps
-    factor 1; the mean of the two probe timings around them would have converted two entries by 3 / 16.5."""
+def test_the_probes_readings_convert_no_entry(tmp_path, monkeypatch):
+    """The probe read once 10x slow between entries, and twice as fast as the unit after them: every entry keeps
+    its timing as timed (format 2 converted them by the probe around them)."""
     from measure.entries import arch_entries
 
     keys = [e.key for e in arch_entries(TINY, 32)]
-    machine = ScriptedMachine([3.0] * 5 + [3.0, 3.0, 30.0, 3.0, 3.0], dict(zip(keys, (1.0, 2.0, 0.5, 4.0))),
+    machine = ScriptedMachine([3.0] * 5 + [3.0, 3.0, 30.0, 1.5, 1.5], dict(zip(keys, (1.0, 2.0, 0.5, 4.0))),
                               seconds_per_timing=1.0)  # the probe is due after every entry
     table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
     machine.install(monkeypatch, table)
-    assert table.raw_sum(TINY) == 7.5
+    assert table.raw_sum(TINY) == 7.5 and machine.probe_calls == 10
     saved = json.loads((tmp_path / "t.json").read_text())
     assert [p["factor"] for k in keys for p in saved["entries"][k]["passes"]] == [1.0] * 4
 
@@ -522,7 +550,7 @@ def _write_table(path, entries: dict[str, float], backend: str = "onnxruntime") 
     records = {k: {"p10": v, "median": v, "passes": [{"p10": v, "median": v, "iqr": 0.0, "n": 5, "factor": 1.0,
                                                       **({"paired": True} if k.startswith("net_") else {})}]}
                for k, v in entries.items()}
-    path.write_text(json.dumps({"format": 2, "backend": backend, "threads": 1, "input_size": 32, "batch": 1,
+    path.write_text(json.dumps({"format": 3, "backend": backend, "threads": 1, "input_size": 32, "batch": 1,
                                 "channels_last": False, "calibration": None,
                                 "reference": {"probe": "v3_large", "ms": 3.0}, "entries": records}))
 
@@ -562,7 +590,7 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     table = LatencyTable(tmp_path / "t.json", **opts)
     cal = table.calibrate()
     assert (max(cal["mfeatures"]) > 0) == (backend == "torch")
-    assert cal["model"] == 5 and cal["cache_bytes"] == cache
+    assert cal["model"] == 6 and cal["cache_bytes"] == cache
     assert [cal[k] for k in ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")] == pytest.approx(
         [weight, depthwise, cold, feature], rel=1e-6)
     assert cal["measured_ms"] == list(nets.values()) and cal["depthwise"] == [0, 0, 1, 1, 0]
@@ -571,18 +599,29 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     monkeypatch.setattr("measure.runner.cache_bytes", lambda: 10 * cache)  # the fit keeps the cache it was made with
     again = LatencyTable(tmp_path / "t.json", **opts)  # stored with the table
     assert again.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6)
-    # A fit of an older model (model 4, without feature maps) is not used: refitted, or refused.
+    # A fit of an older model (model 4, without feature maps) is not used. Every timing it rests on is stored, so a
+    # table that may not measure refits it from them, on the cache it was fitted with (not this machine's).
     again.calibration = {**{k: v for k, v in cal.items() if k not in ("feature_ms", "mfeatures")}, "model": 4}
     assert again.calibration_fit() is None
-    with pytest.raises(MeasureError, match=r"no fit of latency model 5 .*python -m measure\.lut build"):
-        again.predict(unseen)
-    # Fitted on p10: read with another statistic, or for another calibration set, the fit does not
-    # apply, and a table that may not measure refuses to predict raw sums.
+    assert again.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6) and again.measurements == 0
+    assert again.calibration["model"] == 6 and again.calibration["cache_bytes"] == cache
+    # Fitted on p10: read with another statistic, or for another calibration set, the fit does not apply and is
+    # made again from the stored timings (their medians equal their p10 here; three networks fit torch's four terms
+    # less exactly).
     for other in ({"statistic": "median"}, {"calibration_archs": archs[:3]}):
         stale = LatencyTable(tmp_path / "t.json", **{**opts, **other})
         assert stale.calibration_fit() is None
-        with pytest.raises(MeasureError, match=r"not calibrated .*python -m measure\.lut build"):
-            stale.predict(unseen)
+        assert stale.predict(unseen) > 0 and stale.measurements == 0
+        assert stale.calibration_fit()["measured_ms"] == list(nets.values())[:len(stale.calibration_archs)]
+    assert LatencyTable(tmp_path / "t.json", **{**opts, "statistic": "median"}).predict(unseen) == pytest.approx(
+        truth(unseen), rel=1e-6)
+    # Lacking a timing the fit needs, a table that may not measure refuses, naming the fix.
+    data = json.loads((tmp_path / "t.json").read_text())
+    del data["entries"][network_entry(archs[0], 32).key]
+    data["calibration"]["model"] = 4
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    with pytest.raises(MeasureError, match=r"no fit of latency model 6 .*python -m measure\.lut build"):
+        LatencyTable(tmp_path / "t.json", **opts).predict(unseen)
 
 
 def test_without_a_known_cache_size_the_model_has_no_memory_term(tmp_path, monkeypatch):
@@ -735,13 +774,13 @@ def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(
         table = LatencyTable(path, input_size=32, measure_missing=False)
         results[path.name] = (table.calibration, [table.predict(a) for a in probes])
     first, *others = results.values()
-    assert first[0]["model"] == 5 and all(r == first for r in others)
+    assert first[0]["model"] == 6 and all(r == first for r in others)
 
 
 def test_measured_refuses_a_table_made_on_another_machine_unless_asked(tmp_path):
     path = tmp_path / "t.json"
     _write_table(path, {})
-    path.write_text(path.read_text().replace('"format": 2', '"format": 2, "machine": "elsewhere-0123abcd"'))
+    path.write_text(path.read_text().replace('"format": 3', '"format": 3, "machine": "elsewhere-0123abcd"'))
     cfg = {"source": "measured", "input_size": 32, "table": str(path)}
     with pytest.raises(MeasureError, match=r"made on machine elsewhere-0123abcd, not this one .*latency\.foreign_ok=true"):
         latency_model(cfg)

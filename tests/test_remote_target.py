@@ -83,7 +83,7 @@ def test_build_and_validate_over_ssh_key_the_table_by_the_targets_machine(ssh_en
     target = data["target"]
     assert path.parent.name == data["machine"] == target["machine"]  # keyed by what the runner reported
     assert target["runtime"].startswith("onnxruntime ") and target["cpu"] and target["os"].startswith("Linux")
-    assert target["url"] == ssh_env.url and data["reference"]["ms"] > 0 and data["calibration"]["model"] == 5
+    assert target["url"] == ssh_env.url and data["reference"]["ms"] > 0 and data["calibration"]["model"] == 6
     assert all(len(e["passes"]) == 2 for e in data["entries"].values())
     paired = {k: all(t.get("paired") and t["n"] == 80 for t in e["passes"]) for k, e in data["entries"].items()}
     assert paired == {k: k.startswith("net_") for k in data["entries"]}  # networks timed with the probe, there too
@@ -203,11 +203,14 @@ def test_a_build_cut_mid_batch_keeps_the_received_timings_and_a_rerun_resumes(ss
     after = json.loads(path.read_text())
     data = after["entries"]
     assert all(len(e["passes"]) == 2 for e in data.values())
-    # resumed, not redone: the kept pass, rescaled as the first calibration settles the unit (measure.table)
+    # resumed, not redone: the kept pass as timed; a network's rescaled as the first calibration settles the unit
+    # (measure.table)
     k = after["reference"]["ms"] / before_rerun["reference"]["ms"]
-    rescaled = {key: {**t, **{f: round(t[f] * k, 5) for f in ("p10", "median", "iqr", "factor")}}
+    rescaled = {key: {**t, **({f: round(t[f] * k, 5) for f in ("p10", "median", "iqr", "factor")} if t.get("paired")
+                             else {})}
                 for key, t in ((key, kept[key]["passes"][0]) for key in kept)}
     assert all(data[key]["passes"][0] == rescaled[key] for key in kept)
+    assert all(t["factor"] == 1.0 for key in kept if not key.startswith("net_") for t in data[key]["passes"])
     timed_now = int(p.stdout.split(" timed now)")[0].rsplit("(", 1)[1])
     assert timed_now == sum(2 - len(e["passes"]) for e in kept.values()) > 0
 

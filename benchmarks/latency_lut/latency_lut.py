@@ -281,8 +281,9 @@ def report(records: list[dict], out: Path) -> None:
     lines = ["# Latency lookup table vs end-to-end measurement (224x224, batch 1, 1 thread)", "",
              f"Machine: {os.cpu_count()} cores, 1 thread per timing. Table defaults (`conf/latency/lut.yaml`): p10 "
              "statistic, 2 shuffled passes, the fixed calibration set (the model of `measure/calibration.py` "
-             "named on each table's line, relative-error fit, held out leave-one-out), block timings converted to the reference speed of the "
-             "probe, whole networks (calibration and validated) timed paired with the probe, in the same unit. "
+             "named on each table's line, relative-error fit, held out leave-one-out), block timings stored as timed "
+             "(table format 3; up to model 5 they were converted by the probe around them), whole networks "
+             "(calibration and validated) timed paired with the probe and stored at its unit (its median over the build). "
              f"Each set is validated {RUNS} times (run 1, run 2); `load` is the 1-minute load average when the run "
              "ended. `python -m benchmarks.latency_lut.latency_lut --results-dir <dir>` resumes or regenerates this file from "
              "`latency_lut.jsonl` (every network's row is there).", ""]
