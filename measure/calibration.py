@@ -10,11 +10,10 @@ when it may not measure, refused with the fix). ``BNECK_CALIBRATION_SET=quick`` 
 networks: for the test suite, whose many fresh tables would otherwise each spend a minute calibrating.
 
 **The model (``MODEL`` 6; 5 was the same on entries converted by the probe around them).** predicted = (sum
-of entries) - call_weight x calls - depthwise_ms x (blocks
-that start with their depthwise conv) + cold_ms x (million weights read from memory) + feature_ms x (million
-feature-map elements). A block timed alone differs from the same block inside a network in ways measured on
-this VM (issue 27: each part of a network timed in context, as the difference of paired prefix timings,
-against its entry):
+of entries) - call_weight x calls - depthwise_ms x (blocks that start with their depthwise conv) + cold_ms x
+(million weights read from memory) + feature_ms x (million feature-map elements). A block timed alone differs
+from the same block inside a network in ways measured on this VM (issue 27: each part of a network timed in
+context, as the difference of paired prefix timings, against its entry):
 
 - it pays a runtime call the network does not: *calls* is an empty graph timed at each entry's input
   shape (``call_...``), summed, minus the one call the network pays at its own input;
@@ -36,11 +35,11 @@ against its entry):
   (``benchmarks/latency_lut/latency_lut_2026-12-07c.md``'s timings refitted: references within ±5% 70% and
   70% against 100% and 100%).
 
-The sum is not scaled: entries and networks are in the same unit (the probe's), and a free scale (model
-3's came out near 1.3 on onnxruntime) stood in for the memory effect, over-predicting the small networks
-that have none. On the two quiet-host onnxruntime tables of ``benchmarks/latency_lut/latency_lut_2026-12-07b.md``
-refitted without the feature term, held out (leave-one-out) rms error 3.0% and 4.3% against model 3's 4.1%
-and 4.4%.
+The sum is not scaled: entries as timed and networks at the probe's median speed over the build are the same ms
+(``measure.table``), and a free scale (model 3's came out near 1.3 on onnxruntime) stood in for the memory effect,
+over-predicting the small networks that have none. On the two quiet-host onnxruntime tables of
+``benchmarks/latency_lut/latency_lut_2026-12-07b.md`` refitted without the feature term, held out (leave-one-out)
+rms error 3.0% and 4.3% against model 3's 4.1% and 4.4%.
 
 **Relative error, checked on held-out networks.** The terms are fitted, all >= 0, so that the *relative*
 errors are smallest (each residual divided by the measured latency): a line in absolute ms is dominated by

@@ -1,6 +1,8 @@
 """benchmarks/latency_lut/latency_lut.py: the validation sets it times (no timing here)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from measure import count_macs
@@ -76,8 +78,9 @@ def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_table
             for p, m in ((1.1, 1.0), (2.0, 2.0), (2.7, 3.0))]
     ll.append_jsonl(path, {"backend": "torch", "kind": "set", "set": "random v3_small", "run": 1, "seconds": 3.0, "load": 1.0,
                      "rows": rows})
-    ll.append_jsonl(path, {**table, "table": 2, "name": "t2.json", "distrust": "the machine was busy"})
-    ll.append_jsonl(path, {"backend": "torch", "kind": "agreement", "table": 2, "networks": 3, "diffs": [0.01, -0.04, 0.02]})
+    ll.append_jsonl(path, {**table, "table": 2, "name": "t2.json", "distrust": "the machine was busy", "reference_ms": 10.0})
+    ll.append_jsonl(path, {"backend": "torch", "kind": "agreement", "table": 2, "networks": 3, "diffs": [0.01, -0.04, 0.02],
+                           "entries": {"n": 800, "median": 0.001, "sd": 0.0062, "beyond_5": 1}})
     out = tmp_path / "r.md"
     ll.report(ll.read_jsonl(path), out)
     text = out.read_text()
@@ -94,6 +97,28 @@ def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_table
     assert "Second table, built from scratch after the validation runs: table `t2.json`" in text
     assert "**Untrusted**: the machine was busy." in text
     assert "second / first - 1 -4.0% to +2.0% (mean -0.3%); 67% within ±3%" in text
+    # the same in each table's unit (8 and 10 ms): 1.01 x 0.8, 0.96 x 0.8, 1.02 x 0.8
+    assert ("The units differ by +25.0% (the probe ran that much faster or slower while the second was built); in each "
+            "table's unit the predictions differ by -23.2% to -18.4% (mean -20.3%), 0% within ±3%.") in text
+    assert "Their 800 common block entries (as timed): second / first - 1 median +0.10%, sd 0.62%, 1 beyond ±5%." in text
+
+
+def test_entry_agreement_compares_the_parts_two_tables_share_not_networks_or_empty_graphs(ll, tmp_path):
+    from measure import LatencyTable
+
+    def table(name, entries):
+        records = {k: {"p10": v, "median": v, "passes": [{"p10": v, "median": v, "iqr": 0.0, "n": 5, "factor": 1.0}]}
+                   for k, v in entries.items()}
+        (tmp_path / name).write_text(json.dumps({"format": 3, "backend": "onnxruntime", "threads": 1, "input_size": 32,
+                                                 "batch": 1, "channels_last": False, "calibration": None,
+                                                 "reference": {"probe": "v3_large", "ms": 3.0}, "entries": records}))
+        return LatencyTable(tmp_path / name, input_size=32, measure_missing=False)
+
+    first = table("a.json", {"stem_a": 1.0, "block_b": 2.0, "head_c": 4.0, "net_r32 x": 5.0, "call_r32_i3": 0.1,
+                             "block_only_here": 1.0})
+    second = table("b.json", {"stem_a": 1.0, "block_b": 2.2, "head_c": 4.1, "net_r32 x": 9.0, "call_r32_i3": 0.5})
+    assert ll.entry_agreement(first, second) == {"n": 3, "median": 0.025, "sd": pytest.approx(0.04249, abs=1e-5),
+                                                 "beyond_5": 1}
 
 
 def test_host_check_calls_a_host_noisy_when_five_probe_timings_spread_beyond_the_limit(ll):

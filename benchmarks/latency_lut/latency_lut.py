@@ -55,6 +55,7 @@ quiet_warnings()
 from measure import LatencyTable, calibration_summary, count_macs, scale_heldout, tercile_bias, validation_archs, within  # noqa: E402
 from measure import build_table as build  # noqa: E402
 from measure import compare_table as compare  # noqa: E402
+from measure.entries import is_network  # noqa: E402
 
 RUNS = 2
 HERE = Path(__file__).resolve().parent
@@ -170,7 +171,17 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
         append_jsonl(results, record)
         first, other = [table.predict(a) for a in archs], [second.predict(a) for a in archs]
         append_jsonl(results, {"backend": backend, "kind": "agreement", "table": 2, "networks": len(archs),
-                         "diffs": [round(b / a - 1, 5) for a, b in zip(first, other)], "load": os.getloadavg()[0]})
+                         "diffs": [round(b / a - 1, 5) for a, b in zip(first, other)],
+                         "entries": entry_agreement(table, second), "load": os.getloadavg()[0]})
+
+
+def entry_agreement(first: LatencyTable, second: LatencyTable) -> dict:
+    """How far the block entries (stem, blocks, heads: not networks, not empty graphs) two tables share moved
+    between them: the median and sd of second / first - 1, and how many beyond ±5%."""
+    keys = [k for k in first.entries if k in second.entries and not is_network(k) and not k.startswith("call_")]
+    d = [second.entries[k]["p10"] / first.entries[k]["p10"] - 1 for k in keys]
+    return {"n": len(d), "median": round(statistics.median(d), 5), "sd": round(statistics.pstdev(d), 5),
+            "beyond_5": sum(abs(x) > 0.05 for x in d)} if d else {}
 
 
 def section(backend: str, records: list[dict]) -> list[str]:
@@ -221,11 +232,23 @@ def section(backend: str, records: list[dict]) -> list[str]:
     for second in (x for x in mine if x["kind"] == "table" and x.get("table") == 2):
         lines += ["", "Second table, built from scratch after the validation runs: " + table_line(second)[0].lower()
                   + table_line(second)[1:]]
+    units = {x.get("table", 1): x["reference_ms"] for x in mine if x["kind"] == "table"}
     for r in (x for x in mine if x["kind"] == "agreement"):
         d = [{"error": x} for x in r["diffs"]]
         lines += ["", f"The two tables' predictions of the {r['networks']} validated networks: second / first - 1 "
                   f"{min(r['diffs']):+.1%} to {max(r['diffs']):+.1%} (mean {statistics.mean(r['diffs']):+.1%}); "
                   f"{within(d, 0.03):.0%} within ±3% (the acceptance asks all)."]
+        if 1 in units and 2 in units:  # the same predictions in each table's unit (the probe's median over its build)
+            k = units[1] / units[2]
+            u = [(1 + x) * k - 1 for x in r["diffs"]]
+            lines[-1] += (f" The units differ by {1 / k - 1:+.1%} (the probe ran that much faster or slower while the "
+                          f"second was built); in each table's unit the predictions differ by {min(u):+.1%} to "
+                          f"{max(u):+.1%} (mean {statistics.mean(u):+.1%}), {within([{'error': x} for x in u], 0.03):.0%}"
+                          " within ±3%.")
+        if r.get("entries"):
+            e = r["entries"]
+            lines[-1] += (f" Their {e['n']} common block entries (as timed): second / first - 1 median {e['median']:+.2%}, "
+                          f"sd {e['sd']:.2%}, {e['beyond_5']} beyond ±5%.")
     return lines + [""]
 
 
