@@ -9,6 +9,7 @@ from .errors import MeasureError
 __all__ = [
     "arch_entries", "BACKENDS", "block_entry", "calibration_summary", "build_table", "cached_program",
     "compare_table", "Costs", "costs", "count_macs", "count_params", "export_onnx", "full_set", "host_noise", "Latency",
+    "is_network",
     "latency_model", "LatencyModel", "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError",
     "network_entry", "open_target", "ort_runner", "runner_runtime", "space_entries", "scale_heldout", "SpeedProbe",
     "tercile_bias", "count_activations", "time_callable", "time_runner", "traced_macs", "unhandled_ops",
@@ -42,6 +43,7 @@ _LAZY = {
     "arch_entries": "measure.entries",
     "block_entry": "measure.entries",
     "network_entry": "measure.entries",
+    "is_network": "measure.entries",
     "space_entries": "measure.entries",
     "make_runner": "measure.latency",
     "time_runner": "measure.latency",

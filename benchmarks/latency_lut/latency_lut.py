@@ -52,10 +52,18 @@ ROOT = Path(__file__).resolve().parents[2]
 from space import V3_LARGE, V3_SMALL, ArchSpec, available_spaces, format_arch, load_space  # noqa: E402
 
 quiet_warnings()
-from measure import LatencyTable, calibration_summary, count_macs, scale_heldout, tercile_bias, validation_archs, within  # noqa: E402
+from measure import (  # noqa: E402
+    LatencyTable,
+    calibration_summary,
+    count_macs,
+    is_network,
+    scale_heldout,
+    tercile_bias,
+    validation_archs,
+    within,
+)
 from measure import build_table as build  # noqa: E402
 from measure import compare_table as compare  # noqa: E402
-from measure.entries import is_network  # noqa: E402
 
 RUNS = 2
 HERE = Path(__file__).resolve().parent
