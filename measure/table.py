@@ -59,7 +59,6 @@ from .latency import Latency, MeasureError, check_backend, check_statistic, make
 from .probe import PROBE, QUIET_SPREAD, REFERENCE_TIMINGS, REFERENCE_TRIES, SpeedProbe, reference
 from .probe import REPEATS as PROBE_REPEATS
 
-SPEED_WINDOW = 3  # format 2 converted entries at the median of this many recent probe timings (LatencyTable._sweep)
 FORMAT = 3  # 3: entries as timed, networks as ratios to the probe x the unit; 2: entries converted too (migrated)
 PAIRED = "paired with the probe, 10 + 10 calls x 8"  # how whole networks are timed (measure.runner.paired_timing)
 
@@ -88,7 +87,7 @@ class LatencyTable:
                  batch: int = 1, channels_last: bool = False, measure_missing: bool = True,
                  warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05, max_rounds: int = 4,
                  statistic: str = "p10", passes: int = 2, calibration_archs: list[ArchSpec] | None = None,
-                 target=None, speed_window: int = SPEED_WINDOW, probe_repeats: int = PROBE_REPEATS):
+                 target=None, probe_repeats: int = PROBE_REPEATS):
         self.path = Path(path)
         self.target = target  # None: time here; a ``measure.remote.RemoteTarget``: time there
         self.backend = check_backend(backend)
@@ -98,7 +97,7 @@ class LatencyTable:
         if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
             raise MeasureError(f"passes must be an integer >= 1, got {passes!r}")
         self.passes = passes
-        self.speed_window, self.probe_repeats = speed_window, probe_repeats  # the probe's protocol (_sweep)
+        self.probe_repeats = probe_repeats  # calls per probe timing (measure.probe)
         self.protocol = {"warmup": warmup, "repeats": repeats, "max_rel_spread": max_rel_spread,
                          "max_rounds": max_rounds}
         self.entries: dict[str, dict] = {}
@@ -214,11 +213,11 @@ class LatencyTable:
         hitting neighbours. Entries are stored as timed (factor 1); networks come timed with the probe
         (``_measure_paired``) and are converted at the probe's speed during their own timing. The probe
         is also timed between entries, whenever it is due: those timings settle the unit
-        (``_settle_unit``), and entries timed since the last one are saved with it. Up to format 2 entries
-        were converted at the median of the last ``SPEED_WINDOW`` probe timings (module note); see
-        benchmarks/latency_lut/probe_protocol.md. Called under the lock.
+        (``_settle_unit``), and what was timed since the last one is saved with it. Up to format 2 entries
+        were converted at the median of the last three probe timings (module note;
+        benchmarks/latency_lut/probe_protocol.md). Called under the lock.
         """
-        timed, recent = set(), []
+        timed = set()
         if self.reference is None and self.target is None:  # a target sends it with its first batch, retried there
             self._set_reference()
         for p in range(self.passes):
@@ -228,35 +227,31 @@ class LatencyTable:
             timings = self._timings(order) if self.target is None else self.target.timings(self, order)
             try:
                 for kind, *what in timings:  # probe, entries, probe, ... (measure.remote streams the same)
-                    if kind in ("timed", "paired"):
-                        if kind == "timed":
-                            pending.append(what)
-                        else:  # a network timed with the probe: stored at once, at the speed it was timed at
-                            entry, lat, probe_ms = what
-                            self._store([(entry, lat)], probe_ms, records, timed, save)
-                        if progress is not None:
-                            progress.update(1)
+                    if kind == "timed":
+                        pending.append((what[0], what[1], 1.0))  # as timed
+                    elif kind == "paired":  # a network timed with the probe: stored at once, at the unit
+                        entry, lat, probe_ms = what
+                        self._store([(entry, lat, self.reference_ms / probe_ms)], records, timed, save)
+                    else:  # a probe timing (or, on a target, a new table's unit): saves what came before it
+                        if kind == "reference":
+                            self.reference = {**reference(what[0]), "provisional": True}
+                        self._speeds.append(self.reference_ms if kind == "reference" else what[0])
+                        self._store(pending, records, timed, save)
+                        pending = []
                         continue
-                    if kind == "reference":  # a new table's unit, timed on the target
-                        self.reference = {**reference(what[0]), "provisional": True}
-                    recent = [*recent, self.reference_ms if kind == "reference" else what[0]][-self.speed_window:]
-                    self._speeds.append(recent[-1])
-                    if pending:
-                        self._store(pending, statistics.median(recent), records, timed, save)
-                    pending = []
-            except MeasureError:
-                if pending and self.target is not None:  # a target lost mid-batch: keep what arrived,
-                    self._store(pending, statistics.median(recent), records, timed, save)  # at the speed before
-                raise
+                    if progress is not None:
+                        progress.update(1)
+            finally:  # interrupted (a target lost mid-batch, a kill): keep what arrived
+                self._store(pending, records, timed, save)
         return timed
 
-    def _store(self, pending: list, probe_ms: float, records: dict, timed: set, save: bool) -> None:
-        factor = self.reference_ms / probe_ms  # < 1 while the machine runs slow
-        for entry, lat in pending:  # an entry as timed, a network at the unit (module note)
-            paired = is_network(entry.key)
-            records[entry.key] = _with_pass(records.get(entry.key), _timing(lat, factor if paired else 1.0, paired))
+    def _store(self, pending: list, records: dict, timed: set, save: bool) -> None:
+        """Add each ``(entry, Latency, factor)`` of ``pending`` as a pass and save (module note: an entry's factor is
+        1, a network's the unit over the probe's speed while it was timed)."""
+        for entry, lat, factor in pending:
+            records[entry.key] = _with_pass(records.get(entry.key), _timing(lat, factor, is_network(entry.key)))
             timed.add(entry.key)
-        if save:
+        if pending and save:
             self._save()
 
     def _timings(self, order: list[Entry]):
