@@ -11,8 +11,8 @@ from .table import PAIRED, LatencyTable, machine_id
 
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
-        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes", "accept_changed", "foreign_ok",
-        "accept_untrusted", "target", "target_python"}
+        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes", "confirm", "max_passes",
+        "accept_changed", "foreign_ok", "accept_untrusted", "target", "target_python"}
 # What a result's latency record must match on a rerun: the model and the table content it rests on.
 # The table path and machine are recorded, not compared: workers elsewhere read copies of one table.
 COMPARED = ("name", "statistic", "hash")
@@ -77,7 +77,7 @@ class MeasuredLatency(LatencyModel):
     def describe(self) -> dict:
         t = self.table
         return {**super().describe(), "table": str(t.path), "machine": t.machine, "statistic": t.statistic,
-                "passes": t.passes, "timing": PAIRED, "reference": t.reference, "hash": t.content_hash(entries=False)}
+                **t.sweeps, "timing": PAIRED, "reference": t.reference, "hash": t.content_hash(entries=False)}
 
 
 class TableLatency(LatencyModel):
@@ -124,7 +124,7 @@ class TableLatency(LatencyModel):
         t, cal = self.table, self.table.calibration_fit() or {}
         held = cal.get("heldout_errors")
         return {**super().describe(), "table": str(t.path), "machine": t.machine, "statistic": t.statistic,
-                "passes": t.passes, "reference": t.reference, "hash": t.content_hash(),
+                **t.sweeps, "reference": t.reference, "hash": t.content_hash(),
                 "calibration": {**{k: cal.get(k) for k in ("model", *calib.TERMS, "cache_bytes", "set")},
                                 "heldout_worst": max(held, key=abs) if held else None} if cal else None}
 

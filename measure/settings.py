@@ -29,6 +29,8 @@ class LatencySettings(Settings):
     max_rounds: int = integer(4, ge=1)
     statistic: str = choice("p10", STATISTICS)
     passes: int = integer(2, ge=1)
+    confirm: float = number(0.03, ge=0)
+    max_passes: int = integer(4, ge=1)
     accept_changed: bool = flag(False)
     foreign_ok: bool = flag(False)
     accept_untrusted: bool = flag(False)

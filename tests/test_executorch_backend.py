@@ -72,7 +72,7 @@ def test_runner_matches_eager_times_and_reuses_the_lowered_program(et_cache):
 
 def test_a_table_lowers_an_entry_once_over_its_passes(et_cache, tmp_path, monkeypatch):
     monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: 2.0))
-    table = LatencyTable(tmp_path / "t.json", backend="executorch", input_size=32, passes=2, **FAST)
+    table = LatencyTable(tmp_path / "t.json", backend="executorch", input_size=32, passes=2, confirm=0, **FAST)
     entry = block_entry(16, 16, BlockSpec(3, 24, 16, True, "HS", 2))
     before = et.exports
     assert table.fill([entry]) == 1

@@ -290,7 +290,7 @@ def test_entries_keep_every_pass_and_a_table_resumes_to_more_passes(tmp_path):
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["protocol"]["passes"] == 1
     assert all(len(e["passes"]) == 1 for e in saved["entries"].values()) and len(saved["entries"]) == 4
-    two = LatencyTable(tmp_path / "t.json", input_size=32, passes=2, **FAST)
+    two = LatencyTable(tmp_path / "t.json", input_size=32, passes=2, confirm=0, **FAST)  # confirming: below
     assert two.missing(measure.table.arch_entries(TINY, 32))  # one pass is not enough for it
     two.raw_sum(TINY)
     assert two.measurements == 4  # each entry timed once more, not twice
@@ -446,7 +446,7 @@ def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, m
                                   "spread": round(0.125 / 3, 5), "provisional": True}
     assert table.reference_ms == 3.0
     for k in keys:
-        assert saved["entries"][k] == {"p10": raw[k], "median": 2 * raw[k], "passes": [
+        assert saved["entries"][k] == {"p10": raw[k], "median": 2 * raw[k], "settled": True, "passes": [
             {"p10": raw[k], "median": 2 * raw[k], "iqr": 0.25 * raw[k], "n": 5, "factor": 1.0}]}
     assert total == sum(raw.values())
 
@@ -1050,3 +1050,99 @@ def test_tercile_bias_is_the_mean_signed_error_of_each_third_by_measured_size():
     assert large == pytest.approx(-0.055)
     assert tercile_text(rows) == "; mean error by size tercile (small, middle, large): +15.0%, -2.7%, -5.5%"
     assert tercile_bias(rows[:2]) is None and tercile_text(rows[:2]) == ""
+
+
+def scripted_entries(monkeypatch, script: dict[str, list[float]]):
+    """Entries timed from ``script`` (p10 ms per pass, in order, by the entry's block kernel), a probe that reads 1 ms:
+    what a table does with disagreeing passes, without the machine's luck."""
+    from functools import partial
+
+    from measure.probe import SpeedProbe
+
+    monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: 1.0))
+    left = {k: iter(v) for k, v in script.items()}
+    calls = []
+
+    def timed(table, entry):
+        calls.append(entry.key)
+        ms = next(left[entry.key.split("_")[3]])
+        return measure.Latency(ms, 0.0, 5, "onnxruntime", ms)
+
+    monkeypatch.setattr(LatencyTable, "_measure", timed)
+    return calls
+
+
+def test_a_fastest_pass_no_other_comes_near_is_timed_again_until_one_confirms_it(tmp_path, monkeypatch):
+    """Two blocks: k3's passes agree (1.00, 1.02 ms); k5's first two disagree (1.0, then 1.5 ms): it gets a third
+    sweep (1.6 ms, still 60% above its fastest) and a fourth, the last allowed (1.01 ms), and keeps the fastest."""
+    from measure.entries import block_entry
+
+    calls = scripted_entries(monkeypatch, {"k3": [1.00, 1.02], "k5": [1.0, 1.5, 1.6, 1.01, 9.0]})
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=2, **FAST)
+    assert (table.confirm, table.max_passes) == (0.03, 4)  # the defaults (conf/latency/lut.yaml)
+    k3, k5 = block_entry(16, 16, BlockSpec(3, 24, 16)), block_entry(16, 16, BlockSpec(5, 24, 16))
+    assert table.fill([k3, k5]) == 2
+    assert sorted(calls) == [k3.key] * 2 + [k5.key] * 4
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert [p["p10"] for p in saved["entries"][k5.key]["passes"]] == [1.0, 1.5, 1.6, 1.01]
+    assert saved["entries"][k5.key]["p10"] == 1.0 and saved["entries"][k3.key]["p10"] == 1.0
+    assert saved["entries"][k5.key]["settled"] and saved["entries"][k3.key]["settled"]
+    assert [saved["protocol"][k] for k in ("passes", "confirm", "max_passes")] == [2, 0.03, 4]
+    # What a table times afresh to check itself (validate, latency=measured) is confirmed the same way.
+    calls = scripted_entries(monkeypatch, {"k5": [2.0, 2.5, 2.04, 9.0]})
+    assert table.time_entries([k5])[k5.key] == {"ms": 2.0, "as_timed_ms": 2.0} and len(calls) == 3
+    assert table.entries[k5.key]["p10"] == 1.0  # and not stored
+    # Confirmed at its third pass (1.02 within 3% of 1.0), a block is not timed a fourth time.
+    scripted_entries(monkeypatch, {"k3": [1.0, 1.2, 1.02, 5.0]})
+    other = LatencyTable(tmp_path / "u.json", input_size=32, passes=2, **FAST)
+    other.fill([k3])
+    assert [p["p10"] for p in other.entries[k3.key]["passes"]] == [1.0, 1.2, 1.02]
+    # Off (confirm=0), or a quick table of one pass: no pass beyond `passes`.
+    scripted_entries(monkeypatch, {"k3": [1.0, 1.5, 1.6]})
+    off = LatencyTable(tmp_path / "v.json", input_size=32, passes=2, confirm=0, **FAST)
+    off.fill([k3])
+    assert len(off.entries[k3.key]["passes"]) == 2
+    scripted_entries(monkeypatch, {"k3": [1.0, 1.5]})
+    quick = LatencyTable(tmp_path / "w.json", input_size=32, passes=1, **FAST)
+    quick.fill([k3])
+    assert len(quick.entries[k3.key]["passes"]) == 1
+    with pytest.raises(MeasureError, match="max_passes must be an integer >= 1"):
+        LatencyTable(tmp_path / "x.json", max_passes=0)
+    with pytest.raises(MeasureError, match=r"confirm must be a fraction >= 0 \(0: off\)"):
+        LatencyTable(tmp_path / "x.json", confirm=-0.1)
+    assert LatencyTable(tmp_path / "x.json", passes=6).max_passes == 6  # passes alone raises the cap
+
+
+def test_a_build_killed_before_an_entry_was_confirmed_confirms_it_when_resumed(tmp_path, monkeypatch):
+    """An entry with two disagreeing passes on disk and ``settled`` false (the build was killed before its third
+    sweep) is not done: the same command times it again. A table of an older bneck (no ``settled``) is done at
+    ``passes`` and never timed again, also when it may not measure."""
+    from measure.entries import block_entry
+
+    k5 = block_entry(16, 16, BlockSpec(5, 24, 16))
+    calls = scripted_entries(monkeypatch, {"k5": [1.0, 1.5, 1.02]})
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=2, **FAST)
+    store = LatencyTable._store
+
+    def killed_after_two(self, pending, records, timed, save):  # the kill lands after the second pass is saved
+        store(self, pending, records, timed, save)
+        if sum(len(r["passes"]) for r in records.values()) >= 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(LatencyTable, "_store", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        table.fill([k5])
+    monkeypatch.setattr(LatencyTable, "_store", store)
+    saved = json.loads((tmp_path / "t.json").read_text())["entries"][k5.key]
+    assert len(saved["passes"]) == 2 and saved["settled"] is False
+    again = LatencyTable(tmp_path / "t.json", input_size=32, passes=2, **FAST)
+    assert again.missing([k5]) == [k5]
+    assert again.fill([k5]) == 1 and len(calls) == 3
+    assert [p["p10"] for p in again.entries[k5.key]["passes"]] == [1.0, 1.5, 1.02] and again.entries[k5.key]["settled"]
+    # An older table's entry: two disagreeing passes, no `settled`: done.
+    data = json.loads((tmp_path / "t.json").read_text())
+    data["entries"][k5.key]["passes"] = data["entries"][k5.key]["passes"][:2]
+    del data["entries"][k5.key]["settled"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = LatencyTable(tmp_path / "old.json", input_size=32, passes=2, measure_missing=False, **FAST)
+    assert old.missing([k5]) == [] and old.fill([k5]) == 0

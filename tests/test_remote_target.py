@@ -21,7 +21,8 @@ from conftest import REPO, TINY_SPACE, run_cli
 
 pytestmark = pytest.mark.skipif(not ssh_target.available(), reason="OpenSSH server not installed (Debian openssh-server)")
 
-FAST = ["latency.input_size=32", "latency.repeats=5", "latency.warmup=1", "latency.max_rounds=1"]
+FAST = ["latency.input_size=32", "latency.repeats=5", "latency.warmup=1", "latency.max_rounds=1",
+        "latency.confirm=0"]  # exactly `passes` timings per entry: the tests count them
 
 
 @pytest.fixture(scope="session")
@@ -158,7 +159,8 @@ def test_measured_latency_times_whole_networks_on_the_target(ssh_env, target_pyt
 def test_a_build_cut_mid_batch_keeps_the_received_timings_and_a_rerun_resumes(ssh_env, target_python, tmp_path, cut):
     # Slow entries (many repeats) so the second pass's batch is still running when the connection drops.
     args = [f"space_file={space_file(tmp_path)}", f"results_dir={tmp_path}", "latency.input_size=32",
-            "latency.warmup=1", "latency.repeats=3000", "latency.max_rounds=1", *target_args(ssh_env, target_python)]
+            "latency.warmup=1", "latency.repeats=3000", "latency.max_rounds=1", "latency.confirm=0",  # 2 passes each
+            *target_args(ssh_env, target_python)]
     before = len(lock_log(ssh_env))
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "measure.lut", "build", *args], cwd=REPO, env=env,

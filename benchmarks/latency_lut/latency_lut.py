@@ -36,6 +36,7 @@ validation run of a set is kept in the JSON lines and not redone.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import random
@@ -141,7 +142,14 @@ def build_table(backend: str, results_dir: str, seq: int = 1, spaces: list[str] 
                    "reference_ms": table.reference_ms, "probe_spread": table.reference.get("spread"),
                    "calibration_errors": cal.get("errors"), "heldout_errors": cal.get("heldout_errors"),
                    "calibration_names": cal.get("names"), "measured_ms": cal.get("measured_ms"),
-                   "distrust": table.distrust(), "load": os.getloadavg()[0]}
+                   "distrust": table.distrust(), "passes": pass_counts(table), "load": os.getloadavg()[0]}
+
+
+def pass_counts(table: LatencyTable) -> dict[str, int]:
+    """How many of ``table``'s entries (networks included) hold each number of passes: more than ``passes`` were
+    timed again to confirm their fastest (``latency.confirm``)."""
+    counts = collections.Counter(len(r["passes"]) for r in table.entries.values())
+    return {str(k): counts[k] for k in sorted(counts)}
 
 
 def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, tables: int = 1, per_start: int = 5,
@@ -275,6 +283,12 @@ def table_line(t: dict) -> str:
         trusted += (f" On the same timings the model before issue 27 (scale x sum + overhead) is held-out "
                     f"{_range(old)}, {within([{'error': e} for e in old], 0.05):.0%} within ±5%, mean by size tercile "
                     f"{_terciles(old, t['measured_ms'])}; this model's {_terciles(held, t['measured_ms'])}.")
+    counts = t.get("passes") or {}
+    if len(counts) > 1:  # recorded from session 22 on (confirmed fastest passes)
+        total = sum(counts.values())
+        trusted += (" Passes per entry: " + ", ".join(f"{k}: {v} ({v / total:.0%})" for k, v in counts.items())
+                    + f" of {total} (more than {min(counts, key=int)}: timed again until a second pass came within "
+                    "3% of the fastest).")
     return (f"Table `{t['name']}`: built in {t['build_s']:.0f} s (0 s when it was already built); calibration "
             f"{fit_text(t)}; "
             f"reference speed {t['reference_ms']:.3f} ms, from "
@@ -311,7 +325,8 @@ def _range(errors) -> str:
 def report(records: list[dict], out: Path) -> None:
     lines = ["# Latency lookup table vs end-to-end measurement (224x224, batch 1, 1 thread)", "",
              f"Machine: {os.cpu_count()} cores, 1 thread per timing. Table defaults (`conf/latency/lut.yaml`): p10 "
-             "statistic, 2 shuffled passes, the fixed calibration set (the model of `measure/calibration.py` "
+             "statistic, 2 shuffled passes (from session 22, more, up to 4, until a second pass lies within 3% of the "
+             "fastest: `latency.confirm`), the fixed calibration set (the model of `measure/calibration.py` "
              "named on each table's line, relative-error fit, held out leave-one-out), block timings stored as timed "
              "(table format 3; up to model 5 they were converted by the probe around them), whole networks "
              "(calibration and validated) timed paired with the probe and stored at its unit (its median over the build). "
