@@ -59,6 +59,14 @@ def test_report_renders_shares_and_run_to_run_spread_from_the_json_lines(ll, tmp
     # run 2: errors -9.1% and +6%: neither within 5%; measured 1.1 vs 1.0 (+10%) and 2.0 vs 2.0: sd 5.0%
     assert "| references | 2 | 2 | 0% / 100% |" in text and "| 5.0% |" in text
     assert "converted 8.000 ms, CV 0.0%" in text and "as timed 8.000 ms, CV 12.5%" in text
+    # An older run's repeat (no network named) was V3-Large, the probe: the report says its converted CV means nothing.
+    assert "MobileNetV3-Large in 2 fresh processes" in text and "It is the probe itself" in text
+    ll.append_jsonl(path, {"backend": "onnxruntime", "kind": "repeat", "network": "MobileNetV3-Small", "ms": [2.0, 2.2],
+                           "as_timed_ms": [2.0, 2.0], "load": 1.0})
+    ll.report(ll.read_jsonl(path), out)
+    text = out.read_text()
+    assert "MobileNetV3-Small in 2 fresh processes: converted 2.100 ms, CV 4.8%" in text
+    assert text.count("It is the probe itself") == 1
 
 
 def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_tables_agreement(ll, tmp_path):
