@@ -12,8 +12,8 @@ __all__ = [
     "is_network",
     "latency_model", "LatencyModel", "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError",
     "network_entry", "open_target", "ort_runner", "runner_runtime", "space_entries", "scale_heldout", "SpeedProbe",
-    "tercile_bias", "count_activations", "time_callable", "time_runner", "traced_macs", "unhandled_ops",
-    "validation_archs", "within",
+    "size_weight", "tercile_bias", "count_activations", "time_callable", "time_paired", "time_runner", "traced_macs",
+    "unhandled_ops", "validation_archs", "within",
 ]
 
 
@@ -47,6 +47,8 @@ _LAZY = {
     "space_entries": "measure.entries",
     "make_runner": "measure.latency",
     "time_runner": "measure.latency",
+    "time_paired": "measure.latency",
+    "size_weight": "measure.table",
     "build_table": "measure.lut:build",
     "compare_table": "measure.lut:compare",
     "validation_archs": "measure.lut",

@@ -104,12 +104,16 @@ def time_runner(run, *, backend: str, threads: int = 1, warmup: int = 10, repeat
         return _time(run, backend, warmup, repeats, max_rel_spread, max_rounds)
 
 
-def time_paired(run, probe, *, backend: str, threads: int = 1, warmup: int = 10) -> tuple[Latency, float]:
+def time_paired(run, probe, *, backend: str, threads: int = 1, warmup: int = 10,
+                small=None) -> tuple[Latency, float, dict | None]:
     """Time ``run`` in alternation with the probe's runner (``measure.runner.paired_timing``): its latency as
-    timed, and the probe's p10 (ms) over the same pairs, the speed the machine ran at meanwhile."""
+    timed, the probe's p10 (ms) over the same pairs (the speed the machine ran at meanwhile), and, when
+    ``small`` (the small probe's runner) is given, ``{"ratio": run's median p10 ratio to it, "ms": its p10}``
+    from pairs with it (else None)."""
     with _torch_threads(threads), torch.inference_mode():
-        t = paired_timing(run, probe, warmup)
-    return Latency(t["median_ms"], t["spread_ms"], t["repeats"], backend, t["p10_ms"]), t["probe_ms"]
+        t = paired_timing(run, probe, warmup, small=small)
+    sized = {"ratio": t["small_ratio"], "ms": t["small_ms"]} if small is not None else None
+    return Latency(t["median_ms"], t["spread_ms"], t["repeats"], backend, t["p10_ms"]), t["probe_ms"], sized
 
 
 def _time(run, backend: str, warmup: int, repeats: int, max_rel_spread: float, max_rounds: int) -> Latency:

@@ -47,8 +47,8 @@ class LatencyModel:
 
 class MeasuredLatency(LatencyModel):
     """Times the whole network end to end on every call, as the lookup table times its calibration
-    networks: paired with the probe, the fastest of ``passes`` such timings, in the table's unit, so
-    networks timed an hour apart on a drifting machine compare (and compare with table predictions).
+    networks: paired with the probes (``measure.table``), the fastest of ``passes`` such timings, in the table's
+    unit, so networks timed an hour apart on a drifting machine compare (and compare with table predictions).
     Nothing but the table's reference is written to it."""
 
     source = "measured"

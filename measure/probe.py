@@ -16,11 +16,15 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from space import V3_LARGE
+from space import V3_LARGE, V3_SMALL
 
 from .latency import make_runner, time_runner
 
 PROBE = "v3_large"
+# A whole network is also timed paired with MobileNetV3-Small, and converted by the two probes weighted by its size
+# (measure.table.size_weight): how fast a small network runs beside V3-Large swings with the host (eager torch: the
+# two probes' ratio 0.38-0.45 within a minute), beside V3-Small it does not (benchmarks/latency_lut/size_probe.md).
+SMALL_PROBE = "v3_small"
 INTERVAL_S = 1.0  # re-time the probe after this much measuring; the drift seen here takes tens of seconds
 REFERENCE_TIMINGS = 5
 # A unit set in a slow spell shifts every timing of the table by that spell (here once 24%: five probe timings
@@ -54,7 +58,7 @@ class SpeedProbe:
         self.shape = (batch, 3, input_size, input_size)
         self.channels_last, self.interval_s, self.repeats = channels_last, interval_s, repeats
         self._clock, self._timer = clock, timer
-        self._run = None
+        self._run = self._small = None
         self._last = -float("inf")
 
     def time(self) -> float:
@@ -74,6 +78,22 @@ class SpeedProbe:
             self._run = make_runner(V3_LARGE, shape=self.shape, channels_last=self.channels_last, **self.options)
         return self._run
 
+    def ratio(self, n: int = REFERENCE_TIMINGS) -> float | None:
+        """The small probe's p10 over the probe's, the median of ``n`` timed in turn (``measure.runner.probe_ratio``);
+        None with a scripted ``timer`` (the table then takes it from its first networks)."""
+        if self._timer is not None:
+            return None
+        from .runner import probe_ratio
+
+        self.small_runner()
+        return probe_ratio(lambda: self._p10(warmup=3, run=self._small), lambda: self._p10(warmup=3), n)
+
+    def small_runner(self):
+        """The small probe's runner (``SMALL_PROBE``), built once; only networks are timed against it."""
+        if self._small is None:
+            self._small = make_runner(V3_SMALL, shape=self.shape, channels_last=self.channels_last, **self.options)
+        return self._small
+
     def _time_probe(self) -> float:
         first = self._run is None
         if first:
@@ -84,8 +104,8 @@ class SpeedProbe:
             return statistics.median([self._p10(warmup=30), self._p10(warmup=3), self._p10(warmup=3)])
         return self._p10(warmup=3)
 
-    def _p10(self, warmup: int) -> float:
-        return time_runner(self._run, warmup=warmup, repeats=self.repeats, max_rounds=1, **self.options).p10_ms
+    def _p10(self, warmup: int, run=None) -> float:
+        return time_runner(run or self._run, warmup=warmup, repeats=self.repeats, max_rounds=1, **self.options).p10_ms
 
     def due(self) -> bool:
         return self._clock() - self._last >= self.interval_s

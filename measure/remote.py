@@ -68,7 +68,7 @@ class RemoteTarget:
         self.url, self.python, self.backend = url, python, backend
         self.user, self.host, self.port = user, host, port
         self._hello: dict | None = None
-        self._probe: dict[tuple, tuple[str, bytes]] = {}  # probe program per shape: exported once per process
+        self._probe: dict[tuple, tuple[str, bytes]] = {}  # probe programs per (shape, small): exported once per process
 
     @property
     def login(self) -> str:
@@ -112,11 +112,11 @@ class RemoteTarget:
                               "paired": is_network(e.key)})
             yield from self._run_batch(table, items, programs)
 
-    def reference_timings(self, table) -> list[float]:
-        """Probe timings for a new table's unit (``measure.probe.REFERENCE_TIMINGS`` of them)."""
+    def reference_timings(self, table) -> tuple[list[float], float | None]:
+        """Probe timings for a new table's unit (``measure.probe.REFERENCE_TIMINGS`` of them) and the probes' ratio."""
         for kind, *what in self._run_batch(table, [], {}, reference=True):
             if kind == "reference":
-                return what[0]
+                return what[0], what[1]
         raise MeasureError(f"the runner on {self.login} sent no reference timings: rerun")
 
     def _run_batch(self, table, items: list[dict], programs: dict, reference: bool = False):
@@ -125,37 +125,44 @@ class RemoteTarget:
         shape = (table.batch, 3, table.input_size, table.input_size)
         probe_digest, probe_data = self._probe_program(shape)
         programs = {probe_digest: probe_data, **programs}
+        probe = {"sha256": probe_digest}
+        if reference or table.reference is None or any(it["paired"] for it in items):  # networks (and a new unit)
+            # are timed against the small probe too
+            small_digest, small_data = self._probe_program(shape, small=True)
+            programs[small_digest] = small_data
+            probe["small"] = small_digest
         header = {"backend": self.backend, "threads": table.threads, "protocol": table.protocol,
-                  "probe": {"sha256": probe_digest, "shape": list(shape), "interval_s": INTERVAL_S,
+                  "probe": {**probe, "shape": list(shape), "interval_s": INTERVAL_S,
                             "reference": REFERENCE_TIMINGS if (reference or table.reference is None) else 0,
                             "tries": REFERENCE_TRIES, "quiet": QUIET_SPREAD},
                   "items": [{k: v for k, v in it.items() if k != "entry"} for it in items]}
         by_key = {it["key"]: it["entry"] for it in items}
-        for event in self._call(header, programs, cache={probe_digest}):
+        for event in self._call(header, programs, cache={probe_digest, probe.get("small")} - {None}):
             kind = event["event"]
             if kind == "timed":
                 lat = Latency(event["median_ms"], event["spread_ms"], event["repeats"], self.backend, event["p10_ms"])
-                if "probe_ms" in event:  # a network, timed paired with the probe
-                    yield "paired", by_key[event["key"]], lat, event["probe_ms"]
+                if "probe_ms" in event:  # a network, timed paired with the probe (and the small probe)
+                    small = {"ratio": event["small_ratio"], "ms": event["small_ms"]} if "small_ratio" in event else None
+                    yield "paired", by_key[event["key"]], lat, event["probe_ms"], small
                 else:
                     yield "timed", by_key[event["key"]], lat
             elif kind == "probe":
                 yield "probe", event["ms"]
             elif kind == "reference":
-                yield "reference", event["timings"]
+                yield "reference", event["timings"], event.get("small_large")
 
-    def _probe_program(self, shape: tuple) -> tuple[str, bytes]:
-        """The probe (``measure.probe.PROBE``) with fixed weights, so its bytes, and the target's cached copy,
-        are the same in every run."""
-        if shape not in self._probe:
-            from space import V3_LARGE, build_model
+    def _probe_program(self, shape: tuple, small: bool = False) -> tuple[str, bytes]:
+        """The probe (``measure.probe.PROBE``, or with ``small`` ``SMALL_PROBE``) with fixed weights, so its bytes,
+        and the target's cached copy, are the same in every run."""
+        if (shape, small) not in self._probe:
+            from space import V3_LARGE, V3_SMALL, build_model
 
             with torch.random.fork_rng():
                 torch.manual_seed(0)
-                module = build_model(V3_LARGE)
-            data = self._export(module, shape, "the speed probe")
-            self._probe[shape] = (hashlib.sha256(data).hexdigest(), data)
-        return self._probe[shape]
+                module = build_model(V3_SMALL if small else V3_LARGE)
+            data = self._export(module, shape, "the small speed probe" if small else "the speed probe")
+            self._probe[shape, small] = (hashlib.sha256(data).hexdigest(), data)
+        return self._probe[shape, small]
 
     def _export(self, module, shape, name: str) -> bytes:
         with torch.random.fork_rng():

@@ -11,7 +11,8 @@ programs to time and their sizes; the runner answers ``hello`` (machine id, CPU,
 and which programs it lacks in its cache), reads those, takes the target's timing lock
 (``fcntl.flock`` on ``<dir>/timing.lock``, logged in ``<dir>/runner.log``) and streams events:
 ``reference`` (probe timings setting a new table's unit), ``probe`` (the probe's p10 in ms), ``timed``
-(one entry; a whole network is timed paired with the probe and says at what speed, ``probe_ms``),
+(one entry; a whole network is timed paired with the probe and says at what speed, ``probe_ms``, and with the
+small probe when the header names one, ``small_ratio`` and ``small_ms``),
 ``alive`` (heartbeat), then ``done``; an ``error`` event ends a batch that cannot run.
 ``<dir>`` is ``$BNECK_TARGET_DIR``, else ``~/.cache/bneck-target``.
 """
@@ -56,25 +57,39 @@ def time_callable(run, warmup: int, repeats: int, max_rel_spread: float, max_rou
 PAIRS, PAIR_CALLS = 8, 10  # a network timed paired with the probe (``paired_timing``)
 
 
-def paired_timing(run, probe, warmup: int, pairs: int = PAIRS, calls: int = PAIR_CALLS) -> dict:
+def paired_timing(run, probe, warmup: int, pairs: int = PAIRS, calls: int = PAIR_CALLS, small=None) -> dict:
     """Time ``run()`` in alternation with ``probe()``: ``calls`` of one, then ``calls`` of the other, ``pairs``
     times, and take the median over pairs of the ratio of their p10s (and of their medians). The machine's
     speed moves both sides of a ratio alike, so a network timed this way moved a median 0.8-1.3% between
     runs where timed alone and converted by the probe around it, 2.0-5.4% (5 runs of 16 networks,
     benchmarks/latency_lut/probe_protocol.md). Returned as a timing of ``time_callable`` (ms, the ratio times
-    the probe's median p10 over the pairs) with ``probe_ms``, that p10: the speed it was timed at."""
+    the probe's median p10 over the pairs) with ``probe_ms``, that p10: the speed it was timed at.
+
+    ``small`` (the small probe's callable): ``run`` is then timed the same way against it too, and the result
+    adds ``small_ratio`` (the median ratio of the p10s) and ``small_ms`` (its median p10): what
+    ``measure.table`` converts a network near the small probe's size by."""
     for _ in range(warmup):
         run()
-    net, ref = [], []
-    for _ in range(pairs):
-        net.append(time_callable(run, 0, calls, float("inf"), 1))
-        ref.append(time_callable(probe, 0, calls, float("inf"), 1))
+    net, ref = _pairs(run, probe, pairs, calls)
     probe_p10 = statistics.median(r["p10_ms"] for r in ref)
     probe_median = statistics.median(r["median_ms"] for r in ref)
     p10 = statistics.median(n["p10_ms"] / r["p10_ms"] for n, r in zip(net, ref)) * probe_p10
     median = statistics.median(n["median_ms"] / r["median_ms"] for n, r in zip(net, ref)) * probe_median
-    return {"median_ms": median, "spread_ms": statistics.median(n["spread_ms"] for n in net),
-            "repeats": pairs * calls, "p10_ms": p10, "probe_ms": probe_p10}
+    out = {"median_ms": median, "spread_ms": statistics.median(n["spread_ms"] for n in net),
+           "repeats": pairs * calls, "p10_ms": p10, "probe_ms": probe_p10}
+    if small is not None:
+        net, ref = _pairs(run, small, pairs, calls)
+        out["small_ratio"] = statistics.median(n["p10_ms"] / r["p10_ms"] for n, r in zip(net, ref))
+        out["small_ms"] = statistics.median(r["p10_ms"] for r in ref)
+    return out
+
+
+def _pairs(run, probe, pairs: int, calls: int) -> tuple[list[dict], list[dict]]:
+    net, ref = [], []
+    for _ in range(pairs):
+        net.append(time_callable(run, 0, calls, float("inf"), 1))
+        ref.append(time_callable(probe, 0, calls, float("inf"), 1))
+    return net, ref
 
 
 def ort_session(model: bytes, threads: int):
@@ -299,10 +314,17 @@ def reference_timings(probe_ms, n: int, tries: int, quiet: float) -> list[float]
     return best
 
 
+def probe_ratio(small_ms, large_ms, n: int) -> float:
+    """The two probes' ratio now: the median of ``n`` small / large p10s timed in turn (a new table's first
+    ``small_large``, ``measure.table``)."""
+    return statistics.median(small_ms() / large_ms() for _ in range(n))
+
+
 def _batch(header: dict, programs: dict, load, emit) -> None:
     """Probe, entries (probe again when due and after the last), as ``LatencyTable._sweep`` does locally."""
     threads, probe = header["threads"], header["probe"]
     probe_run = load(programs[probe["sha256"]], probe["shape"], threads)
+    small_run = load(programs[probe["small"]], probe["shape"], threads) if probe.get("small") else None
     first = [True]
 
     def probe_ms() -> float:
@@ -311,8 +333,14 @@ def _batch(header: dict, programs: dict, load, emit) -> None:
         return ms
 
     if probe.get("reference"):  # a new table's unit: retried while the timings spread (measure.table._set_reference)
-        emit("reference", timings=reference_timings(probe_ms, probe["reference"], probe.get("tries", 1),
-                                                    probe.get("quiet", 0.0)))
+        timings = reference_timings(probe_ms, probe["reference"], probe.get("tries", 1), probe.get("quiet", 0.0))
+        ratio = {}
+        if small_run is not None:  # and the probes' ratio beside it
+            def small_ms() -> float:
+                return time_callable(small_run, 3, PROBE_REPEATS, 0.05, 1)["p10_ms"]
+
+            ratio["small_large"] = probe_ratio(small_ms, probe_ms, probe["reference"])
+        emit("reference", timings=timings, **ratio)
     else:
         emit("probe", ms=probe_ms())
     last = time.monotonic()
@@ -320,7 +348,8 @@ def _batch(header: dict, programs: dict, load, emit) -> None:
     for i, item in enumerate(items):
         run = load(programs[item["sha256"]], item["shape"], threads)
         if item.get("paired"):  # a whole network: in alternation with the probe (measure.table._measure_paired)
-            emit("timed", key=item["key"], **paired_timing(run, probe_run, header["protocol"]["warmup"]))
+            timing = paired_timing(run, probe_run, header["protocol"]["warmup"], small=small_run)
+            emit("timed", key=item["key"], **timing)
         else:
             emit("timed", key=item["key"], **time_callable(run, **header["protocol"]))
         del run

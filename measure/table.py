@@ -33,9 +33,16 @@ table's *unit*, the probe's median latency over the build. Each is what this VM 
 (issue 27, ten tables built over seven hours): a block's fastest timing moved a median 0.1% between
 tables (the entries converted by the probe around them, as format 2 did, 2.6%: the probe's speed
 drifts with the memory traffic of other tenants, which a block that fits in cache does not feel),
-and a network's ratio to the probe moved a median 1% where its own timing moved 2-3%. Network
-timings of an older table, timed the other way, are dropped when it is read and timed again; a
-format-2 table's entries are turned back into their timings as timed (each pass kept its factor).
+and a network's ratio to the probe moved a median 1% where its own timing moved 2-3%. A network is
+timed against the small probe (MobileNetV3-Small) the same way, and its figure is the two conversions'
+geometric mean weighted by where its own latency lies between the probes' (``size_weight``, log scale:
+V3-Small's latency and below converts by the small probe alone, V3-Large's and above by the large one),
+the small probe's ratio taken into the unit by the two probes' ratio over the build (``small_large``,
+settled with the unit). How fast a small network runs beside V3-Large swings with the host (eager torch:
+the probes' ratio 0.38-0.45 within a minute); beside V3-Small it does not (benchmarks/latency_lut/
+size_probe.md). Network timings of an older table, timed the other way (alone, or before format 4
+against the large probe only), are dropped when it is read and timed again; a format-2 table's entries
+are turned back into their timings as timed (each pass kept its factor).
 
 On disk: ``<results_dir>/lut/<machine>/<backend>_t<threads>_<input_size>.json`` (``b<batch>`` and
 ``cl`` appended when not batch 1 / NCHW). ``<machine>`` is ``$BNECK_MACHINE`` if set, else
@@ -52,6 +59,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import random
 import statistics
 from collections.abc import Iterable
@@ -68,10 +76,12 @@ from .latency import Latency, MeasureError, check_backend, check_statistic, make
 from .probe import PROBE, QUIET_SPREAD, REFERENCE_TIMINGS, REFERENCE_TRIES, SpeedProbe, reference
 from .probe import REPEATS as PROBE_REPEATS
 
-FORMAT = 3  # 3: entries as timed, networks as ratios to the probe x the unit; 2: entries converted too (migrated)
+FORMAT = 4  # 4: networks converted by both probes (size_weight); 3: by the large probe alone (re-timed when read);
+# 2: entries converted too (migrated)
 CONFIRM = 0.03  # an entry's fastest timing stands once another pass lies within 3% of it (module note)
 MAX_PASSES = 4  # passes at most while it does not
-PAIRED = "paired with the probe, 10 + 10 calls x 8"  # how whole networks are timed (measure.runner.paired_timing)
+# how whole networks are timed (measure.runner.paired_timing) and converted (size_weight)
+PAIRED = "paired with each probe, 10 + 10 calls x 8, weighted by size"
 
 
 def machine_id() -> str:
@@ -167,17 +177,21 @@ class LatencyTable:
         except (OSError, json.JSONDecodeError) as e:
             raise MeasureError(f"latency table {self.path} is unreadable ({e}); delete it or pass another "
                                f"latency.table") from None
-        if data.get("format") not in (2, FORMAT):
+        if data.get("format") not in (2, 3, FORMAT):
             raise MeasureError(f"latency table {self.path} has format {data.get('format')}, this bneck reads "
                                f"{FORMAT}: delete it and rebuild with `python -m measure.lut build +space=<name>`")
         for k in ("backend", "threads", "input_size", "batch", "channels_last"):
             if k in data and data[k] != getattr(self, k):
                 raise MeasureError(f"latency table {self.path} holds {k}={data[k]}, not {getattr(self, k)}: "
                                    f"set latency.{k}={data[k]} or use another table")
+        # Before format 4 networks were converted by the large probe alone: they are timed again, and the fit that
+        # rests on them is made again (measuring them, or refused with the command that does when it may not).
+        old = data.get("format") < FORMAT
         entries = data.get("entries", {})
-        self.entries.update(_current(_as_timed(entries) if data.get("format") == 2 else entries))
+        entries = _as_timed(entries) if data.get("format") == 2 else entries
+        self.entries.update(_current(entries, sized=old))
         self.machine = data.get("machine") or self.machine
-        self.calibration = data.get("calibration") or self.calibration
+        self.calibration = (None if old else data.get("calibration")) or self.calibration
         if (data.get("reference") or {}).get("ms") is not None:
             self.reference = {k: v for k, v in data["reference"].items() if k != "probe"}
 
@@ -262,12 +276,14 @@ class LatencyTable:
                 for kind, *what in timings:  # probe, entries, probe, ... (measure.remote streams the same)
                     if kind == "timed":
                         pending.append((what[0], what[1], 1.0))  # as timed
-                    elif kind == "paired":  # a network timed with the probe: stored at once, at the unit
-                        entry, lat, probe_ms = what
-                        self._store([(entry, lat, self.reference_ms / probe_ms)], records, timed, save)
+                    elif kind == "paired":  # a network timed with the probes: stored at once, at the unit
+                        entry, lat, probe_ms, *small = what
+                        sized = _sized(lat, probe_ms, small[0] if small else None)
+                        self._store([(entry, lat, self.reference_ms / probe_ms, sized)], records, timed, save)
                     else:  # a probe timing (or, on a target, a new table's unit): saves what came before it
                         if kind == "reference":
-                            self.reference = {**reference(what[0]), "provisional": True}
+                            self.reference = {**reference(what[0]), "provisional": True,
+                                              **_ratio(what[1] if len(what) > 1 else None)}
                         self._speeds.append(self.reference_ms if kind == "reference" else what[0])
                         batch, pending = pending, []  # emptied first: a kill inside _store stores nothing twice
                         self._store(batch, records, timed, save)
@@ -287,10 +303,14 @@ class LatencyTable:
         return len(timings) > 1 and timings[1] <= timings[0] * (1 + self.confirm)
 
     def _store(self, pending: list, records: dict, timed: set, save: bool) -> None:
-        """Add each ``(entry, Latency, factor)`` of ``pending`` as a pass and save (module note: an entry's factor is
-        1, a network's the unit over the probe's speed while it was timed)."""
-        for entry, lat, factor in pending:
-            record = _with_pass(records.get(entry.key), _timing(lat, factor, is_network(entry.key)))
+        """Add each ``(entry, Latency, factor[, sized])`` of ``pending`` as a pass and save (module note: an entry's
+        factor is 1, a network's the unit over the probe's speed while it was timed; ``sized``: its timing against
+        the small probe, which converts it further once the table knows the probes' ratio, ``_size_correct``)."""
+        for entry, lat, factor, *sized in pending:
+            timing = _timing(lat, factor, is_network(entry.key))
+            if sized and sized[0] is not None:
+                timing = _size_corrected({**timing, "small": sized[0]}, self.reference_ms, self.small_large)
+            record = _with_pass(records.get(entry.key), timing)
             record["settled"] = self._confirmed(record) or _passes(record) >= self.max_passes
             records[entry.key] = record
             timed.add(entry.key)
@@ -320,7 +340,8 @@ class LatencyTable:
         again up to ``REFERENCE_TRIES`` times until they spread by at most ``QUIET_SPREAD``, the quietest set kept
         (``measure.probe``); on a target the runner does the same. Called under the lock."""
         if self.target is not None:  # the runner retries on the target (measure.runner.reference_timings)
-            self.reference = {**reference(self.target.reference_timings(self)), "provisional": True}
+            timings, ratio = self.target.reference_timings(self)
+            self.reference = {**reference(timings), "provisional": True, **_ratio(ratio)}
             return
         best = None
         for _ in range(REFERENCE_TRIES):
@@ -328,14 +349,15 @@ class LatencyTable:
             best = ref if best is None or ref["spread"] < best["spread"] else best
             if ref["spread"] <= QUIET_SPREAD:
                 break
-        self.reference = {**best, "provisional": True}  # until the first calibration settles it (_settle_unit)
+        # until the first calibration settles it (_settle_unit), as it does the probes' ratio taken now
+        self.reference = {**best, "provisional": True, **_ratio(self._probe.ratio())}
 
     def _settle_unit(self) -> None:
         """Make a provisional unit final: the median of every probe timing this process has (the unit's own
         and dozens more over the build), the networks' stored timings rescaled to it. Five timings in a row lie a median
         1.3% and up to 5.6% from the speed of the minutes after them (benchmarks/latency_lut/probe_protocol.md),
-        and every prediction of the table carries that offset; the build's probe timings span it. Called under
-        the lock, by the first calibration."""
+        and every prediction of the table carries that offset; the build's probe timings span it. The probes'
+        ratio is settled with it (``_settle_small``). Called under the lock, by the first calibration."""
         ref = self.reference or {}
         if not ref.get("provisional"):  # settled already (here or by another process)
             return
@@ -350,7 +372,36 @@ class LatencyTable:
                     timing[f] = round(timing[f] * k, 5)
             record.update({f: min(x[f] for x in record["passes"]) for f in ("p10", "median")})
         self.reference = {**{a: b for a, b in ref.items() if a != "provisional"}, "ms": ms, "settled_from": len(speeds)}
+        self._settle_small(self.entries, again=True)  # from the build's networks, not the few timings of the start
         self._save()
+
+    @property
+    def small_large(self) -> float | None:
+        """The two probes' ratio (small / large) over the build: what converts a network's ratio to the small probe
+        into the table's unit (``_size_corrected``); None until the first calibration settles it."""
+        return (self.reference or {}).get("small_large")
+
+    def _settle_small(self, records: dict, again: bool = False) -> None:
+        """Set the probes' ratio, if unset, from every network timing against both in ``self.entries`` and
+        ``records`` (the median of their small / large p10s), and convert those timings by it. Called under the
+        lock, by the first calibration; until then a new table holds the ratio of a few probe timings taken with
+        its first unit (``_set_reference``), else (scripted probes) of its first networks' timings; ``again``
+        replaces that one by the networks' (kept when there are none)."""
+        if self.reference is None or (self.small_large is not None and not again):
+            return
+        sources = (self.entries,) if records is self.entries else (self.entries, records)
+        ratios = [t["small"]["ms"] / t["small"]["large_ms"] for recs in sources for key, r in recs.items()
+                  if is_network(key) for t in r["passes"] if t.get("small")]
+        if not ratios:
+            return
+        self.reference = {**self.reference, "small_large": round(statistics.median(ratios), 5),
+                          "small_from": len(ratios)}
+        for recs in sources:
+            for key, record in recs.items():
+                if is_network(key) and any(t.get("small") for t in record["passes"]):
+                    passes = [_size_corrected(t, self.reference_ms, self.small_large) for t in record["passes"]]
+                    recs[key] = {**record, "passes": passes,
+                                 **{f: min(t[f] for t in passes) for f in ("p10", "median")}}
 
     def ensure_reference(self) -> bool:
         """Set (and save) the table's unit now if it has none; True when it was set by this call."""
@@ -385,16 +436,17 @@ class LatencyTable:
                                channels_last=self.channels_last, input_shape=entry.input_shape(self.batch),
                                name=f"latency-table entry {entry.key!r}", **self.protocol)
 
-    def _measure_paired(self, entry: Entry) -> tuple[Latency, float]:
-        """A whole network timed in alternation with the probe (``measure.runner.paired_timing``): its latency,
-        and the probe's p10 meanwhile."""
+    def _measure_paired(self, entry: Entry) -> tuple[Latency, float, dict]:
+        """A whole network timed in alternation with the probe, then with the small probe
+        (``measure.runner.paired_timing``): its latency, the probe's p10 meanwhile, and its ratio to the small
+        probe with that probe's p10."""
         if self._probe is None:
             self._probe_ms()  # builds and warms the probe's runner
         run = make_runner(entry.build(), backend=self.backend, shape=entry.input_shape(self.batch),
                           threads=self.threads, channels_last=self.channels_last,
                           name=f"latency-table entry {entry.key!r}")
         return time_paired(run, self._probe.runner(), backend=self.backend, threads=self.threads,
-                           warmup=self.protocol["warmup"])
+                           warmup=self.protocol["warmup"], small=self._probe.small_runner())
 
     # -- predicting ------------------------------------------------------------------------------
     def raw_sum(self, arch: ArchSpec) -> float:
@@ -495,14 +547,16 @@ class LatencyTable:
         records: dict[str, dict] = {}
         unique = list({e.key: e for e in entries}.values())
         with self._locked():  # no other table process times entries on this machine meanwhile
-            new_unit = self.reference_ms is None
+            new_unit, new_ratio = self.reference_ms is None, self.small_large is None
             self._sweep(unique, records, save=False, progress=progress)
-            if new_unit:  # keep the unit these figures are in for the next call, worker or run
+            self._settle_small(records)  # a table not calibrated yet: the probes' ratio of these timings
+            if new_unit or (new_ratio and self.small_large is not None):  # keep these figures' unit for the next call
                 self._save()
         out = {}
         for e in unique:
             fastest = min(records[e.key]["passes"], key=lambda t: t[self.statistic])
-            out[e.key] = {"ms": fastest[self.statistic], "as_timed_ms": fastest[self.statistic] / fastest["factor"]}
+            scale = fastest["factor"] * (fastest.get("small") or {}).get("c", 1.0)
+            out[e.key] = {"ms": fastest[self.statistic], "as_timed_ms": fastest[self.statistic] / scale}
         return out
 
     def calibrate(self, archs: Iterable[ArchSpec] | None = None, progress=None) -> dict:
@@ -519,6 +573,10 @@ class LatencyTable:
         if (self.reference or {}).get("provisional"):
             with self._locked():
                 self._settle_unit()
+        if self.small_large is None:  # a table whose unit was settled before it timed networks against both probes
+            with self._locked():
+                self._settle_small(self.entries)
+                self._save()
         stored = (self.calibration or {}).get("cache_bytes")  # the target's, when the table was copied here
         cache = stored if stored and not self.measure_missing else self.cache_bytes()
         rows = [self.features(a, cache) for a in archs]
@@ -557,14 +615,17 @@ def _timing(lat: Latency, factor: float, paired: bool = False) -> dict:
     return {**out, "paired": True} if paired else out
 
 
-def _current(entries: dict) -> dict:
-    """``entries`` without network timings of the older protocol (timed alone, not paired with the probe):
-    they are timed again."""
+def _current(entries: dict, sized: bool = False) -> dict:
+    """``entries`` without network timings of an older protocol (timed alone, not paired with the probe; with
+    ``sized``, a table before format 4: not timed against the small probe): they are timed again."""
+    def current(t: dict) -> bool:
+        return bool(t.get("paired")) and (not sized or "small" in t)
+
     out = {}
     for key, record in entries.items():
-        if is_network(key) and not all(t.get("paired") for t in record["passes"]):
+        if is_network(key) and not all(current(t) for t in record["passes"]):
             kept = None
-            for timing in (t for t in record["passes"] if t.get("paired")):
+            for timing in (t for t in record["passes"] if current(t)):
                 kept = _with_pass(kept, timing)
             if kept is None:
                 continue
@@ -586,6 +647,41 @@ def _as_timed(entries: dict) -> dict:
             out[key] = _with_pass(out[key], {**t, **{k: round(t[k] / f, 5) for k in ("p10", "median", "iqr")},
                                              "factor": 1.0})
     return out
+
+
+def size_weight(ms: float, small_ms: float, large_ms: float) -> float:
+    """Where a network timed at ``ms`` lies between the small and the large probe (log scale): 0 at the small
+    probe's latency and below, 1 at the large one's and above."""
+    if large_ms <= small_ms or ms <= 0:
+        return 1.0
+    return min(1.0, max(0.0, math.log(ms / small_ms) / math.log(large_ms / small_ms)))
+
+
+def _sized(lat: Latency, probe_ms: float, small: dict | None) -> dict | None:
+    """What a pass keeps of a network's timing against the small probe: its ratio, the two probes' p10s and its
+    weight (``size_weight`` of its own p10); ``c``, the factor it is converted by, is 1 until applied."""
+    if small is None:
+        return None
+    return {"ratio": round(small["ratio"], 6), "ms": round(small["ms"], 5), "large_ms": round(probe_ms, 5),
+            "w": round(size_weight(lat.p10_ms, small["ms"], probe_ms), 4), "c": 1.0}
+
+
+def _size_corrected(timing: dict, unit: float | None, small_large: float | None) -> dict:
+    """A network's pass converted by both probes: its figure at the unit by the large probe (ratio x unit) times
+    ``(small-probe figure / large-probe figure) ** (1 - w)``, the small-probe figure being its ratio to the small
+    probe x the build's ``small_large`` x the unit. The factor applied before (``c``) is undone first, so this
+    can be applied again when the unit or the ratio settles. Unchanged while either is unknown."""
+    small = timing.get("small")
+    if not small or unit is None or small_large is None:
+        return timing
+    base = {f: timing[f] / small["c"] for f in ("p10", "median", "iqr")}  # by the large probe alone, at the unit
+    c = (small["ratio"] * small_large * unit / base["p10"]) ** (1 - small["w"])
+    return {**timing, **{f: round(v * c, 5) for f, v in base.items()}, "small": {**small, "c": round(c, 6)}}
+
+
+def _ratio(small_large: float | None) -> dict:
+    """The probes' ratio as a reference holds it (nothing when unknown)."""
+    return {} if small_large is None else {"small_large": round(small_large, 5), "small_from": 0}
 
 
 def _with_pass(record: dict | None, timing: dict) -> dict:

@@ -86,13 +86,16 @@ def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_table
             for p, m in ((1.1, 1.0), (2.0, 2.0), (2.7, 3.0))]
     ll.append_jsonl(path, {"backend": "torch", "kind": "set", "set": "random v3_small", "run": 1, "seconds": 3.0, "load": 1.0,
                      "rows": rows})
-    ll.append_jsonl(path, {**table, "table": 2, "name": "t2.json", "distrust": "the machine was busy", "reference_ms": 10.0})
+    ll.append_jsonl(path, {**table, "table": 2, "name": "t2.json", "distrust": "the machine was busy", "reference_ms": 10.0,
+                           "small_large": 0.4321})
     ll.append_jsonl(path, {"backend": "torch", "kind": "agreement", "table": 2, "networks": 3, "diffs": [0.01, -0.04, 0.02],
                            "entries": {"n": 800, "median": 0.001, "sd": 0.0062, "beyond_5": 1}})
     out = tmp_path / "r.md"
     ll.report(ll.read_jsonl(path), out)
     text = out.read_text()
     assert "**Note:** shared host" in text
+    assert text.count("Networks timed against both probes (format 4); MobileNetV3-Small ran at 0.432 of "
+                      "MobileNetV3-Large over the build's network timings.") == 1  # the second table's line only
     assert "within ±5% in 55% of 40 windows (spread 21.0%" in text
     assert "The host was noisier than the acceptance allows (55% of windows within ±5%, not >= 80%)" in text
     assert ("model 5: call weight 0.50, 0.130 ms per depthwise-first block, 0.200 ms per million weights read from "
@@ -165,3 +168,52 @@ def test_the_unit_study_shows_a_retry_skipping_a_slow_spell(load_benchmark):
     assert "lower in 5 of 5 runs (one-sided sign test p = 0.031): shown lower." in pp.report(runs)
     assert "4 of 4 runs (one-sided sign test p = 0.062): no difference shown" in pp.report(runs[:4])
     assert pp.sign_p(6, 7) == 8 / 128 and pp.sign_p(0, 3) == 1.0
+
+
+def test_two_builds_units_are_the_medians_of_whole_stretches_compared_apart(load_benchmark):
+    import importlib
+
+    load_benchmark("latency_lut")
+    pp = importlib.import_module("benchmarks.latency_lut.probe_protocol")
+    # four whole 120 s stretches at 6.0, 6.0, 6.3, 6.0 ms and a last one cut short (not a build): dropped
+    at = [i * 10.0 for i in range(52)]
+    ms = [6.0] * 24 + [6.3] * 12 + [6.0] * 12 + [9.0] * 4
+    units = pp.build_units(ms, at, 120.0)
+    assert units == [6.0, 6.0, 6.3, 6.0]
+    d = pp.unit_pairs(units)  # builds 1-3, 1-4, 2-4: neighbours are not "apart"
+    assert d == pytest.approx([0.05, 0.0, 0.0])
+    rec = {"kind": "unit", "date": "2026-12-07 12:00", "seconds": 520, "backend": "torch", "ms": ms, "t": at}
+    md = pp.report([rec])
+    assert "| 2026-12-07 12:00 | torch | 520 | 4 | 6.000-6.300 | 0.0% / 5.0% | 67% |" in md
+    assert "| 2026-12-07 12:00 | torch | 520 | 52 | 5 in a row |" in md and "120 in a row" not in md  # too short
+    old = {k: v for k, v in rec.items() if k not in ("t", "backend")}  # a record from before either was kept
+    md = pp.report([old])
+    assert "| 2026-12-07 12:00 | onnxruntime | 520 | 52 | 5 in a row |" in md and "Two builds' units" not in md
+
+
+def test_size_probe_compares_each_conversion_over_every_two_runs(load_benchmark):
+    import importlib
+
+    load_benchmark("latency_lut")
+    sp = importlib.import_module("benchmarks.latency_lut.size_probe")
+    # A small network (at V3-Small's latency: weight 0) and a large one (at V3-Large's: weight 1); in run 2 the small
+    # probe and the small network ran 10% slower beside an unchanged large probe.
+    def run(small_ratio_to_large):
+        return {"session": "s", "backend": "torch", "date": "2026-12-07 12:00", "rows": [
+            {"space": "v3_small", "ms": 4.0 * small_ratio_to_large / 0.4, "large": small_ratio_to_large, "large_ms": 10.0,
+             "small": 1.0, "small_ms": 10.0 * small_ratio_to_large},
+            {"space": "v3_large", "ms": 10.0, "large": 1.0, "large_ms": 10.0, "small": 1 / small_ratio_to_large,
+             "small_ms": 10.0 * small_ratio_to_large}]}
+    runs = [run(0.4), run(0.44)]
+    a, b = runs[0]["rows"][0], runs[1]["rows"][0]
+    assert sp.change(a, b, "large probe") == pytest.approx(0.10) and sp.change(a, b, "small probe") == 0.0
+    assert sp.change(a, b, "interpolated") == 0.0 and sp.change(a, b, "nearest") == 0.0
+    a, b = runs[0]["rows"][1], runs[1]["rows"][1]
+    assert sp.change(a, b, "large probe") == 0.0 and sp.change(a, b, "small probe") == pytest.approx(1 - 1 / 1.1)
+    assert sp.change(a, b, "interpolated") == 0.0
+    md = sp.report(runs)
+    assert "## torch, session s" in md and "ranged 0.400-0.440" in md
+    assert "| large probe | random v3_small | 10.0% | 10.0% | 0% |" in md
+    assert "| interpolated | random v3_small | 0.0% | 0.0% | 100% |" in md
+    assert "lower than by the large probe alone for 1 of 1 networks (one-sided sign test p = 0.500): no difference" in md
+    assert sp.report(runs[:1]).count("##") == 0  # one run compares nothing

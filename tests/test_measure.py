@@ -361,15 +361,60 @@ def test_entries_are_stored_as_timed_and_networks_at_the_probes_unit(tmp_path, m
     table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
     table.raw_sum(TINY)
     saved = json.loads((tmp_path / "t.json").read_text())
-    assert saved["format"] == 3 and saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0] * 5,
+    assert saved["format"] == 4 and saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0] * 5,
                                                             "spread": 0.0, "provisional": True}
     assert [p["factor"] for entry in saved["entries"].values() for p in entry["passes"]] == [1.0] * 4
     # The probe's speed during the pairs (scripted: 0.2 ms as timed while the probe read 0.4 ms), not the one
     # around them, converts a network.
     monkeypatch.setattr("measure.table.time_paired", lambda run, probe, **kw: (
-        measure.Latency(0.3, 0.01, 80, "onnxruntime", 0.2), 0.4))
+        measure.Latency(0.3, 0.01, 80, "onnxruntime", 0.2), 0.4, None))
     [timed] = table.measure_networks([TINY])
     assert timed == {"ms": pytest.approx(0.2 * 3 / 0.4), "as_timed_ms": pytest.approx(0.2)}
+    assert table.small_large is None  # nothing was timed against the small probe
+    # Against the small probe too (its p10 0.3 ms, the network 0.5 of it): the network lies at or below the small
+    # probe's latency (weight 0), so it is its ratio to the small probe x the probes' ratio (0.3 / 0.4, the only
+    # such timing, settled now and saved) x the unit: 0.5 x 0.75 x 3 ms, not 0.2 / 0.4 x 3.
+    monkeypatch.setattr("measure.table.time_paired", lambda run, probe, **kw: (
+        measure.Latency(0.3, 0.01, 80, "onnxruntime", 0.2), 0.4, {"ratio": 0.5, "ms": 0.3}))
+    [timed] = table.measure_networks([TINY])
+    assert timed == {"ms": pytest.approx(0.5 * 0.75 * 3), "as_timed_ms": pytest.approx(0.2)}
+    assert table.small_large == 0.75
+    assert json.loads((tmp_path / "t.json").read_text())["reference"]["small_large"] == 0.75
+
+
+def test_a_network_converts_by_the_probe_of_its_size_so_a_swing_between_the_probes_moves_it_not(tmp_path, monkeypatch):
+    """Scripted: while the table is first used, V3-Small runs at 0.4 of V3-Large (4 and 10 ms); later at 0.5 (the
+    small probe, and every small network with it, 25% slower: eager torch swung 0.38-0.45 within a minute here). A
+    small network (3 ms, then 3.75) converted by the large probe alone would move +25%; by both, weighted by its
+    size (0: at or below V3-Small's latency), it does not move. A large network (12 ms, weight 1) converts by the
+    large probe alone either way."""
+    from functools import partial
+
+    from measure.entries import network_entry
+    from measure.probe import SpeedProbe
+    from measure.table import size_weight
+
+    monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, timer=lambda: 10.0))  # the unit: 10 ms
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
+    small, large = TINY, load_space(_space_file(tmp_path)).sample(1)
+
+    def machine(small_probe_ms):
+        def time_paired(run, probe, **kw):
+            ms = 12.0 if network_entry(large, 32).key in run else 3.0 * small_probe_ms / 4.0  # small ones move with it
+            return measure.Latency(ms, 0.0, 80, "onnxruntime", ms), 10.0, {"ratio": ms / small_probe_ms, "ms": small_probe_ms}
+        return time_paired
+
+    monkeypatch.setattr("measure.table.make_runner", lambda module, **kw: kw["name"])  # the entry's key
+    monkeypatch.setattr("measure.table.time_paired", machine(4.0))
+    before = table.measure_networks([small, large])
+    assert table.small_large == 0.4  # the median of the two timings' 4 / 10
+    monkeypatch.setattr("measure.table.time_paired", machine(5.0))
+    after = table.measure_networks([small, large])
+    assert [b["ms"] for b in before] == pytest.approx([3.0, 12.0]) and [a["ms"] for a in after] == pytest.approx([3.0, 12.0])
+    assert [a["as_timed_ms"] for a in after] == pytest.approx([3.75, 12.0])  # as timed, it moved 25%
+    assert size_weight(3.0, 4.0, 10.0) == 0.0 and size_weight(12.0, 4.0, 10.0) == 1.0
+    assert size_weight(6.0, 4.0, 9.0) == pytest.approx(0.5)  # halfway on a log scale: sqrt(4 x 9)
+    assert size_weight(1.0, 2.0, 2.0) == 1.0  # probes that do not differ: the large one
 
 
 def test_a_format_2_table_is_read_back_into_timings_as_timed(tmp_path):
@@ -390,10 +435,10 @@ def test_a_format_2_table_is_read_back_into_timings_as_timed(tmp_path):
     assert table.entries[part] == {"p10": 0.8, "median": 1.0, "passes": [
         {"p10": 1.8, "median": 2.0, "iqr": 0.2, "n": 5, "factor": 1.0},
         {"p10": 0.8, "median": 1.0, "iqr": 0.13333, "n": 5, "factor": 1.0}]}
-    assert table.entries[net] == old[net]
+    assert net not in table.entries  # timed against the large probe alone: timed again (format 4)
     table._save()
     saved = json.loads((tmp_path / "t.json").read_text())
-    assert saved["format"] == 3 and saved["entries"][part]["p10"] == 0.8
+    assert saved["format"] == 4 and saved["entries"][part]["p10"] == 0.8
 
 
 class ScriptedMachine:
@@ -550,7 +595,7 @@ def _write_table(path, entries: dict[str, float], backend: str = "onnxruntime") 
     records = {k: {"p10": v, "median": v, "passes": [{"p10": v, "median": v, "iqr": 0.0, "n": 5, "factor": 1.0,
                                                       **({"paired": True} if k.startswith("net_") else {})}]}
                for k, v in entries.items()}
-    path.write_text(json.dumps({"format": 3, "backend": backend, "threads": 1, "input_size": 32, "batch": 1,
+    path.write_text(json.dumps({"format": 4, "backend": backend, "threads": 1, "input_size": 32, "batch": 1,
                                 "channels_last": False, "calibration": None,
                                 "reference": {"probe": "v3_large", "ms": 3.0}, "entries": records}))
 
@@ -719,6 +764,20 @@ def test_network_timings_of_the_older_protocol_are_dropped_when_a_table_is_read(
     assert table.entries[both]["p10"] == 3.0 and len(table.entries[both]["passes"]) == 1
     with pytest.raises(MeasureError, match="lacks entry net_r32"):
         table.fill([network_entry(TINY, 32)])
+    # A format-3 table paired its networks with the large probe alone: they are timed again, against both
+    # (and the fit resting on them is made again), a format-4 table keeps its fit
+    data["calibration"] = {"model": 6}
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    assert LatencyTable(tmp_path / "t.json", input_size=32, measure_missing=False).calibration == {"model": 6}
+    data["format"] = 3
+    data["entries"][both]["passes"][1]["small"] = {"ratio": 2.0, "ms": 1.5, "large_ms": 3.0, "w": 0.5, "c": 1.0}
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False)
+    assert sorted(table.entries) == sorted([block, both]) and table.entries[both]["passes"][0]["small"]["ratio"] == 2.0
+    assert table.calibration is None
+    data["entries"][both]["passes"][1].pop("small")
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    assert sorted(LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False).entries) == [block]
 
 
 class FakeMachine:
@@ -780,7 +839,7 @@ def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(
 def test_measured_refuses_a_table_made_on_another_machine_unless_asked(tmp_path):
     path = tmp_path / "t.json"
     _write_table(path, {})
-    path.write_text(path.read_text().replace('"format": 3', '"format": 3, "machine": "elsewhere-0123abcd"'))
+    path.write_text(path.read_text().replace('"format": 4', '"format": 4, "machine": "elsewhere-0123abcd"'))
     cfg = {"source": "measured", "input_size": 32, "table": str(path)}
     with pytest.raises(MeasureError, match=r"made on machine elsewhere-0123abcd, not this one .*latency\.foreign_ok=true"):
         latency_model(cfg)
@@ -1146,3 +1205,16 @@ def test_a_build_killed_before_an_entry_was_confirmed_confirms_it_when_resumed(t
     (tmp_path / "old.json").write_text(json.dumps(data))
     old = LatencyTable(tmp_path / "old.json", input_size=32, passes=2, measure_missing=False, **FAST)
     assert old.missing([k5]) == [] and old.fill([k5]) == 0
+
+
+def test_a_new_unit_comes_with_the_probes_ratio_so_measured_networks_keep_the_record_of_the_start(tmp_path):
+    """``latency=measured`` records the table's unit before its first network; that unit holds the probes' ratio
+    (5 timings of each probe in turn) too, so the networks timed later, converted by it, change nothing of it."""
+    model = latency_model({"source": "measured", "input_size": 32, "table": str(tmp_path / "t.json"), **FAST})
+    assert model.prepare().startswith("set the reference speed")
+    start = model.describe()
+    ref = json.loads((tmp_path / "t.json").read_text())["reference"]
+    assert ref["small_from"] == 0 and 0 < ref["small_large"] < 1 and ref["provisional"]
+    assert model(TINY) > 0
+    assert model.describe()["hash"] == start["hash"]
+    assert json.loads((tmp_path / "t.json").read_text())["entries"] == {}  # measured networks are not stored

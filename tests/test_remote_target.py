@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -88,7 +89,13 @@ def test_build_and_validate_over_ssh_key_the_table_by_the_targets_machine(ssh_en
     assert all(len(e["passes"]) == 2 for e in data["entries"].values())
     paired = {k: all(t.get("paired") and t["n"] == 80 for t in e["passes"]) for k, e in data["entries"].items()}
     assert paired == {k: k.startswith("net_") for k in data["entries"]}  # networks timed with the probe, there too
-    assert data["calibration"]["networks"] == "paired with the probe, 10 + 10 calls x 8"
+    sized = {k: all(0 < t["small"]["ms"] < t["small"]["large_ms"] and 0 <= t["small"]["w"] <= 1 for t in e["passes"])
+             for k, e in data["entries"].items() if k.startswith("net_")}
+    assert sized and all(sized.values())  # and with the small probe, shipped and timed there
+    assert data["calibration"]["networks"] == "paired with each probe, 10 + 10 calls x 8, weighted by size"
+    assert data["reference"]["small_large"] == pytest.approx(statistics.median(
+        t["small"]["ms"] / t["small"]["large_ms"] for k, e in data["entries"].items() if k.startswith("net_")
+        for t in e["passes"]), abs=1e-5)
     timed = [w for _, _, w in lock_log(ssh_env)[before:]]
     assert timed.count("acquired") == timed.count("released") >= 2  # the runner timed under its lock
 
@@ -207,11 +214,17 @@ def test_a_build_cut_mid_batch_keeps_the_received_timings_and_a_rerun_resumes(ss
     assert all(len(e["passes"]) == 2 for e in data.values())
     # resumed, not redone: the kept pass as timed; a network's rescaled as the first calibration settles the unit
     # (measure.table)
+    # and converted by both probes: by the probes' ratio timed with the first unit, then by the build's networks'
+    assert before_rerun["reference"]["small_from"] == 0 and after["reference"]["small_from"] > 0
     k = after["reference"]["ms"] / before_rerun["reference"]["ms"]
-    rescaled = {key: {**t, **({f: round(t[f] * k, 5) for f in ("p10", "median", "iqr", "factor")} if t.get("paired")
-                             else {})}
-                for key, t in ((key, kept[key]["passes"][0]) for key in kept)}
-    assert all(data[key]["passes"][0] == rescaled[key] for key in kept)
+    for key, t in ((key, kept[key]["passes"][0]) for key in kept):
+        now = data[key]["passes"][0]
+        if not t.get("paired"):
+            assert now == t
+            continue
+        assert {f: v for f, v in now["small"].items() if f != "c"} == {f: v for f, v in t["small"].items() if f != "c"}
+        assert now["factor"] == round(t["factor"] * k, 5)
+        assert now["p10"] / now["small"]["c"] == pytest.approx(t["p10"] / t["small"]["c"] * k, rel=1e-4, abs=2e-5)
     assert all(t["factor"] == 1.0 for key in kept if not key.startswith("net_") for t in data[key]["passes"])
     timed_now = int(p.stdout.split(" timed now)")[0].rsplit("(", 1)[1])
     assert timed_now == sum(2 - len(e["passes"]) for e in kept.values()) > 0

@@ -144,7 +144,8 @@ def build_table(backend: str, results_dir: str, seq: int = 1, spaces: list[str] 
                    "reference_ms": table.reference_ms, "probe_spread": table.reference.get("spread"),
                    "calibration_errors": cal.get("errors"), "heldout_errors": cal.get("heldout_errors"),
                    "calibration_names": cal.get("names"), "measured_ms": cal.get("measured_ms"),
-                   "distrust": table.distrust(), "passes": pass_counts(table), "load": os.getloadavg()[0]}
+                   "distrust": table.distrust(), "passes": pass_counts(table), "load": os.getloadavg()[0],
+                   "small_large": table.small_large}
 
 
 def pass_counts(table: LatencyTable) -> dict[str, int]:
@@ -295,6 +296,9 @@ def table_line(t: dict) -> str:
         trusted += (" Passes per entry: " + ", ".join(f"{k}: {v} ({v / total:.0%})" for k, v in counts.items())
                     + f" of {total} (more than {min(counts, key=int)}: timed again until a second pass came within "
                     "3% of the fastest).")
+    if t.get("small_large"):  # table format 4 (session 23): networks converted by both probes
+        trusted += (f" Networks timed against both probes (format 4); MobileNetV3-Small ran at {t['small_large']:.3f} of "
+                    "MobileNetV3-Large over the build's network timings.")
     return (f"Table `{t['name']}`: built in {t['build_s']:.0f} s (0 s when it was already built); calibration "
             f"{fit_text(t)}; "
             f"reference speed {t['reference_ms']:.3f} ms, from "
@@ -334,8 +338,10 @@ def report(records: list[dict], out: Path) -> None:
              "statistic, 2 shuffled passes (from session 22, more, up to 4, until a second pass lies within 3% of the "
              "fastest: `latency.confirm`), the fixed calibration set (the model of `measure/calibration.py` "
              "named on each table's line, relative-error fit, held out leave-one-out), block timings stored as timed "
-             "(table format 3; up to model 5 they were converted by the probe around them), whole networks "
-             "(calibration and validated) timed paired with the probe and stored at its unit (its median over the build). "
+             "(since table format 3; up to model 5 they were converted by the probe around them), whole networks "
+             "(calibration and validated) timed paired with the probe and stored at its unit (its median over the build); "
+             "from table format 4 (session 23) paired with MobileNetV3-Small too and converted by both probes, weighted "
+             "by size (`measure.size_weight`; a row's table format is in its table line). "
              f"Each set is validated {RUNS} times (run 1, run 2); `load` is the 1-minute load average when the run "
              "ended. `python -m benchmarks.latency_lut.latency_lut --results-dir <dir>` resumes or regenerates this file from "
              "`latency_lut.jsonl` (every network's row is there).", ""]

@@ -15,8 +15,10 @@ The unit. The probe timed back to back for ``--unit-seconds``; every start in th
 one of two rules would set it there: the median of 5 timings in a row, or (``measure.probe``) the same retried up to
 3 times while the 5 spread by more than 5%, the quietest set kept. Reported: how far those units lie from the
 median of the whole sequence (50th, 90th, 99th percentile and worst), beside the median of 30 and of 120 in a row.
+Cut into stretches of a build's length, the same sequence gives the units two tables built apart would settle
+(``--unit-seconds 900 --no-protocols`` for a quarter of an hour of them; ``--unit-backend torch`` for eager torch).
 
-    taskset -c 1 python -m benchmarks.latency_lut.probe_protocol [--n 16] [--unit-seconds 150]
+    taskset -c 1 python -m benchmarks.latency_lut.probe_protocol [--n 16] [--unit-seconds 150] [--unit-backend torch]
 
 Appends one JSON line per run of the script to ``probe_protocol.jsonl`` and rewrites ``probe_protocol.md``.
 """
@@ -40,6 +42,7 @@ from space import V3_LARGE, load_space  # noqa: E402
 HERE = Path(__file__).resolve().parent
 PROTOCOLS = {"20 repeats (the default)": 20, "50 repeats": 50}
 PAIRED = "paired with the probe, 10 + 10 calls x 8"
+BUILD_S = 120.0  # about a table build's length here (onnxruntime 106-116 s, torch 182-209 s in latency_lut.md)
 
 
 def changes(a: list[dict], b: list[dict], key: str) -> dict:
@@ -109,12 +112,29 @@ def unit_rules(ms: list[float], tries: int = 3, quiet: float = 0.05) -> dict[str
     return out
 
 
-def unit_run(seconds: float) -> dict:
-    probe = SpeedProbe(backend="onnxruntime", threads=1, input_size=224, batch=1, channels_last=False)
-    ms, t0 = [], time.monotonic()
-    while time.monotonic() - t0 < seconds:
+def unit_run(seconds: float, backend: str = "onnxruntime") -> dict:
+    probe = SpeedProbe(backend=backend, threads=1, input_size=224, batch=1, channels_last=False)
+    ms, at, t0 = [], [], time.monotonic()
+    while (t := time.monotonic() - t0) < seconds:
         ms.append(round(probe.time(), 5))
-    return {"kind": "unit", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "seconds": seconds, "ms": ms}
+        at.append(round(t, 1))
+    return {"kind": "unit", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "seconds": seconds,
+            "backend": backend, "ms": ms, "t": at}
+
+
+def build_units(ms: list[float], at: list[float], build_s: float) -> list[float]:
+    """The unit a build of ``build_s`` seconds would settle in each whole such stretch of the sequence: the median
+    of the probe timings in it (``measure.table``'s rule)."""
+    stretches: dict[int, list[float]] = {}
+    for m, t in zip(ms, at):
+        stretches.setdefault(int(t // build_s), []).append(m)
+    whole = int(at[-1] // build_s) if at else 0  # the last stretch is cut short by the end of the sequence
+    return [statistics.median(v) for k, v in sorted(stretches.items()) if k < whole]
+
+
+def unit_pairs(units: list[float]) -> list[float]:
+    """|second / first - 1| for every two builds that do not follow each other (tables built apart)."""
+    return [abs(units[j] / units[i] - 1) for i in range(len(units)) for j in range(i + 2, len(units))]
 
 
 def sign_p(k: int, n: int) -> float:
@@ -162,14 +182,32 @@ def report(records: list[dict]) -> str:
     if units:
         lines += ["## The unit", "", "A table's unit set at each start of a sequence of probe timings (module note), "
                   "against the median of the whole sequence: |unit / median - 1|.", "",
-                  "| date (UTC) | s | probe timings | rule | 50th pct | 90th pct | 99th pct | worst |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| date (UTC) | backend | s | probe timings | rule | 50th pct | 90th pct | 99th pct | worst |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for u in units:
             for rule, d in unit_rules(u["ms"]).items():
-                lines.append(f"| {u['date']} | {u['seconds']:.0f} | {len(u['ms'])} | {rule} | {_q(d, .5):.1%} | "
-                             f"{_q(d, .9):.1%} | {_q(d, .99):.1%} | {max(d):.1%} |")
+                if not d:  # a sequence shorter than the rule's run of timings
+                    continue
+                lines.append(f"| {u['date']} | {u.get('backend', 'onnxruntime')} | {u['seconds']:.0f} | {len(u['ms'])} | "
+                             f"{rule} | {_q(d, .5):.1%} | {_q(d, .9):.1%} | {_q(d, .99):.1%} | {max(d):.1%} |")
         lines += ["", "Two tables' units are two such draws: their ratio is off by up to the sum of two such "
                   "deviations, and every prediction of one table differs from the other's by that ratio."]
+        timed = [u for u in units if u.get("t")]
+        if timed:
+            lines += ["", "## Two builds' units", "", f"The same sequences cut into stretches of {BUILD_S:.0f} s, a "
+                      "build's length: each stretch's median is the unit a build there would settle (`measure.table`). "
+                      "|change| is between every two stretches that do not follow each other: what two tables built "
+                      "apart inherit, whatever their entries.", "",
+                      "| date (UTC) | backend | s | stretches | units (ms) | abs change: median / worst | within ±3% |",
+                      "|---|---|---|---|---|---|---|"]
+            for u in timed:
+                built = build_units(u["ms"], u["t"], BUILD_S)
+                d = unit_pairs(built)
+                span = f"{min(built):.3f}-{max(built):.3f}" if built else "n/a"
+                change = f"{statistics.median(d):.1%} / {max(d):.1%} | {sum(x <= 0.03 for x in d) / len(d):.0%}" \
+                    if d else "n/a | n/a"
+                lines.append(f"| {u['date']} | {u.get('backend', 'onnxruntime')} | {u['seconds']:.0f} | {len(built)} | "
+                             f"{span} | {change} |")
     return "\n".join(lines) + "\n"
 
 
@@ -177,6 +215,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--unit-seconds", type=float, default=150, help="the unit study's probe sequence (0: skip)")
+    ap.add_argument("--unit-backend", default="onnxruntime", choices=["onnxruntime", "torch"])
     ap.add_argument("--protocols", action=argparse.BooleanOptionalAction, default=True, help="the protocol study")
     ap.add_argument("--out", type=Path, default=HERE)
     args = ap.parse_args(argv)
@@ -185,7 +224,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="bneck-probe-") as work:
             append_jsonl(jsonl, run(args.n, Path(work)))
     if args.unit_seconds > 0:
-        append_jsonl(jsonl, unit_run(args.unit_seconds))
+        append_jsonl(jsonl, unit_run(args.unit_seconds, args.unit_backend))
     (args.out / "probe_protocol.md").write_text(report(read_jsonl(jsonl)))
     print(f"wrote {args.out / 'probe_protocol.md'}")
     return 0
