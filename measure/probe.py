@@ -23,7 +23,8 @@ from .latency import make_runner, time_runner
 PROBE = "v3_large"
 # A whole network is also timed paired with MobileNetV3-Small, and converted by the two probes weighted by its size
 # (measure.table.size_weight): how fast a small network runs beside V3-Large swings with the host (eager torch: the
-# two probes' ratio 0.38-0.45 within a minute), beside V3-Small it does not (benchmarks/latency_lut/size_probe.md).
+# two probes' ratio 0.38-0.59 within minutes); converted this way onnxruntime's small networks moved between runs half
+# as much or less, torch's no difference shown (benchmarks/latency_lut/size_probe.md).
 SMALL_PROBE = "v3_small"
 INTERVAL_S = 1.0  # re-time the probe after this much measuring; the drift seen here takes tens of seconds
 REFERENCE_TIMINGS = 5

@@ -39,10 +39,11 @@ geometric mean weighted by where its own latency lies between the probes' (``siz
 V3-Small's latency and below converts by the small probe alone, V3-Large's and above by the large one),
 the small probe's ratio taken into the unit by the two probes' ratio over the build (``small_large``,
 settled with the unit). How fast a small network runs beside V3-Large swings with the host (eager torch:
-the probes' ratio 0.38-0.45 within a minute); beside V3-Small it does not (benchmarks/latency_lut/
-size_probe.md). Network timings of an older table, timed the other way (alone, or before format 4
-against the large probe only), are dropped when it is read and timed again; a format-2 table's entries
-are turned back into their timings as timed (each pass kept its factor).
+the probes' ratio 0.38-0.59 within minutes); converted this way, onnxruntime's small networks moved
+between runs half as much or less, torch's no difference shown (benchmarks/latency_lut/size_probe.md).
+Network timings of an older table, timed the other way (alone, or before format 4 against the large
+probe only), are dropped when it is read and timed again; a format-2 table's entries are turned back
+into their timings as timed (each pass kept its factor).
 
 On disk: ``<results_dir>/lut/<machine>/<backend>_t<threads>_<input_size>.json`` (``b<batch>`` and
 ``cl`` appended when not batch 1 / NCHW). ``<machine>`` is ``$BNECK_MACHINE`` if set, else
