@@ -417,6 +417,19 @@ def test_a_network_converts_by_the_probe_of_its_size_so_a_swing_between_the_prob
     assert size_weight(1.0, 2.0, 2.0) == 1.0  # probes that do not differ: the large one
 
 
+def test_a_new_unit_comes_with_the_probes_ratio_so_measured_networks_keep_the_record_of_the_start(tmp_path):
+    """``latency=measured`` records the table's unit before its first network; that unit holds the probes' ratio
+    (5 timings of each probe in turn) too, so the networks timed later, converted by it, change nothing of it."""
+    model = latency_model({"source": "measured", "input_size": 32, "table": str(tmp_path / "t.json"), **FAST})
+    assert model.prepare().startswith("set the reference speed")
+    start = model.describe()
+    ref = json.loads((tmp_path / "t.json").read_text())["reference"]
+    assert ref["small_from"] == 0 and 0 < ref["small_large"] < 1 and ref["provisional"]
+    assert model(TINY) > 0
+    assert model.describe()["hash"] == start["hash"]
+    assert json.loads((tmp_path / "t.json").read_text())["entries"] == {}  # measured networks are not stored
+
+
 def test_a_format_2_table_is_read_back_into_timings_as_timed(tmp_path):
     """Format 2 stored every entry converted by the probe around it, with the factor: reading it divides each
     pass by its factor (the fastest pass as timed wins, which need not be the fastest converted one); networks
@@ -1206,15 +1219,3 @@ def test_a_build_killed_before_an_entry_was_confirmed_confirms_it_when_resumed(t
     old = LatencyTable(tmp_path / "old.json", input_size=32, passes=2, measure_missing=False, **FAST)
     assert old.missing([k5]) == [] and old.fill([k5]) == 0
 
-
-def test_a_new_unit_comes_with_the_probes_ratio_so_measured_networks_keep_the_record_of_the_start(tmp_path):
-    """``latency=measured`` records the table's unit before its first network; that unit holds the probes' ratio
-    (5 timings of each probe in turn) too, so the networks timed later, converted by it, change nothing of it."""
-    model = latency_model({"source": "measured", "input_size": 32, "table": str(tmp_path / "t.json"), **FAST})
-    assert model.prepare().startswith("set the reference speed")
-    start = model.describe()
-    ref = json.loads((tmp_path / "t.json").read_text())["reference"]
-    assert ref["small_from"] == 0 and 0 < ref["small_large"] < 1 and ref["provisional"]
-    assert model(TINY) > 0
-    assert model.describe()["hash"] == start["hash"]
-    assert json.loads((tmp_path / "t.json").read_text())["entries"] == {}  # measured networks are not stored
