@@ -146,7 +146,8 @@ def sign(k: int, n: int) -> str:
     return f"{k} of {n} runs (one-sided sign test p = {sign_p(k, n):.3f})"
 
 
-def _q(d: list[float], q: float) -> float:
+def quantile(d: list[float], q: float) -> float:
+    """The ``q`` quantile of ``d`` (nearest rank, no interpolation); shared with ``size_probe``."""
     return sorted(d)[min(len(d) - 1, int(q * len(d)))]
 
 
@@ -189,7 +190,7 @@ def report(records: list[dict]) -> str:
                 if not d:  # a sequence shorter than the rule's run of timings
                     continue
                 lines.append(f"| {u['date']} | {u.get('backend', 'onnxruntime')} | {u['seconds']:.0f} | {len(u['ms'])} | "
-                             f"{rule} | {_q(d, .5):.1%} | {_q(d, .9):.1%} | {_q(d, .99):.1%} | {max(d):.1%} |")
+                             f"{rule} | {quantile(d, .5):.1%} | {quantile(d, .9):.1%} | {quantile(d, .99):.1%} | {max(d):.1%} |")
         lines += ["", "Two tables' units are two such draws: their ratio is off by up to the sum of two such "
                   "deviations, and every prediction of one table differs from the other's by that ratio."]
         timed = [u for u in units if u.get("t")]

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import append_jsonl, read_jsonl, write_report
-from benchmarks.latency_lut.probe_protocol import sign, sign_p
+from benchmarks.latency_lut.probe_protocol import quantile, sign, sign_p
 from core import quiet_warnings
 
 HERE = Path(__file__).resolve().parent
@@ -93,10 +93,6 @@ def changes(runs: list[dict], how: str) -> dict[int, list[float]]:
     return out
 
 
-def _q(d: list[float], q: float) -> float:
-    return sorted(d)[min(len(d) - 1, int(q * len(d)))]
-
-
 def report(records: list[dict]) -> str:
     lines = ["# Converting by a probe of the network's own size", "",
              "`python -m benchmarks.latency_lut.size_probe` (module docstring): the same seeded random networks timed "
@@ -118,7 +114,7 @@ def report(records: list[dict]) -> str:
         for how in CONVERSIONS:
             for kind in ("v3_small", "v3_large"):
                 d = [x for i, v in per[how].items() if kinds[i] == kind for x in v]
-                lines.append(f"| {how} | random {kind} | {statistics.median(d):.1%} | {_q(d, .9):.1%} | "
+                lines.append(f"| {how} | random {kind} | {statistics.median(d):.1%} | {quantile(d, .9):.1%} | "
                              f"{sum(x <= 0.03 for x in d) / len(d):.0%} |")
         for kind in ("v3_small", "v3_large"):
             idx = [i for i, k in enumerate(kinds) if k == kind]
