@@ -14,9 +14,10 @@ build     times every table entry a point of the space can contain (stem, blocks
 validate  measures networks end to end (as the table's entries: fastest of ``latency.passes``
           shuffled sweeps), compares with the prediction, writes
           ``validate_<space>[_<set>]_<backend>_t<threads>_<size>.csv`` (arch, predicted_ms, measured_ms,
-          error, measured_raw_ms: before conversion to the table's reference speed, set) and a scatter
-          PNG beside the table, and prints per set the share within +-5% and +-10% and the mean signed
-          error per size tercile (a model biased by size shows one sign per tercile). ``set=random``:
+          error, measured_raw_ms: before conversion to the table's reference speed, set, probes_ratio:
+          V3-Small / V3-Large around the network) and a scatter PNG beside the table, and prints per set
+          the share within +-5% and +-10% and the mean signed error per size tercile (a model biased by
+          size shows one sign per tercile), and the probes' ratio while validating beside the build's. ``set=random``:
           ``n`` seeded random points of the space; ``references``: both references at x0.35, x0.5, x0.75, x1
           and x1.25; ``netadapt``: the final network of every run under ``results_dir/netadapt``;
           ``all``: the three.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import random
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,7 +144,8 @@ def compare(table: LatencyTable, named: list[tuple[str, ArchSpec]], progress: bo
     with tqdm(total=n * table.passes, desc="validate (end to end)", unit="timing", disable=not progress) as bar:
         measured = table.measure_networks(archs, progress=bar)
     return [{"arch": format_arch(a), "predicted_ms": round(p, 4), "measured_ms": round(m["ms"], 4),
-             "error": round((p - m["ms"]) / m["ms"], 5), "measured_raw_ms": round(m["as_timed_ms"], 4), "set": s}
+             "error": round((p - m["ms"]) / m["ms"], 5), "measured_raw_ms": round(m["as_timed_ms"], 4), "set": s,
+             "probes_ratio": round(m["probes_ratio"], 5) if "probes_ratio" in m else ""}
             for (s, a), p, m in zip(named, predicted, measured)]
 
 
@@ -166,12 +169,25 @@ def tercile_text(rows: list[dict]) -> str:
                                     + ", ".join(f"{b:+.1%}" for b in bias))
 
 
+def host_state(rows: list[dict], built: float | None) -> str | None:
+    """A line comparing the two probes' ratio (V3-Small / V3-Large) around the validated networks with the
+    table's over its build, or None without both: on a shared host that ratio moves with the host's state,
+    and small networks move with it, so a validation in another state than the build's is read with that."""
+    ratios = sorted(r["probes_ratio"] for r in rows if r.get("probes_ratio"))
+    if not ratios or not built:
+        return None
+    mid = statistics.median(ratios)
+    return (f"the probes' ratio (V3-Small / V3-Large) while validating: median {mid:.3f} ({ratios[0]:.3f}-"
+            f"{ratios[-1]:.3f}), {mid / built - 1:+.1%} from the table's {built:.3f} over its build (the host's "
+            f"state: small networks move with V3-Small, large ones with V3-Large)")
+
+
 def write_report(rows: list[dict], table: LatencyTable, space_name: str, which: str = "random") -> tuple[Path, Path]:
     stem = f"validate_{space_name}" + ("" if which == "random" else f"_{which}") + f"_{table.path.stem}"
     csv_path = table.path.with_name(stem + ".csv")
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["arch", "predicted_ms", "measured_ms", "error", "measured_raw_ms",
-                                               "set"])
+                                               "set", "probes_ratio"])
         writer.writeheader()
         writer.writerows(rows)
     png_path = table.path.with_name(stem + ".png")
@@ -241,6 +257,9 @@ def main(argv: Sequence[str]) -> int:
     speed = [r["measured_ms"] / r["measured_raw_ms"] for r in rows]  # < 1: slower than the table's reference
     print(f"the machine ran at {min(speed):.2f}-{max(speed):.2f}x the table's reference speed (probe "
           f"{PROBE}, {table.reference_ms:.3f} ms at reference); measured_ms is converted to it")
+    state = host_state(rows, table.small_large)
+    if state:
+        print(state)
     print(f"wrote {csv_path} and {png_path}")
     return 0
 

@@ -543,7 +543,8 @@ class LatencyTable:
 
     def time_entries(self, entries: Iterable[Entry], progress=None) -> dict[str, dict]:
         """Time ``entries`` afresh as the table times its own (fastest of ``passes`` shuffled sweeps, probe
-        around them) without storing them: per key, ``ms`` (at the reference speed) and ``as_timed_ms``.
+        around them) without storing them: per key, ``ms`` (at the reference speed) and ``as_timed_ms``, and
+        for a network ``probes_ratio`` (V3-Small / V3-Large around its fastest pass).
         What the table holds can then be checked against a timing of now."""
         records: dict[str, dict] = {}
         unique = list({e.key: e for e in entries}.values())
@@ -558,6 +559,8 @@ class LatencyTable:
             fastest = min(records[e.key]["passes"], key=lambda t: t[self.statistic])
             scale = fastest["factor"] * (fastest.get("small") or {}).get("c", 1.0)
             out[e.key] = {"ms": fastest[self.statistic], "as_timed_ms": fastest[self.statistic] / scale}
+            if fastest.get("small"):  # the host's state beside this timing: the two probes' ratio around it
+                out[e.key]["probes_ratio"] = fastest["small"]["ms"] / fastest["small"]["large_ms"]
         return out
 
     def calibrate(self, archs: Iterable[ArchSpec] | None = None, progress=None) -> dict:

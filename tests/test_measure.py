@@ -237,9 +237,12 @@ def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     assert lut_main(["validate", *args, "n=3"]) == 0
     out = capsys.readouterr().out
     assert "within ±5%" in out and "within ±10%" in out
+    built = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())["reference"]["small_large"]
+    assert "the probes' ratio (V3-Small / V3-Large) while validating: median " in out
+    assert f"from the table's {built:.3f} over its build" in out
     csv = next((tmp_path / "lut").rglob("validate_tiny_*.csv")).read_text().splitlines()
-    assert csv[0] == "arch,predicted_ms,measured_ms,error,measured_raw_ms,set" and len(csv) == 4
-    assert all(line.endswith(",random") for line in csv[1:])
+    assert csv[0] == "arch,predicted_ms,measured_ms,error,measured_raw_ms,set,probes_ratio" and len(csv) == 4
+    assert all(",random," in line and 0 < float(line.rsplit(",", 1)[1]) < 1 for line in csv[1:])
     assert next((tmp_path / "lut").rglob("validate_tiny_*.png")).stat().st_size > 0
     assert {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()} == {"lut", "tiny.yaml"}
 
@@ -377,7 +380,8 @@ def test_entries_are_stored_as_timed_and_networks_at_the_probes_unit(tmp_path, m
     monkeypatch.setattr("measure.table.time_paired", lambda run, probe, **kw: (
         measure.Latency(0.3, 0.01, 80, "onnxruntime", 0.2), 0.4, {"ratio": 0.5, "ms": 0.3}))
     [timed] = table.measure_networks([TINY])
-    assert timed == {"ms": pytest.approx(0.5 * 0.75 * 3), "as_timed_ms": pytest.approx(0.2)}
+    assert timed == {"ms": pytest.approx(0.5 * 0.75 * 3), "as_timed_ms": pytest.approx(0.2),
+                     "probes_ratio": pytest.approx(0.75)}  # the host's state around it, for validate to print
     assert table.small_large == 0.75
     assert json.loads((tmp_path / "t.json").read_text())["reference"]["small_large"] == 0.75
 
@@ -1013,20 +1017,19 @@ class OverheadMachine:
         monkeypatch.setattr(LatencyTable, "_measure_paired", lambda table, entry: (table._measure(entry), table._probe_ms()))
 
 
-@pytest.fixture(scope="module")
-def biased_table(tmp_path_factory):
+@pytest.fixture
+def biased_table(tmp_path, monkeypatch):
     """A table of ``OverheadMachine`` calibrated on the full set at 96 px (the machine of the issue: a sum
-    of blocks over-predicts small networks and under-predicts large ones)."""
+    of blocks over-predicts small networks and under-predicts large ones). Function-scoped: its fake timer
+    is undone after the test, so tests after it in this file time for real."""
     from measure.calibration import full_set
 
     machine = OverheadMachine(call_ms=0.003, per_mb=0.05, ms_per_mmac=0.028)
-    with pytest.MonkeyPatch.context() as mp:
-        machine.install(mp)
-        mp.setattr("measure.runner.cache_bytes", lambda: machine.cache)
-        table = LatencyTable(tmp_path_factory.mktemp("biased") / "t.json", input_size=96, passes=1,
-                             calibration_archs=full_set())
-        table.calibrate()
-        yield machine, table
+    machine.install(monkeypatch)
+    monkeypatch.setattr("measure.runner.cache_bytes", lambda: machine.cache)
+    table = LatencyTable(tmp_path / "t.json", input_size=96, passes=1, calibration_archs=full_set())
+    table.calibrate()
+    return machine, table
 
 
 def test_a_fake_runtime_with_per_call_cost_and_a_size_effect_biases_the_old_fit_and_not_the_new(biased_table):
@@ -1122,6 +1125,16 @@ def test_tercile_bias_is_the_mean_signed_error_of_each_third_by_measured_size():
     assert large == pytest.approx(-0.055)
     assert tercile_text(rows) == "; mean error by size tercile (small, middle, large): +15.0%, -2.7%, -5.5%"
     assert tercile_bias(rows[:2]) is None and tercile_text(rows[:2]) == ""
+
+
+def test_validate_states_the_probes_ratio_around_its_networks_beside_the_builds():
+    from measure.lut import host_state
+
+    rows = [{"probes_ratio": r} for r in (0.44, 0.40, 0.46)] + [{"probes_ratio": ""}]  # one network timed alone
+    assert host_state(rows, 0.40) == ("the probes' ratio (V3-Small / V3-Large) while validating: median 0.440 "
+                                      "(0.400-0.460), +10.0% from the table's 0.400 over its build (the host's "
+                                      "state: small networks move with V3-Small, large ones with V3-Large)")
+    assert host_state(rows, None) is None and host_state(rows[3:], 0.40) is None
 
 
 def scripted_entries(monkeypatch, script: dict[str, list[float]]):
