@@ -8,9 +8,10 @@ build     times every table entry a point of the space can contain (stem, blocks
           depthwise-first blocks, weights read from memory: ``measure.calibration``) when it is missing or
           any of its timings is new, and
           prints its held-out error (each calibration network predicted by a fit made without it),
-          naming the networks missed by more than 10%. A table built on a busy machine or missing
-          held-out networks so is marked untrusted: searches and NetAdapt refuse it (exit 2) unless
-          ``latency.accept_untrusted=true``.
+          naming the networks missed by more than 10%, and how many entries were timed again to confirm
+          their fastest pass. A table built on a busy machine (the probe's 5 timings at the start spread
+          over 10%, or over 10% of entries timed again) or missing held-out networks so is marked
+          untrusted: searches and NetAdapt refuse it (exit 2) unless ``latency.accept_untrusted=true``.
 validate  measures networks end to end (as the table's entries: fastest of ``latency.passes``
           shuffled sweeps), compares with the prediction, writes
           ``validate_<space>[_<set>]_<backend>_t<threads>_<size>.csv`` (arch, predicted_ms, measured_ms,
@@ -44,7 +45,7 @@ from . import calibration as calib
 from .entries import arch_entries, call_entries, call_entry, network_entry, space_entries
 from .model import TableLatency, describe_fit, latency_model
 from .probe import PROBE
-from .table import LatencyTable
+from .table import LatencyTable, busy_build
 
 COMMANDS = ("build", "validate", "noise")
 USAGE = "python -m measure.lut build|validate|noise +space=<name> [results_dir=results] [latency.backend=onnxruntime]"
@@ -92,14 +93,18 @@ def heldout_line(cal: dict) -> str:
             f"mean {sum(held) / len(held):+.1%}, worst {max(held, key=abs):+.1%}")
 
 
-def build_warnings(path, spread: float, cal: dict) -> list[str]:
-    """What ``build`` warns about, one line each: a busy machine (the probe's timings spread), and, apart from it,
-    calibration networks the fit misses by more than 10% when it is made without them (held-out: noise in their
-    timing, or the model not fitting this machine: a rebuild on a quiet machine helps only the first)."""
+def build_warnings(path, spread: float, cal: dict, busy: str | None = None) -> list[str]:
+    """What ``build`` warns about, one line each: a busy machine (the probe's timings spread at the start; entries
+    timed again during the build, ``busy``: ``measure.table.busy_build``), and, apart from it, calibration networks
+    the fit misses by more than 10% when it is made without them (held-out: noise in their timing, or the model not
+    fitting this machine: a rebuild on a quiet machine helps only the first)."""
     out = []
     if spread > BUSY:
         out.append(f"warning: the machine was busy (the probe's timings spread {spread:.1%}, over {BUSY:.0%}): delete "
                    f"{path} and build it again on a quiet machine")
+    if busy:
+        out.append(f"warning: the machine was busy during the build: {busy}; delete {path} and build it again on a "
+                   f"quiet machine")
     off = calib.missed(cal)
     if off:
         out.append(f"warning: held out of the fit, {len(off)} of {len(cal['heldout_errors'])} calibration "
@@ -233,7 +238,12 @@ def main(argv: Sequence[str]) -> int:
               f"{len(table.reference.get('timings', [0]))} timings "
               f"(spread {table.reference.get('spread', float('nan')):.1%})")
         print(heldout_line(cal))
-        for line in build_warnings(table.path, table.reference.get("spread", 0), cal):
+        retimed = table.retimed()
+        if retimed:
+            print(f"{retimed[0]} of {retimed[1]} entries ({retimed[0] / retimed[1]:.0%}) timed again to confirm their "
+                  f"fastest pass (a quiet machine: a few %; over {calib.RETIMED:.0%}: a busy one)")
+        busy = busy_build(retimed, table.passes, table.confirm)
+        for line in build_warnings(table.path, table.reference.get("spread", 0), cal, busy):
             print(line)
         why = table.distrust()
         if why:

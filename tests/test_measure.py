@@ -1115,6 +1115,43 @@ def test_a_table_whose_unit_was_set_on_a_busy_machine_is_refused_and_build_says_
     assert "mean error by size tercile (small, middle, large): " in capsys.readouterr().out
 
 
+def test_a_build_whose_entries_kept_disagreeing_is_called_busy_and_refused_though_its_start_was_quiet(
+        tmp_path, monkeypatch, capsys):
+    """The probe's 5 timings at the start agree (a quiet start) and the model fits, but every timing after an
+    entry's first runs 10% slower (a machine that got busy): every entry is timed again to confirm its fastest,
+    and the build says so and the table is refused. The same build on a steady machine is trusted."""
+    _noisy_calibration(tmp_path, monkeypatch, noise=0.0)
+    steady = LatencyTable._measure
+    args = [f"space_file={_space_file(tmp_path)}", "latency.input_size=32", "latency.passes=2"]
+    assert lut_main(["build", *args, f"results_dir={tmp_path / 'steady'}"]) == 0
+    out = capsys.readouterr().out
+    assert "0 of " in out and " entries (0%) timed again to confirm their fastest pass" in out and "untrusted" not in out
+    table = next((tmp_path / "steady" / "lut").rglob("*.json"))
+    assert latency_model({"input_size": 32, "table": str(table), "passes": 2}).prepare() is None
+
+    seen: dict[str, int] = {}
+
+    def slowing(table, entry):
+        lat = steady(table, entry)
+        seen[entry.key] = seen.get(entry.key, 0) + 1
+        slow = 1.0 if seen[entry.key] == 1 else 1.10
+        return measure.Latency(lat.p10_ms * slow, 0.0, 5, "onnxruntime", lat.median_ms * slow)
+
+    monkeypatch.setattr(LatencyTable, "_measure", slowing)
+    assert lut_main(["build", *args, f"results_dir={tmp_path / 'busy'}"]) == 0
+    out = capsys.readouterr().out
+    table = next((tmp_path / "busy" / "lut").rglob("*.json"))
+    records = json.loads(table.read_text())["entries"]
+    n = sum("settled" in r for r in records.values())
+    assert n > 10 and all(len(r["passes"]) == 4 for r in records.values() if "settled" in r)  # never confirmed
+    busy = (f"{n} of {n} entries (100%, over 10%) were timed again because their first 2 passes differed by more "
+            f"than 3%")
+    assert f"warning: the machine was busy during the build: {busy}; delete {table}" in out
+    assert f"untrusted: the machine was busy during the build ({busy})" in out
+    with pytest.raises(MeasureError, match=r"cannot be trusted: the machine was busy during the build \(\d+ of"):
+        latency_model({"input_size": 32, "table": str(table), "passes": 2}).prepare()
+
+
 def test_tercile_bias_is_the_mean_signed_error_of_each_third_by_measured_size():
     from measure.lut import tercile_bias, tercile_text
 
