@@ -127,6 +127,10 @@ TERMS = ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")
 MIN_HELDOUT = 5  # fewer calibration networks (the test suite's quick set): no held-out check, no verdict
 HELDOUT_LIMIT = 0.10  # a held-out error beyond this: the build warns, studies refuse the table
 BUSY = 0.10  # the probe's 5 timings spread more than this when a table's unit was set: a busy machine
+# More of a table's entries than this timed again because their first passes disagreed (latency.confirm): the
+# machine was busy during the build. Measured here (benchmarks/latency_lut): quiet builds 1-4%, busy ones 21-46%,
+# where the 5 probe timings at the start spread only 2-4%.
+RETIMED = 0.10
 FLOAT_BYTES = 4
 
 

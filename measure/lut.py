@@ -8,15 +8,17 @@ build     times every table entry a point of the space can contain (stem, blocks
           depthwise-first blocks, weights read from memory: ``measure.calibration``) when it is missing or
           any of its timings is new, and
           prints its held-out error (each calibration network predicted by a fit made without it),
-          naming the networks missed by more than 10%. A table built on a busy machine or missing
-          held-out networks so is marked untrusted: searches and NetAdapt refuse it (exit 2) unless
-          ``latency.accept_untrusted=true``.
+          naming the networks missed by more than 10%, and how many entries were timed again to confirm
+          their fastest pass. A table built on a busy machine (the probe's 5 timings at the start spread
+          over 10%, or over 10% of entries timed again) or missing held-out networks so is marked
+          untrusted: searches and NetAdapt refuse it (exit 2) unless ``latency.accept_untrusted=true``.
 validate  measures networks end to end (as the table's entries: fastest of ``latency.passes``
           shuffled sweeps), compares with the prediction, writes
           ``validate_<space>[_<set>]_<backend>_t<threads>_<size>.csv`` (arch, predicted_ms, measured_ms,
-          error, measured_raw_ms: before conversion to the table's reference speed, set) and a scatter
-          PNG beside the table, and prints per set the share within +-5% and +-10% and the mean signed
-          error per size tercile (a model biased by size shows one sign per tercile). ``set=random``:
+          error, measured_raw_ms: before conversion to the table's reference speed, set, probes_ratio:
+          V3-Small / V3-Large around the network) and a scatter PNG beside the table, and prints per set
+          the share within +-5% and +-10% and the mean signed error per size tercile (a model biased by
+          size shows one sign per tercile), and the probes' ratio while validating beside the build's. ``set=random``:
           ``n`` seeded random points of the space; ``references``: both references at x0.35, x0.5, x0.75, x1
           and x1.25; ``netadapt``: the final network of every run under ``results_dir/netadapt``;
           ``all``: the three.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import random
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +45,7 @@ from . import calibration as calib
 from .entries import arch_entries, call_entries, call_entry, network_entry, space_entries
 from .model import TableLatency, describe_fit, latency_model
 from .probe import PROBE
-from .table import LatencyTable
+from .table import LatencyTable, busy_build
 
 COMMANDS = ("build", "validate", "noise")
 USAGE = "python -m measure.lut build|validate|noise +space=<name> [results_dir=results] [latency.backend=onnxruntime]"
@@ -90,14 +93,18 @@ def heldout_line(cal: dict) -> str:
             f"mean {sum(held) / len(held):+.1%}, worst {max(held, key=abs):+.1%}")
 
 
-def build_warnings(path, spread: float, cal: dict) -> list[str]:
-    """What ``build`` warns about, one line each: a busy machine (the probe's timings spread), and, apart from it,
-    calibration networks the fit misses by more than 10% when it is made without them (held-out: noise in their
-    timing, or the model not fitting this machine: a rebuild on a quiet machine helps only the first)."""
+def build_warnings(path, spread: float, cal: dict, busy: str | None = None) -> list[str]:
+    """What ``build`` warns about, one line each: a busy machine (the probe's timings spread at the start; entries
+    timed again during the build, ``busy``: ``measure.table.busy_build``), and, apart from it, calibration networks
+    the fit misses by more than 10% when it is made without them (held-out: noise in their timing, or the model not
+    fitting this machine: a rebuild on a quiet machine helps only the first)."""
     out = []
     if spread > BUSY:
         out.append(f"warning: the machine was busy (the probe's timings spread {spread:.1%}, over {BUSY:.0%}): delete "
                    f"{path} and build it again on a quiet machine")
+    if busy:
+        out.append(f"warning: the machine was busy during the build: {busy}; delete {path} and build it again on a "
+                   f"quiet machine")
     off = calib.missed(cal)
     if off:
         out.append(f"warning: held out of the fit, {len(off)} of {len(cal['heldout_errors'])} calibration "
@@ -142,7 +149,8 @@ def compare(table: LatencyTable, named: list[tuple[str, ArchSpec]], progress: bo
     with tqdm(total=n * table.passes, desc="validate (end to end)", unit="timing", disable=not progress) as bar:
         measured = table.measure_networks(archs, progress=bar)
     return [{"arch": format_arch(a), "predicted_ms": round(p, 4), "measured_ms": round(m["ms"], 4),
-             "error": round((p - m["ms"]) / m["ms"], 5), "measured_raw_ms": round(m["as_timed_ms"], 4), "set": s}
+             "error": round((p - m["ms"]) / m["ms"], 5), "measured_raw_ms": round(m["as_timed_ms"], 4), "set": s,
+             "probes_ratio": round(m["probes_ratio"], 5) if "probes_ratio" in m else ""}
             for (s, a), p, m in zip(named, predicted, measured)]
 
 
@@ -166,12 +174,25 @@ def tercile_text(rows: list[dict]) -> str:
                                     + ", ".join(f"{b:+.1%}" for b in bias))
 
 
+def host_state(rows: list[dict], built: float | None) -> str | None:
+    """A line comparing the two probes' ratio (V3-Small / V3-Large) around the validated networks with the
+    table's over its build, or None without both: on a shared host that ratio moves with the host's state,
+    and small networks move with it, so a validation in another state than the build's is read with that."""
+    ratios = sorted(r["probes_ratio"] for r in rows if r.get("probes_ratio"))
+    if not ratios or not built:
+        return None
+    mid = statistics.median(ratios)
+    return (f"the probes' ratio (V3-Small / V3-Large) while validating: median {mid:.3f} ({ratios[0]:.3f}-"
+            f"{ratios[-1]:.3f}), {mid / built - 1:+.1%} from the table's {built:.3f} over its build (the host's "
+            f"state: small networks move with V3-Small, large ones with V3-Large)")
+
+
 def write_report(rows: list[dict], table: LatencyTable, space_name: str, which: str = "random") -> tuple[Path, Path]:
     stem = f"validate_{space_name}" + ("" if which == "random" else f"_{which}") + f"_{table.path.stem}"
     csv_path = table.path.with_name(stem + ".csv")
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["arch", "predicted_ms", "measured_ms", "error", "measured_raw_ms",
-                                               "set"])
+                                               "set", "probes_ratio"])
         writer.writeheader()
         writer.writerows(rows)
     png_path = table.path.with_name(stem + ".png")
@@ -217,7 +238,12 @@ def main(argv: Sequence[str]) -> int:
               f"{len(table.reference.get('timings', [0]))} timings "
               f"(spread {table.reference.get('spread', float('nan')):.1%})")
         print(heldout_line(cal))
-        for line in build_warnings(table.path, table.reference.get("spread", 0), cal):
+        retimed = table.retimed()
+        if retimed:
+            print(f"{retimed[0]} of {retimed[1]} entries ({retimed[0] / retimed[1]:.0%}) timed again to confirm their "
+                  f"fastest pass (a quiet machine: a few %; over {calib.RETIMED:.0%}: a busy one)")
+        busy = busy_build(retimed, table.passes, table.confirm)
+        for line in build_warnings(table.path, table.reference.get("spread", 0), cal, busy):
             print(line)
         why = table.distrust()
         if why:
@@ -241,6 +267,9 @@ def main(argv: Sequence[str]) -> int:
     speed = [r["measured_ms"] / r["measured_raw_ms"] for r in rows]  # < 1: slower than the table's reference
     print(f"the machine ran at {min(speed):.2f}-{max(speed):.2f}x the table's reference speed (probe "
           f"{PROBE}, {table.reference_ms:.3f} ms at reference); measured_ms is converted to it")
+    state = host_state(rows, table.small_large)
+    if state:
+        print(state)
     print(f"wrote {csv_path} and {png_path}")
     return 0
 

@@ -498,11 +498,21 @@ class LatencyTable:
               and cal.get("set") == self._set_id)
         return cal if ok else None
 
+    def retimed(self) -> tuple[int, int] | None:
+        """(entries timed again because their first ``passes`` disagreed by more than ``confirm``, entries timed
+        under confirmation), or None when confirmation is off: how busy the machine was during the build, over
+        every timing of it rather than the 5 probe timings at its start."""
+        if not self.confirm or self.passes < 2:
+            return None
+        judged = [r for r in self.entries.values() if "settled" in r]
+        return (sum(_passes(r) > self.passes for r in judged), len(judged)) if judged else None
+
     def distrust(self) -> str | None:
         """Why this table's predictions cannot be trusted, or None: the machine was busy when its unit was
-        set (the probe's timings spread over ``calibration.BUSY``), or its fit misses calibration networks it
-        was not fitted on by more than ``calibration.HELDOUT_LIMIT``. A fit on fewer than
-        ``calibration.MIN_HELDOUT`` networks (the test suite's quick set) is not judged."""
+        set (the probe's timings spread over ``calibration.BUSY``) or during the build (more than
+        ``calibration.RETIMED`` of its entries timed again to confirm their fastest pass), or its fit misses
+        calibration networks it was not fitted on by more than ``calibration.HELDOUT_LIMIT``. A fit on fewer
+        than ``calibration.MIN_HELDOUT`` networks (the test suite's quick set) is not judged."""
         cal = self.calibration_fit()
         if not cal or cal.get("heldout_errors") is None:
             return None
@@ -511,6 +521,9 @@ class LatencyTable:
         if spread > calib.BUSY:
             why.append(f"the machine was busy when its unit was set (5 probe timings spread {spread:.1%}, over "
                        f"{calib.BUSY:.0%})")
+        busy = busy_build(self.retimed(), self.passes, self.confirm)
+        if busy:
+            why.append(f"the machine was busy during the build ({busy})")
         off = calib.missed(cal)
         if off:
             why.append(f"it misses {len(off)} of {len(cal['heldout_errors'])} calibration networks it was not fitted "
@@ -543,7 +556,8 @@ class LatencyTable:
 
     def time_entries(self, entries: Iterable[Entry], progress=None) -> dict[str, dict]:
         """Time ``entries`` afresh as the table times its own (fastest of ``passes`` shuffled sweeps, probe
-        around them) without storing them: per key, ``ms`` (at the reference speed) and ``as_timed_ms``.
+        around them) without storing them: per key, ``ms`` (at the reference speed) and ``as_timed_ms``, and
+        for a network ``probes_ratio`` (V3-Small / V3-Large around its fastest pass).
         What the table holds can then be checked against a timing of now."""
         records: dict[str, dict] = {}
         unique = list({e.key: e for e in entries}.values())
@@ -558,6 +572,8 @@ class LatencyTable:
             fastest = min(records[e.key]["passes"], key=lambda t: t[self.statistic])
             scale = fastest["factor"] * (fastest.get("small") or {}).get("c", 1.0)
             out[e.key] = {"ms": fastest[self.statistic], "as_timed_ms": fastest[self.statistic] / scale}
+            if fastest.get("small"):  # the host's state beside this timing: the two probes' ratio around it
+                out[e.key]["probes_ratio"] = fastest["small"]["ms"] / fastest["small"]["large_ms"]
         return out
 
     def calibrate(self, archs: Iterable[ArchSpec] | None = None, progress=None) -> dict:
@@ -603,6 +619,16 @@ class LatencyTable:
         parts = [e for a in archs for e in arch_entries(a, self.input_size)]
         return [*parts, *call_entries(parts), call_entry(3, self.input_size),
                 *(network_entry(a, self.input_size) for a in archs)]
+
+
+def busy_build(retimed: tuple[int, int] | None, passes: int, confirm: float) -> str | None:
+    """What ``LatencyTable.retimed`` says of the build when more than ``calibration.RETIMED`` of its entries were
+    timed again, else None."""
+    if not retimed or retimed[0] <= calib.RETIMED * retimed[1]:
+        return None
+    again, n = retimed
+    return (f"{again} of {n} entries ({again / n:.0%}, over {calib.RETIMED:.0%}) were timed again because their "
+            f"first {passes} passes differed by more than {confirm:.0%}")
 
 
 def _passes(record: dict | None) -> int:

@@ -43,9 +43,11 @@ def test_report_renders_shares_and_run_to_run_spread_from_the_json_lines(ll, tmp
     path = tmp_path / "r.jsonl"
     ll.append_jsonl(path, {"backend": "onnxruntime", "kind": "table", "name": "t.json", "build_s": 12.0, "scale": 1.1,
                      "overhead_ms": 0.2, "reference_ms": 8.0, "probe_spread": 0.03,
-                     "calibration_errors": [-0.04, 0.06], "load": 1.0})
+                     "calibration_errors": [-0.04, 0.06], "load": 1.0, "small_large": 0.4})
     for run, meas in ((1, [1.0, 2.0]), (2, [1.1, 2.0])):
         rows = [row(1.0, meas[0], meas[0]), row(2.12, meas[1], 2.5)]
+        if run == 2:  # validate records the probes' ratio around each network (from session 24)
+            rows = [{**r, "probes_ratio": q} for r, q in zip(rows, (0.42, 0.46))]
         ll.append_jsonl(path, {"backend": "onnxruntime", "kind": "set", "set": "references", "run": run, "seconds": 3.0,
                          "load": 1.0, "rows": rows})
     ll.append_jsonl(path, {"backend": "onnxruntime", "kind": "repeat", "ms": [8.0, 8.0], "as_timed_ms": [7.0, 9.0],
@@ -55,9 +57,10 @@ def test_report_renders_shares_and_run_to_run_spread_from_the_json_lines(ll, tmp
     text = out.read_text()
     assert "probe timings whose (max-min)/median spread was 3%" in text and "-4.0% to +6.0%" in text
     # run 1: errors 0 and +6%: both within 10%, one within 5%; as timed 2.12/2.5 is -15%: 50% / 50%
-    assert "| references | 2 | 1 | 50% / 100% | +3.0% ± 3.0% | +6.0% |  | 50% / 50% | 3 | 1.0 |  |" in text
+    assert "| references | 2 | 1 | 50% / 100% | +3.0% ± 3.0% | +6.0% |  | 50% / 50% | 3 | 1.0 |  |  |" in text
     # run 2: errors -9.1% and +6%: neither within 5%; measured 1.1 vs 1.0 (+10%) and 2.0 vs 2.0: sd 5.0%
     assert "| references | 2 | 2 | 0% / 100% |" in text and "| 5.0% |" in text
+    assert "| 5.0% | +10.0% |" in text  # the probes' ratio around run 2's networks (median 0.44) against the build's
     assert "converted 8.000 ms, CV 0.0%" in text and "as timed 8.000 ms, CV 12.5%" in text
     # An older run's repeat (no network named) was V3-Large, the probe: the report says its converted CV means nothing.
     assert "MobileNetV3-Large in 2 fresh processes" in text and "It is the probe itself" in text

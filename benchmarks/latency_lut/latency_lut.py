@@ -14,7 +14,8 @@ measured end to end for:
   seeded choice replaces).
 
 Each set's row has the shares within ±5%/±10% and the mean signed error per size tercile (a model biased
-by size shows one sign per tercile). With ``--tables 2`` a second table is built from scratch after the
+by size shows one sign per tercile) and, from session 24, the median of the two probes' ratio (V3-Small /
+V3-Large) around its networks against the table's over its build: the host's state while the set was timed. With ``--tables 2`` a second table is built from scratch after the
 validation runs and both tables' predictions of every validated network are compared (issue 27: two
 tables built at different times should agree within ±3%).
 
@@ -204,6 +205,13 @@ def entry_agreement(first: LatencyTable, second: LatencyTable) -> dict:
             "beyond_5": sum(abs(x) > 0.05 for x in d)} if d else {}
 
 
+def host_state(rows: list[dict], built: float | None) -> str:
+    """The median of the two probes' ratio (V3-Small / V3-Large) around a set's networks against the table's over
+    its build (blank for runs before validate recorded it): the host's state while the set was timed."""
+    ratios = [x["probes_ratio"] for x in rows if x.get("probes_ratio")]
+    return f"{statistics.median(ratios) / built - 1:+.1%}" if ratios and built else ""
+
+
 def section(backend: str, records: list[dict]) -> list[str]:
     mine = [r for r in records if r.get("backend") == backend]
     tables = [r for r in mine if r["kind"] == "table" and r.get("table", 1) == 1]
@@ -223,8 +231,9 @@ def section(backend: str, records: list[dict]) -> list[str]:
                   "between models or runs is shown by them.", ""]
     lines += [table_line(t), "",
               "| set | networks | run | ±5% / ±10% | error mean ± sd | worst error | mean error by size tercile "
-              "(small, middle, large) | as timed: ±5% / ±10% | s | load | run 2 / run 1 measured, sd |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "(small, middle, large) | as timed: ±5% / ±10% | s | load | run 2 / run 1 measured, sd "
+              "| probes' ratio vs the build's |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     runs: dict[str, dict[int, dict]] = {}
     for r in mine:
         if r["kind"] == "set":
@@ -243,7 +252,7 @@ def section(backend: str, records: list[dict]) -> list[str]:
                          f"| {statistics.mean(errors):+.1%} ± {statistics.pstdev(errors):.1%} "
                          f"| {max(errors, key=abs):+.1%} | {', '.join(f'{b:+.1%}' for b in bias) if bias else ''} "
                          f"| {within(raw, 0.05):.0%} / {within(raw, 0.10):.0%} "
-                         f"| {r['seconds']:.0f} | {r['load']:.1f} | {again} |")
+                         f"| {r['seconds']:.0f} | {r['load']:.1f} | {again} | {host_state(rows, t.get('small_large'))} |")
     for r in (x for x in mine if x["kind"] == "repeat"):
         probe = "network" not in r  # up to session 22: V3-Large, the probe, timed paired with itself
         lines += ["", f"{r.get('network', 'MobileNetV3-Large')} in {len(r['ms'])} fresh processes: converted "
