@@ -1,5 +1,5 @@
 """``python -m measure.lut build|validate +space=<name> [results_dir=..] [latency.backend=torch] [n=50]``
-``python -m measure.lut noise [latency.backend=onnxruntime] [seconds=60]``
+``python -m measure.lut noise [latency.backend=onnxruntime] [seconds=60] [sweep_blocks=48]``
 
 build     times every table entry a point of the space can contain (stem, blocks, heads) and the
           calibration networks (the fixed set of ``measure.calibration``, the same for every space)
@@ -22,8 +22,10 @@ validate  measures networks end to end (as the table's entries: fastest of ``lat
           ``n`` seeded random points of the space; ``references``: both references at x0.35, x0.5, x0.75, x1
           and x1.25; ``netadapt``: the final network of every run under ``results_dir/netadapt``;
           ``all``: the three.
-noise     times two fixed networks in turn for ``seconds`` and says whether the host is quiet enough
-          to build and validate a table to ±5% now (``measure.noise``); needs no space, writes nothing.
+noise     times two fixed networks in turn for ``seconds``, then ``sweep_blocks`` fixed blocks in two shuffled
+          passes as a build does, and says whether the host is quiet enough to build and validate a table
+          to ±5% now: the networks' ratio held, and at most 10% of the blocks would be timed again
+          (``measure.noise``); needs no space, writes nothing.
 
 ``space_file=<path.yaml>`` may replace ``+space=`` to use a space YAML outside conf/space.
 Writes nowhere but ``results_dir``.
@@ -220,9 +222,13 @@ def main(argv: Sequence[str]) -> int:
     command, overrides = argv[0], argv[1:]
     cfg = compose("lut", overrides)
     if command == "noise":
-        from .noise import host_noise, verdict
+        from .noise import host_noise, sweep, verdict
 
-        print(verdict(host_noise(str(cfg.latency.backend), float(cfg.seconds))))
+        backend = str(cfg.latency.backend)
+        found = host_noise(backend, float(cfg.seconds))
+        if int(cfg.sweep_blocks):
+            found.update(sweep(backend, int(cfg.sweep_blocks)))
+        print(verdict(found))
         return 0
     space = _space(cfg)
     model = latency_model(cfg.latency, cfg.results_dir)

@@ -56,6 +56,7 @@ class LutConfig(Settings):
     seed: int = integer(0, ge=0)
     set: str = choice("random", ("random", "references", "netadapt", "all"))
     seconds: float = number(60.0, gt=0)
+    sweep_blocks: int = integer(48, ge=0)
     latency: LatencySettings = field(default_factory=LatencySettings)
     space: Any = None
 

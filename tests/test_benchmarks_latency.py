@@ -76,7 +76,8 @@ def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_table
     path = tmp_path / "r.jsonl"
     ll.append_jsonl(path, {"kind": "note", "text": "shared host"})
     ll.append_jsonl(path, {"backend": "torch", "kind": "noise", "date": "2026-12-06 18:30", "seconds": 60, "load_before": 1.5,
-                     "windows": 40, "ratio_within_5": 0.55, "ratio_spread": 0.21})
+                     "windows": 40, "ratio_within_5": 0.55, "ratio_spread": 0.21, "sweep_blocks": 48,
+                     "sweep_retimed": 6, "sweep_share": 0.125})
     table = {"backend": "torch", "kind": "table", "table": 1, "name": "t.json", "build_s": 5.0, "model": 5,
              "call_weight": 0.5, "depthwise_ms": 0.13, "cold_ms": 0.2, "feature_ms": 0.8, "cache_bytes": 2 ** 25,
              "sums_ms": [1.2, 9.0, 3.0], "calls_ms": [0.1, 0.2, 0.1], "depthwise": [1, 1, 0],
@@ -100,6 +101,8 @@ def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_table
     assert text.count("Networks timed against both probes (format 4); MobileNetV3-Small ran at 0.432 of "
                       "MobileNetV3-Large over the build's network timings.") == 1  # the second table's line only
     assert "within ±5% in 55% of 40 windows (spread 21.0%" in text
+    assert ("; 6 of 48 blocks timed twice differed by more than 3% (12%: a build would be called busy over 10%)."
+            in text)
     assert "The host was noisier than the acceptance allows (55% of windows within ±5%, not >= 80%)" in text
     assert ("model 5: call weight 0.50, 0.130 ms per depthwise-first block, 0.200 ms per million weights read from "
             "memory (last-level cache 32 MiB), 0.800 ms per million feature-map elements") in text
@@ -143,13 +146,24 @@ def test_host_check_calls_a_host_noisy_when_five_probe_timings_spread_beyond_the
     assert not check["quiet"] and check["spread"] == pytest.approx((10.0 - 8.0) / 8.2, abs=1e-4)
 
 
+def test_host_check_calls_a_host_busy_when_the_sweep_would_time_blocks_again_though_the_probe_held(ll):
+    steady = iter([8.0, 8.1, 8.2, 8.0, 8.1] * 2)
+    ok = ll.host_check("onnxruntime", 0.05, timer=lambda: next(steady), sweep_blocks=10, time_entry=lambda e: 1.0)
+    assert ok["quiet"] and (ok["sweep_blocks"], ok["sweep_retimed"]) == (10, 0)
+    levels = iter([1.0] * 10 + [1.0] * 8 + [1.05] * 2)  # 2 of 10 blocks 5% slower in the second pass: 20% > 10%
+    busy = ll.host_check("onnxruntime", 0.05, timer=lambda: next(steady), sweep_blocks=10,
+                         time_entry=lambda e: next(levels))
+    assert not busy["quiet"] and busy["spread"] < 0.05 and (busy["sweep_retimed"], busy["sweep_share"]) == (2, 0.2)
+
+
 def test_host_noise_report_states_each_run(load_benchmark):
     hn = load_benchmark("host_noise")
     rec = {"date": "2026-11-26 10:54", "backend": "onnxruntime", "seconds": 60, "pairs": 4538, "window": 20,
            "load_before": 0.96, "large_p10_min_ms": 7.19, "large_p10_max_ms": 10.14, "large_spread": 0.35,
            "ratio_median": 0.3763, "ratio_spread": 0.304, "ratio_within_5": 0.64}
-    md = hn.report([rec])
-    assert "| 2026-11-26 10:54 | onnxruntime | 60 | 4538 | 20 | 0.96 | 7.19-10.14 (35%) | 0.3763 | 30.4% | 64% |" in md
+    md = hn.report([rec, {**rec, "sweep_blocks": 48, "sweep_retimed": 25, "sweep_share": 25 / 48}])
+    assert "| 2026-11-26 10:54 | onnxruntime | 60 | 4538 | 20 | 0.96 | 7.19-10.14 (35%) | 0.3763 | 30.4% | 64% | |\n" in md
+    assert "| 0.3763 | 30.4% | 64% | 25 of 48 (52%) |\n" in md
 
 
 def test_the_unit_study_shows_a_retry_skipping_a_slow_spell(load_benchmark):

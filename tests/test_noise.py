@@ -36,13 +36,39 @@ def test_the_verdict_turns_at_eighty_percent_of_windows():
     assert "only 7 pairs" in short and "seconds=" in short and not noise.quiet({**_record(1.0), "windows": 0})
 
 
+def test_the_sweep_samples_the_same_blocks_everywhere_and_counts_those_a_build_would_time_again():
+    keys = [e.key for e in noise.sweep_entries()]
+    assert len(keys) == len(set(keys)) == noise.SWEEP_BLOCKS and all(k.startswith("block_r") for k in keys)
+    assert keys[0] == "block_r112_i16_k3_e16_o16_s1_se0_RE" and keys == [e.key for e in noise.sweep_entries()]
+    assert len({e.key for e in noise.sweep_entries(n=4)}) == 4
+    # a build's test: the two fastest of an entry's timings within 3% of each other, else timed again
+    assert noise.retimed({"a": [1.0, 1.03], "b": [1.0, 1.031], "c": [1.2, 1.0, 1.01], "d": [1.1, 1.0]}) == 2
+
+
+def test_a_steady_machine_sweeps_quiet_and_one_that_jumps_between_speeds_does_not():
+    steady = noise.sweep(n=8, time_entry=lambda e: 1.0)
+    assert (steady["sweep_blocks"], steady["sweep_retimed"], steady["sweep_share"]) == (8, 0, 0.0)
+    levels = iter([1.0] * 8 + [1.08] * 8)  # the second pass runs 8% slower on every block: each would be timed again
+    jumpy = noise.sweep(n=8, time_entry=lambda e: next(levels))
+    assert (jumpy["sweep_retimed"], jumpy["sweep_share"]) == (8, 1.0)
+    assert noise.quiet({**_record(0.95), **steady}) and not noise.quiet({**_record(0.95), **jumpy})
+    busy = noise.verdict({**_record(0.95), **jumpy})
+    assert "8 of 8 blocks (100%) timed twice differ by more than 3%" in busy and "over 10% of blocks" in busy
+    assert "the ratio holds" not in busy and "too noisy" in busy
+    one_in_ten = {**_record(0.95), "sweep_blocks": 10, "sweep_retimed": 1, "sweep_share": 0.1}
+    assert noise.quiet(one_in_ten) and not noise.quiet({**one_in_ten, "sweep_retimed": 2, "sweep_share": 0.2})
+
+
 def test_the_command_times_the_host_and_says_what_it_found(cli):
-    done = cli("measure.lut", "noise", "seconds=3")
+    done = cli("measure.lut", "noise", "seconds=3", "sweep_blocks=4")
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip().splitlines()[-1]
     assert re.match(r"host noise \(onnxruntime, 3 s, \d+ windows of 20 pairs, load [\d.]+\): the machine's speed "
-                    r"moved [\d.]+%; the V3-Small/V3-Large ratio is within ±5% in \d+% of windows", line), line
+                    r"moved [\d.]+%; the V3-Small/V3-Large ratio is within ±5% in \d+% of windows \(spread [\d.]+%\); "
+                    r"\d of 4 blocks \(\d+%\) timed twice differ by more than 3%", line), line
     assert line.endswith(("to ±5%", "check again"))
+    skipped = cli("measure.lut", "noise", "seconds=1", "sweep_blocks=0")
+    assert skipped.returncode == 0 and "blocks" not in skipped.stdout
 
 
 def test_the_command_refuses_a_bad_duration(cli):

@@ -30,7 +30,9 @@ Appends one JSON line per finished piece to ``benchmarks/latency_lut/latency_lut
         [--tables 2] [--noise-seconds 60] [--note "what the host was doing"] ...  (--help for the rest)
 
 Before a backend is timed, five probe timings (MobileNetV3-Large) must spread by <= ``--max-spread``
-((max-min)/median): on a noisier host the run stops with exit 2 (``--force`` times anyway).
+((max-min)/median), and at most 10% of ``--sweep-blocks`` blocks timed twice may differ by more than 3%
+(``measure.noise.sweep``: what a build calls busy): on a noisier host the run stops with exit 2 (``--force``
+times anyway).
 
 The tables live in ``--results-dir`` and resume there (a killed build keeps its timings); a finished
 validation run of a set is kept in the JSON lines and not redone.
@@ -115,14 +117,21 @@ def repeat_in_processes(results_dir: str, backend: str, k: int, passes: int = 2)
     return out
 
 
-def host_check(backend: str, limit: float, n: int = 5, timer=None) -> dict:
+def host_check(backend: str, limit: float, n: int = 5, timer=None, sweep_blocks: int = 0, time_entry=None) -> dict:
     """Five timings of the probe network before anything else: their spread says whether the host is quiet
-    enough for a benchmark whose targets are +-5% (neighbours of a VM slow it in bursts no probe can follow)."""
+    enough for a benchmark whose targets are +-5% (neighbours of a VM slow it in bursts no probe can follow).
+    With ``sweep_blocks``, ``measure.noise.sweep`` too: over ``calibration.RETIMED`` of those blocks disagreeing
+    with themselves, the build would be called busy (session 24: the 5 timings spread 2-4% while 31-46% of
+    the build's entries were timed again)."""
     from measure import SpeedProbe
+    from measure.calibration import RETIMED
+    from measure.noise import sweep
 
     probe = SpeedProbe(backend=backend, threads=1, input_size=224, batch=1, channels_last=False, timer=timer)
     ref = probe.reference(n)
-    return {**ref, "quiet": ref["spread"] <= limit}
+    found = sweep(backend, sweep_blocks, time_entry=time_entry) if sweep_blocks else {}
+    busy = bool(found) and found["sweep_share"] > RETIMED
+    return {**ref, **found, "quiet": ref["spread"] <= limit and not busy}
 
 
 def cv(values: list[float]) -> float:
@@ -164,9 +173,10 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
     done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read_jsonl(results)}
     if noise_seconds > 0 and (backend, "noise", None, None, None) not in done:
         from measure import host_noise  # the floor no table can beat on this host, now
+        from measure.noise import sweep
 
         append_jsonl(results, {"backend": backend, "kind": "noise", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-                               **host_noise(backend, noise_seconds, 20)})
+                               **host_noise(backend, noise_seconds, 20), **sweep(backend)})
     table, record = build_table(backend, results_dir, spaces=[] if calibration_only else spaces, passes=passes)
     if (backend, "table", None, None, 1) not in done:
         append_jsonl(results, record)
@@ -223,7 +233,9 @@ def section(backend: str, records: list[dict]) -> list[str]:
         lines += [f"Host noise before it (`host_noise.py`'s measurement, {r['date']} UTC, {r['seconds']:.0f} s, load "
                   f"{r['load_before']:.2f}): Small/Large p10 ratio within ±5% in {r['ratio_within_5']:.0%} of "
                   f"{r['windows']} windows (spread {r['ratio_spread']:.1%}; the acceptance asks >= 80% before a run "
-                  "counts).", ""]
+                  "counts)" + (f"; {r['sweep_retimed']} of {r['sweep_blocks']} blocks timed twice differed by more "
+                               f"than 3% ({r['sweep_share']:.0%}: a build would be called busy over 10%)"
+                               if r.get("sweep_blocks") else "") + ".", ""]
     noisy = [r for r in mine if r["kind"] == "noise" and not r["ratio_within_5"] >= 0.8]
     if noisy:
         lines += [f"The host was noisier than the acceptance allows ({noisy[-1]['ratio_within_5']:.0%} of windows "
@@ -379,6 +391,8 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--max-spread", type=float, default=0.05,
                    help="refuse to time when 5 probe timings at the start spread more than this ((max-min)/median)")
+    p.add_argument("--sweep-blocks", type=int, default=48,
+                   help="and refuse when over 10%% of this many blocks timed twice differ by more than 3%% (0: skip)")
     p.add_argument("--force", action="store_true", help="time even on a noisy host (the report shows the spread)")
     args = p.parse_args()
     out = args.out_dir / args.out
@@ -387,11 +401,14 @@ def main() -> None:
         append_jsonl(results, {"kind": "note", "text": args.note})
     if not args.report_only:
         for backend in args.backends:
-            check = host_check(backend, args.max_spread)
-            print(f"{backend}: five probe timings {check['timings']} ms, spread {check['spread']:.1%}")
+            check = host_check(backend, args.max_spread, sweep_blocks=args.sweep_blocks)
+            swept = (f"; {check['sweep_retimed']} of {check['sweep_blocks']} blocks timed twice differ by more than 3%"
+                     if args.sweep_blocks else "")
+            print(f"{backend}: five probe timings {check['timings']} ms, spread {check['spread']:.1%}{swept}")
             if not check["quiet"] and not args.force:
-                print(f"error: the host is too noisy to validate a table to +-5% (probe spread {check['spread']:.0%} > "
-                      f"{args.max_spread:.0%}): rerun when it is quiet, or pass --force", file=sys.stderr)
+                print(f"error: the host is too noisy to validate a table to +-5% (probe spread {check['spread']:.0%}, "
+                      f"limit {args.max_spread:.0%}{swept}, limit 10%): rerun when it is quiet, or pass --force",
+                      file=sys.stderr)
                 raise SystemExit(2)
             bench(backend, args.results_dir, args.n, args.repeat, results, args.tables, args.netadapt_per_start,
                   args.noise_seconds, args.spaces, args.passes, args.calibration_only)
