@@ -234,3 +234,40 @@ def test_size_probe_compares_each_conversion_over_every_two_runs(load_benchmark)
     assert "| interpolated | random v3_small | 0.0% | 0.0% | 100% |" in md
     assert "lower than by the large probe alone for 1 of 1 networks (one-sided sign test p = 0.500): no difference" in md
     assert sp.report(runs[:1]).count("##") == 0  # one run compares nothing
+
+
+def _pairing_passes(speeds, session="s", extra=None):
+    """Two blocks (0.1 and 0.3 ms at speed 1) on a machine whose speed moves as a whole: as timed, each carries
+    the pass's speed; paired with the reference (0.12 ms at speed 1), its ratio does not; the probe (5 ms) moves
+    with the machine too. ``extra``: per pass, a factor on block b's as-timed p10 alone (what pairing cannot see)."""
+    rows = []
+    for i, s in enumerate(speeds):
+        b = (extra or [1.0] * len(speeds))[i]
+        rows.append({"session": session, "backend": "onnxruntime", "pass": i, "date": f"2026-12-07 17:{i:02d}",
+                     "probe_ms": [5.0 * s, 5.0 * s],
+                     "blocks": {"a": {"p10": 0.1 * s, "ratio": 0.1 / 0.12, "ref_ms": 0.12 * s},
+                                "b": {"p10": 0.3 * s * b, "ratio": 0.3 * b / 0.12, "ref_ms": 0.12 * s}}})
+    return rows
+
+
+def test_block_pairing_sees_a_drifting_machine_in_blocks_as_timed_and_not_in_their_ratio(load_benchmark):
+    import importlib
+
+    load_benchmark("latency_lut")
+    bp = importlib.import_module("benchmarks.latency_lut.block_pairing")
+    # 3 builds of 2 passes; the machine runs 8% slower in the second pass of each build, and 5% slower in build 2
+    passes = _pairing_passes([1.0, 1.08, 1.05, 1.05 * 1.08, 1.0, 1.08])
+    s = bp.summary(passes, per=2)
+    assert s["as timed"]["again"] == [1.0, 1.0, 1.0]  # both blocks' passes 8% apart in every build
+    assert s["paired"]["again"] == [0.0, 0.0, 0.0] and s["in the probe's unit"]["again"] == [0.0, 0.0, 0.0]
+    assert s["as timed"]["sd"]["a"] == pytest.approx(bp.rel_sd([1.0, 1.05, 1.0]))
+    assert s["paired"]["sd"] == {"a": pytest.approx(0.0, abs=1e-12), "b": pytest.approx(0.0, abs=1e-12)}
+    text = bp.report(passes, per=2)
+    assert "| as timed | 100% (100%-100%) | 2.32% | 2.32% |" in text
+    assert "| paired | 0% (0%-0%) | 0.00% | 0.00% |" in text
+    assert "paired against as timed: lower for 2 of 2 blocks (p = 0.25): no difference shown" in text
+    # block b alone slows by 4% in one pass (not the machine): pairing times it again, as it should
+    one = bp.summary(_pairing_passes([1.0] * 4, extra=[1.0, 1.04, 1.0, 1.0]), per=2)
+    assert one["paired"]["again"] == [0.5, 0.0] and one["as timed"]["again"] == [0.5, 0.0]
+    assert bp.verdict(0, 8).endswith("shown higher") and bp.verdict(8, 8).endswith("shown lower")
+    assert bp.verdict(0, 0).startswith("not judged")
