@@ -9,7 +9,7 @@ from .errors import MeasureError
 __all__ = [
     "arch_entries", "BACKENDS", "block_entry", "calibration_summary", "build_table", "cached_program",
     "compare_table", "Costs", "costs", "count_macs", "count_params", "export_onnx", "full_set", "host_noise", "Latency",
-    "is_network",
+    "host_sweep", "is_network",
     "latency_model", "LatencyModel", "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError",
     "network_entry", "open_target", "ort_runner", "runner_runtime", "space_entries", "scale_heldout", "SpeedProbe",
     "size_weight", "tercile_bias", "count_activations", "time_callable", "time_paired", "time_runner", "traced_macs",
@@ -40,6 +40,7 @@ _LAZY = {
     "calibration_summary": "measure.calibration:summary",
     "scale_heldout": "measure.calibration",
     "host_noise": "measure.noise",
+    "host_sweep": "measure.noise:sweep",
     "arch_entries": "measure.entries",
     "block_entry": "measure.entries",
     "network_entry": "measure.entries",

@@ -121,15 +121,14 @@ def sweep(backend: str = "onnxruntime", n: int = SWEEP_BLOCKS, passes: int = 2, 
             timings[e.key].append(time_entry(e))
     again = retimed(timings)
     return {"sweep_blocks": len(entries), "sweep_retimed": again, "sweep_share": again / len(entries),
-            "sweep_seconds": round(time.monotonic() - start, 1)}
+            "sweep_busy": again > calib.RETIMED * len(entries), "sweep_seconds": round(time.monotonic() - start, 1)}
 
 
 def quiet(r: dict) -> bool:
     """Whether a ±5% validation on this host would measure the table rather than the host: the two networks' ratio
     holds in ``QUIET_SHARE`` of windows, and (when the sweep ran) a build would time at most ``calibration.RETIMED``
     of its entries again."""
-    busy = r.get("sweep_share") is not None and r["sweep_share"] > calib.RETIMED
-    return r["windows"] > 0 and r["ratio_within_5"] >= QUIET_SHARE and not busy
+    return r["windows"] > 0 and r["ratio_within_5"] >= QUIET_SHARE and not r.get("sweep_busy", False)
 
 
 def verdict(r: dict) -> str:
@@ -148,7 +147,7 @@ def verdict(r: dict) -> str:
     why = []
     if r["ratio_within_5"] < QUIET_SHARE:
         why.append(f"the ratio holds in under {QUIET_SHARE:.0%} of windows")
-    if r.get("sweep_share") is not None and r["sweep_share"] > calib.RETIMED:
+    if r.get("sweep_busy"):
         why.append(f"over {calib.RETIMED:.0%} of blocks would be timed again, and the build called busy")
     return (head + f": too noisy ({' and '.join(why)}): a ±5% validation here measures the host, not the table; "
             "stop other jobs or pin the timing to an idle core (taskset -c <core>) and check again")

@@ -49,11 +49,32 @@ PINNED_FIT = {"top1": 0.08333333333333333, "loss": 2.293323516845703, "train_los
 PINNED_SUPERNET = {"top1": 0.3125, "test_top1": 0.1875, "loss": 1.4612619876861572, "checksum": 16788.611535044154}
 
 
+def assert_reproduces(got: dict, pinned: dict) -> None:
+    """``got`` matches figures recorded on another machine. Not bit for bit: oneDNN picks its kernels by the CPU
+    (a VM with AMX and AVX-512 trained the same seeded 8 steps to loss 2.2713 where 2.2933 was recorded, checksum
+    8556.59 against 8559.16), so within what such kernels move: losses by 0.05, accuracies by 0.05 (3 of 60
+    images), the weights' checksum by 0.1%. A changed default (learning rate, augmentation, batch order) moves
+    them further; bit-for-bit reproducibility is checked on one machine (``test_..._twice_bit_for_bit``)."""
+    assert got.keys() == pinned.keys()
+    for k, v in pinned.items():
+        tol = 1e-3 * abs(v) if k == "checksum" else 0.05
+        assert abs(got[k] - v) <= tol, (k, got[k], v)
+
+
 def test_defaults_reproduce_the_seeded_results_recorded_before_the_device_path(cluttered):
     model = v3_small()
     r = fit(model, cluttered, TrainConfig(steps=8, batch_size=32, device="cpu", bn_recal_batches=3))
     got = {"top1": r.top1, "loss": r.loss, "train_loss": r.train_loss, "checksum": checksum(model)}
-    assert got == PINNED_FIT
+    assert_reproduces(got, PINNED_FIT)
+
+
+def test_defaults_train_twice_bit_for_bit(cluttered):
+    runs = []
+    for _ in range(2):
+        model = v3_small()
+        r = fit(model, cluttered, TrainConfig(steps=8, batch_size=32, device="cpu", bn_recal_batches=3))
+        runs.append((r.top1, r.loss, r.train_loss, checksum(model)))
+    assert runs[0] == runs[1]
 
 
 def test_supernet_defaults_reproduce_the_seeded_results_recorded_before_the_device_path():
@@ -69,7 +90,7 @@ def test_supernet_defaults_reproduce_the_seeded_results_recorded_before_the_devi
         est.prepare()
         a = est(space.sample(3))
         got = {"top1": a.top1, "test_top1": a.test_top1, "loss": a.loss, "checksum": checksum(est.net)}
-    assert got == PINNED_SUPERNET
+    assert_reproduces(got, PINNED_SUPERNET)
 
 
 def test_device_batches_are_the_items_of_the_dataset_stacked(cluttered):

@@ -8,9 +8,11 @@
 # /tmp/bneck-latency): run it again with the same options on the same machine and it resumes where the budget
 # stopped it (the acceptance's --n 50 takes more than one run). Tables are built on the calibration set and fill the
 # validated networks' entries as they predict them (latency_lut.py --calibration-only): building every entry
-# of both spaces first would take most of the budget.
+# of both spaces first would take most of the budget. Beside them, on two more idle cores, benchmarks/latency_lut/
+# block_pairing.py for onnxruntime and torch (--pairing seconds, 0: skip): whether timing blocks paired with a
+# reference block, shown steadier on this project's busy VM, holds on a quiet host too; block_pairing.{jsonl,md}.
 #
-#   OUT=/tmp/out benchmarks/device/latency.sh [--n 20] [--noise-seconds 30] [--tables 2] [--budget 400]
+#   OUT=/tmp/out benchmarks/device/latency.sh [--n 20] [--noise-seconds 30] [--tables 2] [--budget 400] [--pairing 300]
 #   OUT=/tmp/out benchmarks/device/latency.sh --n 2 --noise-seconds 5 --tables 1 --per-start 1 --repeat 1 \
 #       --passes 1 --spaces v3_small   # tiny, anywhere (BNECK_CALIBRATION_SET=quick makes it tinier)
 #
@@ -19,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-N=20 NOISE=30 TABLES=2 PER_START=5 REPEAT=5 BUDGET=400 BACKENDS="" PASSES=2 SPACES=""
+N=20 NOISE=30 TABLES=2 PER_START=5 REPEAT=5 BUDGET=400 BACKENDS="" PASSES=2 SPACES="" PAIRING=300
 while [ $# -gt 0 ]; do
   case "$1" in
     --n) N=$2; shift 2 ;;
@@ -31,7 +33,8 @@ while [ $# -gt 0 ]; do
     --backends) BACKENDS=$2; shift 2 ;;
     --passes) PASSES=$2; shift 2 ;;
     --spaces) SPACES=$2; shift 2 ;;
-    *) echo "error: unknown option $1: use --n, --noise-seconds, --tables, --per-start, --repeat, --budget, --backends, --passes, --spaces" >&2
+    --pairing) PAIRING=$2; shift 2 ;;
+    *) echo "error: unknown option $1: use --n, --noise-seconds, --tables, --per-start, --repeat, --budget, --backends, --passes, --spaces, --pairing" >&2
        exit 2 ;;
   esac
 done
@@ -97,11 +100,31 @@ for backend in $BACKENDS; do
     >"$OUT/latency_$backend.log" 2>&1 &
   pids+=($!)
 done
+# -- block pairing beside them, one backend per further core (each writes its own folder: lines are long) -----------
+ppids=()
+if [ "$PAIRING" != 0 ]; then
+  for backend in onnxruntime torch; do
+    core=${CORES[$((i % ${#CORES[@]}))]}
+    i=$((i + 1))
+    mkdir -p "$WORK/pairing_$backend"
+    echo "block pairing ($backend) on core $core -> $OUT/pairing_$backend.log"
+    timeout --signal=INT "$BUDGET" taskset -c "$core" $PY -m benchmarks.latency_lut.block_pairing --backend "$backend" \
+      --seconds "$PAIRING" --out-dir "$WORK/pairing_$backend" >"$OUT/pairing_$backend.log" 2>&1 &
+    ppids+=($!)
+  done
+fi
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+for pid in "${ppids[@]}"; do wait "$pid" || true; done
+if [ "$PAIRING" != 0 ]; then
+  cat "$WORK"/pairing_*/block_pairing.jsonl >"$OUT/block_pairing.jsonl" 2>/dev/null || true
+  $PY -m benchmarks.latency_lut.block_pairing --seconds 0 --out-dir "$OUT" >/dev/null || true
+fi
 
 # -- one report from every backend's lines ------------------------------------------------------------------
 cat "$WORK"/latency_lut_*.jsonl >"$OUT/latency_lut.jsonl" 2>/dev/null || true
 $PY -m benchmarks.latency_lut.latency_lut --report-only --out-dir "$OUT" >/dev/null
-echo "wrote $OUT/latency_lut.md, $OUT/latency_lut.jsonl, $OUT/host_noise.md; exit status of the slowest backend: $status"
+paired=""
+[ "$PAIRING" != 0 ] && paired=", $OUT/block_pairing.md"
+echo "wrote $OUT/latency_lut.md, $OUT/latency_lut.jsonl, $OUT/host_noise.md$paired; exit status of the slowest backend: $status"
 exit "$status"

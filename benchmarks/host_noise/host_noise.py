@@ -20,8 +20,7 @@ from benchmarks.common import append_jsonl, read_jsonl
 from core import quiet_warnings
 
 quiet_warnings()
-from measure import host_noise  # noqa: E402
-from measure.noise import sweep  # noqa: E402
+from measure import host_noise, host_sweep  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     record = {"date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), **host_noise(args.backend, args.seconds, args.window)}
     if args.sweep_blocks:
-        record.update(sweep(args.backend, args.sweep_blocks))
+        record.update(host_sweep(args.backend, args.sweep_blocks))
     jsonl = args.out / "host_noise.jsonl"
     append_jsonl(jsonl, record)
     (args.out / "host_noise.md").write_text(report(read_jsonl(jsonl)))

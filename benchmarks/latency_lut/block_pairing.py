@@ -49,7 +49,7 @@ CONFIRM = 0.03  # measure.table.CONFIRM
 
 def sample(n: int, seed: int = 25) -> list:
     """``n`` blocks of the built-in spaces (seeded), the reference left out."""
-    from measure.entries import space_entries
+    from measure import space_entries
     from space import SearchSpace, available_spaces
 
     blocks = {e.key: e for name in available_spaces() for e in space_entries(SearchSpace.load(name), 224)
@@ -60,7 +60,7 @@ def sample(n: int, seed: int = 25) -> list:
 
 
 def reference_entry():
-    from measure.entries import arch_entries
+    from measure import arch_entries
     from space import V3_LARGE
 
     return next(e for e in arch_entries(V3_LARGE, 224) if e.key == REFERENCE)

@@ -123,15 +123,12 @@ def host_check(backend: str, limit: float, n: int = 5, timer=None, sweep_blocks:
     With ``sweep_blocks``, ``measure.noise.sweep`` too: over ``calibration.RETIMED`` of those blocks disagreeing
     with themselves, the build would be called busy (session 24: the 5 timings spread 2-4% while 31-46% of
     the build's entries were timed again)."""
-    from measure import SpeedProbe
-    from measure.calibration import RETIMED
-    from measure.noise import sweep
+    from measure import SpeedProbe, host_sweep
 
     probe = SpeedProbe(backend=backend, threads=1, input_size=224, batch=1, channels_last=False, timer=timer)
     ref = probe.reference(n)
-    found = sweep(backend, sweep_blocks, time_entry=time_entry) if sweep_blocks else {}
-    busy = bool(found) and found["sweep_share"] > RETIMED
-    return {**ref, **found, "quiet": ref["spread"] <= limit and not busy}
+    found = host_sweep(backend, sweep_blocks, time_entry=time_entry) if sweep_blocks else {}
+    return {**ref, **found, "quiet": ref["spread"] <= limit and not found.get("sweep_busy", False)}
 
 
 def cv(values: list[float]) -> float:
@@ -172,11 +169,10 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
     second table not yet in ``results``: one JSON line per finished piece, so a killed run resumes."""
     done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read_jsonl(results)}
     if noise_seconds > 0 and (backend, "noise", None, None, None) not in done:
-        from measure import host_noise  # the floor no table can beat on this host, now
-        from measure.noise import sweep
+        from measure import host_noise, host_sweep  # the floor no table can beat on this host, now
 
         append_jsonl(results, {"backend": backend, "kind": "noise", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-                               **host_noise(backend, noise_seconds, 20), **sweep(backend)})
+                               **host_noise(backend, noise_seconds, 20), **host_sweep(backend)})
     table, record = build_table(backend, results_dir, spaces=[] if calibration_only else spaces, passes=passes)
     if (backend, "table", None, None, 1) not in done:
         append_jsonl(results, record)
