@@ -30,6 +30,14 @@ def write_report(path: Path, text: str) -> str:
     return text
 
 
+def by_session(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """A benchmark's records grouped by ``(session, backend)``, in the order they were appended."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        out.setdefault((r["session"], r["backend"]), []).append(r)
+    return out
+
+
 def na(v, spec: str = ".1f") -> str:
     """``v`` formatted, or "n/a" for a missing or non-finite figure."""
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)

@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import append_jsonl, read_jsonl, write_report
+from benchmarks.common import append_jsonl, by_session, read_jsonl, write_report
 from benchmarks.latency_lut.probe_protocol import quantile, sign_p
 from core import quiet_warnings
 
@@ -140,10 +140,7 @@ def report(records: list[dict], per: int) -> str:
              "passes make a build. *Timed again*: the share of blocks whose two fastest passes in a build differ by "
              "more than 3% (over 10%, `measure.lut build` calls the machine busy); *between builds*: each block's "
              "fastest pass per build, its sd over builds relative to its mean.", ""]
-    sessions: dict[tuple, list[dict]] = {}
-    for r in records:
-        sessions.setdefault((r["session"], r["backend"]), []).append(r)
-    for (session, backend), passes in sessions.items():
+    for (session, backend), passes in by_session(records).items():
         s = summary(passes, per)
         n_builds = len(s["as timed"]["again"])
         lines += [f"## {backend}, session {session}", "",

@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import append_jsonl, read_jsonl, write_report
+from benchmarks.common import append_jsonl, by_session, read_jsonl, write_report
 from benchmarks.latency_lut.probe_protocol import quantile, sign, sign_p
 from core import quiet_warnings
 
@@ -98,10 +98,7 @@ def report(records: list[dict]) -> str:
              "`python -m benchmarks.latency_lut.size_probe` (module docstring): the same seeded random networks timed "
              "paired with MobileNetV3-Large and with MobileNetV3-Small, once per run, each run a fresh process; "
              "|change| is |run j / run i - 1| over every two runs of a session, per network.", ""]
-    sessions: dict[tuple, list[dict]] = {}
-    for r in records:
-        sessions.setdefault((r["session"], r["backend"]), []).append(r)
-    for (session, backend), runs in sessions.items():
+    for (session, backend), runs in by_session(records).items():
         if len(runs) < 2:
             continue
         kinds = [row["space"] for row in runs[0]["rows"]]
