@@ -7,7 +7,8 @@ from core.lazy import lazy_getattr
 from .errors import MeasureError
 
 __all__ = [
-    "arch_entries", "BACKENDS", "block_entry", "calibration_summary", "build_table", "cached_program",
+    "arch_entries", "BACKENDS", "block_entry", "block_reference", "calibration_summary", "build_table",
+    "cached_program",
     "compare_table", "Costs", "costs", "count_macs", "count_params", "export_onnx", "full_set", "host_noise", "Latency",
     "host_sweep", "is_network",
     "latency_model", "LatencyModel", "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError",
@@ -57,6 +58,7 @@ _LAZY = {
     "tercile_bias": "measure.lut",
     "cached_program": "measure.executorch",
     "SpeedProbe": "measure.probe",
+    "block_reference": "measure.probe",
     "open_target": "measure.remote",
     "ort_runner": "measure.onnx",
     "runner_runtime": "measure.runner:runtime",

@@ -11,9 +11,11 @@ probe can remove: the floor of a validation on this host, whatever the table.
 The ratio can hold while the machine is still too busy to build a table: its speed jumps between levels
 within seconds (issue 27: one block's p10 per second moved -8% to +7%, in steps of about 3%), both networks
 jump together, and a table's entries, timed one after another, each land on some level. So the check also
-does what a build does, on a fixed sample of blocks (``sweep``): two shuffled passes, and the share of blocks
-whose two fastest timings differ by more than ``measure.table.CONFIRM``, the entries a build would time
-again. Quiet builds here timed 1-4% of their entries again, busy ones 21-62%, on days when the ratio passed.
+does what a build does, on a fixed sample of blocks (``sweep``): two shuffled passes, each block timed paired with
+the reference block (``measure.probe.BLOCK``, table format 5), and the share of blocks whose two ratios differ by
+more than ``measure.table.CONFIRM``, the entries a build would time again. Timed alone (format 4), quiet builds here
+timed 1-4% of their entries again and busy ones 21-62%, on days when the ratio passed; paired, a busy host's
+onnxruntime blocks 6% (benchmarks/latency_lut/block_pairing.md).
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from space import V3_LARGE, V3_SMALL, scale_width
 
 from . import calibration as calib
 from .entries import Entry, arch_entries
-from .latency import make_runner, measure_latency
+from .latency import make_runner, time_paired
+from .probe import SpeedProbe
 from .table import CONFIRM
 
 WINDOW = 20  # pairs per window: about one probe timing's worth
@@ -106,12 +109,18 @@ def retimed(timings: dict[str, list[float]], confirm: float = CONFIRM) -> int:
 
 
 def sweep(backend: str = "onnxruntime", n: int = SWEEP_BLOCKS, passes: int = 2, time_entry=None) -> dict:
-    """Time ``sweep_entries`` in ``passes`` shuffled passes with the table's protocol (``measure_latency``, each
-    entry exported afresh, as a build does) and count the entries a build would time again (module note).
-    ``time_entry(entry) -> ms`` replaces the timing (tests)."""
+    """Time ``sweep_entries`` in ``passes`` shuffled passes as a build does (each entry exported afresh and timed
+    paired with the reference block: its ratio to it) and count the entries a build would time again (module note).
+    ``time_entry(entry) -> figure`` replaces the timing (tests)."""
     entries = sweep_entries(n=n)
-    time_entry = time_entry or (lambda e: measure_latency(e.build(), backend=backend, threads=1,
-                                                          input_shape=e.input_shape(1)).p10_ms)
+    if time_entry is None:
+        reference = SpeedProbe(backend=backend, threads=1, input_size=224, batch=1, channels_last=False).block_runner()
+
+        def time_entry(e: Entry) -> float:
+            run = make_runner(e.build(), backend=backend, shape=e.input_shape(1), threads=1)
+            lat, ref_ms, _ = time_paired(run, reference, backend=backend, warmup=10)
+            return lat.p10_ms / ref_ms
+
     timings: dict[str, list[float]] = {e.key: [] for e in entries}
     start = time.monotonic()
     for p in range(passes):

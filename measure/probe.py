@@ -6,9 +6,12 @@ table's *unit* (``measure.table``): on this shared VM a network's own timing mov
 built half an hour apart where its ratio to the probe moved 1%, since both feel the same memory traffic
 of other tenants. The unit starts as the median of ``REFERENCE_TIMINGS`` probe timings taken when the
 table is started, with their spread kept beside it, and is settled by the first calibration on every
-probe timing of the build (the probe is timed between entries whenever it is due). Block entries are
-not converted: a block that fits in cache does not feel that traffic, and the probe's drift put 2.6%
-of offset into them where their own timings moved 0.1% (format 2 converted them; issue 27).
+probe timing of the build (the probe is timed between entries whenever it is due). Block entries are not
+converted by it: a block that fits in cache does not feel that traffic, and the probe's drift put 2.6% of
+offset into them (format 2 converted them; issue 27). They are timed paired with a fixed block instead
+(``BLOCK``, format 5): the machine's speed jumps as a whole within seconds (one block's p10 per second
+-8% to +7%, two blocks timed in turn correlated 0.95), which moves a block timed alone 3% between
+builds and a block's ratio to the reference block 0.6% (benchmarks/latency_lut/block_pairing.md).
 """
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from space import V3_LARGE, V3_SMALL
+from space import V3_LARGE, V3_SMALL, BlockSpec
 
+from .entries import Entry, block_entry
 from .latency import make_runner, time_runner
 
 PROBE = "v3_large"
@@ -37,6 +41,14 @@ QUIET_SPREAD = 0.05
 # runs of benchmarks/latency_lut/probe_protocol.md (p 0.035, looked at after 3, 4 and 8 runs, so weaker than it reads);
 # timing networks paired with the probe did better in 5 of 5 by more, and is the change to make next.
 REPEATS = 20
+# The block every other entry (stem, block, head, empty graph) is timed against: a block of MobileNetV3-Large,
+# cache-resident, about 0.1 ms on this VM; the same at every input size (a table's blocks are compared with it).
+def block_reference() -> Entry:
+    """The reference block (``BLOCK``) as an entry of the table."""
+    return block_entry(80, 14, BlockSpec(3, 200, 80, False, "HS", 1))
+
+
+BLOCK = block_reference().key  # block_r14_i80_k3_e200_o80_s1_se0_HS
 
 
 def reference(timings: Sequence[float]) -> dict:
@@ -59,7 +71,7 @@ class SpeedProbe:
         self.shape = (batch, 3, input_size, input_size)
         self.channels_last, self.interval_s, self.repeats = channels_last, interval_s, repeats
         self._clock, self._timer = clock, timer
-        self._run = self._small = None
+        self._run = self._small = self._block = None
         self._last = -float("inf")
 
     def time(self) -> float:
@@ -94,6 +106,17 @@ class SpeedProbe:
         if self._small is None:
             self._small = make_runner(V3_SMALL, shape=self.shape, channels_last=self.channels_last, **self.options)
         return self._small
+
+    def block_runner(self):
+        """The reference block's runner (``BLOCK``, at the table's batch and layout), built and warmed once:
+        every entry but a whole network is timed against it (``measure.runner.paired_timing``)."""
+        if self._block is None:
+            entry = block_reference()
+            self._block = make_runner(entry.build(), shape=entry.input_shape(self.shape[0]),
+                                      channels_last=self.channels_last, name=f"the reference block {BLOCK}",
+                                      **self.options)
+            time_runner(self._block, warmup=30, repeats=3, max_rounds=1, **self.options)
+        return self._block
 
     def _time_probe(self) -> float:
         first = self._run is None

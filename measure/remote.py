@@ -33,6 +33,7 @@ from .address import check_python, parse_target
 from .entries import Entry, is_network
 from .errors import MeasureError
 from .latency import Latency
+from .probe import block_reference
 
 BATCH = 64  # entries per ssh call: ~1-2 s of connection, interpreter and probe set-up against tens of seconds
 MAX_BATCH_BYTES = 256 << 20
@@ -68,7 +69,7 @@ class RemoteTarget:
         self.url, self.python, self.backend = url, python, backend
         self.user, self.host, self.port = user, host, port
         self._hello: dict | None = None
-        self._probe: dict[tuple, tuple[str, bytes]] = {}  # probe programs per (shape, small): exported once per process
+        self._probe: dict[tuple, tuple[str, bytes]] = {}  # probe programs per (shape, which): exported once per process
 
     @property
     def login(self) -> str:
@@ -128,41 +129,49 @@ class RemoteTarget:
         probe = {"sha256": probe_digest}
         if reference or table.reference is None or any(it["paired"] for it in items):  # networks (and a new unit)
             # are timed against the small probe too
-            small_digest, small_data = self._probe_program(shape, small=True)
+            small_digest, small_data = self._probe_program(shape, "small")
             programs[small_digest] = small_data
             probe["small"] = small_digest
+        if not all(it["paired"] for it in items):  # every other entry is timed against the reference block
+            block_shape = block_reference().input_shape(table.batch)
+            block_digest, block_data = self._probe_program(block_shape, "block")
+            programs[block_digest] = block_data
+            probe["block"] = {"sha256": block_digest, "shape": list(block_shape)}
         header = {"backend": self.backend, "threads": table.threads, "protocol": table.protocol,
                   "probe": {**probe, "shape": list(shape), "interval_s": INTERVAL_S,
                             "reference": REFERENCE_TIMINGS if (reference or table.reference is None) else 0,
                             "tries": REFERENCE_TRIES, "quiet": QUIET_SPREAD},
                   "items": [{k: v for k, v in it.items() if k != "entry"} for it in items]}
         by_key = {it["key"]: it["entry"] for it in items}
-        for event in self._call(header, programs, cache={probe_digest, probe.get("small")} - {None}):
+        cache = {probe_digest, probe.get("small"), (probe.get("block") or {}).get("sha256")} - {None}
+        for event in self._call(header, programs, cache=cache):
             kind = event["event"]
             if kind == "timed":
                 lat = Latency(event["median_ms"], event["spread_ms"], event["repeats"], self.backend, event["p10_ms"])
-                if "probe_ms" in event:  # a network, timed paired with the probe (and the small probe)
+                if event.get("block"):  # an entry, timed paired with the reference block
+                    yield "block", by_key[event["key"]], lat, event["probe_ms"]
+                elif "probe_ms" in event:  # a network, timed paired with the probe (and the small probe)
                     small = {"ratio": event["small_ratio"], "ms": event["small_ms"]} if "small_ratio" in event else None
                     yield "paired", by_key[event["key"]], lat, event["probe_ms"], small
-                else:
-                    yield "timed", by_key[event["key"]], lat
             elif kind == "probe":
                 yield "probe", event["ms"]
             elif kind == "reference":
                 yield "reference", event["timings"], event.get("small_large")
 
-    def _probe_program(self, shape: tuple, small: bool = False) -> tuple[str, bytes]:
-        """The probe (``measure.probe.PROBE``, or with ``small`` ``SMALL_PROBE``) with fixed weights, so its bytes,
-        and the target's cached copy, are the same in every run."""
-        if (shape, small) not in self._probe:
+    def _probe_program(self, shape: tuple, which: str = "large") -> tuple[str, bytes]:
+        """The probe (``measure.probe.PROBE``; ``small``: ``SMALL_PROBE``; ``block``: the reference block
+        ``BLOCK``) with fixed weights, so its bytes, and the target's cached copy, are the same in every run."""
+        if (shape, which) not in self._probe:
             from space import V3_LARGE, V3_SMALL, build_model
 
             with torch.random.fork_rng():
                 torch.manual_seed(0)
-                module = build_model(V3_SMALL if small else V3_LARGE)
-            data = self._export(module, shape, "the small speed probe" if small else "the speed probe")
-            self._probe[shape, small] = (hashlib.sha256(data).hexdigest(), data)
-        return self._probe[shape, small]
+                module = (block_reference().build() if which == "block"
+                          else build_model(V3_SMALL if which == "small" else V3_LARGE))
+            name = {"large": "the speed probe", "small": "the small speed probe", "block": "the reference block"}
+            data = self._export(module, shape, name[which])
+            self._probe[shape, which] = (hashlib.sha256(data).hexdigest(), data)
+        return self._probe[shape, which]
 
     def _export(self, module, shape, name: str) -> bytes:
         with torch.random.fork_rng():

@@ -31,7 +31,7 @@ import time
 
 PROTOCOL = 1
 PROBE_REPEATS = 20  # the probe is timed warm with few repeats: only its p10 counts (measure.probe.REPEATS)
-CACHED_PROGRAMS = 8  # probe programs kept on a target (one per input size, backend and exporter)
+CACHED_PROGRAMS = 12  # probe programs kept on a target (three per input size, backend and exporter)
 HEARTBEAT_S = 5.0
 
 
@@ -325,6 +325,10 @@ def _batch(header: dict, programs: dict, load, emit) -> None:
     threads, probe = header["threads"], header["probe"]
     probe_run = load(programs[probe["sha256"]], probe["shape"], threads)
     small_run = load(programs[probe["small"]], probe["shape"], threads) if probe.get("small") else None
+    block_run = None
+    if probe.get("block"):  # the reference block every other entry is timed against, warmed once
+        block_run = load(programs[probe["block"]["sha256"]], probe["block"]["shape"], threads)
+        time_callable(block_run, 30, 3, float("inf"), 1)
     first = [True]
 
     def probe_ms() -> float:
@@ -350,8 +354,8 @@ def _batch(header: dict, programs: dict, load, emit) -> None:
         if item.get("paired"):  # a whole network: in alternation with the probe (measure.table._measure_paired)
             timing = paired_timing(run, probe_run, header["protocol"]["warmup"], small=small_run)
             emit("timed", key=item["key"], **timing)
-        else:
-            emit("timed", key=item["key"], **time_callable(run, **header["protocol"]))
+        else:  # any other entry: in alternation with the reference block (measure.table._measure_block)
+            emit("timed", key=item["key"], block=True, **paired_timing(run, block_run, header["protocol"]["warmup"]))
         del run
         if time.monotonic() - last >= probe["interval_s"] or i == len(items) - 1:
             emit("probe", ms=probe_ms())

@@ -6,8 +6,8 @@ A network costs stem + blocks + head, each an *entry* keyed by everything that s
     block_r112_i16_k3_e64_o24_s2_se0_RE    input resolution and channels, kernel, expand, out, stride, SE, act
     head_r7_i160_l960_h1280_n1000          last conv, pool and classifier: in, last_conv, head, classes
 
-An entry is that part built alone (with the same ``space.model`` classes as the network) and timed
-with the ``measure_latency`` protocol on an input of its own shape. A prediction is the sum of a
+An entry is that part built alone (with the same ``space.model`` classes as the network) and timed on an input
+of its own shape, paired with a fixed reference block (below). A prediction is the sum of a
 network's entries corrected by the effects a part timed alone does not show (``measure.calibration``'s
 model: per-call cost, timed on empty graphs as ``call_r<side>_i<channels>`` entries, depthwise-first
 blocks, weights read from memory, eager feature maps), fitted on a fixed set of networks timed end to
@@ -26,7 +26,16 @@ taken this way cut the held-out rms error from 5.4% to 4.0%). Networks timed end
 ``validate``, ``latency=measured``) are confirmed the same way, so both sides of a comparison are the
 same statistic. Only the sweep that times an entry confirms it: an entry a table holds settled is
 never timed again (a record marks whether it is ``settled``, so a build killed before an entry was confirmed
-confirms it when resumed). An entry is stored as timed. Whole networks
+confirms it when resumed).
+
+Since format 5 every entry but a whole network is timed in alternation with a fixed reference block
+(``measure.probe.BLOCK``: 10 calls of one, 10 of the other, 8 times, ``measure.runner.paired_timing``) and
+stored as the median ratio of their p10s times the table's *block unit*, the reference block's p10 (the one
+beside the first entry timed, made the median beside every entry of the build by the first calibration, as
+the probe's unit is). This VM's speed moves as a whole within seconds, -8% to +7% around its median: an entry
+timed alone carries the speed of the seconds it was timed in (it moved 3% between builds, and a busy host's
+build timed half its entries again to confirm their fastest pass and was refused), its ratio to a block timed
+beside it 0.6% (6% of entries timed again; benchmarks/latency_lut/block_pairing.md). Whole networks
 (calibration and validation networks, ``net_...`` entries) are timed in alternation with a probe network
 (``measure.probe``: 10 calls of each, 8 times) and stored as the median ratio of the two times the
 table's *unit*, the probe's median latency over the build. Each is what this VM keeps steady
@@ -41,9 +50,8 @@ the small probe's ratio taken into the unit by the two probes' ratio over the bu
 settled with the unit). How fast a small network runs beside V3-Large swings with the host (eager torch:
 the probes' ratio 0.38-0.59 within minutes); converted this way, onnxruntime's small networks moved
 between runs half as much or less, torch's no difference shown (benchmarks/latency_lut/size_probe.md).
-Network timings of an older table, timed the other way (alone, or before format 4 against the large
-probe only), are dropped when it is read and timed again; a format-2 table's entries are turned back
-into their timings as timed (each pass kept its factor).
+Timings of an older table taken another way (entries timed alone, before format 5; networks timed alone,
+or before format 4 against the large probe only) are dropped when it is read and timed again.
 
 On disk: ``<results_dir>/lut/<machine>/<backend>_t<threads>_<input_size>.json`` (``b<batch>`` and
 ``cl`` appended when not batch 1 / NCHW). ``<machine>`` is ``$BNECK_MACHINE`` if set, else
@@ -73,16 +81,17 @@ from space import ArchSpec
 from . import calibration as calib
 from . import runner
 from .entries import Entry, arch_entries, call_entries, call_entry, is_network, network_entry
-from .latency import Latency, MeasureError, check_backend, check_statistic, make_runner, measure_latency, time_paired
-from .probe import PROBE, QUIET_SPREAD, REFERENCE_TIMINGS, REFERENCE_TRIES, SpeedProbe, reference
+from .latency import Latency, MeasureError, check_backend, check_statistic, make_runner, time_paired
+from .probe import BLOCK, PROBE, QUIET_SPREAD, REFERENCE_TIMINGS, REFERENCE_TRIES, SpeedProbe, reference
 from .probe import REPEATS as PROBE_REPEATS
 
-FORMAT = 4  # 4: networks converted by both probes (size_weight); 3: by the large probe alone (re-timed when read);
-# 2: entries converted too (migrated)
+FORMAT = 5  # 5: every entry timed paired, blocks with the reference block; before: blocks timed alone (timed again when
+# read); 3: networks converted by the large probe alone (timed again); 2: blocks converted by the probe
 CONFIRM = 0.03  # an entry's fastest timing stands once another pass lies within 3% of it (module note)
 MAX_PASSES = 4  # passes at most while it does not
 # how whole networks are timed (measure.runner.paired_timing) and converted (size_weight)
 PAIRED = "paired with each probe, 10 + 10 calls x 8, weighted by size"
+BLOCKS = f"paired with {BLOCK}, 10 + 10 calls x 8"  # how every other entry is timed and converted
 
 
 def machine_id() -> str:
@@ -178,19 +187,18 @@ class LatencyTable:
         except (OSError, json.JSONDecodeError) as e:
             raise MeasureError(f"latency table {self.path} is unreadable ({e}); delete it or pass another "
                                f"latency.table") from None
-        if data.get("format") not in (2, 3, FORMAT):
+        if data.get("format") not in (2, 3, 4, FORMAT):
             raise MeasureError(f"latency table {self.path} has format {data.get('format')}, this bneck reads "
                                f"{FORMAT}: delete it and rebuild with `python -m measure.lut build +space=<name>`")
         for k in ("backend", "threads", "input_size", "batch", "channels_last"):
             if k in data and data[k] != getattr(self, k):
                 raise MeasureError(f"latency table {self.path} holds {k}={data[k]}, not {getattr(self, k)}: "
                                    f"set latency.{k}={data[k]} or use another table")
-        # Before format 4 networks were converted by the large probe alone: they are timed again, and the fit that
-        # rests on them is made again (measuring them, or refused with the command that does when it may not).
+        # Before format 5 entries were timed alone, before 4 networks were converted by the large probe alone: they
+        # are timed again, and the fit that rests on them is made again (measuring them, or refused with the command
+        # that does when it may not).
         old = data.get("format") < FORMAT
-        entries = data.get("entries", {})
-        entries = _as_timed(entries) if data.get("format") == 2 else entries
-        self.entries.update(_current(entries, sized=old))
+        self.entries.update(_current(data.get("entries", {}), sized=data.get("format") < 4))
         self.machine = data.get("machine") or self.machine
         self.calibration = (None if old else data.get("calibration")) or self.calibration
         if (data.get("reference") or {}).get("ms") is not None:
@@ -275,8 +283,9 @@ class LatencyTable:
             timings = self._timings(order) if self.target is None else self.target.timings(self, order)
             try:
                 for kind, *what in timings:  # probe, entries, probe, ... (measure.remote streams the same)
-                    if kind == "timed":
-                        pending.append((what[0], what[1], 1.0))  # as timed
+                    if kind == "block":  # an entry timed with the reference block: stored at the block unit
+                        entry, lat, ref_ms = what
+                        pending.append((entry, lat, self._block_unit(ref_ms) / ref_ms))
                     elif kind == "paired":  # a network timed with the probes: stored at once, at the unit
                         entry, lat, probe_ms, *small = what
                         sized = _sized(lat, probe_ms, small[0] if small else None)
@@ -305,10 +314,11 @@ class LatencyTable:
 
     def _store(self, pending: list, records: dict, timed: set, save: bool) -> None:
         """Add each ``(entry, Latency, factor[, sized])`` of ``pending`` as a pass and save (module note: an entry's
-        factor is 1, a network's the unit over the probe's speed while it was timed; ``sized``: its timing against
+        factor is the block unit over the reference block's speed while it was timed, a network's the unit over the
+        probe's; ``sized``: its timing against
         the small probe, which converts it further once the table knows the probes' ratio, ``_size_correct``)."""
         for entry, lat, factor, *sized in pending:
-            timing = _timing(lat, factor, is_network(entry.key))
+            timing = _timing(lat, factor)
             if sized and sized[0] is not None:
                 timing = _size_corrected({**timing, "small": sized[0]}, self.reference_ms, self.small_large)
             record = _with_pass(records.get(entry.key), timing)
@@ -319,22 +329,26 @@ class LatencyTable:
             self._save()
 
     def _timings(self, order: list[Entry]):
-        """Time ``order`` here: ``("probe", ms)``, then ``("timed", entry, Latency)`` per entry with the probe
-        timed again whenever it is due and after the last entry."""
+        """Time ``order`` here: ``("probe", ms)``, then per entry ``("block", entry, Latency, reference block's ms)``
+        or for a network ``("paired", entry, Latency, probe's ms, small)``, with the probe timed again whenever it
+        is due and after the last entry."""
         yield "probe", self._probe_ms()
         for i, e in enumerate(order):
             if is_network(e.key):
                 yield "paired", e, *self._measure_paired(e)
             else:
-                yield "timed", e, self._measure(e)
+                yield "block", e, *self._measure_block(e)
             if self._probe.due() or i == len(order) - 1:
                 yield "probe", self._probe_ms()
 
     def _probe_ms(self) -> float:
+        return self._speed_probe().time()
+
+    def _speed_probe(self) -> SpeedProbe:
         if self._probe is None:
             self._probe = SpeedProbe(backend=self.backend, threads=self.threads, input_size=self.input_size,
                                      batch=self.batch, channels_last=self.channels_last, repeats=self.probe_repeats)
-        return self._probe.time()
+        return self._probe
 
     def _set_reference(self) -> None:
         """A new table's unit (provisional until ``_settle_unit``): ``REFERENCE_TIMINGS`` probe timings, taken
@@ -353,28 +367,53 @@ class LatencyTable:
         # until the first calibration settles it (_settle_unit), as it does the probes' ratio taken now
         self.reference = {**best, "provisional": True, **_ratio(self._probe.ratio())}
 
+    def _provisional(self) -> bool:
+        """Whether the unit or the block unit waits to be settled (``_settle_unit``)."""
+        ref = self.reference or {}
+        return bool(ref.get("provisional") or (ref.get("block") or {}).get("provisional"))
+
     def _settle_unit(self) -> None:
         """Make a provisional unit final: the median of every probe timing this process has (the unit's own
         and dozens more over the build), the networks' stored timings rescaled to it. Five timings in a row lie a median
         1.3% and up to 5.6% from the speed of the minutes after them (benchmarks/latency_lut/probe_protocol.md),
         and every prediction of the table carries that offset; the build's probe timings span it. The probes'
-        ratio is settled with it (``_settle_small``). Called under the lock, by the first calibration."""
+        ratio is settled with it (``_settle_small``), and the block unit (``_settle_block``). Called under the lock,
+        by the first calibration."""
         ref = self.reference or {}
-        if not ref.get("provisional"):  # settled already (here or by another process)
-            return
-        speeds = [*ref["timings"], *self._speeds]
-        ms = statistics.median(speeds)
-        k = ms / ref["ms"]  # a network's factor is reference / probe: its stored figures scale by k
-        for key, record in self.entries.items():
-            if not is_network(key):  # entries are stored as timed
-                continue
-            for timing in record["passes"]:
-                for f in ("p10", "median", "iqr", "factor"):
-                    timing[f] = round(timing[f] * k, 5)
-            record.update({f: min(x[f] for x in record["passes"]) for f in ("p10", "median")})
-        self.reference = {**{a: b for a, b in ref.items() if a != "provisional"}, "ms": ms, "settled_from": len(speeds)}
-        self._settle_small(self.entries, again=True)  # from the build's networks, not the few timings of the start
+        if ref.get("provisional"):  # (else settled already, here or by another process)
+            speeds = [*ref["timings"], *self._speeds]
+            ms = statistics.median(speeds)
+            _rescale(self.entries, is_network, ms / ref["ms"])  # a network's factor is unit / probe: scales alike
+            self.reference = {**{a: b for a, b in ref.items() if a != "provisional"}, "ms": ms,
+                              "settled_from": len(speeds)}
+            self._settle_small(self.entries, again=True)  # from the build's networks, not the few timings of the start
+        self._settle_block()
         self._save()
+
+    @property
+    def block_ms(self) -> float | None:
+        """The block unit: the reference block's p10 (``measure.probe.BLOCK``) every other entry is stored in units
+        of (its ratio to the reference block x this); None until the first such entry is timed."""
+        return ((self.reference or {}).get("block") or {}).get("ms")
+
+    def _block_unit(self, ref_ms: float) -> float:
+        """The block unit, set (provisional) to ``ref_ms``, the reference block's p10 beside the first entry timed,
+        when the table has none."""
+        if self.block_ms is None:
+            self.reference = {**self.reference, "block": {"key": BLOCK, "ms": ref_ms, "provisional": True}}
+        return self.block_ms
+
+    def _settle_block(self) -> None:
+        """Make a provisional block unit final: the median of the reference block's p10 beside every stored entry
+        timing (each pass keeps it as unit / factor), those timings rescaled to it. Called by ``_settle_unit``."""
+        block = (self.reference or {}).get("block") or {}
+        if not block.get("provisional"):
+            return
+        refs = [block["ms"] / t["factor"] for key, r in self.entries.items() if not is_network(key)
+                for t in r["passes"]]
+        ms = statistics.median(refs) if refs else block["ms"]
+        _rescale(self.entries, lambda key: not is_network(key), ms / block["ms"])
+        self.reference = {**self.reference, "block": {"key": BLOCK, "ms": ms, "settled_from": len(refs)}}
 
     @property
     def small_large(self) -> float | None:
@@ -432,10 +471,18 @@ class LatencyTable:
                                f"is false: fill it on the target machine with `python -m measure.lut build "
                                f"+space=<name> latency.table={self.path}` or set latency.measure_missing=true")
 
-    def _measure(self, entry: Entry) -> Latency:
-        return measure_latency(entry.build(), backend=self.backend, threads=self.threads,
-                               channels_last=self.channels_last, input_shape=entry.input_shape(self.batch),
-                               name=f"latency-table entry {entry.key!r}", **self.protocol)
+    def _runner(self, entry: Entry):
+        return make_runner(entry.build(), backend=self.backend, shape=entry.input_shape(self.batch),
+                           threads=self.threads, channels_last=self.channels_last,
+                           name=f"latency-table entry {entry.key!r}")
+
+    def _measure_block(self, entry: Entry) -> tuple[Latency, float]:
+        """An entry (stem, block, head, empty graph) timed in alternation with the reference block
+        (``measure.runner.paired_timing``): its latency and the reference block's p10 meanwhile."""
+        run = self._runner(entry)  # (a failed export names the entry before anything else is built)
+        lat, ref_ms, _ = time_paired(run, self._speed_probe().block_runner(), backend=self.backend,
+                                     threads=self.threads, warmup=self.protocol["warmup"])
+        return lat, ref_ms
 
     def _measure_paired(self, entry: Entry) -> tuple[Latency, float, dict]:
         """A whole network timed in alternation with the probe, then with the small probe
@@ -443,10 +490,7 @@ class LatencyTable:
         probe with that probe's p10."""
         if self._probe is None:
             self._probe_ms()  # builds and warms the probe's runner
-        run = make_runner(entry.build(), backend=self.backend, shape=entry.input_shape(self.batch),
-                          threads=self.threads, channels_last=self.channels_last,
-                          name=f"latency-table entry {entry.key!r}")
-        return time_paired(run, self._probe.runner(), backend=self.backend, threads=self.threads,
+        return time_paired(self._runner(entry), self._probe.runner(), backend=self.backend, threads=self.threads,
                            warmup=self.protocol["warmup"], small=self._probe.small_runner())
 
     # -- predicting ------------------------------------------------------------------------------
@@ -562,10 +606,11 @@ class LatencyTable:
         records: dict[str, dict] = {}
         unique = list({e.key: e for e in entries}.values())
         with self._locked():  # no other table process times entries on this machine meanwhile
-            new_unit, new_ratio = self.reference_ms is None, self.small_large is None
+            new_unit, new_ratio, new_block = self.reference_ms is None, self.small_large is None, self.block_ms is None
             self._sweep(unique, records, save=False, progress=progress)
             self._settle_small(records)  # a table not calibrated yet: the probes' ratio of these timings
-            if new_unit or (new_ratio and self.small_large is not None):  # keep these figures' unit for the next call
+            if (new_unit or (new_ratio and self.small_large is not None)
+                    or (new_block and self.block_ms is not None)):  # keep these figures' unit for the next call
                 self._save()
         out = {}
         for e in unique:
@@ -587,7 +632,7 @@ class LatencyTable:
         archs = list(self.calibration_archs if archs is None else archs)
         nets = [network_entry(a, self.input_size) for a in archs]
         self.fill(self._calibration_entries(archs), progress)
-        if (self.reference or {}).get("provisional"):
+        if self._provisional():
             with self._locked():
                 self._settle_unit()
         if self.small_large is None:  # a table whose unit was settled before it timed networks against both probes
@@ -602,7 +647,8 @@ class LatencyTable:
         errors = [round(calib.predict(terms, r) / m - 1, 5) for r, m in zip(rows, measured)]
         with self._locked():
             self.calibration = {"model": calib.MODEL, **terms, "cache_bytes": cache, "statistic": self.statistic,
-                                "set": calib.set_id(archs), "networks": PAIRED, "fit": "relative error, all terms >= 0",
+                                "set": calib.set_id(archs), "networks": PAIRED, "entries": BLOCKS,
+                                "fit": "relative error, all terms >= 0",
                                 "names": calib.names(archs), **calib.columns(rows), "measured_ms": measured,
                                 "errors": errors,
                                 "heldout_errors": calib.heldout(rows, measured)}
@@ -631,48 +677,45 @@ def busy_build(retimed: tuple[int, int] | None, passes: int, confirm: float) -> 
             f"first {passes} passes differed by more than {confirm:.0%}")
 
 
+def _rescale(records: dict, which, k: float) -> None:
+    """Scale the stored timings of the records whose key ``which`` accepts by ``k`` (a unit settled: their factor is
+    unit / the speed they were timed at)."""
+    for key, record in records.items():
+        if not which(key):
+            continue
+        for timing in record["passes"]:
+            for f in ("p10", "median", "iqr", "factor"):
+                timing[f] = round(timing[f] * k, 5)
+        record.update({f: min(x[f] for x in record["passes"]) for f in ("p10", "median")})
+
+
 def _passes(record: dict | None) -> int:
     return len(record["passes"]) if record else 0
 
 
-def _timing(lat: Latency, factor: float, paired: bool = False) -> dict:
-    """One timing converted to the reference speed (ms), with the factor it was converted by."""
-    out = {"p10": round(lat.p10_ms * factor, 5), "median": round(lat.median_ms * factor, 5),
-           "iqr": round(lat.spread_ms * factor, 5), "n": lat.repeats, "factor": round(factor, 5)}
-    return {**out, "paired": True} if paired else out
+def _timing(lat: Latency, factor: float) -> dict:
+    """One paired timing converted to the table's unit (ms), with the factor it was converted by."""
+    return {"p10": round(lat.p10_ms * factor, 5), "median": round(lat.median_ms * factor, 5),
+            "iqr": round(lat.spread_ms * factor, 5), "n": lat.repeats, "factor": round(factor, 5), "paired": True}
 
 
 def _current(entries: dict, sized: bool = False) -> dict:
-    """``entries`` without network timings of an older protocol (timed alone, not paired with the probe; with
-    ``sized``, a table before format 4: not timed against the small probe): they are timed again."""
-    def current(t: dict) -> bool:
-        return bool(t.get("paired")) and (not sized or "small" in t)
+    """``entries`` without timings of an older protocol (timed alone, not paired with the probe or the reference
+    block; with ``sized``, a network of a table before format 4: not timed against the small probe): they are timed
+    again."""
+    def current(key: str, t: dict) -> bool:
+        return bool(t.get("paired")) and (not sized or not is_network(key) or "small" in t)
 
     out = {}
     for key, record in entries.items():
-        if is_network(key) and not all(current(t) for t in record["passes"]):
+        if not all(current(key, t) for t in record["passes"]):
             kept = None
-            for timing in (t for t in record["passes"] if current(t)):
+            for timing in (t for t in record["passes"] if current(key, t)):
                 kept = _with_pass(kept, timing)
             if kept is None:
                 continue
             record = kept
         out[key] = record
-    return out
-
-
-def _as_timed(entries: dict) -> dict:
-    """A format-2 table's entries with every part's timings turned back into timings as timed (each pass kept
-    the factor it was converted by); networks stay at the unit."""
-    out = dict(entries)
-    for key, record in entries.items():
-        if is_network(key) or not record["passes"]:
-            continue
-        out[key] = None
-        for t in record["passes"]:
-            f = t.get("factor") or 1.0
-            out[key] = _with_pass(out[key], {**t, **{k: round(t[k] / f, 5) for k in ("p10", "median", "iqr")},
-                                             "factor": 1.0})
     return out
 
 

@@ -117,16 +117,17 @@ def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_table
     # the same in each table's unit (8 and 10 ms): 1.01 x 0.8, 0.96 x 0.8, 1.02 x 0.8
     assert ("The units differ by +25.0% (the probe ran that much faster or slower while the second was built); in each "
             "table's unit the predictions differ by -23.2% to -18.4% (mean -20.3%), 0% within ±3%.") in text
-    assert "Their 800 common block entries (as timed): second / first - 1 median +0.10%, sd 0.62%, 1 beyond ±5%." in text
+    assert "Their 800 common block entries (as stored): second / first - 1 median +0.10%, sd 0.62%, 1 beyond ±5%." in text
 
 
 def test_entry_agreement_compares_the_parts_two_tables_share_not_networks_or_empty_graphs(ll, tmp_path):
     from measure import LatencyTable
 
     def table(name, entries):
-        records = {k: {"p10": v, "median": v, "passes": [{"p10": v, "median": v, "iqr": 0.0, "n": 5, "factor": 1.0}]}
+        records = {k: {"p10": v, "median": v, "passes": [{"p10": v, "median": v, "iqr": 0.0, "n": 5, "factor": 1.0,
+                                                          "paired": True}]}
                    for k, v in entries.items()}
-        (tmp_path / name).write_text(json.dumps({"format": 3, "backend": "onnxruntime", "threads": 1, "input_size": 32,
+        (tmp_path / name).write_text(json.dumps({"format": 5, "backend": "onnxruntime", "threads": 1, "input_size": 32,
                                                  "batch": 1, "channels_last": False, "calibration": None,
                                                  "reference": {"probe": "v3_large", "ms": 3.0}, "entries": records}))
         return LatencyTable(tmp_path / name, input_size=32, measure_missing=False)

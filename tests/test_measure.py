@@ -166,8 +166,9 @@ def test_table_is_written_reused_and_predicts(tmp_path):
     path = model.table.path
     assert path.is_file() and path.is_relative_to(tmp_path / "lut" / measure.machine_id())
     passes = {k: e["passes"] for k, e in json.loads(path.read_text())["entries"].items()}
-    assert {k: all(t.get("paired") and t["n"] == 80 for t in ts) for k, ts in passes.items()} == {
-        k: k.startswith("net_") for k in passes}  # the calibration networks were timed paired with the probe
+    assert all(t["paired"] and t["n"] == 80 for ts in passes.values() for t in ts)  # every entry timed paired: with
+    assert {k: all("small" in t for t in ts) for k, ts in passes.items()} == {  # the probes or the reference block
+        k: k.startswith("net_") for k in passes}
     again = latency_model(cfg, tmp_path)
     assert again(TINY) == first and again.table.measurements == 0  # read from disk, nothing re-timed
     space = load_space(_space_file(tmp_path))
@@ -353,22 +354,27 @@ def test_torch_backend_pins_the_allocator(backend, mmapped):
     assert out.stdout.split()[-1] == str(mmapped)
 
 
-def test_entries_are_stored_as_timed_and_networks_at_the_probes_unit(tmp_path, monkeypatch):
-    """Real entry timings, a probe that reads 3 ms five times (the unit) and 6 ms ever after: entries keep their
-    timings as timed (factor 1: the probe's drift is not theirs), and a whole network, timed paired with the
-    probe, is its ratio to the probe times the unit."""
+def test_entries_are_stored_at_the_block_unit_and_networks_at_the_probes_unit(tmp_path, monkeypatch):
+    """Real entry timings, a probe that reads 3 ms five times (the unit) and 6 ms ever after: every entry is timed
+    paired with the reference block and stored as its ratio to it times the block unit (provisional: the reference
+    block's p10 beside the first entry timed), so the probe's drift is not theirs; a whole network, timed paired with
+    the probe, is its ratio to the probe times the unit."""
     from functools import partial
 
-    from measure.probe import SpeedProbe
+    from measure.probe import BLOCK, SpeedProbe
 
     readings = iter([3.0] * 5)
     monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, timer=lambda: next(readings, 6.0)))
     table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
     table.raw_sum(TINY)
     saved = json.loads((tmp_path / "t.json").read_text())
-    assert saved["format"] == 4 and saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0] * 5,
+    block = saved["reference"].pop("block")
+    assert saved["format"] == 5 and saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0] * 5,
                                                             "spread": 0.0, "provisional": True}
-    assert [p["factor"] for entry in saved["entries"].values() for p in entry["passes"]] == [1.0] * 4
+    assert block["key"] == BLOCK and block["provisional"] and block["ms"] > 0 and table.block_ms == block["ms"]
+    passes = [p for entry in saved["entries"].values() for p in entry["passes"]]
+    assert len(passes) == 4 and all(p["paired"] and p["n"] == 80 and p["factor"] > 0 for p in passes)
+    assert 1.0 in [p["factor"] for p in passes]  # the first entry timed, beside the block unit's own timing
     # The probe's speed during the pairs (scripted: 0.2 ms as timed while the probe read 0.4 ms), not the one
     # around them, converts a network.
     monkeypatch.setattr("measure.table.time_paired", lambda run, probe, **kw: (
@@ -436,37 +442,18 @@ def test_a_new_unit_comes_with_the_probes_ratio_so_measured_networks_keep_the_re
     assert json.loads((tmp_path / "t.json").read_text())["entries"] == {}  # measured networks are not stored
 
 
-def test_a_format_2_table_is_read_back_into_timings_as_timed(tmp_path):
-    """Format 2 stored every entry converted by the probe around it, with the factor: reading it divides each
-    pass by its factor (the fastest pass as timed wins, which need not be the fastest converted one); networks
-    keep their figures at the unit; the next save writes format 3."""
-    from measure.entries import arch_entries, network_entry
-
-    part, net = arch_entries(TINY, 32)[0].key, network_entry(TINY, 32).key
-    old = {part: {"p10": 0.9, "median": 1.0, "passes": [{"p10": 0.9, "median": 1.0, "iqr": 0.1, "n": 5, "factor": 0.5},
-                                                        {"p10": 1.2, "median": 1.5, "iqr": 0.2, "n": 5, "factor": 1.5}]},
-           net: {"p10": 4.0, "median": 4.0, "passes": [{"p10": 4.0, "median": 4.0, "iqr": 0.0, "n": 5, "factor": 0.8,
-                                                         "paired": True}]}}
-    (tmp_path / "t.json").write_text(json.dumps({"format": 2, "backend": "onnxruntime", "threads": 1, "input_size": 32,
-                                                 "batch": 1, "channels_last": False, "calibration": None,
-                                                 "reference": {"probe": "v3_large", "ms": 3.0}, "entries": old}))
-    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=2, measure_missing=False)
-    assert table.entries[part] == {"p10": 0.8, "median": 1.0, "passes": [
-        {"p10": 1.8, "median": 2.0, "iqr": 0.2, "n": 5, "factor": 1.0},
-        {"p10": 0.8, "median": 1.0, "iqr": 0.13333, "n": 5, "factor": 1.0}]}
-    assert net not in table.entries  # timed against the large probe alone: timed again (format 4)
-    table._save()
-    saved = json.loads((tmp_path / "t.json").read_text())
-    assert saved["format"] == 4 and saved["entries"][part]["p10"] == 0.8
-
-
 class ScriptedMachine:
-    """A machine with known numbers: the probe's successive timings, each entry's raw timing, and a
-    clock that advances ``seconds_per_timing`` per entry timed (never the wall clock)."""
+    """A machine with known numbers: the probe's successive timings, each entry's raw timing, the reference block's
+    timing beside each, and a clock that advances ``seconds_per_timing`` per entry timed (never the wall clock)."""
 
-    def __init__(self, probe_ms: list[float], raw_ms: dict[str, float], seconds_per_timing: float):
+    def __init__(self, probe_ms: list[float], raw_ms: dict[str, float], seconds_per_timing: float,
+                 block_ms: list[float] = ()):
         self.probe_ms, self.raw_ms, self.step = list(probe_ms), raw_ms, seconds_per_timing
+        self.block_ms = list(block_ms)  # the reference block's p10 beside each entry timed (then 1 ms)
         self.now, self.timed, self.probe_calls = 0.0, [], 0
+
+    def block(self) -> float:
+        return self.block_ms.pop(0) if self.block_ms else 1.0
 
     def clock(self) -> float:
         return self.now
@@ -487,32 +474,38 @@ class ScriptedMachine:
         from measure.probe import SpeedProbe
 
         monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=self.clock, timer=self.probe))
-        monkeypatch.setattr(table, "_measure", self.measure)
+        monkeypatch.setattr(table, "_measure_block", lambda entry: (self.measure(entry), self.block()))
         monkeypatch.setattr(table, "_measure_paired", lambda entry: (self.measure(entry), self.probe()))
 
 
 def test_probe_arithmetic_with_a_fake_clock_converts_timings_exactly(tmp_path, monkeypatch):
     from measure.entries import arch_entries, network_entry
+    from measure.probe import BLOCK
 
     keys = [e.key for e in arch_entries(TINY, 32)]
     raw = dict(zip(keys, (1.0, 2.0, 0.5, 4.0)))
     # Probe timed five times at the start, spreading (3.5 - 2.75) / 3 = 0.25: too busy for a unit, so five
     # more, spreading 0.125 / 3 <= 5%: the reference is their median, 3 ms. Then the sweep: 4 ms, 2 ms after two
-    # entries (the clock passed the 1 s interval), 6 ms after the last two. Entries keep their timings as timed.
+    # entries (the clock passed the 1 s interval), 6 ms after the last two. Entries convert by the reference block
+    # beside each alone: the first's 2 ms is the block unit, the others' 1, 4 and 2 ms convert by 2, 0.5 and 1.
     machine = ScriptedMachine([3.5, 2.75, 3.0, 3.25, 2.875, 3.0, 2.9375, 3.0625, 3.0, 3.0, 4.0, 2.0, 6.0], raw,
-                              seconds_per_timing=0.6)
+                              seconds_per_timing=0.6, block_ms=[2.0, 1.0, 4.0, 2.0])
     table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
     machine.install(monkeypatch, table)
     total = table.raw_sum(TINY)
     assert machine.probe_calls == 13 and sorted(machine.timed) == sorted(keys)
     saved = json.loads((tmp_path / "t.json").read_text())
     assert saved["reference"] == {"probe": "v3_large", "ms": 3.0, "timings": [3.0, 2.9375, 3.0625, 3.0, 3.0],
-                                  "spread": round(0.125 / 3, 5), "provisional": True}
+                                  "spread": round(0.125 / 3, 5), "provisional": True,
+                                  "block": {"key": BLOCK, "ms": 2.0, "provisional": True}}
     assert table.reference_ms == 3.0
+    factors = dict(zip(machine.timed, (1.0, 2.0, 0.5, 1.0)))
     for k in keys:
-        assert saved["entries"][k] == {"p10": raw[k], "median": 2 * raw[k], "settled": True, "passes": [
-            {"p10": raw[k], "median": 2 * raw[k], "iqr": 0.25 * raw[k], "n": 5, "factor": 1.0}]}
-    assert total == sum(raw.values())
+        f = factors[k]
+        assert saved["entries"][k] == {"p10": raw[k] * f, "median": 2 * raw[k] * f, "settled": True, "passes": [
+            {"p10": raw[k] * f, "median": 2 * raw[k] * f, "iqr": 0.25 * raw[k] * f, "n": 5, "factor": f,
+             "paired": True}]}
+    assert total == pytest.approx(sum(raw[k] * factors[k] for k in keys))
 
     # A network timed later, on the same table, at half the reference speed (probe 6 ms around it).
     net = network_entry(TINY, 32).key
@@ -610,13 +603,14 @@ def test_probe_is_due_only_once_its_interval_has_passed():
 
 
 def _write_table(path, entries: dict[str, float], backend: str = "onnxruntime") -> None:
-    """A table file holding ``entries`` (key -> p10 ms), one pass each, at factor 1 (networks paired)."""
+    """A table file holding ``entries`` (key -> p10 ms), one pass each, timed paired at factor 1."""
     records = {k: {"p10": v, "median": v, "passes": [{"p10": v, "median": v, "iqr": 0.0, "n": 5, "factor": 1.0,
-                                                      **({"paired": True} if k.startswith("net_") else {})}]}
+                                                      "paired": True}]}
                for k, v in entries.items()}
-    path.write_text(json.dumps({"format": 4, "backend": backend, "threads": 1, "input_size": 32, "batch": 1,
+    path.write_text(json.dumps({"format": 5, "backend": backend, "threads": 1, "input_size": 32, "batch": 1,
                                 "channels_last": False, "calibration": None,
-                                "reference": {"probe": "v3_large", "ms": 3.0}, "entries": records}))
+                                "reference": {"probe": "v3_large", "ms": 3.0, "block": {"key": "b", "ms": 1.0}},
+                                "entries": records}))
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
@@ -767,43 +761,58 @@ def test_a_table_model_calibrates_once_on_the_fixed_set_and_refuses_without_it(t
             use()
 
 
-def test_network_timings_of_the_older_protocol_are_dropped_when_a_table_is_read(tmp_path):
-    """Networks timed alone (before they were paired with the probe) are timed again; entries are kept, and a
-    network with a paired pass keeps only that one."""
+def test_timings_of_an_older_protocol_are_dropped_when_a_table_is_read(tmp_path):
+    """Timings taken alone (networks before they were paired with the probe; before format 5 every other entry,
+    now paired with the reference block) are timed again; a record with a paired pass keeps only that one. Before
+    format 4 networks were paired with the large probe alone: timed again too. A fit resting on dropped timings
+    (any table before format 5) is made again; the next save writes format 5."""
     from measure.entries import arch_entries, network_entry
 
+    path = tmp_path / "t.json"
     block, net, both = arch_entries(TINY, 32)[1].key, network_entry(TINY, 32).key, "net_r32 other"
-    _write_table(tmp_path / "t.json", {block: 0.5, net: 2.0, both: 3.0})
-    data = json.loads((tmp_path / "t.json").read_text())
+    _write_table(path, {block: 0.5, net: 2.0, both: 3.0})
+    data = json.loads(path.read_text())
     data["entries"][net]["passes"][0].pop("paired")
     data["entries"][both]["passes"].insert(0, {"p10": 2.5, "median": 2.5, "iqr": 0.0, "n": 5, "factor": 1.0})
-    (tmp_path / "t.json").write_text(json.dumps(data))
-    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False)
-    assert sorted(table.entries) == sorted([block, both])
+    data["entries"][both]["passes"][1]["small"] = {"ratio": 2.0, "ms": 1.5, "large_ms": 3.0, "w": 0.5, "c": 1.0}
+    data["calibration"] = {"model": 6}
+    path.write_text(json.dumps(data))
+
+    def read():
+        return LatencyTable(path, input_size=32, passes=1, measure_missing=False)
+
+    table = read()
+    assert sorted(table.entries) == sorted([block, both]) and table.calibration == {"model": 6}
     assert table.entries[both]["p10"] == 3.0 and len(table.entries[both]["passes"]) == 1
     with pytest.raises(MeasureError, match="lacks entry net_r32"):
         table.fill([network_entry(TINY, 32)])
-    # A format-3 table paired its networks with the large probe alone: they are timed again, against both
-    # (and the fit resting on them is made again), a format-4 table keeps its fit
-    data["calibration"] = {"model": 6}
-    (tmp_path / "t.json").write_text(json.dumps(data))
-    assert LatencyTable(tmp_path / "t.json", input_size=32, measure_missing=False).calibration == {"model": 6}
-    data["format"] = 3
-    data["entries"][both]["passes"][1]["small"] = {"ratio": 2.0, "ms": 1.5, "large_ms": 3.0, "w": 0.5, "c": 1.0}
-    (tmp_path / "t.json").write_text(json.dumps(data))
-    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False)
-    assert sorted(table.entries) == sorted([block, both]) and table.entries[both]["passes"][0]["small"]["ratio"] == 2.0
-    assert table.calibration is None
-    data["entries"][both]["passes"][1].pop("small")
-    (tmp_path / "t.json").write_text(json.dumps(data))
-    assert sorted(LatencyTable(tmp_path / "t.json", input_size=32, passes=1, measure_missing=False).entries) == [block]
+    data["format"] = 4  # its blocks were timed alone
+    data["entries"][block]["passes"][0].pop("paired")
+    path.write_text(json.dumps(data))
+    table = read()
+    assert sorted(table.entries) == [both] and table.calibration is None
+    assert table.entries[both]["passes"][0]["small"]["ratio"] == 2.0
+    table._save()
+    assert json.loads(path.read_text())["format"] == 5
+    for old in (3, 2):
+        path.write_text(json.dumps({**data, "format": old}))
+        assert sorted(read().entries) == [both]  # (this one was timed against the small probe too)
+    data["entries"][both]["passes"][1].pop("small")  # paired with the large probe alone
+    for old in (3, 2):
+        path.write_text(json.dumps({**data, "format": old}))
+        assert read().entries == {}
 
 
 class FakeMachine:
-    """Timings as a fixed function of the entry (no export, no clock), a probe that never drifts."""
+    """Timings as a fixed function of the entry (no export, no clock), a probe that never drifts, and a reference
+    block read at ``block_ms`` beside successive entries (then 1 ms); ``blocks`` lists the entries timed beside it."""
 
-    def __init__(self):
-        self.timed = 0
+    def __init__(self, block_ms=()):
+        self.timed, self.block_ms, self.blocks = 0, list(block_ms), []
+
+    def block(self, entry) -> tuple[measure.Latency, float]:
+        self.blocks.append(entry.key)
+        return self.measure(entry), self.block_ms.pop(0) if self.block_ms else 1.0
 
     def measure(self, entry) -> measure.Latency:
         self.timed += 1
@@ -822,8 +831,72 @@ class FakeMachine:
         from measure.probe import SpeedProbe
 
         monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: 3.0))
-        monkeypatch.setattr(LatencyTable, "_measure", lambda table, entry: self.measure(entry))
+        monkeypatch.setattr(LatencyTable, "_measure_block", lambda table, entry: self.block(entry))
         monkeypatch.setattr(LatencyTable, "_measure_paired", lambda table, entry: (self.measure(entry), 3.0))
+
+
+def test_the_first_calibration_settles_the_block_unit_on_every_entry_timing_and_rescales_the_entries(
+        tmp_path, monkeypatch):
+    """The reference block reads 2 ms beside the first entry timed (the provisional block unit) and 4 ms beside every
+    later one: the first calibration makes the block unit their median, 4 ms, and rescales every entry to it (the
+    first entry's ratio x 4 ms, the others' as timed); networks are the probe's; a later calibration changes nothing."""
+    from measure.entries import arch_entries, is_network
+    from measure.probe import BLOCK
+
+    machine = FakeMachine(block_ms=[2.0] + [4.0] * 1000)
+    machine.install(monkeypatch)
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=1, **FAST)
+    table.raw_sum(TINY)
+    assert table.reference["block"] == {"key": BLOCK, "ms": 2.0, "provisional": True}
+    first = machine.blocks[0]
+    raw = {e.key: machine.measure(e).p10_ms for e in arch_entries(TINY, 32)}
+    assert table.entries[first]["p10"] == pytest.approx(raw[first], abs=1e-5)  # at the provisional unit
+    assert all(table.entries[k]["p10"] == pytest.approx(raw[k] / 2, abs=1e-5) for k in raw if k != first)
+    table.calibrate()
+    saved = json.loads((tmp_path / "t.json").read_text())
+    parts = {k: e for k, e in saved["entries"].items() if not is_network(k)}
+    assert saved["reference"]["block"] == {"key": BLOCK, "ms": 4.0, "settled_from": len(parts)} and len(parts) > 4
+    assert saved["entries"][first]["p10"] == pytest.approx(2 * raw[first], abs=1e-5)
+    assert all(saved["entries"][k]["p10"] == pytest.approx(raw[k], abs=1e-5) for k in raw if k != first)
+    assert all(t["factor"] == 1.0 for k, e in parts.items() if k != first for t in e["passes"])
+    assert all(t["factor"] == 1.0 for k, e in saved["entries"].items() if is_network(k) for t in e["passes"])
+    table.calibrate()
+    assert json.loads((tmp_path / "t.json").read_text()) == saved
+
+
+def test_a_machine_changing_speed_as_a_whole_times_no_entry_again_and_one_slowing_alone_is(tmp_path, monkeypatch):
+    """Two blocks and the reference block all run 10% slower in the second pass (the whole machine changed speed,
+    as this VM's does within seconds): their ratios agree, so neither is timed a third time and both keep the
+    figure of the first pass. Timed alone (format 4) both would have been. When k5 slows alone, it is."""
+    from functools import partial
+
+    from measure.entries import block_entry
+    from measure.probe import SpeedProbe
+
+    monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: 1.0))
+    k3, k5 = block_entry(16, 16, BlockSpec(3, 24, 16)), block_entry(16, 16, BlockSpec(5, 24, 16))
+
+    def machine(alone: dict[str, float]):
+        seen: dict[str, int] = {}
+
+        def timed(table, entry):  # k3 1 ms, k5 2 ms, the reference block 0.5 ms, at the machine's speed
+            seen[entry.key] = seen.get(entry.key, 0) + 1
+            speed = 1.0 if seen[entry.key] == 1 else 1.10
+            ms = {k3.key: 1.0, k5.key: 2.0}[entry.key] * speed * (alone.get(entry.key, 1.0) if speed > 1 else 1.0)
+            return measure.Latency(ms, 0.0, 80, "onnxruntime", ms), 0.5 * speed
+        monkeypatch.setattr(LatencyTable, "_measure_block", timed)
+        return seen
+
+    seen = machine({})
+    table = LatencyTable(tmp_path / "t.json", input_size=32, passes=2, **FAST)
+    table.fill([k3, k5])
+    assert seen == {k3.key: 2, k5.key: 2} and table.retimed() == (0, 2)
+    assert [t["p10"] for t in table.entries[k5.key]["passes"]] == [2.0, 2.0]
+    assert [t["factor"] for t in table.entries[k5.key]["passes"]] == [1.0, round(1 / 1.1, 5)]
+    seen = machine({k5.key: 1.10})
+    other = LatencyTable(tmp_path / "u.json", input_size=32, passes=2, **FAST)
+    other.fill([k3, k5])
+    assert seen == {k3.key: 2, k5.key: 4} and other.retimed() == (1, 2)
 
 
 def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(tmp_path, monkeypatch):
@@ -858,7 +931,7 @@ def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(
 def test_measured_refuses_a_table_made_on_another_machine_unless_asked(tmp_path):
     path = tmp_path / "t.json"
     _write_table(path, {})
-    path.write_text(path.read_text().replace('"format": 4', '"format": 4, "machine": "elsewhere-0123abcd"'))
+    path.write_text(path.read_text().replace('"format": 5', '"format": 5, "machine": "elsewhere-0123abcd"'))
     cfg = {"source": "measured", "input_size": 32, "table": str(path)}
     with pytest.raises(MeasureError, match=r"made on machine elsewhere-0123abcd, not this one .*latency\.foreign_ok=true"):
         latency_model(cfg)
@@ -934,7 +1007,7 @@ def test_netadapts_onnx_file_and_table_entries_use_the_same_exporter(monkeypatch
         onnx_bytes(model, 32)
     entry = measure.table.arch_entries(TINY, 32)[1]
     with pytest.raises(MeasureError, match=re.escape(f"latency-table entry '{entry.key}' to ONNX")):
-        measure.table.LatencyTable(tmp_path / "t.json", input_size=32, **FAST)._measure(entry)
+        measure.table.LatencyTable(tmp_path / "t.json", input_size=32, **FAST)._measure_block(entry)
     assert len(calls) == 2
 
 
@@ -1014,9 +1087,12 @@ class OverheadMachine:
         from measure.probe import SpeedProbe
 
         monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: 3.0))
-        monkeypatch.setattr(LatencyTable, "_measure",
-                            lambda table, entry: measure.Latency(self.ms(entry), 0.0, 5, "onnxruntime", self.ms(entry)))
-        monkeypatch.setattr(LatencyTable, "_measure_paired", lambda table, entry: (table._measure(entry), table._probe_ms()))
+        monkeypatch.setattr(LatencyTable, "_measure_block", lambda table, entry: (self.latency(entry), 1.0))
+        monkeypatch.setattr(LatencyTable, "_measure_paired",  # (through the block hook: a test may slow both)
+                            lambda table, entry: (table._measure_block(entry)[0], table._probe_ms()))
+
+    def latency(self, entry) -> measure.Latency:
+        return measure.Latency(self.ms(entry), 0.0, 5, "onnxruntime", self.ms(entry))
 
 
 @pytest.fixture
@@ -1123,7 +1199,7 @@ def test_a_build_whose_entries_kept_disagreeing_is_called_busy_and_refused_thoug
     entry's first runs 10% slower (a machine that got busy): every entry is timed again to confirm its fastest,
     and the build says so and the table is refused. The same build on a steady machine is trusted."""
     _noisy_calibration(tmp_path, monkeypatch, noise=0.0)
-    steady = LatencyTable._measure
+    steady = LatencyTable._measure_block
     args = [f"space_file={_space_file(tmp_path)}", "latency.input_size=32", "latency.passes=2"]
     assert lut_main(["build", *args, f"results_dir={tmp_path / 'steady'}"]) == 0
     out = capsys.readouterr().out
@@ -1133,13 +1209,13 @@ def test_a_build_whose_entries_kept_disagreeing_is_called_busy_and_refused_thoug
 
     seen: dict[str, int] = {}
 
-    def slowing(table, entry):
-        lat = steady(table, entry)
+    def slowing(table, entry):  # the entry alone: the reference block beside it does not slow
+        lat, ref_ms = steady(table, entry)
         seen[entry.key] = seen.get(entry.key, 0) + 1
         slow = 1.0 if seen[entry.key] == 1 else 1.10
-        return measure.Latency(lat.p10_ms * slow, 0.0, 5, "onnxruntime", lat.median_ms * slow)
+        return measure.Latency(lat.p10_ms * slow, 0.0, 5, "onnxruntime", lat.median_ms * slow), ref_ms
 
-    monkeypatch.setattr(LatencyTable, "_measure", slowing)
+    monkeypatch.setattr(LatencyTable, "_measure_block", slowing)
     assert lut_main(["build", *args, f"results_dir={tmp_path / 'busy'}"]) == 0
     out = capsys.readouterr().out
     table = next((tmp_path / "busy" / "lut").rglob("*.json"))
@@ -1190,9 +1266,9 @@ def scripted_entries(monkeypatch, script: dict[str, list[float]]):
     def timed(table, entry):
         calls.append(entry.key)
         ms = next(left[entry.key.split("_")[3]])
-        return measure.Latency(ms, 0.0, 5, "onnxruntime", ms)
+        return measure.Latency(ms, 0.0, 5, "onnxruntime", ms), 1.0  # the reference block beside it: 1 ms
 
-    monkeypatch.setattr(LatencyTable, "_measure", timed)
+    monkeypatch.setattr(LatencyTable, "_measure_block", timed)
     return calls
 
 

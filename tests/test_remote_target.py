@@ -87,8 +87,10 @@ def test_build_and_validate_over_ssh_key_the_table_by_the_targets_machine(ssh_en
     assert target["runtime"].startswith("onnxruntime ") and target["cpu"] and target["os"].startswith("Linux")
     assert target["url"] == ssh_env.url and data["reference"]["ms"] > 0 and data["calibration"]["model"] == 6
     assert all(len(e["passes"]) == 2 for e in data["entries"].values())
-    paired = {k: all(t.get("paired") and t["n"] == 80 for t in e["passes"]) for k, e in data["entries"].items()}
-    assert paired == {k: k.startswith("net_") for k in data["entries"]}  # networks timed with the probe, there too
+    # every entry timed paired there too: networks with the probe, the others with the reference block (shipped)
+    assert all(t["paired"] and t["n"] == 80 for e in data["entries"].values() for t in e["passes"])
+    assert data["reference"]["block"]["ms"] > 0 and "provisional" not in data["reference"]["block"]
+    assert data["calibration"]["entries"] == "paired with block_r14_i80_k3_e200_o80_s1_se0_HS, 10 + 10 calls x 8"
     sized = {k: all(0 < t["small"]["ms"] < t["small"]["large_ms"] and 0 <= t["small"]["w"] <= 1 for t in e["passes"])
              for k, e in data["entries"].items() if k.startswith("net_")}
     assert sized and all(sized.values())  # and with the small probe, shipped and timed there
@@ -212,20 +214,23 @@ def test_a_build_cut_mid_batch_keeps_the_received_timings_and_a_rerun_resumes(ss
     after = json.loads(path.read_text())
     data = after["entries"]
     assert all(len(e["passes"]) == 2 for e in data.values())
-    # resumed, not redone: the kept pass as timed; a network's rescaled as the first calibration settles the unit
-    # (measure.table)
+    # resumed, not redone: the kept pass rescaled as the first calibration settles the units (measure.table): an
+    # entry's by the block unit's change; a network's by the unit's
     # and converted by both probes: by the probes' ratio timed with the first unit, then by the build's networks'
     assert before_rerun["reference"]["small_from"] == 0 and after["reference"]["small_from"] > 0
     k = after["reference"]["ms"] / before_rerun["reference"]["ms"]
+    kb = after["reference"]["block"]["ms"] / before_rerun["reference"]["block"]["ms"]  # the block unit, settled too
+    assert before_rerun["reference"]["block"]["provisional"] and "provisional" not in after["reference"]["block"]
     for key, t in ((key, kept[key]["passes"][0]) for key in kept):
         now = data[key]["passes"][0]
-        if not t.get("paired"):
-            assert now == t
+        assert now["paired"]  # every entry was timed paired on the target: with the reference block or the probes
+        if not key.startswith("net_"):
+            assert now["factor"] == round(t["factor"] * kb, 5)
+            assert now["p10"] == pytest.approx(t["p10"] * kb, rel=1e-4, abs=2e-5)
             continue
         assert {f: v for f, v in now["small"].items() if f != "c"} == {f: v for f, v in t["small"].items() if f != "c"}
         assert now["factor"] == round(t["factor"] * k, 5)
         assert now["p10"] / now["small"]["c"] == pytest.approx(t["p10"] / t["small"]["c"] * k, rel=1e-4, abs=2e-5)
-    assert all(t["factor"] == 1.0 for key in kept if not key.startswith("net_") for t in data[key]["passes"])
     timed_now = int(p.stdout.split(" timed now)")[0].rsplit("(", 1)[1])
     assert timed_now == sum(2 - len(e["passes"]) for e in kept.values()) > 0
 

@@ -11,11 +11,12 @@ ratio would carry only what the machine does to it and not to the reference.
 Per pass, every one of ``--n`` blocks sampled from both built-in spaces (seeded, the same every session) in a fresh
 shuffled order, each exported afresh as a build does, and timed:
 
-- *as timed*: with the table's protocol (``measure.time_runner``), its p10, as a table stores it;
+- *as timed*: with the protocol of tables up to format 4 (``measure.time_runner``), its p10, as they stored it;
 - *in the probe's unit*: that p10 over the median of the probe's (MobileNetV3-Large) timings during the pass, the
   probe timed every second as a build does (what table format 2 stored);
-- *paired*: ``measure.time_paired`` against the reference block (``REFERENCE``: 10 calls of one, 10 of the other,
-  8 times), the median ratio of their p10s.
+- *paired*: ``measure.time_paired`` against the reference block (``measure.block_reference``: a block of
+  MobileNetV3-Large, cache-resident, about 0.1 ms here; 10 calls of one, 10 of the other, 8 times), the median ratio
+  of their p10s: how table format 5 times every entry.
 
 Consecutive passes make "builds" of ``--per-build`` passes each. Per build and way: the share of blocks whose two
 fastest passes differ by more than 3% (what a build would time again, and over 10% calls busy), and each block's
@@ -42,7 +43,6 @@ from core import quiet_warnings
 
 quiet_warnings()
 HERE = Path(__file__).resolve().parent
-REFERENCE = "block_r14_i80_k3_e200_o80_s1_se0_HS"  # a block of MobileNetV3-Large: cache-resident, about 0.1 ms here
 WAYS = ("as timed", "in the probe's unit", "paired")
 CONFIRM = 0.03  # measure.table.CONFIRM
 
@@ -52,18 +52,18 @@ def sample(n: int, seed: int = 25) -> list:
     from measure import space_entries
     from space import SearchSpace, available_spaces
 
+    reference = reference_entry().key
     blocks = {e.key: e for name in available_spaces() for e in space_entries(SearchSpace.load(name), 224)
-              if e.key.startswith("block_") and e.key != REFERENCE}
+              if e.key.startswith("block_") and e.key != reference}
     keys = sorted(blocks)
     random.Random(seed).shuffle(keys)
     return [blocks[k] for k in keys[:n]]
 
 
 def reference_entry():
-    from measure import arch_entries
-    from space import V3_LARGE
+    from measure import block_reference
 
-    return next(e for e in arch_entries(V3_LARGE, 224) if e.key == REFERENCE)
+    return block_reference()
 
 
 def one_pass(entries: list, backend: str, seed: int, probe, ref_run) -> dict:
@@ -136,7 +136,7 @@ def verdict(lower: int, n: int) -> str:
 def report(records: list[dict], per: int) -> str:
     lines = ["# Timing a block paired with a reference block", "",
              "`python -m benchmarks.latency_lut.block_pairing` (module docstring): blocks timed in shuffled passes as a "
-             f"build times them, each as timed, in the probe's unit and paired with `{REFERENCE}`; {per} consecutive "
+             f"build times them, each as timed, in the probe's unit and paired with `{reference_entry().key}`; {per} consecutive "
              "passes make a build. *Timed again*: the share of blocks whose two fastest passes in a build differ by "
              "more than 3% (over 10%, `measure.lut build` calls the machine busy); *between builds*: each block's "
              "fastest pass per build, its sd over builds relative to its mean.", ""]

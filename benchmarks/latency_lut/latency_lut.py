@@ -152,7 +152,7 @@ def build_table(backend: str, results_dir: str, seq: int = 1, spaces: list[str] 
                    "calibration_errors": cal.get("errors"), "heldout_errors": cal.get("heldout_errors"),
                    "calibration_names": cal.get("names"), "measured_ms": cal.get("measured_ms"),
                    "distrust": table.distrust(), "passes": pass_counts(table), "load": os.getloadavg()[0],
-                   "small_large": table.small_large}
+                   "small_large": table.small_large, "block_ms": table.block_ms}
 
 
 def pass_counts(table: LatencyTable) -> dict[str, int]:
@@ -287,7 +287,7 @@ def section(backend: str, records: list[dict]) -> list[str]:
                           " within ±3%.")
         if r.get("entries"):
             e = r["entries"]
-            lines[-1] += (f" Their {e['n']} common block entries (as timed): second / first - 1 median {e['median']:+.2%}, "
+            lines[-1] += (f" Their {e['n']} common block entries (as stored): second / first - 1 median {e['median']:+.2%}, "
                           f"sd {e['sd']:.2%}, {e['beyond_5']} beyond ±5%.")
     return lines + [""]
 
@@ -316,6 +316,9 @@ def table_line(t: dict) -> str:
     if t.get("small_large"):  # table format 4 (session 23): networks converted by both probes
         trusted += (f" Networks timed against both probes (format 4); MobileNetV3-Small ran at {t['small_large']:.3f} of "
                     "MobileNetV3-Large over the build's network timings.")
+    if t.get("block_ms"):  # table format 5 (session 26): entries timed paired with the reference block
+        trusted += (f" Entries timed paired with the reference block (format 5), stored at its median over the build, "
+                    f"{t['block_ms']:.4f} ms.")
     return (f"Table `{t['name']}`: built in {t['build_s']:.0f} s (0 s when it was already built); calibration "
             f"{fit_text(t)}; "
             f"reference speed {t['reference_ms']:.3f} ms, from "
@@ -355,7 +358,8 @@ def report(records: list[dict], out: Path) -> None:
              "statistic, 2 shuffled passes (from session 22, more, up to 4, until a second pass lies within 3% of the "
              "fastest: `latency.confirm`), the fixed calibration set (the model of `measure/calibration.py` "
              "named on each table's line, relative-error fit, held out leave-one-out), block timings stored as timed "
-             "(since table format 3; up to model 5 they were converted by the probe around them), whole networks "
+             "(table formats 3 and 4; up to model 5 they were converted by the probe around them; from format 5, "
+             "session 26, paired with a reference block and stored at its median over the build), whole networks "
              "(calibration and validated) timed paired with the probe and stored at its unit (its median over the build); "
              "from table format 4 (session 23) paired with MobileNetV3-Small too and converted by both probes, weighted "
              "by size (`measure.size_weight`; a row's table format is in its table line). "
