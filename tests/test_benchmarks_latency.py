@@ -237,7 +237,7 @@ def test_size_probe_compares_each_conversion_over_every_two_runs(load_benchmark)
     assert sp.report(runs[:1]).count("##") == 0  # one run compares nothing
 
 
-def _pairing_passes(speeds, session="s", extra=None):
+def _pairing_passes(speeds, session="s", extra=None, alternating=False):
     """Two blocks (0.1 and 0.3 ms at speed 1) on a machine whose speed moves as a whole: as timed, each carries
     the pass's speed; paired with the reference (0.12 ms at speed 1), its ratio does not; the probe (5 ms) moves
     with the machine too. ``extra``: per pass, a factor on block b's as-timed p10 alone (what pairing cannot see)."""
@@ -248,6 +248,9 @@ def _pairing_passes(speeds, session="s", extra=None):
                      "probe_ms": [5.0 * s, 5.0 * s],
                      "blocks": {"a": {"p10": 0.1 * s, "ratio": 0.1 / 0.12, "ref_ms": 0.12 * s},
                                 "b": {"p10": 0.3 * s * b, "ratio": 0.3 * b / 0.12, "ref_ms": 0.12 * s}}})
+        if alternating:  # (from session 26) a ratio noisier than the paired one by 1% in every second pass
+            for key, block in rows[-1]["blocks"].items():
+                block["alternating"] = block["ratio"] * (1.01 if i % 2 else 1.0) * (1.05 if i >= 2 and key == "b" else 1)
     return rows
 
 
@@ -270,5 +273,23 @@ def test_block_pairing_sees_a_drifting_machine_in_blocks_as_timed_and_not_in_the
     # block b alone slows by 4% in one pass (not the machine): pairing times it again, as it should
     one = bp.summary(_pairing_passes([1.0] * 4, extra=[1.0, 1.04, 1.0, 1.0]), per=2)
     assert one["paired"]["again"] == [0.5, 0.0] and one["as timed"]["again"] == [0.5, 0.0]
+    assert "alternating" not in s and "alternating against" not in text  # passes before session 26 lack it
+    alt = bp.summary(_pairing_passes([1.0, 1.08, 1.05, 1.05 * 1.08], alternating=True), per=2)
+    assert alt["alternating"]["again"] == [0.0, 0.0] and alt["alternating"]["sd"]["b"] == pytest.approx(0.025 / 1.025)
+    assert "alternating against paired: lower for 0 of 2 blocks" in bp.report(
+        _pairing_passes([1.0, 1.08, 1.05, 1.05 * 1.08], alternating=True), per=2)
     assert bp.verdict(0, 8).endswith("shown higher") and bp.verdict(8, 8).endswith("shown lower")
+
+
+def test_block_pairing_alternating_is_the_median_of_per_call_ratios(load_benchmark, monkeypatch):
+    import importlib
+
+    load_benchmark("latency_lut")
+    bp = importlib.import_module("benchmarks.latency_lut.block_pairing")
+    now, calls = [0.0], iter([0.2, 0.1, 0.4, 0.1, 0.3, 0.2, 0.9, 0.3, 0.2, 0.1])  # block, reference, ...
+    monkeypatch.setattr(bp.time, "perf_counter", lambda: now[0])
+
+    def step():
+        now[0] += next(calls)
+    assert bp.alternating(step, step, calls=5) == pytest.approx(2.0)  # ratios 2, 4, 1.5, 3, 2
     assert bp.verdict(0, 0).startswith("not judged")

@@ -16,7 +16,10 @@ shuffled order, each exported afresh as a build does, and timed:
   probe timed every second as a build does (what table format 2 stored);
 - *paired*: ``measure.time_paired`` against the reference block (``measure.block_reference``: a block of
   MobileNetV3-Large, cache-resident, about 0.1 ms here; 10 calls of one, 10 of the other, 8 times), the median ratio
-  of their p10s: how table format 5 times every entry.
+  of their p10s: how table format 5 times every entry;
+- *alternating* (from session 26): one call of the block, one of the reference block, ``ALTERNATING`` times, and the
+  median of the per-call ratios: each ratio compares two calls a fraction of a millisecond apart, where a pair of
+  10-call windows spans a millisecond or more (passes before session 26 lack it).
 
 Consecutive passes make "builds" of ``--per-build`` passes each. Per build and way: the share of blocks whose two
 fastest passes differ by more than 3% (what a build would time again, and over 10% calls busy), and each block's
@@ -43,7 +46,8 @@ from core import quiet_warnings
 
 quiet_warnings()
 HERE = Path(__file__).resolve().parent
-WAYS = ("as timed", "in the probe's unit", "paired")
+WAYS = ("as timed", "in the probe's unit", "paired", "alternating")
+ALTERNATING = 80  # calls of each side, alternated one by one
 CONFIRM = 0.03  # measure.table.CONFIRM
 
 
@@ -66,6 +70,18 @@ def reference_entry():
     return block_reference()
 
 
+def alternating(run, ref_run, calls: int = ALTERNATING) -> float:
+    """The median over ``calls`` alternations of one call of ``run`` over the call of ``ref_run`` right after it."""
+    ratios = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        run()
+        t1 = time.perf_counter()
+        ref_run()
+        ratios.append((t1 - t0) / (time.perf_counter() - t1))
+    return statistics.median(ratios)
+
+
 def one_pass(entries: list, backend: str, seed: int, probe, ref_run) -> dict:
     """Time every entry once each way (module note), in an order shuffled by ``seed``; the probe when due."""
     from measure import make_runner, time_paired, time_runner
@@ -77,7 +93,8 @@ def one_pass(entries: list, backend: str, seed: int, probe, ref_run) -> dict:
         run = make_runner(e.build(), backend=backend, shape=e.input_shape(1), threads=1)
         lat = time_runner(run, backend=backend, threads=1)
         paired, ref_ms, _ = time_paired(run, ref_run, backend=backend, threads=1, warmup=3)
-        blocks[e.key] = {"p10": round(lat.p10_ms, 6), "ratio": round(paired.p10_ms / ref_ms, 6), "ref_ms": round(ref_ms, 6)}
+        blocks[e.key] = {"p10": round(lat.p10_ms, 6), "ratio": round(paired.p10_ms / ref_ms, 6), "ref_ms": round(ref_ms, 6),
+                         "alternating": round(alternating(run, ref_run), 6)}
         if probe.due():
             probes.append(probe.time())
     return {"blocks": blocks, "probe_ms": [round(p, 5) for p in probes]}
@@ -92,6 +109,8 @@ def figures(passes: list[dict]) -> dict[str, dict[str, list[float]]]:
             out["as timed"].setdefault(key, []).append(b["p10"])
             out["in the probe's unit"].setdefault(key, []).append(b["p10"] / unit)
             out["paired"].setdefault(key, []).append(b["ratio"])
+            if "alternating" in b:
+                out["alternating"].setdefault(key, []).append(b["alternating"])
     return out
 
 
@@ -116,6 +135,8 @@ def summary(passes: list[dict], per: int) -> dict:
     """Per way: the builds' shares timed again, and each block's between-build sd; plus the sign test."""
     out = {}
     for way, values in figures(passes).items():
+        if not values:  # a session before the way was timed
+            continue
         again, fastest = builds(values, per)
         out[way] = {"again": again, "sd": {k: rel_sd(v) for k, v in fastest.items()} if len(again) > 1 else {}}
     return out
@@ -136,7 +157,8 @@ def verdict(lower: int, n: int) -> str:
 def report(records: list[dict], per: int) -> str:
     lines = ["# Timing a block paired with a reference block", "",
              "`python -m benchmarks.latency_lut.block_pairing` (module docstring): blocks timed in shuffled passes as a "
-             f"build times them, each as timed, in the probe's unit and paired with `{reference_entry().key}`; {per} consecutive "
+             f"build times them, each as timed, in the probe's unit, paired with `{reference_entry().key}` and alternating "
+             f"with it call by call; {per} consecutive "
              "passes make a build. *Timed again*: the share of blocks whose two fastest passes in a build differ by "
              "more than 3% (over 10%, `measure.lut build` calls the machine busy); *between builds*: each block's "
              "fastest pass per build, its sd over builds relative to its mean.", ""]
@@ -152,15 +174,17 @@ def report(records: list[dict], per: int) -> str:
                   f"{max(statistics.median(b['ref_ms'] for b in p['blocks'].values()) for p in passes):.4f} ms.", "",
                   "| way | timed again per build: median (range) | between builds, sd per block: median | 90th pct |",
                   "|---|---|---|---|"]
-        for way in WAYS:
+        for way in (w for w in WAYS if w in s):
             again, sd = s[way]["again"], list(s[way]["sd"].values())
             spread = (f"{statistics.median(sd):.2%} | {quantile(sd, .9):.2%}" if sd else "- | -")
             lines.append(f"| {way} | {statistics.median(again):.0%} ({min(again):.0%}-{max(again):.0%}) | {spread} |"
                          if again else f"| {way} | - | - | - |")
-        for way in WAYS[1:]:
-            a, b = s["as timed"]["sd"], s[way]["sd"]
+        for way, base in [(w, "as timed") for w in WAYS[1:]] + [("alternating", "paired")]:
+            if way not in s:
+                continue
+            a, b = s[base]["sd"], s[way]["sd"]
             lower = sum(b[k] < a[k] for k in a if k in b)
-            lines += ["", f"Between builds, {way} against as timed: {verdict(lower, len(a))}."]
+            lines += ["", f"Between builds, {way} against {base}: {verdict(lower, len(a))}."]
         lines.append("")
     return "\n".join(lines)
 
