@@ -50,7 +50,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import append_jsonl, read_jsonl
+from benchmarks.common import append_jsonl, read_jsonl, write_report
 from core import quiet_warnings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -369,7 +369,7 @@ def report(records: list[dict], out: Path) -> None:
     lines += [f"**Note:** {text}" for text in dict.fromkeys(r["text"] for r in records if r["kind"] == "note")] + [""]
     for backend in dict.fromkeys(r["backend"] for r in records if "backend" in r):
         lines += section(backend, records)
-    out.write_text("\n".join(lines) + "\n")
+    write_report(out, "\n".join(lines) + "\n")  # keeps the file's "## Reading", which no script writes
 
 
 def main() -> None:
