@@ -206,6 +206,21 @@ def write_report(rows: list[dict], table: LatencyTable, space_name: str, which: 
     return csv_path, png_path
 
 
+def unit_line(ref: dict) -> str:
+    """Where a table's unit came from (``measure.unit``), in a sentence for the build's output."""
+    where, own = ref.get("unit") or {}, ref.get("own_ms")
+    if where.get("from") == "machine":
+        moved = own / ref["ms"] - 1
+        return (f"unit: the machine's, set {where['set']} by {where['table']} ({where['path']}); the probe ran "
+                f"{abs(moved):.1%} {'slower' if moved > 0 else 'faster'} during this build than then, and its timings "
+                f"are converted to that unit, so tables built at other times predict the same ms "
+                f"(latency.unit=build: this build's own)")
+    if where.get("from") == "this build":
+        return (f"unit: this build's, now this machine's for later tables of this kind ({where['path']}: delete it "
+                f"to start afresh)")
+    return "unit: this build's own" + (" (latency.unit=build)" if where else "")
+
+
 def _space(cfg) -> SearchSpace:
     if cfg.get("space_file"):
         return SearchSpace.load(str(cfg.space_file))
@@ -243,6 +258,7 @@ def main(argv: Sequence[str]) -> int:
               f"reference speed: probe {PROBE} {table.reference_ms:.3f} ms, median of "
               f"{len(table.reference.get('timings', [0]))} timings "
               f"(spread {table.reference.get('spread', float('nan')):.1%})")
+        print(unit_line(table.reference))
         print(heldout_line(cal))
         retimed = table.retimed()
         if retimed:

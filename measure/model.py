@@ -11,7 +11,7 @@ from .table import PAIRED, LatencyTable, machine_id
 
 SOURCES = ("lut", "measured")
 KEYS = {"source", "backend", "threads", "input_size", "batch", "channels_last", "table", "measure_missing",
-        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "passes", "confirm", "max_passes",
+        "warmup", "repeats", "max_rel_spread", "max_rounds", "statistic", "unit", "passes", "confirm", "max_passes",
         "accept_changed", "foreign_ok", "accept_untrusted", "target", "target_python"}
 # What a result's latency record must match on a rerun: the model and the table content it rests on.
 # The table path and machine are recorded, not compared: workers elsewhere read copies of one table.

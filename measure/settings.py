@@ -28,6 +28,7 @@ class LatencySettings(Settings):
     max_rel_spread: float = number(0.05, gt=0)
     max_rounds: int = integer(4, ge=1)
     statistic: str = choice("p10", STATISTICS)
+    unit: str = choice("machine", ("machine", "build"))
     passes: int = integer(2, ge=1)
     confirm: float = number(0.03, ge=0)
     max_passes: int = integer(4, ge=1)

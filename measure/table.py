@@ -80,6 +80,7 @@ from space import ArchSpec
 
 from . import calibration as calib
 from . import runner
+from . import unit as units
 from .entries import Entry, arch_entries, call_entries, call_entry, is_network, network_entry
 from .latency import Latency, MeasureError, check_backend, check_statistic, make_runner, time_paired
 from .probe import BLOCK, PROBE, QUIET_SPREAD, REFERENCE_TIMINGS, REFERENCE_TRIES, SpeedProbe, reference
@@ -100,10 +101,15 @@ def machine_id() -> str:
     return runner.machine_id()
 
 
+def table_name(backend: str, threads: int, input_size: int, batch: int = 1, channels_last: bool = False) -> str:
+    """``onnxruntime_t1_224``: what a table times, as its file is named."""
+    return (f"{backend}_t{threads}_{input_size}" + (f"_b{batch}" if batch != 1 else "")
+            + ("_cl" if channels_last else ""))
+
+
 def table_path(results_dir, backend: str, threads: int, input_size: int, batch: int = 1,
                channels_last: bool = False, machine: str | None = None) -> Path:
-    name = (f"{backend}_t{threads}_{input_size}" + (f"_b{batch}" if batch != 1 else "")
-            + ("_cl" if channels_last else ""))
+    name = table_name(backend, threads, input_size, batch, channels_last)
     return Path(results_dir) / "lut" / (machine or machine_id()) / f"{name}.json"
 
 
@@ -118,7 +124,8 @@ class LatencyTable:
                  batch: int = 1, channels_last: bool = False, measure_missing: bool = True,
                  warmup: int = 10, repeats: int = 50, max_rel_spread: float = 0.05, max_rounds: int = 4,
                  statistic: str = "p10", passes: int = 2, confirm: float = CONFIRM, max_passes: int = MAX_PASSES,
-                 calibration_archs: list[ArchSpec] | None = None, target=None, probe_repeats: int = PROBE_REPEATS):
+                 calibration_archs: list[ArchSpec] | None = None, target=None, probe_repeats: int = PROBE_REPEATS,
+                 unit: str = "machine"):
         self.path = Path(path)
         self.target = target  # None: time here; a ``measure.remote.RemoteTarget``: time there
         self.backend = check_backend(backend)
@@ -134,6 +141,7 @@ class LatencyTable:
             raise MeasureError(f"confirm must be a fraction >= 0 (0: off), got {confirm!r}")
         self.confirm, self.max_passes = float(confirm), max(max_passes, passes)  # passes=6 alone means 6
         self.probe_repeats = probe_repeats  # calls per probe timing (measure.probe)
+        self.unit = units.check_mode(unit)  # machine: the unit of this machine's first table (measure.unit)
         self.protocol = {"warmup": warmup, "repeats": repeats, "max_rel_spread": max_rel_spread,
                          "max_rounds": max_rounds}
         self.entries: dict[str, dict] = {}
@@ -356,7 +364,7 @@ class LatencyTable:
         (``measure.probe``); on a target the runner does the same. Called under the lock."""
         if self.target is not None:  # the runner retries on the target (measure.runner.reference_timings)
             timings, ratio = self.target.reference_timings(self)
-            self.reference = {**reference(timings), "provisional": True, **_ratio(ratio)}
+            self.reference = self._carried({**reference(timings), "provisional": True, **_ratio(ratio)})
             return
         best = None
         for _ in range(REFERENCE_TRIES):
@@ -365,7 +373,24 @@ class LatencyTable:
             if ref["spread"] <= QUIET_SPREAD:
                 break
         # until the first calibration settles it (_settle_unit), as it does the probes' ratio taken now
-        self.reference = {**best, "provisional": True, **_ratio(self._probe.ratio())}
+        self.reference = self._carried({**best, "provisional": True, **_ratio(self._probe.ratio())})
+
+    def _unit_kind(self) -> dict:
+        """What a machine unit must have been set by to apply to this table (``measure.unit.read``)."""
+        return {"probe": PROBE, "probe_repeats": self.probe_repeats}
+
+    def _unit_path(self) -> Path:
+        here = self.target.machine if self.target is not None else machine_id()
+        return units.unit_path(here, table_name(self.backend, self.threads, self.input_size, self.batch,
+                                                self.channels_last))
+
+    def _carried(self, ref: dict) -> dict:
+        """A new unit ``ref`` (the probe's speed now) replaced by the machine's unit when one is recorded: networks
+        are then converted to it from their first timing. The speed now is kept as ``own_ms``."""
+        if self.unit != "machine":
+            return ref
+        found = units.read(self._unit_path(), self._unit_kind())
+        return ref if found is None else {**ref, "ms": found["ms"], "own_ms": ref["ms"]}
 
     def _provisional(self) -> bool:
         """Whether the unit or the block unit waits to be settled (``_settle_unit``)."""
@@ -382,13 +407,25 @@ class LatencyTable:
         ref = self.reference or {}
         if ref.get("provisional"):  # (else settled already, here or by another process)
             speeds = [*ref["timings"], *self._speeds]
-            ms = statistics.median(speeds)
+            own = statistics.median(speeds)
+            ms, where = own, {"from": "build"}
+            if self.unit == "machine":  # the machine's unit, set now by this table if it is the first (measure.unit)
+                path = self._unit_path()
+                found, first = units.claim(path, self._unit_kind(), own, self.path)
+                ms, where = found["ms"], {"from": "this build" if first else "machine", "path": str(path),
+                                          "set": found["set"], "table": found["table"]}
             _rescale(self.entries, is_network, ms / ref["ms"])  # a network's factor is unit / probe: scales alike
-            self.reference = {**{a: b for a, b in ref.items() if a != "provisional"}, "ms": ms,
-                              "settled_from": len(speeds)}
+            self.reference = {**{a: b for a, b in ref.items() if a not in ("provisional", "own_ms")}, "ms": ms,
+                              "settled_from": len(speeds), "own_ms": own, "unit": where}
             self._settle_small(self.entries, again=True)  # from the build's networks, not the few timings of the start
         self._settle_block()
         self._save()
+
+    @property
+    def own_ms(self) -> float | None:
+        """The probe's median over this table's build, where its unit is the machine's (else its unit)."""
+        ref = self.reference or {}
+        return ref.get("own_ms", ref.get("ms"))
 
     @property
     def block_ms(self) -> float | None:
@@ -399,8 +436,9 @@ class LatencyTable:
     def _block_unit(self, ref_ms: float) -> float:
         """The block unit, set (provisional) to ``ref_ms``, the reference block's p10 beside the first entry timed,
         when the table has none."""
-        if self.block_ms is None:
-            self.reference = {**self.reference, "block": {"key": BLOCK, "ms": ref_ms, "provisional": True}}
+        if self.block_ms is None:  # in the networks' unit (the machine's, when carried: ``_carried``)
+            ms = ref_ms * self.reference_ms / self.own_ms
+            self.reference = {**self.reference, "block": {"key": BLOCK, "ms": ms, "provisional": True}}
         return self.block_ms
 
     def _settle_block(self) -> None:
@@ -411,7 +449,8 @@ class LatencyTable:
             return
         refs = [block["ms"] / t["factor"] for key, r in self.entries.items() if not is_network(key)
                 for t in r["passes"]]
-        ms = statistics.median(refs) if refs else block["ms"]
+        # in the unit of the networks: a build that ran faster than the machine's unit converts its blocks alike
+        ms = (statistics.median(refs) if refs else block["ms"]) * self.reference_ms / self.own_ms
         _rescale(self.entries, lambda key: not is_network(key), ms / block["ms"])
         self.reference = {**self.reference, "block": {"key": BLOCK, "ms": ms, "settled_from": len(refs)}}
 

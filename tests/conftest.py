@@ -28,6 +28,13 @@ blocks:
 """
 
 
+@pytest.fixture(autouse=True)
+def _machine_units(tmp_path_factory, monkeypatch):
+    """Each test its own store of machine latency units (measure.unit): a table one test builds never sets the unit
+    of another's, nor of the user's own machine. Inherited by the commands a test starts."""
+    monkeypatch.setenv("BNECK_UNITS", str(tmp_path_factory.mktemp("units")))
+
+
 @pytest.fixture(scope="session")
 def torchvision_shapes() -> dict:
     """Keys and shapes of torchvision's mobilenet_v3_large/small state dicts, in order."""

@@ -156,6 +156,7 @@ CASES = [
     ("storage from a missing env var", _search_main, ["+space=v3_small", "storage=${{oc.env:BNECK_NO_SUCH_VAR}}"],
      "BNECK_NO_SUCH_VAR"),
     ("train.device gpu", _search_main, ["+space=v3_small", "train.device=gpu"], "train.device=gpu must be"),
+    ("unknown latency unit", _lut_main, ["build", "+space=v3_small", "latency.unit=device"], "latency.unit=device"),
     ("latency threads 0", _netadapt_main, ["latency.threads=0"], "latency.threads=0 must be an integer >= 1"),
     ("input size 0", _search_main, ["+space=v3_small", "latency.input_size=0"], "latency.input_size=0"),
     ("negative weight decay", _netadapt_main, ["train.weight_decay=-1"], "train.weight_decay=-1"),

@@ -120,6 +120,27 @@ def test_report_shows_host_noise_model_held_out_error_tercile_bias_and_two_table
     assert "Their 800 common block entries (as stored): second / first - 1 median +0.10%, sd 0.62%, 1 beyond ±5%." in text
 
 
+def test_report_of_a_second_table_in_the_machines_unit_says_what_its_own_speed_would_have_made(ll, tmp_path):
+    path = tmp_path / "r.jsonl"
+    table = {"backend": "onnxruntime", "kind": "table", "table": 1, "name": "t.json", "build_s": 5.0, "model": 6,
+             "call_weight": 2.0, "depthwise_ms": 0.0, "cold_ms": 0.0, "feature_ms": 0.0, "cache_bytes": 2 ** 25,
+             "reference_ms": 5.0, "own_ms": 5.0, "unit_from": "this build", "probe_spread": 0.02}
+    ll.append_jsonl(path, table)
+    ll.append_jsonl(path, {**table, "table": 2, "own_ms": 4.5, "unit_from": "machine"})
+    ll.append_jsonl(path, {"backend": "onnxruntime", "kind": "agreement", "table": 2, "networks": 2,
+                           "diffs": [0.01, -0.02]})
+    out = tmp_path / "r.md"
+    ll.report(ll.read_jsonl(path), out)
+    text = out.read_text()
+    assert "Its unit became the machine's (the first table of this run's store, measure.unit)." in text
+    assert "Unit carried from the machine's first table (5.000 ms); this build's own probe median 4.500 ms (-10.0%)." in text
+    assert "second / first - 1 -2.0% to +1.0% (mean -0.5%); 100% within ±3%" in text
+    # in the second build's own speed: 1.01 x 0.9 - 1 = -9.1%, 0.98 x 0.9 - 1 = -11.8%
+    assert ("Both are in the machine's unit (5.000 ms, set by the first table; the second converted its timings to it, "
+            "measure.unit): the probe ran -10.0% during the second build; in each build's own speed (latency.unit=build) "
+            "the predictions would differ by -11.8% to -9.1% (mean -10.4%), 0% within ±3%.") in text
+
+
 def test_entry_agreement_compares_the_parts_two_tables_share_not_networks_or_empty_graphs(ll, tmp_path):
     from measure import LatencyTable
 

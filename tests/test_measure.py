@@ -6,6 +6,7 @@ Real measurements throughout, kept fast with tiny inputs and few repeats; no tim
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -234,8 +235,16 @@ def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     assert "8 entries and 2 calibration networks (" in out  # stem, 2 + 4 blocks, head; the (quick) fixed set
     data = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())
     assert data["calibration"]["model"] == 6 and data["calibration"]["call_weight"] >= 0
+    stored = data["reference"]["unit"]["path"]
+    assert f"unit: this build's, now this machine's for later tables of this kind ({stored}: delete it" in out
     assert lut_main(["build", *args]) == 0
     assert "(0 timed now)" in capsys.readouterr().out
+    assert lut_main(["build", *args, f"results_dir={tmp_path}/again"]) == 0  # from scratch elsewhere: carried
+    again = json.loads(next((tmp_path / "again" / "lut").rglob("*.json")).read_text())["reference"]
+    assert again["ms"] == data["reference"]["ms"] and again["unit"]["from"] == "machine"
+    assert f"unit: the machine's, set {again['unit']['set']} by {data['reference']['unit']['table']}" in (
+        capsys.readouterr().out)
+    shutil.rmtree(tmp_path / "again")
     assert lut_main(["validate", *args, "n=3"]) == 0
     out = capsys.readouterr().out
     assert "within ±5%" in out and "within ±10%" in out
@@ -862,6 +871,89 @@ def test_the_first_calibration_settles_the_block_unit_on_every_entry_timing_and_
     assert all(t["factor"] == 1.0 for k, e in saved["entries"].items() if is_network(k) for t in e["passes"])
     table.calibrate()
     assert json.loads((tmp_path / "t.json").read_text()) == saved
+
+
+class MachineAtSpeed(FakeMachine):
+    """``FakeMachine`` running ``speed`` times as long: every entry, the reference block (1 ms) and the probe (3 ms)."""
+
+    def __init__(self, speed: float):
+        super().__init__()
+        self.speed = speed
+
+    def install(self, monkeypatch):
+        from functools import partial
+
+        from measure.probe import SpeedProbe
+
+        probe_ms = 3.0 * self.speed
+
+        def timed(entry):
+            ms = FakeMachine.measure(self, entry).p10_ms * self.speed
+            return measure.Latency(ms, 0.0, 5, "onnxruntime", ms)
+        monkeypatch.setattr("measure.table.SpeedProbe", partial(SpeedProbe, clock=lambda: 0.0, timer=lambda: probe_ms))
+        monkeypatch.setattr(LatencyTable, "_measure_block", lambda table, entry: (timed(entry), self.speed))
+        monkeypatch.setattr(LatencyTable, "_measure_paired", lambda table, entry: (timed(entry), probe_ms))
+
+
+def _built_at(speed: float, path, monkeypatch, **kw) -> LatencyTable:
+    MachineAtSpeed(speed).install(monkeypatch)
+    table = LatencyTable(path, input_size=32, passes=1, **FAST, **kw)
+    table.calibrate()
+    return table
+
+
+def test_a_table_built_from_scratch_while_the_machine_runs_faster_predicts_in_the_machines_first_unit(tmp_path,
+                                                                                                        monkeypatch):
+    """The first table of a machine records its unit (the probe's 3 ms) in the machine's store; a table built from
+    scratch in another folder while everything runs 10% faster converts its timings to that unit and predicts the
+    same ms, keeping its own speed (2.7 ms) beside it; with ``unit=build`` it predicts 10% less. Deleting the
+    machine's unit lets the next table set it afresh."""
+    import os
+
+    from measure.unit import unit_path
+
+    archs = [TINY, TINY.with_blocks([BlockSpec(5, 48, 8), BlockSpec(5, 64, 24, True, "HS", 2)])]
+    first = _built_at(1.0, tmp_path / "a" / "t.json", monkeypatch)
+    stored = unit_path(measure.machine_id(), "onnxruntime_t1_32")
+    assert stored.parent.parent == Path(os.environ["BNECK_UNITS"])
+    record = json.loads(stored.read_text())
+    assert {k: record[k] for k in ("probe", "probe_repeats", "ms", "table")} == {
+        "probe": "v3_large", "probe_repeats": measure.probe.REPEATS, "ms": 3.0, "table": str(tmp_path / "a" / "t.json")}
+    assert first.reference["unit"]["from"] == "this build" and first.reference["own_ms"] == 3.0
+
+    faster = _built_at(0.9, tmp_path / "b" / "t.json", monkeypatch)
+    assert faster.reference_ms == 3.0 and faster.own_ms == pytest.approx(2.7)
+    assert faster.reference["unit"] == {"from": "machine", "path": str(stored), "set": record["set"],
+                                        "table": str(tmp_path / "a" / "t.json")}
+    assert faster.block_ms == pytest.approx(first.block_ms, rel=1e-4)
+    for a in archs:
+        assert faster.predict(a) == pytest.approx(first.predict(a), rel=1e-4)
+
+    own = _built_at(0.9, tmp_path / "c" / "t.json", monkeypatch, unit="build")
+    assert own.reference_ms == pytest.approx(2.7) and own.reference["unit"] == {"from": "build"}
+    for a in archs:
+        assert own.predict(a) == pytest.approx(0.9 * first.predict(a), rel=1e-4)
+    assert json.loads(stored.read_text()) == record  # a table in its own unit leaves the machine's alone
+
+    stored.unlink()
+    afresh = _built_at(0.9, tmp_path / "d" / "t.json", monkeypatch)
+    assert afresh.reference_ms == pytest.approx(2.7) and afresh.reference["unit"]["from"] == "this build"
+    assert json.loads(stored.read_text())["ms"] == pytest.approx(2.7)
+
+
+def test_a_machine_unit_of_another_probe_is_replaced_and_an_unreadable_one_is_refused(tmp_path, monkeypatch):
+    from measure.unit import unit_path
+
+    stored = unit_path(measure.machine_id(), "onnxruntime_t1_32")
+    stored.parent.mkdir(parents=True)
+    stored.write_text(json.dumps({"probe": "v3_large", "probe_repeats": 7, "ms": 30.0, "set": "then", "table": "x"}))
+    table = _built_at(1.0, tmp_path / "a" / "t.json", monkeypatch)  # a unit of probe timings of 7 calls: no scale here
+    assert table.reference_ms == 3.0 and table.reference["unit"]["from"] == "this build"
+    assert json.loads(stored.read_text())["ms"] == 3.0  # replaced: tables settled in it before keep their own copy
+    stored.write_text("{not json")
+    with pytest.raises(MeasureError, match=r"machine latency unit .*onnxruntime_t1_32\.json is unreadable .*delete it "
+                                           r"\(the next table sets it again\) or pass latency\.unit=build"):
+        _built_at(1.0, tmp_path / "b" / "t.json", monkeypatch)
 
 
 def test_a_machine_changing_speed_as_a_whole_times_no_entry_again_and_one_slowing_alone_is(tmp_path, monkeypatch):

@@ -152,7 +152,8 @@ def build_table(backend: str, results_dir: str, seq: int = 1, spaces: list[str] 
                    "calibration_errors": cal.get("errors"), "heldout_errors": cal.get("heldout_errors"),
                    "calibration_names": cal.get("names"), "measured_ms": cal.get("measured_ms"),
                    "distrust": table.distrust(), "passes": pass_counts(table), "load": os.getloadavg()[0],
-                   "small_large": table.small_large, "block_ms": table.block_ms}
+                   "small_large": table.small_large, "block_ms": table.block_ms, "own_ms": table.own_ms,
+                   "unit_from": (table.reference.get("unit") or {}).get("from")}
 
 
 def pass_counts(table: LatencyTable) -> dict[str, int]:
@@ -273,12 +274,21 @@ def section(backend: str, records: list[dict]) -> list[str]:
         lines += ["", "Second table, built from scratch after the validation runs: " + table_line(second)[0].lower()
                   + table_line(second)[1:]]
     units = {x.get("table", 1): x["reference_ms"] for x in mine if x["kind"] == "table"}
+    own = {x.get("table", 1): x.get("own_ms") or x["reference_ms"] for x in mine if x["kind"] == "table"}
     for r in (x for x in mine if x["kind"] == "agreement"):
         d = [{"error": x} for x in r["diffs"]]
         lines += ["", f"The two tables' predictions of the {r['networks']} validated networks: second / first - 1 "
                   f"{min(r['diffs']):+.1%} to {max(r['diffs']):+.1%} (mean {statistics.mean(r['diffs']):+.1%}); "
                   f"{within(d, 0.03):.0%} within ±3% (the acceptance asks all)."]
-        if 1 in units and 2 in units:  # the same predictions in each table's unit (the probe's median over its build)
+        if 1 in units and 2 in units and units[1] == units[2] and own[1] != own[2]:  # the second carried the first's
+            k = own[2] / own[1]  # what each table's own build speed (latency.unit=build) would have made of them
+            u = [(1 + x) * k - 1 for x in r["diffs"]]
+            lines[-1] += (f" Both are in the machine's unit ({units[1]:.3f} ms, set by the first table; the second "
+                          f"converted its timings to it, measure.unit): the probe ran {k - 1:+.1%} during the second "
+                          f"build; in each build's own speed (latency.unit=build) the predictions would differ by "
+                          f"{min(u):+.1%} to {max(u):+.1%} (mean {statistics.mean(u):+.1%}), "
+                          f"{within([{'error': x} for x in u], 0.03):.0%} within ±3%.")
+        elif 1 in units and 2 in units:  # the same predictions in each table's unit (the probe's median over its build)
             k = units[1] / units[2]
             u = [(1 + x) * k - 1 for x in r["diffs"]]
             lines[-1] += (f" The units differ by {1 / k - 1:+.1%} (the probe ran that much faster or slower while the "
@@ -319,6 +329,11 @@ def table_line(t: dict) -> str:
     if t.get("block_ms"):  # table format 5 (session 26): entries timed paired with the reference block
         trusted += (f" Entries timed paired with the reference block (format 5), stored at its median over the build, "
                     f"{t['block_ms']:.4f} ms.")
+    if t.get("unit_from") == "machine":  # session 27: the unit of the machine's first table, carried (measure.unit)
+        trusted += (f" Unit carried from the machine's first table ({t['reference_ms']:.3f} ms); this build's own probe "
+                    f"median {t['own_ms']:.3f} ms ({t['own_ms'] / t['reference_ms'] - 1:+.1%}).")
+    elif t.get("unit_from") == "this build":
+        trusted += " Its unit became the machine's (the first table of this run's store, measure.unit)."
     return (f"Table `{t['name']}`: built in {t['build_s']:.0f} s (0 s when it was already built); calibration "
             f"{fit_text(t)}; "
             f"reference speed {t['reference_ms']:.3f} ms, from "
@@ -395,6 +410,9 @@ def main() -> None:
                    help="and refuse when over 10%% of this many blocks timed twice differ by more than 3%% (0: skip)")
     p.add_argument("--force", action="store_true", help="time even on a noisy host (the report shows the spread)")
     args = p.parse_args()
+    # This run's own store of machine units (measure.unit): its first table sets the unit, its second converts to it,
+    # whatever tables built on this machine before it set.
+    os.environ["BNECK_UNITS"] = str(Path(args.results_dir).resolve() / "units")
     out = args.out_dir / args.out
     results = out.with_suffix(".jsonl")
     if args.note and not any(r.get("text") == args.note for r in read_jsonl(results)):
