@@ -71,6 +71,9 @@ class MeasuredLatency(LatencyModel):
         if not self.table.ensure_reference():
             return None
         ref = self.table.reference
+        if "own_ms" in ref:  # the machine's unit, kept across its tables (measure.unit)
+            return (f"set the reference speed of {self.table.path}: the machine's unit, probe {ref['ms']:.3f} ms; "
+                    f"now {ref['own_ms']:.3f} ms, median of {len(ref['timings'])} timings (spread {ref['spread']:.1%})")
         return (f"set the reference speed of {self.table.path}: probe {ref['ms']:.3f} ms, median of "
                 f"{len(ref['timings'])} timings (spread {ref['spread']:.1%})")
 

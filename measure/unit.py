@@ -4,7 +4,7 @@ A table stores every timing as a ratio to a probe network times its *unit*, the 
 build (``measure.table``, ``measure.probe``). Ratios reproduce between builds; the machine's own speed does not: on
 this shared VM the probe ran 7.6% and 10.3% faster while a second table was built half an hour after the first,
 so two tables from scratch predicted the same networks 7-10% apart in ms while agreeing within ±3% for 94-96% of
-them in each one's unit (benchmarks/latency_lut/latency_lut.md, session 26).
+them in each one's unit (benchmarks/latency_lut/latency_lut_2026-12-07i.md, session 26).
 
 So the first table of a machine, backend, threads and input size to settle its unit records it here, outside any
 results folder, and every later table of that kind converts its ratios to that unit instead of to its own build's

@@ -7,6 +7,7 @@ import csv
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import warnings
@@ -200,6 +201,22 @@ def test_explicit_table_without_entry_and_no_measuring_fails_clearly(tmp_path):
         latency_model({**cfg, "table": str(tmp_path / "none.json")})
     with pytest.raises(MeasureError, match="input_size"):
         latency_model({**cfg, "input_size": 64})(TINY)
+
+
+def test_a_measured_model_times_in_the_machines_unit_when_one_is_recorded(tmp_path):
+    from measure.unit import claim, unit_path
+
+    kind = {"probe": "v3_large", "probe_repeats": measure.probe.REPEATS}
+    claim(unit_path(measure.machine_id(), "torch_t1_32"), kind, 123.0, tmp_path / "first.json")
+    model = latency_model({"source": "measured", "backend": "torch", "input_size": 32, **FAST}, tmp_path)
+    assert model.prepare().startswith(f"set the reference speed of {model.table.path}: the machine's unit, probe "
+                                      f"123.000 ms; now ")
+    saved = json.loads(model.table.path.read_text())["reference"]
+    assert saved["ms"] == 123.0 and saved["own_ms"] == pytest.approx(statistics.median(saved["timings"]), abs=1e-5)
+    own = latency_model({"source": "measured", "backend": "torch", "input_size": 32, "unit": "build", **FAST},
+                        tmp_path / "own")
+    assert own.prepare() and own.table.reference_ms == pytest.approx(
+        statistics.median(own.table.reference["timings"]), abs=1e-5)
 
 
 def test_measured_source_and_costs(tmp_path):
