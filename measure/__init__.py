@@ -12,7 +12,8 @@ __all__ = [
     "compare_table", "Costs", "costs", "count_macs", "count_params", "export_onnx", "full_set", "host_noise", "Latency",
     "host_sweep", "is_network",
     "latency_model", "LatencyModel", "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError",
-    "network_entry", "open_target", "ort_runner", "runner_runtime", "space_entries", "scale_heldout", "SpeedProbe",
+    "network_entry", "open_target", "ort_runner", "runner_runtime", "space_entries", "scale_heldout", "refit_heldout",
+    "offset_terms", "SpeedProbe",
     "size_weight", "tercile_bias", "count_activations", "time_callable", "time_paired", "time_runner", "traced_macs",
     "unhandled_ops", "validation_archs", "within",
 ]
@@ -40,6 +41,8 @@ _LAZY = {
     "full_set": "measure.calibration",
     "calibration_summary": "measure.calibration:summary",
     "scale_heldout": "measure.calibration",
+    "refit_heldout": "measure.calibration",
+    "offset_terms": "measure.calibration",
     "host_noise": "measure.noise",
     "host_sweep": "measure.noise:sweep",
     "arch_entries": "measure.entries",

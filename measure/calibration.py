@@ -220,6 +220,24 @@ def predict_scale(terms: dict, row: dict) -> float:
     return terms["scale"] * row["sum_ms"] + terms["overhead_ms"]
 
 
+def fit_offset(rows: Sequence[dict], measured: Sequence[float]) -> dict:
+    """``fit``'s terms and ``overhead_ms``, a cost per network (>= 0), fitted together: a candidate term, compared with
+    the model on stored timings (``refit_heldout``; benchmarks/latency_lut/model_terms.md), not used by tables."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    m = np.asarray(measured, float)
+    cols = np.column_stack([[-r["calls_ms"] for r in rows], [-r["depthwise"] for r in rows],
+                            [r["cold_mweights"] for r in rows], [r["mfeatures"] for r in rows],
+                            np.ones_like(m)]) / m[:, None]
+    coef, _ = nnls(cols, (m - np.array([r["sum_ms"] for r in rows])) / m)
+    return dict(zip((*TERMS, "overhead_ms"), (float(c) for c in coef)))
+
+
+def predict_offset(terms: dict, row: dict) -> float:
+    return predict(terms, row) + terms["overhead_ms"]
+
+
 def heldout(rows: Sequence[dict], measured: Sequence[float], model=(fit, predict)) -> list[float] | None:
     """Each network's relative error under a fit made on the others (leave-one-out); None below ``MIN_HELDOUT``
     networks, where one left out leaves too few to fit on. ``model``: a (fit, predict) pair; ``(fit_scale,
@@ -247,6 +265,19 @@ def scale_heldout(cal: dict) -> list[float] | None:
     if cal.get("model") not in (4, 5, MODEL):
         return None
     return heldout(rows_of(cal), cal["measured_ms"], (fit_scale, predict_scale))
+
+
+def refit_heldout(cal: dict, offset: bool = False) -> list[float] | None:
+    """The held-out errors of this model (``offset``: with a cost per network, ``fit_offset``) refitted on a model-4+
+    record's timings; None for an older record or too few networks. Tables of other sessions compare on one model."""
+    if cal.get("model") not in (4, 5, MODEL):
+        return None
+    return heldout(rows_of(cal), cal["measured_ms"], (fit_offset, predict_offset) if offset else (fit, predict))
+
+
+def offset_terms(cal: dict) -> dict:
+    """``fit_offset``'s terms on every network of a model-4+ record (what the cost per network would be fitted to)."""
+    return fit_offset(rows_of(cal), cal["measured_ms"])
 
 
 def missed(cal: dict, limit: float = HELDOUT_LIMIT) -> list[str]:

@@ -1,6 +1,7 @@
 """benchmarks/latency_lut/latency_lut.py: the validation sets it times (no timing here)."""
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -139,6 +140,31 @@ def test_report_of_a_second_table_in_the_machines_unit_says_what_its_own_speed_w
     assert ("Both are in the machine's unit (5.000 ms, set by the first table; the second converted its timings to it, "
             "measure.unit): the probe ran -10.0% during the second build; in each build's own speed (latency.unit=build) "
             "the predictions would differ by -11.8% to -9.1% (mean -10.4%), 0% within ±3%.") in text
+
+
+def test_model_terms_compares_each_stored_table_once_and_says_no_difference_inside_the_sign_test(ll, tmp_path):
+    mt = importlib.import_module("benchmarks.latency_lut.model_terms")
+    from measure.calibration import columns, predict
+
+    def table(backend: str, cost: float, seq: int = 1) -> dict:
+        rows = [{"sum_ms": s, "calls_ms": 0.05 + 0.01 * i, "depthwise": i % 2, "cold_mweights": 0.0, "mfeatures": 0.0}
+                for i, s in enumerate((0.6, 1.1, 1.9, 3.0, 4.4, 6.5))]
+        measured = [predict({"call_weight": 1.0, "depthwise_ms": 0.0, "cold_ms": 0.0}, r) * (1 + 0.02 * (-1) ** i)
+                    + cost for i, r in enumerate(rows)]
+        return {"kind": "table", "backend": backend, "table": seq, "model": 6, "call_weight": 1.0, **columns(rows),
+                "measured_ms": measured}
+    first = table("onnxruntime", 0.3)
+    (tmp_path / "latency_lut_a.jsonl").write_text("\n".join(json.dumps(t) for t in (first, table("torch", 0.0))) + "\n")
+    (tmp_path / "latency_lut_b.jsonl").write_text(json.dumps({**first, "table": 2}) + "\n")  # reused: counted once
+    rows = mt.compare(tmp_path)
+    assert [(r["report"], r["backend"]) for r in rows] == [("latency_lut_a", "onnxruntime"), ("latency_lut_a", "torch")]
+    ort = rows[0]
+    assert ort["overhead_ms"] > 0.1 and ort["offset"]["rms"] < ort["model"]["rms"]
+    text = mt.report(rows)
+    assert "| latency_lut_a | onnxruntime | 1 | " in text
+    assert ("- onnxruntime, 1 tables: with a cost per network the held-out rms is lower in 1, higher in 0, equal in 0: "
+            "no difference shown (p 1)") in text
+    assert mt.sign_test(12, 12) < 0.001 and mt.sign_test(0, 0) == 1.0
 
 
 def test_entry_agreement_compares_the_parts_two_tables_share_not_networks_or_empty_graphs(ll, tmp_path):

@@ -717,6 +717,24 @@ def test_without_a_known_cache_size_the_model_has_no_memory_term(tmp_path, monke
     assert "cache size unknown: no memory term" in __import__("measure.model").model.describe_fit(cal)
 
 
+def test_a_cost_per_network_is_recovered_exactly_and_held_out_where_the_model_misses_it():
+    """Networks built from the model's terms plus 0.2 ms each: ``fit_offset`` recovers every term; refitted held out,
+    the model with the cost misses nothing, the model without it misses the smallest networks most."""
+    from measure.calibration import columns, fit_offset, offset_terms, predict, refit_heldout
+
+    rows = [{"sum_ms": s, "calls_ms": c, "depthwise": d, "cold_mweights": w, "mfeatures": 0.0}
+            for s, c, d, w in ((0.6, 0.05, 1, 0.0), (1.2, 0.06, 1, 0.0), (2.5, 0.08, 0, 0.5), (4.0, 0.13, 1, 1.0),
+                               (6.0, 0.13, 0, 2.0), (9.0, 0.2, 1, 3.0))]
+    true = {"call_weight": 2.0, "depthwise_ms": 0.05, "cold_ms": 0.1, "feature_ms": 0.0}
+    measured = [predict(true, r) + 0.2 for r in rows]
+    assert fit_offset(rows, measured) == pytest.approx({**true, "overhead_ms": 0.2}, abs=1e-9)
+    record = {"model": 6, **columns(rows), "measured_ms": measured}
+    assert offset_terms(record)["overhead_ms"] == pytest.approx(0.2, abs=1e-5)
+    assert max(map(abs, refit_heldout(record, offset=True))) < 1e-4
+    without = refit_heldout(record)
+    assert max(map(abs, without)) > 0.01 and refit_heldout({**record, "model": 3}) is None
+
+
 def test_the_scale_fit_of_model_1_is_relative_and_never_negative():
     from measure.calibration import fit_scale
 
