@@ -9,9 +9,10 @@ the id of the set it was fitted on; adding a space changes the set, and the tabl
 when it may not measure, refused with the fix). ``BNECK_CALIBRATION_SET=quick`` swaps in two tiny
 networks: for the test suite, whose many fresh tables would otherwise each spend a minute calibrating.
 
-**The model (``MODEL`` 6; 5 was the same on entries converted by the probe around them).** predicted = (sum
-of entries) - call_weight x calls - depthwise_ms x (blocks that start with their depthwise conv) + cold_ms x
-(million weights read from memory) + feature_ms x (million feature-map elements). A block timed alone differs
+**The model (``MODEL`` 7; 6 was the same without the boundary term, 5 on entries converted by the probe around
+them).** predicted = (sum of entries) - call_weight x calls - depthwise_ms x (blocks that start with their depthwise
+conv) + cold_ms x (million weights read from memory) + feature_ms x (million feature-map elements) - boundary_ms x
+(million elements crossing the entries' boundaries). A block timed alone differs
 from the same block inside a network in ways measured on this VM (issue 27: each part of a network timed in
 context, as the difference of paired prefix timings, against its entry):
 
@@ -33,7 +34,14 @@ context, as the difference of paired prefix timings, against its entry):
   every pass, where a block in a loop reuses its buffers, is the likely one); onnxruntime and ExecuTorch plan
   their buffers once, and on onnxruntime the free term took weight from the others and lost accuracy
   (``benchmarks/latency_lut/latency_lut_2026-12-07c.md``'s timings refitted: references within ±5% 70% and
-  70% against 100% and 100%).
+  70% against 100% and 100%);
+- alone, an entry receives its input and returns its output through the runtime; inside the network they stay in
+  its buffers: a cost per element of every entry's input and output (``mboundary``), fitted. Since entries are timed
+  paired with a reference block (table format 5) the call weight had risen to 2.2-2.9 on onnxruntime and the
+  smallest networks were under-predicted (V3-Small x0.35 held out -9.8%): refitted with this term on the four
+  onnxruntime tables of format 5, the call weight falls to 0 and the held-out rms from 3.1-4.5% to 2.2-3.8%, lower in
+  4 of 4 (too few tables for a sign test to show it: p 0.12); on tables whose entries were timed alone it fitted
+  0-0.17 ms and did not lower the rms (1 of 8) (benchmarks/latency_lut/model_terms.md).
 
 The sum is not scaled: entries as timed and networks at the probe's median speed over the build are the same ms
 (``measure.table``), and a free scale (model 3's came out near 1.3 on onnxruntime) stood in for the memory effect,
@@ -49,6 +57,7 @@ not fitted on.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
@@ -120,10 +129,11 @@ def set_id(archs: Sequence[ArchSpec]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-MODEL = 6  # 1: scale x sum + overhead; 2: minus call_weight x calls; 3: the same, fitted on networks timed paired
-# with the probe (measure.table); 4: the module note's without feature maps; 5: the module note's; 6: the same on
-# entries stored as timed (measure.table format 3). A fit of another model is redone
-TERMS = ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")
+MODEL = 7  # 1: scale x sum + overhead; 2: minus call_weight x calls; 3: the same, fitted on networks timed paired
+# with the probe (measure.table); 4: the module note's without feature maps or boundary; 5: without the boundary;
+# 6: the same on entries stored as timed (measure.table format 3); 7: the module note's. A fit of another model is
+# redone (from the stored timings: no entry is timed again)
+TERMS = ("call_weight", "depthwise_ms", "cold_ms", "feature_ms", "boundary_ms")
 MIN_HELDOUT = 5  # fewer calibration networks (the test suite's quick set): no held-out check, no verdict
 HELDOUT_LIMIT = 0.10  # a held-out error beyond this: the build warns, studies refuse the table
 BUSY = 0.10  # the probe's 5 timings spread more than this when a table's unit was set: a busy machine
@@ -154,6 +164,16 @@ def cold_mweights(arch: ArchSpec, input_size: int, cache: float) -> float:
     return weights / 1e6 * cold_share(footprint, cache)
 
 
+def mboundary(arch: ArchSpec, input_size: int) -> float:
+    """Million elements crossing the boundaries of ``arch``'s entries: every entry's input and output (the next
+    entry's input; the head's few outputs left out). Alone, an entry receives and returns them through the runtime;
+    inside the network they stay in its buffers (module note)."""
+    from .entries import arch_entries
+
+    inputs = [e.in_channels * e.side * e.side for e in arch_entries(arch, input_size)]
+    return (sum(inputs) + sum(inputs[1:])) / 1e6
+
+
 ALLOCATING = {"torch"}  # backends that allocate a network's feature maps on every pass (eager): the feature term
 
 
@@ -165,31 +185,36 @@ def mfeatures(arch: ArchSpec, input_size: int, backend: str) -> float:
     return count_activations(arch, input_size) / 1e6 if backend in ALLOCATING else 0.0
 
 
-def fit(rows: Sequence[dict], measured: Sequence[float]) -> dict:
-    """``{call_weight, depthwise_ms, cold_ms, feature_ms}`` minimising sum((predict(terms, row) - m) / m)^2, all >= 0.
+# Each term: the row's column it multiplies (None: 1, a cost per network) and its sign in the prediction.
+COLUMNS = {"call_weight": ("calls_ms", -1), "depthwise_ms": ("depthwise", -1), "cold_ms": ("cold_mweights", 1),
+           "feature_ms": ("mfeatures", 1), "boundary_ms": ("mboundary", -1), "overhead_ms": (None, 1)}
 
-    ``rows``: per network ``sum_ms``, ``calls_ms``, ``depthwise``, ``cold_mweights`` and ``mfeatures``. Dividing each
-    row by m turns relative error into a linear least-squares problem; ``nnls`` solves it exactly under the signs.
+
+def fit(rows: Sequence[dict], measured: Sequence[float], terms: Sequence[str] = TERMS) -> dict:
+    """``terms`` (default ``TERMS``) minimising sum((predict(fitted, row) - m) / m)^2, all >= 0; every term of
+    ``TERMS`` left out is 0 in the result.
+
+    ``rows``: per network ``sum_ms`` and the columns of ``COLUMNS``. Dividing each row by m turns relative error into
+    a linear least-squares problem; ``nnls`` solves it exactly under the signs.
     """
     import numpy as np
     from scipy.optimize import nnls
 
     m = np.asarray(measured, float)
-    cols = np.column_stack([[-r["calls_ms"] for r in rows], [-r["depthwise"] for r in rows],
-                            [r["cold_mweights"] for r in rows], [r["mfeatures"] for r in rows]]) / m[:, None]
-    target = (m - np.array([r["sum_ms"] for r in rows])) / m
-    coef, _ = nnls(cols, target)
-    return dict(zip(TERMS, (float(c) for c in coef)))
+    cols = np.column_stack([[sign * (1.0 if col is None else r.get(col, 0.0)) for r in rows]
+                            for col, sign in (COLUMNS[t] for t in terms)]) / m[:, None]
+    coef, _ = nnls(cols, (m - np.array([r["sum_ms"] for r in rows])) / m)
+    return {**dict.fromkeys(TERMS, 0.0), **dict(zip(terms, (float(c) for c in coef)))}
 
 
 def predict(terms: dict, row: dict) -> float:
     """A prediction from fitted ``terms`` and a network's ``row`` (as for ``fit``; module note)."""
-    return (row["sum_ms"] - terms["call_weight"] * row["calls_ms"] - terms["depthwise_ms"] * row["depthwise"]
-            + terms["cold_ms"] * row["cold_mweights"] + terms.get("feature_ms", 0.0) * row.get("mfeatures", 0.0))
+    return row["sum_ms"] + sum(sign * terms.get(t, 0.0) * (1.0 if col is None else row.get(col, 0.0))
+                               for t, (col, sign) in COLUMNS.items())
 
 
 RECORDED = {"sum_ms": "sums_ms", "calls_ms": "calls_ms", "depthwise": "depthwise", "cold_mweights": "cold_mweights",
-            "mfeatures": "mfeatures"}
+            "mfeatures": "mfeatures", "mboundary": "mboundary"}
 
 
 def columns(rows: Sequence[dict]) -> dict:
@@ -220,24 +245,6 @@ def predict_scale(terms: dict, row: dict) -> float:
     return terms["scale"] * row["sum_ms"] + terms["overhead_ms"]
 
 
-def fit_offset(rows: Sequence[dict], measured: Sequence[float]) -> dict:
-    """``fit``'s terms and ``overhead_ms``, a cost per network (>= 0), fitted together: a candidate term, compared with
-    the model on stored timings (``refit_heldout``; benchmarks/latency_lut/model_terms.md), not used by tables."""
-    import numpy as np
-    from scipy.optimize import nnls
-
-    m = np.asarray(measured, float)
-    cols = np.column_stack([[-r["calls_ms"] for r in rows], [-r["depthwise"] for r in rows],
-                            [r["cold_mweights"] for r in rows], [r["mfeatures"] for r in rows],
-                            np.ones_like(m)]) / m[:, None]
-    coef, _ = nnls(cols, (m - np.array([r["sum_ms"] for r in rows])) / m)
-    return dict(zip((*TERMS, "overhead_ms"), (float(c) for c in coef)))
-
-
-def predict_offset(terms: dict, row: dict) -> float:
-    return predict(terms, row) + terms["overhead_ms"]
-
-
 def heldout(rows: Sequence[dict], measured: Sequence[float], model=(fit, predict)) -> list[float] | None:
     """Each network's relative error under a fit made on the others (leave-one-out); None below ``MIN_HELDOUT``
     networks, where one left out leaves too few to fit on. ``model``: a (fit, predict) pair; ``(fit_scale,
@@ -262,22 +269,20 @@ def summary(cal: dict) -> dict:
 def scale_heldout(cal: dict) -> list[float] | None:
     """The held-out errors of model 1 (scale x sum + overhead) refitted on a model-4+ record's timings, for
     comparison with the record's own; None for an older model's record or too few networks."""
-    if cal.get("model") not in (4, 5, MODEL):
+    if cal.get("model") not in (4, 5, 6, MODEL):
         return None
     return heldout(rows_of(cal), cal["measured_ms"], (fit_scale, predict_scale))
 
 
-def refit_heldout(cal: dict, offset: bool = False) -> list[float] | None:
-    """The held-out errors of this model (``offset``: with a cost per network, ``fit_offset``) refitted on a model-4+
-    record's timings; None for an older record or too few networks. Tables of other sessions compare on one model."""
-    if cal.get("model") not in (4, 5, MODEL):
+def refit(cal: dict, terms: Sequence[str] = TERMS, rows: Sequence[dict] | None = None) -> tuple[dict, list | None]:
+    """(the fit of ``terms``, its held-out errors) on a model-4+ record's timings (``rows``: its rows, when the
+    caller completes columns an older record lacks), for comparing models on the same timings (held-out None below
+    ``MIN_HELDOUT`` networks); None for an older record."""
+    if cal.get("model") not in (4, 5, 6, MODEL):
         return None
-    return heldout(rows_of(cal), cal["measured_ms"], (fit_offset, predict_offset) if offset else (fit, predict))
-
-
-def offset_terms(cal: dict) -> dict:
-    """``fit_offset``'s terms on every network of a model-4+ record (what the cost per network would be fitted to)."""
-    return fit_offset(rows_of(cal), cal["measured_ms"])
+    rows = rows_of(cal) if rows is None else rows
+    fitter = functools.partial(fit, terms=tuple(terms))
+    return fitter(rows, cal["measured_ms"]), heldout(rows, cal["measured_ms"], (fitter, predict))
 
 
 def missed(cal: dict, limit: float = HELDOUT_LIMIT) -> list[str]:

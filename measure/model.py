@@ -140,7 +140,8 @@ def describe_fit(cal: dict) -> str:
              else "cache size unknown: no memory term")
     return (f"call weight {cal['call_weight']:.2f}, {cal['depthwise_ms']:.3f} ms per depthwise-first block, "
             f"{cal['cold_ms']:.3f} ms per million weights read from memory ({cache}), {cal['feature_ms']:.3f} ms per "
-            f"million feature-map elements ({worst})")
+            f"million feature-map elements, {cal.get('boundary_ms', 0.0):.3f} ms per million elements crossing an "
+            f"entry's boundary ({worst})")
 
 
 def changed(old, new: dict) -> str | None:

@@ -554,11 +554,13 @@ class LatencyTable:
     def features(self, arch: ArchSpec, cache: int | None, calls: bool = True) -> dict:
         """What the model reads of ``arch`` (``measure.calibration.fit``'s row), measuring missing entries
         when allowed: the sum of its entries, its calls (0 unless ``calls``), its depthwise-first blocks, its
-        weights read from memory, its feature maps (million elements, where the backend allocates them each pass)."""
+        weights read from memory, its feature maps (million elements, where the backend allocates them each pass), the
+        elements crossing its entries' boundaries (million)."""
         return {"sum_ms": self.raw_sum(arch), "calls_ms": self.calls_ms(arch) if calls else 0.0,
                 "depthwise": calib.depthwise_first(arch),
                 "cold_mweights": calib.cold_mweights(arch, self.input_size, cache) if cache else 0.0,
-                "mfeatures": calib.mfeatures(arch, self.input_size, self.backend)}
+                "mfeatures": calib.mfeatures(arch, self.input_size, self.backend),
+                "mboundary": calib.mboundary(arch, self.input_size)}
 
     def predict(self, arch: ArchSpec) -> float:
         """Predicted end-to-end latency of ``arch`` in ms (``measure.calibration.predict``)."""

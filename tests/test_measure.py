@@ -19,7 +19,7 @@ import torch
 import measure
 from core.cli import UsageError
 from measure import LatencyTable, MeasureError, count_macs, count_params, latency_model, measure_latency
-from measure.calibration import cold_mweights, depthwise_first
+from measure.calibration import cold_mweights, depthwise_first, mboundary
 from measure.lut import main as lut_main
 from measure.macs import count_activations
 from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, build_model, format_arch, load_space, scale_width
@@ -251,7 +251,7 @@ def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8 entries and 2 calibration networks (" in out  # stem, 2 + 4 blocks, head; the (quick) fixed set
     data = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())
-    assert data["calibration"]["model"] == 6 and data["calibration"]["call_weight"] >= 0
+    assert data["calibration"]["model"] == 7 and data["calibration"]["call_weight"] >= 0
     stored = data["reference"]["unit"]["path"]
     assert f"unit: this build's, now this machine's for later tables of this kind ({stored}: delete it" in out
     assert lut_main(["build", *args]) == 0
@@ -335,7 +335,7 @@ def test_calibration_networks_are_kept_in_the_table_and_validation_ones_are_not(
     table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
     other = TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]])
     cal = table.calibrate([TINY, other, TINY.with_blocks([BlockSpec(5, 24, 8), TINY.blocks[1]])])
-    assert cal["model"] == 6 and len(cal["measured_ms"]) == 3
+    assert cal["model"] == 7 and len(cal["measured_ms"]) == 3
     nets = [k for k in json.loads((tmp_path / "t.json").read_text())["entries"] if k.startswith("net_")]
     assert nets == sorted(["net_r32 " + format_arch(a) for a in (TINY, other, TINY.with_blocks(
         [BlockSpec(5, 24, 8), TINY.blocks[1]]))])
@@ -674,9 +674,10 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     table = LatencyTable(tmp_path / "t.json", **opts)
     cal = table.calibrate()
     assert (max(cal["mfeatures"]) > 0) == (backend == "torch")
-    assert cal["model"] == 6 and cal["cache_bytes"] == cache
+    assert cal["model"] == 7 and cal["cache_bytes"] == cache
     assert [cal[k] for k in ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")] == pytest.approx(
         [weight, depthwise, cold, feature], rel=1e-6)
+    assert cal["boundary_ms"] == pytest.approx(0.0, abs=1e-9) and len(cal["mboundary"]) == 5  # none in the truth
     assert cal["measured_ms"] == list(nets.values()) and cal["depthwise"] == [0, 0, 1, 1, 0]
     assert cal["errors"] == pytest.approx([0] * 5, abs=1e-6) and cal["heldout_errors"] == pytest.approx([0] * 5, abs=1e-4)
     assert table.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6)
@@ -688,7 +689,7 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     again.calibration = {**{k: v for k, v in cal.items() if k not in ("feature_ms", "mfeatures")}, "model": 4}
     assert again.calibration_fit() is None
     assert again.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6) and again.measurements == 0
-    assert again.calibration["model"] == 6 and again.calibration["cache_bytes"] == cache
+    assert again.calibration["model"] == 7 and again.calibration["cache_bytes"] == cache
     # Fitted on p10: read with another statistic, or for another calibration set, the fit does not apply and is
     # made again from the stored timings (their medians equal their p10 here; three networks fit torch's four terms
     # less exactly).
@@ -704,7 +705,7 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     del data["entries"][network_entry(archs[0], 32).key]
     data["calibration"]["model"] = 4
     (tmp_path / "t.json").write_text(json.dumps(data))
-    with pytest.raises(MeasureError, match=r"no fit of latency model 6 .*python -m measure\.lut build"):
+    with pytest.raises(MeasureError, match=r"no fit of latency model 7 .*python -m measure\.lut build"):
         LatencyTable(tmp_path / "t.json", **opts).predict(unseen)
 
 
@@ -717,22 +718,29 @@ def test_without_a_known_cache_size_the_model_has_no_memory_term(tmp_path, monke
     assert "cache size unknown: no memory term" in __import__("measure.model").model.describe_fit(cal)
 
 
-def test_a_cost_per_network_is_recovered_exactly_and_held_out_where_the_model_misses_it():
-    """Networks built from the model's terms plus 0.2 ms each: ``fit_offset`` recovers every term; refitted held out,
-    the model with the cost misses nothing, the model without it misses the smallest networks most."""
-    from measure.calibration import columns, fit_offset, offset_terms, predict, refit_heldout
+def test_the_boundary_term_is_recovered_exactly_and_without_it_the_smallest_networks_are_missed_most():
+    """Networks whose entries each pay 0.25 ms per million elements they receive and return when timed alone (the
+    boundary term, model 7) besides a call each: model 7 recovers every term and misses nothing held out; refitted
+    without it (model 6) the call weight stands in for it and the smallest network is missed most, under."""
+    from measure.calibration import TERMS, columns, fit, mboundary, predict, refit
 
-    rows = [{"sum_ms": s, "calls_ms": c, "depthwise": d, "cold_mweights": w, "mfeatures": 0.0}
-            for s, c, d, w in ((0.6, 0.05, 1, 0.0), (1.2, 0.06, 1, 0.0), (2.5, 0.08, 0, 0.5), (4.0, 0.13, 1, 1.0),
-                               (6.0, 0.13, 0, 2.0), (9.0, 0.2, 1, 3.0))]
-    true = {"call_weight": 2.0, "depthwise_ms": 0.05, "cold_ms": 0.1, "feature_ms": 0.0}
-    measured = [predict(true, r) + 0.2 for r in rows]
-    assert fit_offset(rows, measured) == pytest.approx({**true, "overhead_ms": 0.2}, abs=1e-9)
-    record = {"model": 6, **columns(rows), "measured_ms": measured}
-    assert offset_terms(record)["overhead_ms"] == pytest.approx(0.2, abs=1e-5)
-    assert max(map(abs, refit_heldout(record, offset=True))) < 1e-4
-    without = refit_heldout(record)
-    assert max(map(abs, without)) > 0.01 and refit_heldout({**record, "model": 3}) is None
+    arch = [scale_width(V3_SMALL, 0.35), V3_SMALL, scale_width(V3_LARGE, 0.5), V3_LARGE, scale_width(V3_LARGE, 1.25),
+            scale_width(V3_SMALL, 0.75)]
+    sums = (0.72, 1.65, 2.04, 4.61, 7.17, 1.2)
+    calls = (0.06, 0.078, 0.094, 0.13, 0.21, 0.07)
+    rows = [{"sum_ms": s, "calls_ms": c, "depthwise": 1, "cold_mweights": 0.0, "mfeatures": 0.0,
+             "mboundary": mboundary(a, 224)} for s, c, a in zip(sums, calls, arch)]
+    assert rows[0]["mboundary"] < rows[3]["mboundary"] < rows[4]["mboundary"]
+    true = {**dict.fromkeys(TERMS, 0.0), "call_weight": 1.0, "boundary_ms": 0.25}
+    measured = [predict(true, r) for r in rows]
+    assert fit(rows, measured) == pytest.approx(true, abs=1e-9)
+    record = {"model": 7, **columns(rows), "measured_ms": measured}
+    terms, held = refit(record)
+    assert terms["boundary_ms"] == pytest.approx(0.25, abs=1e-4) and max(map(abs, held)) < 1e-3
+    six, held6 = refit(record, ("call_weight", "depthwise_ms", "cold_ms", "feature_ms"))
+    assert six["boundary_ms"] == 0.0 and six["call_weight"] > 1.5
+    assert max(held6, key=abs) == held6[0] < -0.02
+    assert refit({**record, "model": 3}) is None
 
 
 def test_the_scale_fit_of_model_1_is_relative_and_never_negative():
@@ -792,7 +800,7 @@ def test_a_table_model_calibrates_once_on_the_fixed_set_and_refuses_without_it(t
     cal = json.loads(model.table.path.read_text())["calibration"]
     expected = (model.table.raw_sum(TINY) - cal["call_weight"] * model.table.calls_ms(TINY)
                 - cal["depthwise_ms"] * depthwise_first(TINY) + cal["cold_ms"] * cold_mweights(TINY, 32, cal["cache_bytes"])
-                + cal["feature_ms"] * count_activations(TINY, 32) / 1e6)
+                + cal["feature_ms"] * count_activations(TINY, 32) / 1e6 - cal["boundary_ms"] * mboundary(TINY, 32))
     assert model(TINY) == pytest.approx(expected)
     assert model.prepare() is None  # already calibrated: nothing re-timed, nothing refitted
     assert json.loads(model.table.path.read_text())["calibration"] == cal
@@ -1052,7 +1060,7 @@ def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(
         table = LatencyTable(path, input_size=32, measure_missing=False)
         results[path.name] = (table.calibration, [table.predict(a) for a in probes])
     first, *others = results.values()
-    assert first[0]["model"] == 6 and all(r == first for r in others)
+    assert first[0]["model"] == 7 and all(r == first for r in others)
 
 
 def test_measured_refuses_a_table_made_on_another_machine_unless_asked(tmp_path):
@@ -1076,8 +1084,8 @@ def test_a_latency_record_changes_with_the_calibration_or_unit_not_with_new_entr
     record = model.describe()
     assert record["name"] == "lut:onnxruntime:t1:32" and record["table"] == str(tmp_path / "t.json")
     assert record["calibration"] == {**{k: model.table.calibration[k] for k in ("model", "call_weight", "depthwise_ms",
-                                                                            "cold_ms", "feature_ms", "cache_bytes",
-                                                                            "set")},
+                                                                            "cold_ms", "feature_ms", "boundary_ms",
+                                                                            "cache_bytes", "set")},
                                      "heldout_worst": None}  # the quick set: too few networks to hold one out
     assert record["reference"]["ms"] == 3.0 and record["machine"] == measure.machine_id()
     model(load_space(_space_file(tmp_path)).sample(3))  # new entries timed: no earlier prediction changes
@@ -1314,8 +1322,8 @@ def test_a_table_whose_unit_was_set_on_a_busy_machine_is_refused_and_build_says_
     # Built, the table predicts every point of the space without timing anything (calls included).
     fixed = latency_model({"input_size": 32, "table": str(table), "passes": 1, "measure_missing": False,
                            "accept_untrusted": True})
-    assert fixed.table.calibration["call_weight"] > 0
-    assert all(fixed(load_space(_space_file(tmp_path)).sample(seed)) > 0 for seed in range(4))
+    points = [load_space(_space_file(tmp_path)).sample(seed) for seed in range(4)]
+    assert all(fixed(a) > 0 and fixed.table.calls_ms(a) > 0 for a in points)
     assert lut_main(["validate", *args, "n=3"]) == 0  # validate still checks an untrusted table
     assert "mean error by size tercile (small, middle, large): " in capsys.readouterr().out
 

@@ -62,6 +62,8 @@ from measure import (  # noqa: E402
     calibration_summary,
     count_macs,
     is_network,
+    predict_model,
+    refit_model,
     scale_heldout,
     tercile_bias,
     validation_archs,
@@ -95,12 +97,23 @@ def netadapt_shaped(per_start: int = 5, seed: int = 0, input_size: int = 224) ->
     return out
 
 
-def sets(n: int, per_start: int = 5, spaces: list[str] | None = None) -> dict[str, list[tuple[str, ArchSpec]]]:
-    out = {f"random {name}": validation_archs("random", load_space(name), n, 0, None)
+def sets(n: int, per_start: int = 5, spaces: list[str] | None = None,
+         seed: int = 0) -> dict[str, list[tuple[str, ArchSpec]]]:
+    """The validated sets; ``seed`` draws other random and NetAdapt-shaped networks (named with it when not 0)."""
+    tag = f" (seed {seed})" if seed else ""
+    out = {f"random {name}{tag}": validation_archs("random", load_space(name), n, seed, None)
            for name in spaces or available_spaces()}
     out["references"] = validation_archs("references", load_space("v3_large"), n, 0, None)
-    out["netadapt-shaped"] = netadapt_shaped(per_start)
+    out[f"netadapt-shaped{tag}"] = netadapt_shaped(per_start, seed)
     return out
+
+
+def without_boundary(table: LatencyTable, named: list[tuple[str, ArchSpec]]) -> list[float]:
+    """What model 6 (the model without its boundary term, refitted on the table's calibration timings) predicts for
+    ``named``: set beside each validated network, so one set of timings judges both."""
+    terms, _ = refit_model(table.calibration, ("call_weight", "depthwise_ms", "cold_ms", "feature_ms"))
+    cache = table.calibration.get("cache_bytes")
+    return [round(predict_model(terms, table.features(a, cache)), 4) for _, a in named]
 
 
 def repeat_in_processes(results_dir: str, backend: str, k: int, passes: int = 2) -> list[dict]:
@@ -165,7 +178,7 @@ def pass_counts(table: LatencyTable) -> dict[str, int]:
 
 def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, tables: int = 1, per_start: int = 5,
           noise_seconds: float = 60, spaces: list[str] | None = None, passes: int = 2,
-          calibration_only: bool = False) -> None:
+          calibration_only: bool = False, seed: int = 0) -> None:
     """Time the host's noise, build ``backend``'s table, then each (set, run), the repeat in processes and the
     second table not yet in ``results``: one JSON line per finished piece, so a killed run resumes."""
     done = {(r.get("backend"), r["kind"], r.get("set"), r.get("run"), r.get("table")) for r in read_jsonl(results)}
@@ -177,13 +190,15 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
     table, record = build_table(backend, results_dir, spaces=[] if calibration_only else spaces, passes=passes)
     if (backend, "table", None, None, 1) not in done:
         append_jsonl(results, record)
-    validation = sets(n, per_start, spaces)
+    validation = sets(n, per_start, spaces, seed)
     for set_name, named in validation.items():
         for run in range(1, RUNS + 1):
             if (backend, "set", set_name, run, None) in done:
                 continue
             t0 = time.time()
             rows = compare(table, named)
+            for row, ms in zip(rows, without_boundary(table, named)):
+                row["model6_ms"] = ms
             append_jsonl(results, {"backend": backend, "kind": "set", "set": set_name, "run": run,
                              "seconds": time.time() - t0, "load": os.getloadavg()[0], "rows": rows})
     if repeat and (backend, "repeat", None, None, None) not in done:
@@ -262,6 +277,7 @@ def section(backend: str, records: list[dict]) -> list[str]:
                          f"| {max(errors, key=abs):+.1%} | {', '.join(f'{b:+.1%}' for b in bias) if bias else ''} "
                          f"| {within(raw, 0.05):.0%} / {within(raw, 0.10):.0%} "
                          f"| {r['seconds']:.0f} | {r['load']:.1f} | {again} | {host_state(rows, t.get('small_large'))} |")
+    lines += _model6_lines(runs)
     for r in (x for x in mine if x["kind"] == "repeat"):
         probe = "network" not in r  # up to session 22: V3-Large, the probe, timed paired with itself
         lines += ["", f"{r.get('network', 'MobileNetV3-Large')} in {len(r['ms'])} fresh processes: converted "
@@ -300,6 +316,22 @@ def section(backend: str, records: list[dict]) -> list[str]:
             lines[-1] += (f" Their {e['n']} common block entries (as stored): second / first - 1 median {e['median']:+.2%}, "
                           f"sd {e['sd']:.2%}, {e['beyond_5']} beyond ±5%.")
     return lines + [""]
+
+
+def _model6_lines(runs: dict[str, dict[int, dict]]) -> list[str]:
+    """Model 6 (no boundary term) on each set run's own timings, where the run recorded it (session 27 on)."""
+    out = []
+    for set_name, by_run in runs.items():
+        for run, r in sorted(by_run.items()):
+            if all("model6_ms" in x for x in r["rows"]):
+                rows = [{**x, "error": x["model6_ms"] / x["measured_ms"] - 1} for x in r["rows"]]
+                bias = tercile_bias(rows)
+                out.append(f"| {set_name} | {run} | {within(rows, 0.05):.0%} / {within(rows, 0.10):.0%} "
+                           f"| {max((x['error'] for x in rows), key=abs):+.1%} "
+                           f"| {', '.join(f'{b:+.1%}' for b in bias) if bias else ''} |")
+    return ["", "The same timings predicted by model 6 (without the boundary term, refitted on the table's "
+                "calibration timings):", "", "| set | run | ±5% / ±10% | worst error | mean error by size tercile |",
+            "|---|---|---|---|---|", *out] if out else []
 
 
 def table_line(t: dict) -> str:
@@ -347,6 +379,8 @@ def fit_text(t: dict) -> str:
     if t.get("model", 0) >= 4:
         cache = f"{t['cache_bytes'] / 2 ** 20:g} MiB" if t.get("cache_bytes") else "unknown"
         features = f", {t['feature_ms']:.3f} ms per million feature-map elements" if "feature_ms" in t else ""
+        if "boundary_ms" in t:  # model 7
+            features += f", {t['boundary_ms']:.3f} ms per million elements crossing an entry's boundary"
         return (f"model {t['model']}: call weight {t['call_weight']:.2f}, {t['depthwise_ms']:.3f} ms per "
                 f"depthwise-first block, {t['cold_ms']:.3f} ms per million weights read from memory (last-level "
                 f"cache {cache}){features}")
@@ -408,6 +442,7 @@ def main() -> None:
                    help="refuse to time when 5 probe timings at the start spread more than this ((max-min)/median)")
     p.add_argument("--sweep-blocks", type=int, default=48,
                    help="and refuse when over 10%% of this many blocks timed twice differ by more than 3%% (0: skip)")
+    p.add_argument("--seed", type=int, default=0, help="other random and NetAdapt-shaped networks (0: the usual)")
     p.add_argument("--force", action="store_true", help="time even on a noisy host (the report shows the spread)")
     args = p.parse_args()
     # This run's own store of machine units (measure.unit): its first table sets the unit, its second converts to it,
@@ -429,7 +464,7 @@ def main() -> None:
                       file=sys.stderr)
                 raise SystemExit(2)
             bench(backend, args.results_dir, args.n, args.repeat, results, args.tables, args.netadapt_per_start,
-                  args.noise_seconds, args.spaces, args.passes, args.calibration_only)
+                  args.noise_seconds, args.spaces, args.passes, args.calibration_only, args.seed)
             report(read_jsonl(results), out)
     report(read_jsonl(results), out)
     print(out.read_text())

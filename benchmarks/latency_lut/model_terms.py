@@ -1,15 +1,18 @@
-"""Does a cost per network earn a place in the latency model? Refitted on every stored table's own timings.
+"""Which terms earn a place in the latency model? Each candidate refitted on every stored table's own timings.
 
 Every table line of ``latency_lut*.jsonl`` (sessions 21-27, model 4 and later) keeps its 15 calibration networks'
-features and measured latencies. On those timings this script refits the current model (``measure.calibration``,
-model 6) and the same with a cost per network (>= 0, ``fit_offset``), each checked leave-one-out as a build checks
-itself, and compares their held-out errors table by table: the rms, the worst, the share within ±5% and the mean
-error of the smallest third (the networks the model has under-predicted). Nothing is timed; it runs in seconds.
+features and measured latencies. On those timings this script refits the model's terms without the boundary term
+(model 6: call weight, depthwise-first blocks, weights read from memory, feature maps), with it (model 7: elements
+crossing the entries' boundaries, computed from the networks' names where an older line lacks the column), and with
+a cost per network besides, each checked leave-one-out as a build checks itself, and compares their held-out errors
+table by table: the rms, the worst, the share within ±5% and the mean error of the smallest third (the networks
+models 4-6 under-predicted). Nothing is timed; it runs in seconds.
 
     python -m benchmarks.latency_lut.model_terms           # writes model_terms.md beside this file
 
 A table is one observation; a difference is shown when the sign test over tables says so (p < 0.05), else it is
-reported as no difference.
+reported as no difference. Tables are grouped by how their entries were timed (format 5, session 26 on: paired with
+a reference block; before: alone), since what an entry timed alone carries depends on it.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import read_jsonl, write_report
-from measure import offset_terms, refit_heldout
+from measure import mboundary, named_full_set, refit_model
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,14 +49,28 @@ def summary(errors: list[float], measured: list[float]) -> dict:
             "within5": sum(abs(e) <= 0.05 for e in errors) / len(errors), "small": statistics.fmean(small)}
 
 
+BASE = ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")  # model 6
+CANDIDATES = {"model 6": BASE, "model 7 (+ boundary)": (*BASE, "boundary_ms"),
+              "model 7 + cost per network": (*BASE, "boundary_ms", "overhead_ms")}
+
+
 def compare(folder: Path) -> list[dict]:
+    named = named_full_set()
     rows = []
     for stem, t in tables(folder):
-        base, offset = refit_heldout(t), refit_heldout(t, offset=True)
-        terms = offset_terms(t)
+        names = t.get("calibration_names") or []
+        if "mboundary" in t:
+            cal = t
+        elif names and all(n in named for n in names):  # input size 224: every stored run's
+            cal = {**t, "mboundary": [mboundary(named[n], 224) for n in names]}
+        else:
+            continue
+        fits = {k: refit_model(cal, terms) for k, terms in CANDIDATES.items()}
         rows.append({"report": stem, "backend": t["backend"], "table": t.get("table", 1),
-                     "model": summary(base, t["measured_ms"]), "offset": summary(offset, t["measured_ms"]),
-                     "overhead_ms": terms["overhead_ms"], "call_weight": (t.get("call_weight"), terms["call_weight"])})
+                     "format5": bool(t.get("block_ms")),
+                     **{k: summary(held, t["measured_ms"]) for k, (_, held) in fits.items()},
+                     "boundary_ms": fits["model 7 (+ boundary)"][0]["boundary_ms"],
+                     "overhead_ms": fits["model 7 + cost per network"][0]["overhead_ms"]})
     return rows
 
 
@@ -65,37 +82,40 @@ def sign_test(wins: int, n: int) -> float:
 
 
 def report(rows: list[dict]) -> str:
-    lines = ["# A cost per network in the latency model? (held-out error, refitted on stored tables)", "",
+    names = list(CANDIDATES)
+    lines = ["# Which terms earn a place in the latency model? (held-out error, refitted on stored tables)", "",
              "Each row: one table of `latency_lut*.jsonl` (its report file and which table of the run), its 15 "
-             "calibration networks refitted leave-one-out by the current model (model 6 terms) and by the same with a "
-             "cost per network (>= 0). `python -m benchmarks.latency_lut.model_terms` regenerates this file; nothing "
-             "is timed.", "",
-             "| report | backend | table | model: rms / worst / ±5% / smallest third | + cost per network: rms / worst "
-             "/ ±5% / smallest third | fitted cost per network | call weight (model, + cost) |",
-             "|---|---|---|---|---|---|---|"]
+             "calibration networks refitted leave-one-out by each candidate: rms / worst / share within ±5% / mean "
+             "error of the smallest third. `python -m benchmarks.latency_lut.model_terms` regenerates this file; "
+             "nothing is timed.", "",
+             "| report | backend | table | entries | " + " | ".join(names) + " | boundary term | cost per network |",
+             "|---|---|---|---|" + "---|" * len(names) + "---|---|"]
     for r in rows:
-        m, o = r["model"], r["offset"]
-        cw = r["call_weight"]
-        lines.append(f"| {r['report']} | {r['backend']} | {r['table']} | {m['rms']:.1%} / {m['worst']:+.1%} / "
-                     f"{m['within5']:.0%} / {m['small']:+.1%} | {o['rms']:.1%} / {o['worst']:+.1%} / {o['within5']:.0%} "
-                     f"/ {o['small']:+.1%} | {r['overhead_ms']:.3f} ms | "
-                     f"{'' if cw[0] is None else f'{cw[0]:.2f}'}, {cw[1]:.2f} |")
-    lines += ["", "## Per backend", ""]
+        cells = [f"{r[k]['rms']:.1%} / {r[k]['worst']:+.1%} / {r[k]['within5']:.0%} / {r[k]['small']:+.1%}"
+                 for k in names]
+        lines.append(f"| {r['report']} | {r['backend']} | {r['table']} | {'paired' if r['format5'] else 'alone'} | "
+                     + " | ".join(cells) + f" | {r['boundary_ms']:.3f} ms | {r['overhead_ms']:.3f} ms |")
+    lines += ["", "## Against model 6, per backend and how entries were timed", ""]
     for backend in sorted({r["backend"] for r in rows}):
-        mine = [r for r in rows if r["backend"] == backend]
-        lower = sum(r["offset"]["rms"] < r["model"]["rms"] - 1e-9 for r in mine)
-        higher = sum(r["offset"]["rms"] > r["model"]["rms"] + 1e-9 for r in mine)
-        p = sign_test(lower, lower + higher)
-        fitted = sum(r["overhead_ms"] > 1e-6 for r in mine)
-        verdict = (("lower" if lower > higher else "higher") + f" (p {p:.3g})") if p < 0.05 else (
-            f"no difference shown (p {p:.2g})")
-        lines.append(
-            f"- {backend}, {len(mine)} tables: with a cost per network the held-out rms is lower in {lower}, higher in "
-            f"{higher}, equal in {len(mine) - lower - higher}: {verdict}. Median rms {_median(mine, 'model', 'rms')} "
-            f"against {_median(mine, 'offset', 'rms')}; median of the smallest third's mean error "
-            f"{_median(mine, 'model', 'small', signed=True)} against {_median(mine, 'offset', 'small', signed=True)}; "
-            f"the cost fitted above 0 in {fitted} of {len(mine)}.")
+        for paired in (True, False):
+            mine = [r for r in rows if r["backend"] == backend and r["format5"] == paired]
+            if not mine:
+                continue
+            for k in names[1:]:
+                lines.append(f"- {backend}, entries timed {'paired (format 5)' if paired else 'alone (formats 3-4)'}, "
+                             f"{len(mine)} tables, {k}: " + _versus(mine, k))
     return "\n".join(lines) + "\n"
+
+
+def _versus(rows: list[dict], k: str) -> str:
+    lower = sum(r[k]["rms"] < r["model 6"]["rms"] - 1e-9 for r in rows)
+    higher = sum(r[k]["rms"] > r["model 6"]["rms"] + 1e-9 for r in rows)
+    p = sign_test(lower, lower + higher)
+    verdict = (("lower" if lower > higher else "higher") + f" (p {p:.3g})") if p < 0.05 else (
+        f"no difference shown (p {p:.2g})")
+    return (f"held-out rms lower in {lower}, higher in {higher}, equal in {len(rows) - lower - higher}: {verdict}; "
+            f"median rms {_median(rows, 'model 6', 'rms')} against {_median(rows, k, 'rms')}, median smallest third "
+            f"{_median(rows, 'model 6', 'small', signed=True)} against {_median(rows, k, 'small', signed=True)}.")
 
 
 def _median(rows: list[dict], which: str, key: str, signed: bool = False) -> str:
