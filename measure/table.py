@@ -413,7 +413,7 @@ class LatencyTable:
                 path = self._unit_path()
                 found, first = units.claim(path, self._unit_kind(), own, self.path)
                 ms, where = found["ms"], {"from": "this build" if first else "machine", "path": str(path),
-                                          "set": found["set"], "table": found["table"]}
+                                          "set": found.get("set"), "table": found.get("table")}
             _rescale(self.entries, is_network, ms / ref["ms"])  # a network's factor is unit / probe: scales alike
             self.reference = {**{a: b for a, b in ref.items() if a not in ("provisional", "own_ms")}, "ms": ms,
                               "settled_from": len(speeds), "own_ms": own, "unit": where}
