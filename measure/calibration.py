@@ -9,10 +9,11 @@ the id of the set it was fitted on; adding a space changes the set, and the tabl
 when it may not measure, refused with the fix). ``BNECK_CALIBRATION_SET=quick`` swaps in two tiny
 networks: for the test suite, whose many fresh tables would otherwise each spend a minute calibrating.
 
-**The model (``MODEL`` 7; 6 was the same without the boundary term, 5 on entries converted by the probe around
-them).** predicted = (sum of entries) - call_weight x calls - depthwise_ms x (blocks that start with their depthwise
-conv) + cold_ms x (million weights read from memory) + feature_ms x (million feature-map elements) - boundary_ms x
-(million elements crossing the entries' boundaries). A block timed alone differs
+**The model (``MODEL`` 8; 7 was the same without the reload term, 6 without the boundary term too, 5 on entries
+converted by the probe around them).** predicted = (sum of entries) - call_weight x calls - depthwise_ms x (blocks that
+start with their depthwise conv) + cold_ms x (million weights read from memory) + feature_ms x (million feature-map
+elements) - boundary_ms x (million elements crossing the entries' boundaries) + reload_ms x (million weights the entries
+keep in a core's L2 alone). A block timed alone differs
 from the same block inside a network in ways measured on this VM (issue 27: each part of a network timed in
 context, as the difference of paired prefix timings, against its entry):
 
@@ -41,7 +42,14 @@ context, as the difference of paired prefix timings, against its entry):
   smallest networks were under-predicted (V3-Small x0.35 held out -9.8%): refitted with this term on the four
   onnxruntime tables of format 5, the call weight falls to 0 and the held-out rms from 3.1-4.5% to 2.2-3.8%, lower in
   4 of 4 (too few tables for a sign test to show it: p 0.12); on tables whose entries were timed alone it fitted
-  0-0.17 ms and did not lower the rms (1 of 8) (benchmarks/latency_lut/model_terms.md).
+  0-0.17 ms and did not lower the rms (1 of 8) (benchmarks/latency_lut/model_terms.md);
+- alone, an entry whose weights fit its core's L2 cache reads them from there on every call; inside the network the
+  other entries evict them and each pass reads them again from the next level. Profiled on onnxruntime (session 28,
+  per node, MobileNetV3-Small with its projections halved): the SE block's two 1x1 convs on the pooled map took 13-14 us
+  in the network against 5-7 us alone, the 7x7 blocks' expand and project convs 10-20% longer; whole networks whose
+  weights sit in many small blocks (NetAdapt's outputs, thin projections) were under-predicted by 3-7%. A cost per
+  million such weights (``mreload``: each entry's weights, in full up to half the L2, none from its size on, linear
+  between; ``reload_share``), fitted; the L2's size is the target's, recorded with the fit.
 
 The sum is not scaled: entries as timed and networks at the probe's median speed over the build are the same ms
 (``measure.table``), and a free scale (model 3's came out near 1.3 on onnxruntime) stood in for the memory effect,
@@ -129,11 +137,12 @@ def set_id(archs: Sequence[ArchSpec]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-MODEL = 7  # 1: scale x sum + overhead; 2: minus call_weight x calls; 3: the same, fitted on networks timed paired
-# with the probe (measure.table); 4: the module note's without feature maps or boundary; 5: without the boundary;
-# 6: the same on entries stored as timed (measure.table format 3); 7: the module note's. A fit of another model is
-# redone (from the stored timings: no entry is timed again)
-TERMS = ("call_weight", "depthwise_ms", "cold_ms", "feature_ms", "boundary_ms")
+MODEL = 8  # 1: scale x sum + overhead; 2: minus call_weight x calls; 3: the same, fitted on networks timed paired
+# with the probe (measure.table); 4: the module note's without feature maps, boundary or reload; 5: without the
+# boundary or reload; 6: the same on entries stored as timed (measure.table format 3); 7: without the reload; 8: the
+# module note's. A fit of another model is redone (from the stored timings: no entry is timed again)
+TERMS = ("call_weight", "depthwise_ms", "cold_ms", "feature_ms", "boundary_ms", "reload_ms")
+FITTED = (4, 5, 6, 7, MODEL)  # models whose records keep the per-network features a refit needs
 MIN_HELDOUT = 5  # fewer calibration networks (the test suite's quick set): no held-out check, no verdict
 HELDOUT_LIMIT = 0.10  # a held-out error beyond this: the build warns, studies refuse the table
 BUSY = 0.10  # the probe's 5 timings spread more than this when a table's unit was set: a busy machine
@@ -174,6 +183,23 @@ def mboundary(arch: ArchSpec, input_size: int) -> float:
     return (sum(inputs) + sum(inputs[1:])) / 1e6
 
 
+def reload_share(nbytes: float, l2: float) -> float:
+    """The share of an entry's ``nbytes`` of weights that stay in a core's ``l2``-byte cache between its calls when
+    it is timed alone, and are read again from the next level in the network: all up to half the L2 (the entry's
+    feature maps pass through the rest), none from the L2's size on, linear between (module note)."""
+    return min(1.0, max(0.0, (l2 - nbytes) / (l2 / 2)))
+
+
+def mreload(arch: ArchSpec, l2: float | None) -> float:
+    """Million weights of ``arch``'s entries that a core's ``l2``-byte cache holds while each is timed alone and that
+    the network reads again on every pass (``reload_share``); 0 when the L2's size is unknown."""
+    from .macs import entry_weights
+
+    if not l2:
+        return 0.0
+    return sum(w * reload_share(FLOAT_BYTES * w, l2) for w in entry_weights(arch)) / 1e6
+
+
 ALLOCATING = {"torch"}  # backends that allocate a network's feature maps on every pass (eager): the feature term
 
 
@@ -187,7 +213,8 @@ def mfeatures(arch: ArchSpec, input_size: int, backend: str) -> float:
 
 # Each term: the row's column it multiplies (None: 1, a cost per network) and its sign in the prediction.
 COLUMNS = {"call_weight": ("calls_ms", -1), "depthwise_ms": ("depthwise", -1), "cold_ms": ("cold_mweights", 1),
-           "feature_ms": ("mfeatures", 1), "boundary_ms": ("mboundary", -1), "overhead_ms": (None, 1)}
+           "feature_ms": ("mfeatures", 1), "boundary_ms": ("mboundary", -1), "reload_ms": ("mreload", 1),
+           "overhead_ms": (None, 1)}
 
 
 def fit(rows: Sequence[dict], measured: Sequence[float], terms: Sequence[str] = TERMS) -> dict:
@@ -214,12 +241,13 @@ def predict(terms: dict, row: dict) -> float:
 
 
 RECORDED = {"sum_ms": "sums_ms", "calls_ms": "calls_ms", "depthwise": "depthwise", "cold_mweights": "cold_mweights",
-            "mfeatures": "mfeatures", "mboundary": "mboundary"}
+            "mfeatures": "mfeatures", "mboundary": "mboundary", "mreload": "mreload"}
 
 
 def columns(rows: Sequence[dict]) -> dict:
-    """``fit``'s rows as the calibration record stores them: one list per feature (``RECORDED``)."""
-    return {name: [round(r[key], 6) for r in rows] for key, name in RECORDED.items()}
+    """``fit``'s rows as the calibration record stores them: one list per feature (``RECORDED``; one a row lacks
+    reads 0, as ``rows_of`` reads it)."""
+    return {name: [round(r.get(key, 0.0), 6) for r in rows] for key, name in RECORDED.items()}
 
 
 def rows_of(cal: dict) -> list[dict]:
@@ -263,13 +291,13 @@ def heldout(rows: Sequence[dict], measured: Sequence[float], model=(fit, predict
 
 def summary(cal: dict) -> dict:
     """A calibration record's model, terms, cache and per-network features (what a report keeps of a fit)."""
-    return {k: cal.get(k) for k in ("model", *TERMS, "cache_bytes", *RECORDED.values())}
+    return {k: cal.get(k) for k in ("model", *TERMS, "cache_bytes", "l2_bytes", *RECORDED.values())}
 
 
 def scale_heldout(cal: dict) -> list[float] | None:
     """The held-out errors of model 1 (scale x sum + overhead) refitted on a model-4+ record's timings, for
     comparison with the record's own; None for an older model's record or too few networks."""
-    if cal.get("model") not in (4, 5, 6, MODEL):
+    if cal.get("model") not in FITTED:
         return None
     return heldout(rows_of(cal), cal["measured_ms"], (fit_scale, predict_scale))
 
@@ -278,7 +306,7 @@ def refit(cal: dict, terms: Sequence[str] = TERMS, rows: Sequence[dict] | None =
     """(the fit of ``terms``, its held-out errors) on a model-4+ record's timings (``rows``: its rows, when the
     caller completes columns an older record lacks), for comparing models on the same timings (held-out None below
     ``MIN_HELDOUT`` networks); None for an older record."""
-    if cal.get("model") not in (4, 5, 6, MODEL):
+    if cal.get("model") not in FITTED:
         return None
     rows = rows_of(cal) if rows is None else rows
     fitter = functools.partial(fit, terms=tuple(terms))

@@ -81,6 +81,19 @@ def count_params(arch: ArchSpec, num_classes: int = 1000) -> int:
     return n + arch.last_conv * arch.head + arch.head + arch.head * num_classes + num_classes
 
 
+@lru_cache(maxsize=65536)
+def entry_weights(arch: ArchSpec, num_classes: int = 1000) -> tuple[int, ...]:
+    """Weights of the convolutions and linear layers of each of ``arch``'s latency-table entries, in order (stem,
+    every block, head; ``measure.entries``), biases and batch norm left out (folded at inference): what an entry
+    reads from cache on every call (the latency model's reload term, ``measure.calibration``)."""
+    if not isinstance(arch, ArchSpec):
+        raise TypeError(f"entry_weights needs an ArchSpec, got {type(arch).__name__}; use space.parse_arch")
+    blocks = [(cin * b.expand if b.has_expand(cin) else 0) + b.expand * b.kernel ** 2 + b.expand * b.out
+              + (2 * b.expand * se_width(b.expand) if b.se else 0) for cin, b in zip(arch.in_channels(), arch.blocks)]
+    head = arch.blocks[-1].out * arch.last_conv + arch.last_conv * arch.head + arch.head * num_classes
+    return (3 * arch.stem * STEM_KERNEL ** 2, *blocks, head)
+
+
 def check_macs_args(arch, input_size) -> None:
     if not isinstance(arch, ArchSpec):
         raise TypeError(f"count_macs needs an ArchSpec, got {type(arch).__name__}; use space.parse_arch")

@@ -128,7 +128,7 @@ class TableLatency(LatencyModel):
         held = cal.get("heldout_errors")
         return {**super().describe(), "table": str(t.path), "machine": t.machine, "statistic": t.statistic,
                 **t.sweeps, "reference": t.reference, "hash": t.content_hash(),
-                "calibration": {**{k: cal.get(k) for k in ("model", *calib.TERMS, "cache_bytes", "set")},
+                "calibration": {**{k: cal.get(k) for k in ("model", *calib.TERMS, "cache_bytes", "l2_bytes", "set")},
                                 "heldout_worst": max(held, key=abs) if held else None} if cal else None}
 
 
@@ -138,10 +138,12 @@ def describe_fit(cal: dict) -> str:
     worst = f"held-out worst {max(held, key=abs):+.1%}" if held else "no held-out check"
     cache = (f"{cal['cache_bytes'] / 2 ** 20:g} MiB cache" if cal.get("cache_bytes")
              else "cache size unknown: no memory term")
+    l2 = f"{cal['l2_bytes'] / 2 ** 20:g} MiB L2" if cal.get("l2_bytes") else "L2 size unknown: no reload term"
     return (f"call weight {cal['call_weight']:.2f}, {cal['depthwise_ms']:.3f} ms per depthwise-first block, "
             f"{cal['cold_ms']:.3f} ms per million weights read from memory ({cache}), {cal['feature_ms']:.3f} ms per "
             f"million feature-map elements, {cal.get('boundary_ms', 0.0):.3f} ms per million elements crossing an "
-            f"entry's boundary ({worst})")
+            f"entry's boundary, {cal.get('reload_ms', 0.0):.3f} ms per million weights reloaded into the L2 "
+            f"({l2}) ({worst})")
 
 
 def changed(old, new: dict) -> str | None:
@@ -155,7 +157,7 @@ def changed(old, new: dict) -> str | None:
         return None
     what = ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in diff)
     cal_old, cal_new = old.get("calibration") or {}, new.get("calibration") or {}
-    terms = ("model", *calib.TERMS, "cache_bytes")
+    terms = ("model", *calib.TERMS, "cache_bytes", "l2_bytes")
     if any(cal_old.get(k) != cal_new.get(k) for k in terms):
         what += " (calibration " + ", ".join(f"{k} {cal_old.get(k)} -> {cal_new.get(k)}" for k in terms
                                             if cal_old.get(k) != cal_new.get(k)) + ")"

@@ -115,9 +115,9 @@ def cpu_model() -> str:
     return model
 
 
-def cache_bytes() -> int | None:
-    """The size in bytes of this machine's last-level CPU cache (L3 on most servers), or None when the OS does
-    not say: what the latency model's memory term ramps against (``measure.calibration``)."""
+def cache_sizes() -> dict[int, int]:
+    """This machine's CPU cache sizes in bytes by level, as core 0 sees them (its own L1 and L2, the shared last
+    level), from sysfs; {} when the OS does not say."""
     sizes = {}
     for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
         try:
@@ -127,10 +127,29 @@ def cache_bytes() -> int | None:
             continue
         units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}
         sizes[level] = int(size[:-1]) * units[size[-1]] if size[-1:] in units else int(size or 0)
-    if sizes and sizes[max(sizes)] > 0:
+    return {level: size for level, size in sizes.items() if size > 0}
+
+
+def cache_bytes() -> int | None:
+    """The size in bytes of this machine's last-level CPU cache (L3 on most servers), or None when the OS does
+    not say: what the latency model's memory term ramps against (``measure.calibration``)."""
+    sizes = cache_sizes()
+    if sizes:
         return sizes[max(sizes)]
     try:
         return os.sysconf("SC_LEVEL3_CACHE_SIZE") or None
+    except (ValueError, OSError):
+        return None
+
+
+def l2_bytes() -> int | None:
+    """The size in bytes of one core's L2 cache, or None when the OS does not say: what the latency model's reload
+    term ramps against (``measure.calibration``)."""
+    size = cache_sizes().get(2)
+    if size:
+        return size
+    try:
+        return os.sysconf("SC_LEVEL2_CACHE_SIZE") or None
     except (ValueError, OSError):
         return None
 
@@ -239,7 +258,7 @@ def main(stdin=None, stdout=None) -> int:
     emit = Events(stdout or sys.stdout)
     header = json.loads(stdin.readline())
     info = {"protocol": PROTOCOL, "machine": machine_id(), "cpu": cpu_model(), "cpus": os.cpu_count(),
-            "cache": cache_bytes(),
+            "cache": cache_bytes(), "l2": l2_bytes(),
             "os": f"{platform.system()} {platform.release()} {platform.machine()}",
             "python": platform.python_version()}
     try:

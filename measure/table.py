@@ -551,21 +551,26 @@ class LatencyTable:
         """The last-level cache of the machine this table times (the target's, over SSH), or None when unknown."""
         return self.target.describe().get("cache") if self.target is not None else runner.cache_bytes()
 
-    def features(self, arch: ArchSpec, cache: int | None, calls: bool = True) -> dict:
+    def l2_bytes(self) -> int | None:
+        """One core's L2 cache on the machine this table times (the target's, over SSH), or None when unknown."""
+        return self.target.describe().get("l2") if self.target is not None else runner.l2_bytes()
+
+    def features(self, arch: ArchSpec, cache: int | None, calls: bool = True, l2: int | None = None) -> dict:
         """What the model reads of ``arch`` (``measure.calibration.fit``'s row), measuring missing entries
         when allowed: the sum of its entries, its calls (0 unless ``calls``), its depthwise-first blocks, its
         weights read from memory, its feature maps (million elements, where the backend allocates them each pass), the
-        elements crossing its entries' boundaries (million)."""
+        elements crossing its entries' boundaries (million), its weights an ``l2``-byte cache holds alone (million)."""
         return {"sum_ms": self.raw_sum(arch), "calls_ms": self.calls_ms(arch) if calls else 0.0,
                 "depthwise": calib.depthwise_first(arch),
                 "cold_mweights": calib.cold_mweights(arch, self.input_size, cache) if cache else 0.0,
                 "mfeatures": calib.mfeatures(arch, self.input_size, self.backend),
-                "mboundary": calib.mboundary(arch, self.input_size)}
+                "mboundary": calib.mboundary(arch, self.input_size), "mreload": calib.mreload(arch, l2)}
 
     def predict(self, arch: ArchSpec) -> float:
         """Predicted end-to-end latency of ``arch`` in ms (``measure.calibration.predict``)."""
         cal = self.calibration_fit() or self.ensure_calibrated()  # a call weight of 0 needs no call timed
-        return calib.predict(cal, self.features(arch, cal.get("cache_bytes"), calls=cal["call_weight"] > 0))
+        return calib.predict(cal, self.features(arch, cal.get("cache_bytes"), calls=cal["call_weight"] > 0,
+                                                l2=cal.get("l2_bytes")))
 
     @property
     def calibration_archs(self) -> list[ArchSpec]:
@@ -680,14 +685,17 @@ class LatencyTable:
             with self._locked():
                 self._settle_small(self.entries)
                 self._save()
-        stored = (self.calibration or {}).get("cache_bytes")  # the target's, when the table was copied here
-        cache = stored if stored and not self.measure_missing else self.cache_bytes()
-        rows = [self.features(a, cache) for a in archs]
+        stored = self.calibration or {}  # the target's caches, when the table was copied here
+        keep = not self.measure_missing
+        cache = stored["cache_bytes"] if keep and stored.get("cache_bytes") else self.cache_bytes()
+        l2 = stored["l2_bytes"] if keep and stored.get("l2_bytes") else self.l2_bytes()
+        rows = [self.features(a, cache, l2=l2) for a in archs]
         measured = [self.entries[e.key][self.statistic] for e in nets]
         terms = calib.fit(rows, measured)
         errors = [round(calib.predict(terms, r) / m - 1, 5) for r, m in zip(rows, measured)]
         with self._locked():
-            self.calibration = {"model": calib.MODEL, **terms, "cache_bytes": cache, "statistic": self.statistic,
+            self.calibration = {"model": calib.MODEL, **terms, "cache_bytes": cache, "l2_bytes": l2,
+                                "statistic": self.statistic,
                                 "set": calib.set_id(archs), "networks": PAIRED, "entries": BLOCKS,
                                 "fit": "relative error, all terms >= 0",
                                 "names": calib.names(archs), **calib.columns(rows), "measured_ms": measured,

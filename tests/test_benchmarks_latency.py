@@ -149,31 +149,32 @@ def test_model_terms_compares_each_stored_table_once_and_says_no_difference_insi
     named = named_full_set()
     names = list(named)[:6]
 
-    def table(backend: str, boundary: float, format5: bool) -> dict:
+    def table(backend: str, boundary: float, format5: bool, reload: float = 0.0) -> dict:
         rows = [{"sum_ms": 0.5 + i, "calls_ms": 0.05 + 0.01 * i, "depthwise": i % 2, "cold_mweights": 0.0,
-                 "mfeatures": 0.0, "mboundary": 0.1 + 0.5 * (i % 3)} for i in range(6)]
-        true = {**dict.fromkeys(TERMS, 0.0), "call_weight": 1.0, "boundary_ms": boundary}
+                 "mfeatures": 0.0, "mboundary": 0.1 + 0.5 * (i % 3), "mreload": 0.8 - 0.12 * i} for i in range(6)]
+        true = {**dict.fromkeys(TERMS, 0.0), "call_weight": 1.0, "boundary_ms": boundary, "reload_ms": reload}
         line = {"kind": "table", "backend": backend, "table": 1, "model": 7, "call_weight": 1.0, **columns(rows),
                 "measured_ms": [predict(true, r) * (1 + 0.01 * (-1) ** i) for i, r in enumerate(rows)],
                 "calibration_names": names}
         return {**line, "block_ms": 0.1} if format5 else line
-    first = table("onnxruntime", 0.3, True)
-    older = {k: v for k, v in table("torch", 0.0, False).items() if k != "mboundary"}  # model 6's line: from names
+    first = table("onnxruntime", 0.3, True, reload=1.0)
+    older = {k: v for k, v in table("torch", 0.0, False).items() if k not in ("mboundary", "mreload")}  # from names
     (tmp_path / "latency_lut_a.jsonl").write_text("\n".join(json.dumps(t) for t in (first, older)) + "\n")
     (tmp_path / "latency_lut_b.jsonl").write_text(json.dumps({**first, "table": 2}) + "\n")  # reused: counted once
     rows = mt.compare(tmp_path)
     assert [(r["report"], r["backend"], r["format5"]) for r in rows] == [("latency_lut_a", "onnxruntime", True),
                                                                          ("latency_lut_a", "torch", False)]
     ort = rows[0]
-    assert ort["boundary_ms"] > 0.2 and ort["model 7 (+ boundary)"]["rms"] < ort["model 6"]["rms"]
+    assert ort["reload_ms"] > 0.9  # model 8 finds the reload term the timings hold; the models without it miss more
+    assert ort["model 8 (+ reload)"]["rms"] < min(ort["model 7 (+ boundary)"]["rms"], ort["model 6"]["rms"])
     text = mt.report(rows)
     assert "| latency_lut_a | onnxruntime | 1 | paired | " in text and "| latency_lut_a | torch | 1 | alone | " in text
-    assert ("- onnxruntime, entries timed paired (format 5), 1 tables, model 7 (+ boundary): held-out rms lower in 1, "
-            "higher in 0, equal in 0: no difference shown (p 1)") in text
+    assert ("- onnxruntime, entries timed paired (format 5), 1 tables, model 8 (+ reload) against model 7 (+ boundary): "
+            "held-out rms lower in 1, higher in 0, equal in 0: no difference shown (p 1)") in text
     assert mt.sign_test(12, 12) < 0.001 and mt.sign_test(0, 0) == 1.0
 
 
-def test_latency_lut_seeds_other_networks_and_reports_model_6_on_the_same_timings(ll):
+def test_latency_lut_seeds_other_networks_and_reports_the_previous_models_on_the_same_timings(ll):
     usual, other = ll.sets(2, 1, ["v3_small"]), ll.sets(2, 1, ["v3_small"], seed=1)
     assert list(other) == ["random v3_small (seed 1)", "references", "netadapt-shaped (seed 1)"]
     assert other["references"] == usual["references"]
@@ -181,9 +182,15 @@ def test_latency_lut_seeds_other_networks_and_reports_model_6_on_the_same_timing
         format_arch(a) for _, a in usual["random v3_small"]]
     rows = [{"arch": "x", "predicted_ms": p, "measured_ms": m, "error": p / m - 1, "measured_raw_ms": m,
              "set": "random", "model6_ms": p6} for p, p6, m in ((1.0, 0.9, 1.0), (2.0, 1.9, 2.0), (3.0, 3.3, 3.0))]
-    lines = ll._model6_lines({"random v3_small": {1: {"rows": rows}}})
+    lines = ll._beside_lines({"random v3_small": {1: {"rows": rows}}})
     assert "| random v3_small | 1 | 0% / 100% | -10.0% | -10.0%, -5.0%, +10.0% |" in lines  # -5.0000001%: beyond
-    assert ll._model6_lines({"random v3_small": {1: {"rows": [{k: v for k, v in r.items() if k != "model6_ms"}
+    assert any(line.startswith("The same timings predicted by model 6") for line in lines)
+    assert not any("model 7" in line for line in lines)  # a session-27 run recorded model 6 only
+    later = [{**{k: v for k, v in r.items() if k != "model6_ms"}, "model7_ms": r["model6_ms"] * 1.1} for r in rows]
+    lines = ll._beside_lines({"random v3_small": {1: {"rows": later}}})
+    assert any(line.startswith("The same timings predicted by model 7") for line in lines)
+    assert "| random v3_small | 1 | 67% / 67% | +21.0% | -1.0%, +4.5%, +21.0% |" in lines
+    assert ll._beside_lines({"random v3_small": {1: {"rows": [{k: v for k, v in r.items() if k != "model6_ms"}
                                                               for r in rows]}}}) == []
 
 

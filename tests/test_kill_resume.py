@@ -106,7 +106,7 @@ def test_search_killed_at_any_moment_resumes(tmp_path):
     assert (folder / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     for table in (tmp_path / "lut").rglob("*.json"):
         saved = json.loads(table.read_text())
-        assert saved["entries"] and saved["calibration"]["model"] == 7  # calibrated before the first trial
+        assert saved["entries"] and saved["calibration"]["model"] == 8  # calibrated before the first trial
         assert sum(k.startswith("net_") for k in saved["entries"]) == 2  # the fixed (quick, conftest) set
     assert not [p for p in folder.rglob("*.tmp")]
 
@@ -145,6 +145,6 @@ def test_netadapt_killed_at_any_moment_resumes(tmp_path):
     import space
 
     assert space.parse_arch(str(folder / "final.json")) == space.parse_arch(lines[-1]["arch"])
-    assert json.loads(lut.read_text())["calibration"]["model"] == 7  # on its fixed set, before iteration 0
+    assert json.loads(lut.read_text())["calibration"]["model"] == 8  # on its fixed set, before iteration 0
     assert (folder / "final.onnx").stat().st_size > 0 and (folder / "trajectory.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(folder.glob("*.tmp")) and not list(folder.glob(".*.tmp"))

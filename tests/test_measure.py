@@ -19,9 +19,9 @@ import torch
 import measure
 from core.cli import UsageError
 from measure import LatencyTable, MeasureError, count_macs, count_params, latency_model, measure_latency
-from measure.calibration import cold_mweights, depthwise_first, mboundary
+from measure.calibration import cold_mweights, depthwise_first, mboundary, mreload
 from measure.lut import main as lut_main
-from measure.macs import count_activations
+from measure.macs import count_activations, entry_weights
 from space import V3_LARGE, V3_SMALL, ArchSpec, BlockSpec, build_model, format_arch, load_space, scale_width
 
 FAST = {"warmup": 1, "repeats": 5, "max_rounds": 1}
@@ -37,6 +37,22 @@ def test_reference_macs_and_params_are_pinned():
     assert count_params(V3_LARGE) == 5_483_032
     assert count_params(V3_SMALL) == 2_542_856
     assert count_params(V3_SMALL, num_classes=10) == 2_542_856 - 990 * 1024 - 990
+
+
+def test_entry_weights_are_each_entrys_conv_and_linear_weights_and_feed_the_reload_term():
+    from measure.calibration import mreload, reload_share
+    from measure.entries import arch_entries
+
+    for arch in (V3_SMALL, V3_LARGE, TINY):  # biases and batch norm (1-d) fold away at inference
+        built = tuple(sum(p.numel() for p in e.build().parameters() if p.dim() > 1) for e in arch_entries(arch, 224))
+        assert entry_weights(arch) == built
+    assert sum(entry_weights(V3_SMALL)) == 2_525_832 and sum(entry_weights(V3_LARGE)) == 5_451_272
+    assert [reload_share(b, 100) for b in (10, 50, 75, 100, 400)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+    # On a 2 MiB L2 (this VM's): V3-Small's late blocks and SE convs fit it, V3-Large's widest blocks and both heads
+    # (1.7M and 2.3M weights) do not.
+    assert mreload(V3_SMALL, 2 ** 21) == pytest.approx(0.792940, abs=1e-6)
+    assert mreload(V3_LARGE, 2 ** 21) == pytest.approx(0.764638, abs=1e-6)
+    assert mreload(V3_SMALL, None) == 0.0
 
 
 @pytest.mark.parametrize("name", ["v3_large", "v3_small"])
@@ -251,7 +267,7 @@ def test_cli_build_is_resumable_and_validate_writes_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "8 entries and 2 calibration networks (" in out  # stem, 2 + 4 blocks, head; the (quick) fixed set
     data = json.loads(next((tmp_path / "lut").rglob("*.json")).read_text())
-    assert data["calibration"]["model"] == 7 and data["calibration"]["call_weight"] >= 0
+    assert data["calibration"]["model"] == 8 and data["calibration"]["call_weight"] >= 0
     stored = data["reference"]["unit"]["path"]
     assert f"unit: this build's, now this machine's for later tables of this kind ({stored}: delete it" in out
     assert lut_main(["build", *args]) == 0
@@ -335,7 +351,7 @@ def test_calibration_networks_are_kept_in_the_table_and_validation_ones_are_not(
     table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
     other = TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]])
     cal = table.calibrate([TINY, other, TINY.with_blocks([BlockSpec(5, 24, 8), TINY.blocks[1]])])
-    assert cal["model"] == 7 and len(cal["measured_ms"]) == 3
+    assert cal["model"] == 8 and len(cal["measured_ms"]) == 3
     nets = [k for k in json.loads((tmp_path / "t.json").read_text())["entries"] if k.startswith("net_")]
     assert nets == sorted(["net_r32 " + format_arch(a) for a in (TINY, other, TINY.with_blocks(
         [BlockSpec(5, 24, 8), TINY.blocks[1]]))])
@@ -644,15 +660,21 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     from measure.entries import arch_entries, call_entries, call_entry, network_entry
 
     # end-to-end = sum of entries - call_weight x calls - depthwise_ms x (depthwise-first blocks)
-    #              + cold_ms x (million weights read from memory) + feature_ms x (million feature-map elements), exactly;
+    #              + cold_ms x (million weights read from memory) + feature_ms x (million feature-map elements)
+    #              + reload_ms x (million weights an entry keeps in an L2 alone), exactly;
     # the feature term only where the backend allocates feature maps on every pass (eager torch)
     weight, depthwise, cold, feature = 2.0, 0.05, 40.0, (3.0 if backend == "torch" else 0.0)
+    reload = 60.0
     cache = 300_000  # bytes: these networks' footprints (100-300 kB) fall on the ramp (0 below cache / 4)
+    l2 = 8_000  # bytes: entries of 1000-2000 weights fall on the reload ramp, the heads (36-38k weights) beyond it
     monkeypatch.setattr("measure.runner.cache_bytes", lambda: cache)
+    monkeypatch.setattr("measure.runner.l2_bytes", lambda: l2)
     archs = [TINY, TINY.with_blocks([BlockSpec(5, 16, 8), TINY.blocks[1]]),
              TINY.with_blocks([BlockSpec(5, 8, 8), TINY.blocks[1]]),  # starts with its depthwise conv
              TINY.with_blocks([BlockSpec(3, 8, 8), BlockSpec(3, 96, 32, True, "HS", 2)]),
-             TINY.with_blocks([TINY.blocks[0], BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 48, 16)])]
+             TINY.with_blocks([TINY.blocks[0], BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 48, 16)]),
+             TINY.with_blocks([BlockSpec(3, 32, 8), BlockSpec(5, 24, 16, True, "HS", 2)]),
+             TINY.with_blocks([BlockSpec(5, 16, 16), BlockSpec(3, 40, 16, False, "RE", 2)])]
     unseen = TINY.with_blocks([BlockSpec(3, 8, 8), BlockSpec(3, 24, 16, True, "HS", 2), BlockSpec(3, 64, 16)])
     parts = [e for a in [*archs, unseen] for e in arch_entries(a, 32)]
     keys = sorted({e.key for e in parts})
@@ -663,9 +685,10 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     def truth(a):
         calls = sum(call_ms[e.key] for e in call_entries(arch_entries(a, 32))) - call_ms[call_entry(3, 32).key]
         return (sum(entry_ms[e.key] for e in arch_entries(a, 32)) - weight * calls - depthwise * depthwise_first(a)
-                + cold * cold_mweights(a, 32, cache) + 3.0 * count_activations(a, 32) / 1e6 * (backend == "torch"))
+                + cold * cold_mweights(a, 32, cache) + 3.0 * count_activations(a, 32) / 1e6 * (backend == "torch")
+                + reload * sum(w * min(1, max(0, (l2 - 4 * w) / (l2 / 2))) for w in entry_weights(a)) / 1e6)
 
-    assert [depthwise_first(a) for a in archs] == [0, 0, 1, 1, 0]
+    assert [depthwise_first(a) for a in archs] == [0, 0, 1, 1, 0, 0, 0]
     assert len({round(cold_mweights(a, 32, cache), 6) for a in archs}) == len(archs)  # the memory term varies
     nets = {network_entry(a, 32).key: truth(a) for a in archs}
     _write_table(tmp_path / "t.json", {**entry_ms, **call_ms, **nets}, backend)
@@ -674,14 +697,16 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     table = LatencyTable(tmp_path / "t.json", **opts)
     cal = table.calibrate()
     assert (max(cal["mfeatures"]) > 0) == (backend == "torch")
-    assert cal["model"] == 7 and cal["cache_bytes"] == cache
-    assert [cal[k] for k in ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")] == pytest.approx(
-        [weight, depthwise, cold, feature], rel=1e-6)
-    assert cal["boundary_ms"] == pytest.approx(0.0, abs=1e-9) and len(cal["mboundary"]) == 5  # none in the truth
-    assert cal["measured_ms"] == list(nets.values()) and cal["depthwise"] == [0, 0, 1, 1, 0]
-    assert cal["errors"] == pytest.approx([0] * 5, abs=1e-6) and cal["heldout_errors"] == pytest.approx([0] * 5, abs=1e-4)
+    assert cal["model"] == 8 and cal["cache_bytes"] == cache and cal["l2_bytes"] == l2
+    assert [cal[k] for k in ("call_weight", "depthwise_ms", "cold_ms", "feature_ms", "reload_ms")] == pytest.approx(
+        [weight, depthwise, cold, feature, reload], rel=1e-6)
+    assert cal["boundary_ms"] == pytest.approx(0.0, abs=1e-9) and len(cal["mboundary"]) == 7  # none in the truth
+    assert cal["mreload"][0] == pytest.approx((216 + 400 + 1176 * 0.824) / 1e6, abs=1e-6)  # stem, block 1, block 2 in part
+    assert cal["measured_ms"] == list(nets.values()) and cal["depthwise"] == [0, 0, 1, 1, 0, 0, 0]
+    assert cal["errors"] == pytest.approx([0] * 7, abs=1e-6) and cal["heldout_errors"] == pytest.approx([0] * 7, abs=1e-4)
     assert table.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6)
-    monkeypatch.setattr("measure.runner.cache_bytes", lambda: 10 * cache)  # the fit keeps the cache it was made with
+    monkeypatch.setattr("measure.runner.cache_bytes", lambda: 10 * cache)  # the fit keeps the caches it was made with
+    monkeypatch.setattr("measure.runner.l2_bytes", lambda: 10 * l2)
     again = LatencyTable(tmp_path / "t.json", **opts)  # stored with the table
     assert again.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6)
     # A fit of an older model (model 4, without feature maps) is not used. Every timing it rests on is stored, so a
@@ -689,7 +714,8 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     again.calibration = {**{k: v for k, v in cal.items() if k not in ("feature_ms", "mfeatures")}, "model": 4}
     assert again.calibration_fit() is None
     assert again.predict(unseen) == pytest.approx(truth(unseen), rel=1e-6) and again.measurements == 0
-    assert again.calibration["model"] == 7 and again.calibration["cache_bytes"] == cache
+    assert again.calibration["model"] == 8 and again.calibration["cache_bytes"] == cache
+    assert again.calibration["l2_bytes"] == l2
     # Fitted on p10: read with another statistic, or for another calibration set, the fit does not apply and is
     # made again from the stored timings (their medians equal their p10 here; three networks fit torch's four terms
     # less exactly).
@@ -705,7 +731,7 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
     del data["entries"][network_entry(archs[0], 32).key]
     data["calibration"]["model"] = 4
     (tmp_path / "t.json").write_text(json.dumps(data))
-    with pytest.raises(MeasureError, match=r"no fit of latency model 7 .*python -m measure\.lut build"):
+    with pytest.raises(MeasureError, match=r"no fit of latency model 8 .*python -m measure\.lut build"):
         LatencyTable(tmp_path / "t.json", **opts).predict(unseen)
 
 
@@ -716,6 +742,15 @@ def test_without_a_known_cache_size_the_model_has_no_memory_term(tmp_path, monke
     cal = table.calibrate()
     assert cal["cache_bytes"] is None and cal["cold_mweights"] == [0.0, 0.0] and cal["cold_ms"] == 0.0
     assert "cache size unknown: no memory term" in __import__("measure.model").model.describe_fit(cal)
+
+
+def test_without_a_known_l2_size_the_model_has_no_reload_term(tmp_path, monkeypatch):
+    monkeypatch.setattr("measure.runner.l2_bytes", lambda: None)
+    table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
+    FakeMachine().install(monkeypatch)
+    cal = table.calibrate()
+    assert cal["l2_bytes"] is None and cal["mreload"] == [0.0, 0.0] and cal["reload_ms"] == 0.0
+    assert "L2 size unknown: no reload term" in __import__("measure.model").model.describe_fit(cal)
 
 
 def test_the_boundary_term_is_recovered_exactly_and_without_it_the_smallest_networks_are_missed_most():
@@ -800,7 +835,8 @@ def test_a_table_model_calibrates_once_on_the_fixed_set_and_refuses_without_it(t
     cal = json.loads(model.table.path.read_text())["calibration"]
     expected = (model.table.raw_sum(TINY) - cal["call_weight"] * model.table.calls_ms(TINY)
                 - cal["depthwise_ms"] * depthwise_first(TINY) + cal["cold_ms"] * cold_mweights(TINY, 32, cal["cache_bytes"])
-                + cal["feature_ms"] * count_activations(TINY, 32) / 1e6 - cal["boundary_ms"] * mboundary(TINY, 32))
+                + cal["feature_ms"] * count_activations(TINY, 32) / 1e6 - cal["boundary_ms"] * mboundary(TINY, 32)
+                + cal["reload_ms"] * mreload(TINY, cal["l2_bytes"]))
     assert model(TINY) == pytest.approx(expected)
     assert model.prepare() is None  # already calibrated: nothing re-timed, nothing refitted
     assert json.loads(model.table.path.read_text())["calibration"] == cal
@@ -1060,7 +1096,7 @@ def test_the_order_in_which_commands_touch_a_table_does_not_change_a_prediction(
         table = LatencyTable(path, input_size=32, measure_missing=False)
         results[path.name] = (table.calibration, [table.predict(a) for a in probes])
     first, *others = results.values()
-    assert first[0]["model"] == 7 and all(r == first for r in others)
+    assert first[0]["model"] == 8 and all(r == first for r in others)
 
 
 def test_measured_refuses_a_table_made_on_another_machine_unless_asked(tmp_path):
@@ -1084,8 +1120,8 @@ def test_a_latency_record_changes_with_the_calibration_or_unit_not_with_new_entr
     record = model.describe()
     assert record["name"] == "lut:onnxruntime:t1:32" and record["table"] == str(tmp_path / "t.json")
     assert record["calibration"] == {**{k: model.table.calibration[k] for k in ("model", "call_weight", "depthwise_ms",
-                                                                            "cold_ms", "feature_ms", "boundary_ms",
-                                                                            "cache_bytes", "set")},
+                                                                            "cold_ms", "feature_ms", "boundary_ms", "reload_ms",
+                                                                            "cache_bytes", "l2_bytes", "set")},
                                      "heldout_worst": None}  # the quick set: too few networks to hold one out
     assert record["reference"]["ms"] == 3.0 and record["machine"] == measure.machine_id()
     model(load_space(_space_file(tmp_path)).sample(3))  # new entries timed: no earlier prediction changes

@@ -264,7 +264,7 @@ def test_a_study_whose_latency_table_changed_exits_2_unless_accepted(lut, tmp_pa
     assert search(tmp_path, lut, *base) == 0
     record = load(tmp_path / STUDY).user_attrs["settings"]["latency"]
     assert record["table"] == str(table) and record["source"] == "lut" and len(record["hash"]) == 16
-    assert record["calibration"]["model"] == 7 and record["reference"]["ms"] > 0
+    assert record["calibration"]["model"] == 8 and record["reference"]["ms"] > 0
     data = json.loads(table.read_text())
     data["calibration"]["call_weight"] += 0.5  # refitted since (as if by another calibration)
     table.write_text(json.dumps(data))

@@ -108,12 +108,21 @@ def sets(n: int, per_start: int = 5, spaces: list[str] | None = None,
     return out
 
 
-def without_boundary(table: LatencyTable, named: list[tuple[str, ArchSpec]]) -> list[float]:
-    """What model 6 (the model without its boundary term, refitted on the table's calibration timings) predicts for
-    ``named``: set beside each validated network, so one set of timings judges both."""
-    terms, _ = refit_model(table.calibration, ("call_weight", "depthwise_ms", "cold_ms", "feature_ms"))
-    cache = table.calibration.get("cache_bytes")
-    return [round(predict_model(terms, table.features(a, cache)), 4) for _, a in named]
+# The model before the table's, by its record key in a validated row: refitted on the same calibration timings and set
+# beside each validated network, so one set of timings judges both (model 6 from session 27, model 7 from session 28).
+BESIDE = {"model6_ms": ("model 6", "without the boundary term",
+                        ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")),
+          "model7_ms": ("model 7", "without the reload term",
+                        ("call_weight", "depthwise_ms", "cold_ms", "feature_ms", "boundary_ms"))}
+PREVIOUS = "model7_ms"
+
+
+def previous_model(table: LatencyTable, named: list[tuple[str, ArchSpec]], key: str = PREVIOUS) -> list[float]:
+    """What the model before the table's (``BESIDE[key]``, refitted on the table's calibration timings) predicts
+    for ``named``."""
+    terms, _ = refit_model(table.calibration, BESIDE[key][2])
+    cache, l2 = table.calibration.get("cache_bytes"), table.calibration.get("l2_bytes")
+    return [round(predict_model(terms, table.features(a, cache, l2=l2)), 4) for _, a in named]
 
 
 def repeat_in_processes(results_dir: str, backend: str, k: int, passes: int = 2) -> list[dict]:
@@ -197,8 +206,8 @@ def bench(backend: str, results_dir: str, n: int, repeat: int, results: Path, ta
                 continue
             t0 = time.time()
             rows = compare(table, named)
-            for row, ms in zip(rows, without_boundary(table, named)):
-                row["model6_ms"] = ms
+            for row, ms in zip(rows, previous_model(table, named)):
+                row[PREVIOUS] = ms
             append_jsonl(results, {"backend": backend, "kind": "set", "set": set_name, "run": run,
                              "seconds": time.time() - t0, "load": os.getloadavg()[0], "rows": rows})
     if repeat and (backend, "repeat", None, None, None) not in done:
@@ -277,7 +286,7 @@ def section(backend: str, records: list[dict]) -> list[str]:
                          f"| {max(errors, key=abs):+.1%} | {', '.join(f'{b:+.1%}' for b in bias) if bias else ''} "
                          f"| {within(raw, 0.05):.0%} / {within(raw, 0.10):.0%} "
                          f"| {r['seconds']:.0f} | {r['load']:.1f} | {again} | {host_state(rows, t.get('small_large'))} |")
-    lines += _model6_lines(runs)
+    lines += _beside_lines(runs)
     for r in (x for x in mine if x["kind"] == "repeat"):
         probe = "network" not in r  # up to session 22: V3-Large, the probe, timed paired with itself
         lines += ["", f"{r.get('network', 'MobileNetV3-Large')} in {len(r['ms'])} fresh processes: converted "
@@ -318,20 +327,25 @@ def section(backend: str, records: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def _model6_lines(runs: dict[str, dict[int, dict]]) -> list[str]:
-    """Model 6 (no boundary term) on each set run's own timings, where the run recorded it (session 27 on)."""
-    out = []
-    for set_name, by_run in runs.items():
-        for run, r in sorted(by_run.items()):
-            if all("model6_ms" in x for x in r["rows"]):
-                rows = [{**x, "error": x["model6_ms"] / x["measured_ms"] - 1} for x in r["rows"]]
-                bias = tercile_bias(rows)
-                out.append(f"| {set_name} | {run} | {within(rows, 0.05):.0%} / {within(rows, 0.10):.0%} "
-                           f"| {max((x['error'] for x in rows), key=abs):+.1%} "
-                           f"| {', '.join(f'{b:+.1%}' for b in bias) if bias else ''} |")
-    return ["", "The same timings predicted by model 6 (without the boundary term, refitted on the table's "
-                "calibration timings):", "", "| set | run | ±5% / ±10% | worst error | mean error by size tercile |",
-            "|---|---|---|---|---|", *out] if out else []
+def _beside_lines(runs: dict[str, dict[int, dict]]) -> list[str]:
+    """The model before the table's (``BESIDE``) on each set run's own timings, where the run recorded it (session 27
+    on: model 6; session 28 on: model 7)."""
+    lines = []
+    for key, (name, without, _) in BESIDE.items():
+        out = []
+        for set_name, by_run in runs.items():
+            for run, r in sorted(by_run.items()):
+                if all(key in x for x in r["rows"]):
+                    rows = [{**x, "error": x[key] / x["measured_ms"] - 1} for x in r["rows"]]
+                    bias = tercile_bias(rows)
+                    out.append(f"| {set_name} | {run} | {within(rows, 0.05):.0%} / {within(rows, 0.10):.0%} "
+                               f"| {max((x['error'] for x in rows), key=abs):+.1%} "
+                               f"| {', '.join(f'{b:+.1%}' for b in bias) if bias else ''} |")
+        if out:
+            lines += ["", f"The same timings predicted by {name} ({without}, refitted on the table's calibration "
+                          "timings):", "", "| set | run | ±5% / ±10% | worst error | mean error by size tercile |",
+                      "|---|---|---|---|---|", *out]
+    return lines
 
 
 def table_line(t: dict) -> str:
@@ -381,6 +395,9 @@ def fit_text(t: dict) -> str:
         features = f", {t['feature_ms']:.3f} ms per million feature-map elements" if "feature_ms" in t else ""
         if "boundary_ms" in t:  # model 7
             features += f", {t['boundary_ms']:.3f} ms per million elements crossing an entry's boundary"
+        if "reload_ms" in t:  # model 8
+            l2 = f"{t['l2_bytes'] / 2 ** 20:g} MiB" if t.get("l2_bytes") else "unknown"
+            features += f", {t['reload_ms']:.3f} ms per million weights an entry keeps in its core's L2 alone (L2 {l2})"
         return (f"model {t['model']}: call weight {t['call_weight']:.2f}, {t['depthwise_ms']:.3f} ms per "
                 f"depthwise-first block, {t['cold_ms']:.3f} ms per million weights read from memory (last-level "
                 f"cache {cache}){features}")

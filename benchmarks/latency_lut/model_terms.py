@@ -1,12 +1,14 @@
 """Which terms earn a place in the latency model? Each candidate refitted on every stored table's own timings.
 
-Every table line of ``latency_lut*.jsonl`` (sessions 21-27, model 4 and later) keeps its 15 calibration networks'
+Every table line of ``latency_lut*.jsonl`` (sessions 21 on, model 4 and later) keeps its 15 calibration networks'
 features and measured latencies. On those timings this script refits the model's terms without the boundary term
 (model 6: call weight, depthwise-first blocks, weights read from memory, feature maps), with it (model 7: elements
-crossing the entries' boundaries, computed from the networks' names where an older line lacks the column), and with
-a cost per network besides, each checked leave-one-out as a build checks itself, and compares their held-out errors
-table by table: the rms, the worst, the share within ±5% and the mean error of the smallest third (the networks
-models 4-6 under-predicted). Nothing is timed; it runs in seconds.
+crossing the entries' boundaries), with the reload term besides (model 8: weights an entry keeps in its core's L2 alone)
+and with a cost per network on top, each checked leave-one-out as a build checks itself, and compares each with the
+model before it, table by table: the rms, the worst, the share within ±5% and the mean error of the smallest third (the
+networks models 4-6 under-predicted). A column an older line lacks is computed from the networks' names (input 224);
+the reload term's L2 is the line's, else this machine's (every stored table was built on this VM). Nothing is timed;
+it runs in seconds.
 
     python -m benchmarks.latency_lut.model_terms           # writes model_terms.md beside this file
 
@@ -22,7 +24,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import read_jsonl, write_report
-from measure import mboundary, named_full_set, refit_model
+from measure import l2_bytes, mboundary, mreload, named_full_set, refit_model
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,7 +53,8 @@ def summary(errors: list[float], measured: list[float]) -> dict:
 
 BASE = ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")  # model 6
 CANDIDATES = {"model 6": BASE, "model 7 (+ boundary)": (*BASE, "boundary_ms"),
-              "model 7 + cost per network": (*BASE, "boundary_ms", "overhead_ms")}
+              "model 8 (+ reload)": (*BASE, "boundary_ms", "reload_ms"),
+              "model 8 + cost per network": (*BASE, "boundary_ms", "reload_ms", "overhead_ms")}
 
 
 def compare(folder: Path) -> list[dict]:
@@ -59,18 +62,21 @@ def compare(folder: Path) -> list[dict]:
     rows = []
     for stem, t in tables(folder):
         names = t.get("calibration_names") or []
-        if "mboundary" in t:
-            cal = t
-        elif names and all(n in named for n in names):  # input size 224: every stored run's
-            cal = {**t, "mboundary": [mboundary(named[n], 224) for n in names]}
-        else:
+        known = names and all(n in named for n in names)  # input size 224: every stored run's
+        if not known and not ("mboundary" in t and "mreload" in t):
             continue
+        cal = dict(t)
+        if "mboundary" not in t:
+            cal["mboundary"] = [mboundary(named[n], 224) for n in names]
+        if "mreload" not in t:
+            cal["mreload"] = [mreload(named[n], t.get("l2_bytes") or l2_bytes()) for n in names]
         fits = {k: refit_model(cal, terms) for k, terms in CANDIDATES.items()}
         rows.append({"report": stem, "backend": t["backend"], "table": t.get("table", 1),
                      "format5": bool(t.get("block_ms")),
                      **{k: summary(held, t["measured_ms"]) for k, (_, held) in fits.items()},
                      "boundary_ms": fits["model 7 (+ boundary)"][0]["boundary_ms"],
-                     "overhead_ms": fits["model 7 + cost per network"][0]["overhead_ms"]})
+                     "reload_ms": fits["model 8 (+ reload)"][0]["reload_ms"],
+                     "overhead_ms": fits["model 8 + cost per network"][0]["overhead_ms"]})
     return rows
 
 
@@ -88,34 +94,36 @@ def report(rows: list[dict]) -> str:
              "calibration networks refitted leave-one-out by each candidate: rms / worst / share within ±5% / mean "
              "error of the smallest third. `python -m benchmarks.latency_lut.model_terms` regenerates this file; "
              "nothing is timed.", "",
-             "| report | backend | table | entries | " + " | ".join(names) + " | boundary term | cost per network |",
-             "|---|---|---|---|" + "---|" * len(names) + "---|---|"]
+             "| report | backend | table | entries | " + " | ".join(names)
+             + " | boundary term (model 7) | reload term (model 8) | cost per network |",
+             "|---|---|---|---|" + "---|" * len(names) + "---|---|---|"]
     for r in rows:
         cells = [f"{r[k]['rms']:.1%} / {r[k]['worst']:+.1%} / {r[k]['within5']:.0%} / {r[k]['small']:+.1%}"
                  for k in names]
         lines.append(f"| {r['report']} | {r['backend']} | {r['table']} | {'paired' if r['format5'] else 'alone'} | "
-                     + " | ".join(cells) + f" | {r['boundary_ms']:.3f} ms | {r['overhead_ms']:.3f} ms |")
-    lines += ["", "## Against model 6, per backend and how entries were timed", ""]
+                     + " | ".join(cells) + f" | {r['boundary_ms']:.3f} ms | {r['reload_ms']:.3f} ms "
+                     f"| {r['overhead_ms']:.3f} ms |")
+    lines += ["", "## Each model against the one before it, per backend and how entries were timed", ""]
     for backend in sorted({r["backend"] for r in rows}):
         for paired in (True, False):
             mine = [r for r in rows if r["backend"] == backend and r["format5"] == paired]
             if not mine:
                 continue
-            for k in names[1:]:
+            for before, k in zip(names, names[1:]):
                 lines.append(f"- {backend}, entries timed {'paired (format 5)' if paired else 'alone (formats 3-4)'}, "
-                             f"{len(mine)} tables, {k}: " + _versus(mine, k))
+                             f"{len(mine)} tables, {k} against {before}: " + _versus(mine, k, before))
     return "\n".join(lines) + "\n"
 
 
-def _versus(rows: list[dict], k: str) -> str:
-    lower = sum(r[k]["rms"] < r["model 6"]["rms"] - 1e-9 for r in rows)
-    higher = sum(r[k]["rms"] > r["model 6"]["rms"] + 1e-9 for r in rows)
+def _versus(rows: list[dict], k: str, base: str) -> str:
+    lower = sum(r[k]["rms"] < r[base]["rms"] - 1e-9 for r in rows)
+    higher = sum(r[k]["rms"] > r[base]["rms"] + 1e-9 for r in rows)
     p = sign_test(lower, lower + higher)
     verdict = (("lower" if lower > higher else "higher") + f" (p {p:.3g})") if p < 0.05 else (
         f"no difference shown (p {p:.2g})")
     return (f"held-out rms lower in {lower}, higher in {higher}, equal in {len(rows) - lower - higher}: {verdict}; "
-            f"median rms {_median(rows, 'model 6', 'rms')} against {_median(rows, k, 'rms')}, median smallest third "
-            f"{_median(rows, 'model 6', 'small', signed=True)} against {_median(rows, k, 'small', signed=True)}.")
+            f"median rms {_median(rows, base, 'rms')} against {_median(rows, k, 'rms')}, median smallest third "
+            f"{_median(rows, base, 'small', signed=True)} against {_median(rows, k, 'small', signed=True)}.")
 
 
 def _median(rows: list[dict], which: str, key: str, signed: bool = False) -> str:
