@@ -49,7 +49,8 @@ context, as the difference of paired prefix timings, against its entry):
   in the network against 5-7 us alone, the 7x7 blocks' expand and project convs 10-20% longer; whole networks whose
   weights sit in many small blocks (NetAdapt's outputs, thin projections) were under-predicted by 3-7%. A cost per
   million such weights (``mreload``: each entry's weights, in full up to half the L2, none from its size on, linear
-  between; ``reload_share``), fitted; the L2's size is the target's, recorded with the fit.
+  between; ``reload_share``), fitted; the L2's size is the target's, recorded with the fit. Only where it was shown
+  (``RELOADING``: onnxruntime); on eager torch it did not lower the held-out error.
 
 The sum is not scaled: entries as timed and networks at the probe's median speed over the build are the same ms
 (``measure.table``), and a free scale (model 3's came out near 1.3 on onnxruntime) stood in for the memory effect,
@@ -190,9 +191,21 @@ def reload_share(nbytes: float, l2: float) -> float:
     return min(1.0, max(0.0, (l2 - nbytes) / (l2 / 2)))
 
 
-def mreload(arch: ArchSpec, l2: float | None) -> float:
+# Backends the reload term was shown on (session 28): onnxruntime, profiled per node and validated on fresh networks.
+# On eager torch it raised the held-out error of 4 of 4 tables and, on fresh networks, moved one network either way
+# (benchmarks/latency_lut/latency_lut.md); ExecuTorch is not measured yet.
+RELOADING = {"onnxruntime"}
+
+
+def mreload(arch: ArchSpec, l2: float | None, backend: str = "onnxruntime") -> float:
     """Million weights of ``arch``'s entries that a core's ``l2``-byte cache holds while each is timed alone and that
-    the network reads again on every pass (``reload_share``); 0 when the L2's size is unknown."""
+    the network reads again on every pass (``reload_share``); 0 when the L2's size is unknown or ``backend`` is not
+    one the term was shown on (``RELOADING``)."""
+    return reload_mweights(arch, l2) if backend in RELOADING else 0.0
+
+
+def reload_mweights(arch: ArchSpec, l2: float | None) -> float:
+    """``mreload`` on any backend: the candidate column (``benchmarks/latency_lut/model_terms.py``)."""
     from .macs import entry_weights
 
     if not l2:

@@ -82,7 +82,7 @@ class RemoteTarget:
     def describe(self) -> dict:
         h = self.hello()
         return {"url": self.url, "python": self.python, "machine": h["machine"], "cpu": h["cpu"], "cpus": h["cpus"],
-                "cache": h.get("cache"),
+                "cache": h.get("cache"), "l2": h.get("l2"),
                 "os": h["os"], "runtime": h["runtime"], "runner_python": h["python"]}
 
     def hello(self) -> dict:

@@ -564,7 +564,7 @@ class LatencyTable:
                 "depthwise": calib.depthwise_first(arch),
                 "cold_mweights": calib.cold_mweights(arch, self.input_size, cache) if cache else 0.0,
                 "mfeatures": calib.mfeatures(arch, self.input_size, self.backend),
-                "mboundary": calib.mboundary(arch, self.input_size), "mreload": calib.mreload(arch, l2)}
+                "mboundary": calib.mboundary(arch, self.input_size), "mreload": calib.mreload(arch, l2, self.backend)}
 
     def predict(self, arch: ArchSpec) -> float:
         """Predicted end-to-end latency of ``arch`` in ms (``measure.calibration.predict``)."""

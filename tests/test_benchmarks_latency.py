@@ -144,21 +144,24 @@ def test_report_of_a_second_table_in_the_machines_unit_says_what_its_own_speed_w
 
 def test_model_terms_compares_each_stored_table_once_and_says_no_difference_inside_the_sign_test(ll, tmp_path):
     mt = importlib.import_module("benchmarks.latency_lut.model_terms")
-    from measure.calibration import TERMS, columns, named_full_set, predict
+    from measure.calibration import TERMS, columns, named_full_set, predict, reload_mweights
 
     named = named_full_set()
     names = list(named)[:6]
 
     def table(backend: str, boundary: float, format5: bool, reload: float = 0.0) -> dict:
         rows = [{"sum_ms": 0.5 + i, "calls_ms": 0.05 + 0.01 * i, "depthwise": i % 2, "cold_mweights": 0.0,
-                 "mfeatures": 0.0, "mboundary": 0.1 + 0.5 * (i % 3), "mreload": 0.8 - 0.12 * i} for i in range(6)]
+                 "mfeatures": 0.0, "mboundary": 0.1 + 0.5 * (i % 3), "mreload": reload_mweights(named[n], 2 ** 21)}
+                for i, n in enumerate(names)]
         true = {**dict.fromkeys(TERMS, 0.0), "call_weight": 1.0, "boundary_ms": boundary, "reload_ms": reload}
         line = {"kind": "table", "backend": backend, "table": 1, "model": 7, "call_weight": 1.0, **columns(rows),
+                "l2_bytes": 2 ** 21,
                 "measured_ms": [predict(true, r) * (1 + 0.01 * (-1) ** i) for i, r in enumerate(rows)],
                 "calibration_names": names}
         return {**line, "block_ms": 0.1} if format5 else line
     first = table("onnxruntime", 0.3, True, reload=1.0)
     older = {k: v for k, v in table("torch", 0.0, False).items() if k not in ("mboundary", "mreload")}  # from names
+    first["mreload"] = [0.0] * 6  # as a table whose backend the term is not used on records it: recomputed anyway
     (tmp_path / "latency_lut_a.jsonl").write_text("\n".join(json.dumps(t) for t in (first, older)) + "\n")
     (tmp_path / "latency_lut_b.jsonl").write_text(json.dumps({**first, "table": 2}) + "\n")  # reused: counted once
     rows = mt.compare(tmp_path)

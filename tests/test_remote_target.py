@@ -86,6 +86,8 @@ def test_build_and_validate_over_ssh_key_the_table_by_the_targets_machine(ssh_en
     assert path.parent.name == data["machine"] == target["machine"]  # keyed by what the runner reported
     assert target["runtime"].startswith("onnxruntime ") and target["cpu"] and target["os"].startswith("Linux")
     assert target["url"] == ssh_env.url and data["reference"]["ms"] > 0 and data["calibration"]["model"] == 8
+    from measure.runner import l2_bytes  # the target's caches, as its runner reports them (here: this machine)
+    assert data["calibration"]["l2_bytes"] == target["l2"] == l2_bytes()
     assert all(len(e["passes"]) == 2 for e in data["entries"].values())
     # every entry timed paired there too: networks with the probe, the others with the reference block (shipped)
     assert all(t["paired"] and t["n"] == 80 for e in data["entries"].values() for t in e["passes"])
