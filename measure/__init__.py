@@ -13,7 +13,7 @@ __all__ = [
     "host_sweep", "is_network",
     "latency_model", "LatencyModel", "LatencyTable", "machine_id", "make_runner", "measure_latency", "MeasureError",
     "network_entry", "open_target", "ort_runner", "runner_runtime", "space_entries", "scale_heldout", "refit_model",
-    "predict_model", "named_full_set", "mboundary", "reload_mweights", "l2_bytes", "SpeedProbe",
+    "predict_model", "named_full_set", "mboundary", "reload_mweights", "l2_bytes", "calibration_rows", "SpeedProbe",
     "size_weight", "tercile_bias", "count_activations", "time_callable", "time_paired", "time_runner", "traced_macs",
     "unhandled_ops", "validation_archs", "within",
 ]
@@ -46,6 +46,7 @@ _LAZY = {
     "named_full_set": "measure.calibration",
     "mboundary": "measure.calibration",
     "reload_mweights": "measure.calibration",
+    "calibration_rows": "measure.calibration:rows_of",
     "l2_bytes": "measure.runner",
     "host_noise": "measure.noise",
     "host_sweep": "measure.noise:sweep",

@@ -109,11 +109,14 @@ def sets(n: int, per_start: int = 5, spaces: list[str] | None = None,
 
 
 # The model before the table's, by its record key in a validated row: refitted on the same calibration timings and set
-# beside each validated network, so one set of timings judges both (model 6 from session 27, model 7 from session 28).
+# beside each validated network, so one set of timings judges both (model 6 from session 27, model 7 from session 28;
+# model 8 beside model 9, a torch-only context share session 28 tried and did not adopt).
 BESIDE = {"model6_ms": ("model 6", "without the boundary term",
                         ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")),
           "model7_ms": ("model 7", "without the reload term",
-                        ("call_weight", "depthwise_ms", "cold_ms", "feature_ms", "boundary_ms"))}
+                        ("call_weight", "depthwise_ms", "cold_ms", "feature_ms", "boundary_ms")),
+          "model8_ms": ("model 8", "the model in use, without model 9's context share",
+                        ("call_weight", "depthwise_ms", "cold_ms", "feature_ms", "boundary_ms", "reload_ms"))}
 PREVIOUS = "model7_ms"
 
 
@@ -398,6 +401,8 @@ def fit_text(t: dict) -> str:
         if "reload_ms" in t:  # model 8
             l2 = f"{t['l2_bytes'] / 2 ** 20:g} MiB" if t.get("l2_bytes") else "unknown"
             features += f", {t['reload_ms']:.3f} ms per million weights an entry keeps in its core's L2 alone (L2 {l2})"
+        if "context_share" in t:  # model 9 (tried in session 28, not adopted)
+            features += f", blocks {t['context_share']:.1%} slower in the network than alone"
         return (f"model {t['model']}: call weight {t['call_weight']:.2f}, {t['depthwise_ms']:.3f} ms per "
                 f"depthwise-first block, {t['cold_ms']:.3f} ms per million weights read from memory (last-level "
                 f"cache {cache}){features}")

@@ -3,8 +3,9 @@
 Every table line of ``latency_lut*.jsonl`` (sessions 21 on, model 4 and later) keeps its 15 calibration networks'
 features and measured latencies. On those timings this script refits the model's terms without the boundary term
 (model 6: call weight, depthwise-first blocks, weights read from memory, feature maps), with it (model 7: elements
-crossing the entries' boundaries), with the reload term besides (model 8: weights an entry keeps in its core's L2 alone)
-and with a cost per network on top, each checked leave-one-out as a build checks itself, and compares each with the
+crossing the entries' boundaries), with the reload term besides (model 8: weights an entry keeps in its core's L2 alone),
+and model 8 with a cost per network or a share of the entries' sum on top (eager torch's blocks ran slower in the
+network than alone: session 28 tried it as model 9 and did not adopt it), each checked leave-one-out as a build checks itself, and compares each with the
 model before it, table by table: the rms, the worst, the share within ±5% and the mean error of the smallest third (the
 networks models 4-6 under-predicted). A column an older line lacks is computed from the networks' names (input 224);
 the reload term's column is computed so on every line and every backend (a table records it only where the model
@@ -25,7 +26,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import read_jsonl, write_report
-from measure import l2_bytes, mboundary, named_full_set, refit_model, reload_mweights
+from measure import calibration_rows, l2_bytes, mboundary, named_full_set, refit_model, reload_mweights
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,10 +57,12 @@ BASE = ("call_weight", "depthwise_ms", "cold_ms", "feature_ms")  # model 6
 CANDIDATES = {"model 6": BASE, "model 7 (+ boundary)": (*BASE, "boundary_ms"),
               "model 7 + cost per network": (*BASE, "boundary_ms", "overhead_ms"),
               "model 8 (+ reload)": (*BASE, "boundary_ms", "reload_ms"),
-              "model 8 + cost per network": (*BASE, "boundary_ms", "reload_ms", "overhead_ms")}
+              "model 8 + cost per network": (*BASE, "boundary_ms", "reload_ms", "overhead_ms"),
+              "model 8 + context share": (*BASE, "boundary_ms", "reload_ms", "context_share")}
 # (candidate, the model it is judged against): session 27 judged model 7 and a cost per network against model 6
 PAIRS = (("model 7 (+ boundary)", "model 6"), ("model 7 + cost per network", "model 6"),
-         ("model 8 (+ reload)", "model 7 (+ boundary)"), ("model 8 + cost per network", "model 8 (+ reload)"))
+         ("model 8 (+ reload)", "model 7 (+ boundary)"), ("model 8 + cost per network", "model 8 (+ reload)"),
+         ("model 8 + context share", "model 8 (+ reload)"))
 
 
 def compare(folder: Path) -> list[dict]:
@@ -75,12 +78,14 @@ def compare(folder: Path) -> list[dict]:
             cal["mboundary"] = [mboundary(named[n], 224) for n in names]
         # the candidate on every backend (a table records it only where the model uses it: measure.calibration)
         cal["mreload"] = [reload_mweights(named[n], t.get("l2_bytes") or l2_bytes()) for n in names]
-        fits = {k: refit_model(cal, terms) for k, terms in CANDIDATES.items()}
+        rows_ = [{**r, "context_ms": r["sum_ms"]} for r in calibration_rows(cal)]  # the context share's column
+        fits = {k: refit_model(cal, terms, rows_) for k, terms in CANDIDATES.items()}
         rows.append({"report": stem, "backend": t["backend"], "table": t.get("table", 1),
                      "format5": bool(t.get("block_ms")),
                      **{k: summary(held, t["measured_ms"]) for k, (_, held) in fits.items()},
                      "boundary_ms": fits["model 7 (+ boundary)"][0]["boundary_ms"],
                      "reload_ms": fits["model 8 (+ reload)"][0]["reload_ms"],
+                     "context_share": fits["model 8 + context share"][0]["context_share"],
                      "overhead_ms": fits["model 8 + cost per network"][0]["overhead_ms"]})
     return rows
 
@@ -100,14 +105,14 @@ def report(rows: list[dict]) -> str:
              "error of the smallest third. `python -m benchmarks.latency_lut.model_terms` regenerates this file; "
              "nothing is timed.", "",
              "| report | backend | table | entries | " + " | ".join(names)
-             + " | boundary term (model 7) | reload term (model 8) | cost per network |",
-             "|---|---|---|---|" + "---|" * len(names) + "---|---|---|"]
+             + " | boundary term (model 7) | reload term (model 8) | context share | cost per network |",
+             "|---|---|---|---|" + "---|" * len(names) + "---|---|---|---|"]
     for r in rows:
         cells = [f"{r[k]['rms']:.1%} / {r[k]['worst']:+.1%} / {r[k]['within5']:.0%} / {r[k]['small']:+.1%}"
                  for k in names]
         lines.append(f"| {r['report']} | {r['backend']} | {r['table']} | {'paired' if r['format5'] else 'alone'} | "
                      + " | ".join(cells) + f" | {r['boundary_ms']:.3f} ms | {r['reload_ms']:.3f} ms "
-                     f"| {r['overhead_ms']:.3f} ms |")
+                     f"| {r['context_share']:.1%} | {r['overhead_ms']:.3f} ms |")
     lines += ["", "## Each candidate against the model before it, per backend and how entries were timed", ""]
     for backend in sorted({r["backend"] for r in rows}):
         for paired in (True, False):
