@@ -736,22 +736,16 @@ def test_calibration_recovers_known_terms_and_predicts_with_them(tmp_path, monke
         LatencyTable(tmp_path / "t.json", **opts).predict(unseen)
 
 
-def test_without_a_known_cache_size_the_model_has_no_memory_term(tmp_path, monkeypatch):
-    monkeypatch.setattr("measure.runner.cache_bytes", lambda: None)
+@pytest.mark.parametrize("size, column, term, said", [
+    ("cache_bytes", "cold_mweights", "cold_ms", "cache size unknown: no memory term"),
+    ("l2_bytes", "mreload", "reload_ms", "L2 size unknown: no reload term")])
+def test_without_a_known_cache_size_the_model_has_no_term_for_it(tmp_path, monkeypatch, size, column, term, said):
+    monkeypatch.setattr(f"measure.runner.{size}", lambda: None)
     table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
     FakeMachine().install(monkeypatch)
     cal = table.calibrate()
-    assert cal["cache_bytes"] is None and cal["cold_mweights"] == [0.0, 0.0] and cal["cold_ms"] == 0.0
-    assert "cache size unknown: no memory term" in __import__("measure.model").model.describe_fit(cal)
-
-
-def test_without_a_known_l2_size_the_model_has_no_reload_term(tmp_path, monkeypatch):
-    monkeypatch.setattr("measure.runner.l2_bytes", lambda: None)
-    table = LatencyTable(tmp_path / "t.json", input_size=32, **FAST)
-    FakeMachine().install(monkeypatch)
-    cal = table.calibrate()
-    assert cal["l2_bytes"] is None and cal["mreload"] == [0.0, 0.0] and cal["reload_ms"] == 0.0
-    assert "L2 size unknown: no reload term" in __import__("measure.model").model.describe_fit(cal)
+    assert cal[size] is None and cal[column] == [0.0, 0.0] and cal[term] == 0.0
+    assert said in __import__("measure.model").model.describe_fit(cal)
 
 
 def test_the_boundary_term_is_recovered_exactly_and_without_it_the_smallest_networks_are_missed_most():
